@@ -1,0 +1,5 @@
+"""Directory connectors: protocol in, plain records out (see ../shared/DESIGN.md, "Read").
+
+A connector never touches the store, Flask, the scheduler or the reconciler; it imports protocol libraries and
+:mod:`connectors.interface` only.
+"""

@@ -1,0 +1,5 @@
+"""``python -m syncd`` runs the CLI, so tests and checkouts need no installed console script."""
+
+from syncd.cli import main
+
+raise SystemExit(main())

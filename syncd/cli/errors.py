@@ -1,0 +1,14 @@
+"""The errors the CLI turns into one line on stderr and exit 1: each already says what failed and the fix."""
+
+from __future__ import annotations
+
+from connectors.interface import ConfigError, ConnectorError
+from syncd.orgs import OrgError
+from syncd.tokens import TokenError
+
+
+class CliError(Exception):
+    """A command cannot do what was asked; the message names the fix."""
+
+
+KNOWN_ERRORS: tuple[type[Exception], ...] = (CliError, ConfigError, ConnectorError, OrgError, TokenError)

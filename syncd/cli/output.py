@@ -1,0 +1,48 @@
+"""Printing answers: aligned text tables for people, JSON for scripts (``--format json``), progress only on a TTY."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+
+def add_format(parser: argparse.ArgumentParser, choices: Sequence[str] = ("text", "json")) -> None:
+    parser.add_argument("--format", choices=choices, default="text", help="output format (default: text)")
+
+
+def print_json(value: Any, stream: TextIO | None = None) -> None:
+    json.dump(value, stream or sys.stdout, indent=2, ensure_ascii=False, default=str)
+    (stream or sys.stdout).write("\n")
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    out.write("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+class Progress:
+    """A one-line counter on stderr when it is a terminal; silent in pipes, files and under systemd."""
+
+    def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.label, self.total, self.done = label, total, 0
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        if self.enabled and (self.done % 1000 == 0 or self.done == self.total):
+            of = f"/{self.total}" if self.total else ""
+            self.stream.write(f"\r{self.label}: {self.done}{of}")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled and self.done:
+            self.stream.write("\n")
+            self.stream.flush()

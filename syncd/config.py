@@ -1,0 +1,250 @@
+"""The TOML config file: its shape (../shared/DESIGN.md, "The config's shape"), defaults and validation.
+
+Every key but ``database.url`` has a default; an unknown key or a value of the wrong type is an error that names
+the key's dotted path. Source settings beyond the common keys belong to the connector of that kind: each module
+``connectors.<kind>`` declares a ``Settings`` dataclass, validated here by the same mechanism.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from connectors.interface import ConfigError, parse_settings
+
+SOURCE_KINDS = ("file", "ldap", "okta", "azure")
+ROLES = ("owner", "admin", "team_admin", "member", "guest")
+TEAM_ROLES = ("maintainer", "member")
+DEFAULT_DATABASE_URL = "sqlite:///syncd.db"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = DEFAULT_DATABASE_URL
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    listen: str = "127.0.0.1:8080"
+    max_body_bytes: int = 1_048_576
+    workers: int = 2
+    shutdown_timeout: int = 30
+    public_url: str | None = None
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    format: Literal["logfmt", "json"] = "logfmt"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True)
+class Policy:
+    grace_days: int = 30
+    guard_max_percent: float = 10.0
+    guard_max_count: int = 50
+    transfer_to: str | None = None
+    default_role: Literal["admin", "team_admin", "member", "guest"] = "member"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One mapping rule: a condition (group name, glob, id, or attribute values) and what it grants."""
+
+    group: str | None = None
+    group_glob: str | None = None
+    group_id: str | None = None
+    attribute: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+    role: Literal["owner", "admin", "team_admin", "member", "guest"] | None = None
+    team: str | None = None
+    team_role: Literal["maintainer", "member"] = "member"
+    parent: str | None = None
+
+
+@dataclass(frozen=True)
+class OrgSettings:
+    slug: str
+    name: str | None = None
+    domains: tuple[str, ...] = ()
+    match_on: Literal["email", "userName", "externalId"] = "email"
+    policy: Policy = field(default_factory=Policy)
+    rules: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """The keys every source has; ``connector`` holds the kind-specific settings object."""
+
+    name: str
+    org: str
+    kind: str
+    schedule: str = "15m"
+    precedence: int = 0
+    full_snapshot_every: str = "24h"
+    enabled: bool = True
+    connector: Any = None
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    orgs: tuple[OrgSettings, ...] = ()
+    sources: tuple[SourceSettings, ...] = ()
+    path: Path | None = None
+
+    def source(self, name: str) -> SourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none configured"
+        raise ConfigError(f"no source named {name!r} (known: {known})")
+
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_COMMON_SOURCE_KEYS = {"name", "org", "kind", "schedule", "precedence", "full_snapshot_every", "enabled"}
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate the config file named by ``path`` or ``SYNCD_CONFIG``; no file gives the defaults."""
+    chosen = path or os.environ.get("SYNCD_CONFIG")
+    if not chosen:
+        return Config()
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(
+            f"config {file}: cannot read it ({error.strerror}); pass --config FILE or set SYNCD_CONFIG"
+        ) from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config {file}: not valid TOML ({error})") from None
+    return parse(document, base=file.parent, path=file)
+
+
+def parse(document: Mapping[str, Any], base: Path | None = None, path: Path | None = None) -> Config:
+    """Validate a parsed TOML document into a :class:`Config`; relative file paths resolve against ``base``."""
+    unknown = sorted(set(document) - {"database", "server", "logging", "orgs", "sources"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown key (known: database, server, logging, orgs, sources)")
+    database = parse_settings(DatabaseSettings, _table(document, "database"), "database")
+    server = parse_settings(ServerSettings, _table(document, "server"), "server")
+    logging = parse_settings(LoggingSettings, _table(document, "logging"), "logging")
+    orgs = tuple(_parse_org(table, f"orgs[{i}]") for i, table in enumerate(_array(document, "orgs")))
+    _unique([o.slug for o in orgs], "orgs", "slug")
+    sources = tuple(_parse_source(table, f"sources[{i}]", base) for i, table in enumerate(_array(document, "sources")))
+    _unique([s.name for s in sources], "sources", "name")
+    return Config(database=database, server=server, logging=logging, orgs=orgs, sources=sources, path=path)
+
+
+def _table(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = document.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a table ([{key}])")
+    return value
+
+
+def _array(document: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = document.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(f"{key}: expected an array of tables ([[{key}]])")
+    return value
+
+
+def _unique(values: list[str], where: str, key: str) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise ConfigError(f"{where}[{i}].{key}: {value!r} is declared twice")
+        seen.add(value)
+
+
+def _parse_org(table: Mapping[str, Any], where: str) -> OrgSettings:
+    plain = {k: v for k, v in table.items() if k not in ("policy", "rules")}
+    org = parse_settings(OrgSettings, plain, where)
+    if not _SLUG.match(org.slug):
+        raise ConfigError(f"{where}.slug: {org.slug!r} is not a slug (lowercase letters, digits and dashes)")
+    policy_table = table.get("policy", {})
+    if not isinstance(policy_table, dict):
+        raise ConfigError(f"{where}.policy: expected a table")
+    policy = parse_settings(Policy, policy_table, f"{where}.policy")
+    rules_tables = table.get("rules", [])
+    if not isinstance(rules_tables, list):
+        raise ConfigError(f"{where}.rules: expected an array of tables")
+    rules = tuple(_parse_rule(rule, f"{where}.rules[{i}]") for i, rule in enumerate(rules_tables))
+    return OrgSettings(
+        slug=org.slug,
+        name=org.name or org.slug,
+        domains=tuple(d.lower() for d in org.domains),
+        match_on=org.match_on,
+        policy=policy,
+        rules=rules,
+    )
+
+
+def _parse_rule(table: Any, where: str) -> Rule:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    rule = parse_settings(Rule, table, where)
+    conditions = [k for k in ("group", "group_glob", "group_id") if getattr(rule, k)] + (
+        ["attribute"] if rule.attribute else []
+    )
+    if len(conditions) != 1:
+        raise ConfigError(f"{where}: give exactly one of group, group_glob, group_id, attribute")
+    if rule.role is None and rule.team is None:
+        raise ConfigError(f"{where}: a rule grants a role, a team, or both; give role or team")
+    return rule
+
+
+def _parse_source(table: Mapping[str, Any], where: str, base: Path | None) -> SourceSettings:
+    common = parse_settings(SourceSettings, {k: v for k, v in table.items() if k in _COMMON_SOURCE_KEYS}, where)
+    if common.kind not in SOURCE_KINDS:
+        raise ConfigError(f"{where}.kind: expected one of {', '.join(SOURCE_KINDS)}, got {common.kind!r}")
+    module = importlib.import_module(f"connectors.{common.kind}")
+    specific = {k: v for k, v in table.items() if k not in _COMMON_SOURCE_KEYS}
+    for key, value in list(specific.items()):
+        if base is not None and isinstance(value, str) and (key == "path" or key.endswith("_file")):
+            specific[key] = str((base / value).resolve()) if not Path(value).is_absolute() else value
+    settings = parse_settings(module.Settings, specific, where)
+    parse_interval(common.full_snapshot_every, f"{where}.full_snapshot_every")
+    check_schedule(common.schedule, f"{where}.schedule")
+    return SourceSettings(**{**common.__dict__, "connector": settings})
+
+
+_INTERVAL = re.compile(r"^(\d+)\s*([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(text: str, where: str) -> int:
+    """``"15m"`` → 900 seconds; the error names the key and the accepted forms."""
+    match = _INTERVAL.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError(f"{where}: expected an interval like 30s, 15m, 6h or 1d, got {text!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def check_schedule(text: str, where: str) -> None:
+    """A schedule is an interval (``15m``) or a five-field cron expression (``*/15 * * * *``)."""
+    if _INTERVAL.match(text.strip()):
+        parse_interval(text, where)
+        return
+    if len(text.split()) != 5:
+        raise ConfigError(
+            f"{where}: expected an interval like 15m or a cron expression like '*/15 * * * *', got {text!r}"
+        )
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(text)
+    except ValueError as error:
+        raise ConfigError(f"{where}: invalid cron expression {text!r} ({error})") from None
