@@ -30,7 +30,7 @@ def open_database(url: str) -> peewee.Database:
     if scheme == "sqlite":
         db: peewee.Database = connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     elif scheme in ("postgresql", "postgres"):
-        db = connect(url.replace("postgres://", "postgresql://", 1), autorollback=True)
+        db = connect(url.replace("postgres://", "postgresql://", 1))
     else:
         raise ConfigError(
             f"database.url: unsupported scheme {scheme!r}; use sqlite:///PATH or postgresql://USER@HOST/DB"

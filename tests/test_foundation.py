@@ -1,0 +1,98 @@
+"""The foundation: config validation, migrations, orgs and tokens through the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from connectors.interface import ConfigError
+from syncd import config, ledger, orgs, tokens
+from syncd.clock import utcnow
+from syncd.store import current_version
+from syncd.store.migrations import latest_version, upgrade
+
+
+def test_config_with_only_a_database_url_is_valid(write_config, sqlite_url):
+    path = write_config(f'[database]\nurl = "{sqlite_url}"\n')
+    cfg = config.load(path)
+    assert cfg.database.url == sqlite_url
+    assert cfg.server.listen == "127.0.0.1:8080"
+    assert cfg.orgs == () and cfg.sources == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[database]\nurl = 5\n", "database.url"),
+        ('[database]\nulr = "sqlite:///x"\n', "database.ulr"),
+        ('[server]\nworkers = "two"\n', "server.workers"),
+        ('[[orgs]]\nslug = "acme"\n[orgs.policy]\ngrace_days = "30"\n', "orgs[0].policy.grace_days"),
+        ('[[orgs]]\nslug = "acme"\nmatch_on = "phone"\n', "orgs[0].match_on"),
+        ('[[orgs]]\nslug = "Acme Corp"\n', "orgs[0].slug"),
+        ('[[orgs]]\nslug = "acme"\n[[orgs.rules]]\ngroup = "X"\nrole = "king"\n', "orgs[0].rules[0].role"),
+        ('[[sources]]\nname = "hr"\norg = "acme"\nkind = "fax"\n', "sources[0].kind"),
+        ("bogus = 1\n", "bogus"),
+    ],
+)
+def test_config_errors_name_the_key(write_config, text, named):
+    with pytest.raises(ConfigError) as error:
+        config.load(write_config(text))
+    assert str(error.value).startswith(named)
+
+
+def test_migrations_apply_once(store):
+    assert current_version() == latest_version()
+    assert upgrade() == []
+
+
+def test_token_is_stored_only_as_a_hash_and_authenticates(store):
+    org = orgs.create("acme", "Acme", ["acme.com"])
+    row, secret = tokens.create(org, "scim")
+    assert secret not in json.dumps(row.__data__, default=str)
+    principal = tokens.authenticate(secret)
+    assert principal is not None and principal.org_slug == "acme" and principal.scope == "scim"
+    assert tokens.authenticate(secret + "x") is None
+    assert tokens.authenticate("Bearer " + secret) is None
+
+
+def test_revoked_and_expired_tokens_are_refused(store):
+    org = orgs.create("acme", "Acme")
+    revoked_row, revoked = tokens.create(org, "scim")
+    tokens.revoke(revoked_row.id)
+    assert tokens.authenticate(revoked) is None
+    _, expiring = tokens.create(org, "read", expires_in=timedelta(hours=1))
+    assert tokens.authenticate(expiring) is not None
+    assert tokens.authenticate(expiring, now=utcnow() + timedelta(hours=2)) is None
+
+
+def test_org_creation_and_tokens_are_ledgered_and_verify(store):
+    org = orgs.create("acme", "Acme")
+    row, _ = tokens.create(org, "admin")
+    tokens.revoke(row.id)
+    result = ledger.verify(org.id)
+    assert result.ok and result.checked == 3
+
+
+def test_cli_creates_org_and_prints_token_alone_on_last_line(cli, write_config, database_url, store):
+    path = write_config(f'[database]\nurl = "{database_url}"\n')
+    created = cli("--config", str(path), "orgs", "create", "acme", "--name", "Acme Corp", "--domain", "acme.com")
+    assert created.code == 0, created.stderr
+    made = cli("--config", str(path), "tokens", "create", "--org", "acme", "--scope", "scim", "--expires-in", "90d")
+    assert made.code == 0, made.stderr
+    secret = made.stdout.strip().splitlines()[-1]
+    assert secret.startswith("syncd_") and " " not in secret
+    assert tokens.authenticate(secret) is not None
+    listed = cli("--config", str(path), "tokens", "list", "--format", "json")
+    assert json.loads(listed.stdout)[0]["state"] == "active"
+    assert secret not in listed.stdout
+
+
+def test_cli_errors_are_one_line_with_nonzero_exit(cli, write_config, sqlite_url):
+    path = write_config(f'[database]\nurl = "{sqlite_url}"\n')
+    result = cli("--config", str(path), "tokens", "create", "--org", "nope", "--scope", "scim")
+    assert result.code == 1
+    assert result.stderr.count("\n") == 1 and "no org 'nope'" in result.stderr
+    bad = cli("--config", str(write_config("[database]\nurl = 1\n", "bad.toml")), "orgs", "list")
+    assert bad.code == 1 and "database.url" in bad.stderr
