@@ -95,7 +95,8 @@ class Delta:
 
     ``members_added`` / ``members_removed`` map a group key to member keys added or removed, for protocols that
     report membership changes rather than whole member lists (Graph ``members@delta``, Okta membership events).
-    ``suspended_user_keys`` are removals the directory says are restorable (Graph ``@removed`` reason ``changed``).
+    A removed user is suspended first and deprovisioned only after the org's grace days, so a restorable deletion
+    (Graph ``@removed`` reason ``changed``) and a hard one are both plain removals here.
     """
 
     users: list[UserRecord] = field(default_factory=list)
