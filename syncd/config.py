@@ -33,9 +33,12 @@ class DatabaseSettings:
 class ServerSettings:
     listen: str = "127.0.0.1:8080"
     max_body_bytes: int = 1_048_576
-    workers: int = 2
+    workers: int = 8  # HTTP worker threads of syncd serve (one process; see syncd/serve.py)
     shutdown_timeout: int = 30
     public_url: str | None = None
+    lease_seconds: int = 60
+    quarantine_after: int = 3
+    max_backoff: str = "6h"
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ def parse(document: Mapping[str, Any], base: Path | None = None, path: Path | No
         raise ConfigError(f"{unknown[0]}: unknown key (known: database, server, logging, orgs, sources)")
     database = parse_settings(DatabaseSettings, _table(document, "database"), "database")
     server = parse_settings(ServerSettings, _table(document, "server"), "server")
+    parse_interval(server.max_backoff, "server.max_backoff")
     logging = parse_settings(LoggingSettings, _table(document, "logging"), "logging")
     orgs = tuple(_parse_org(table, f"orgs[{i}]") for i, table in enumerate(_array(document, "orgs")))
     _unique([o.slug for o in orgs], "orgs", "slug")

@@ -1,0 +1,361 @@
+"""The source scheduler: one APScheduler 3.x BackgroundScheduler per process, a job per enabled source.
+
+Each job fires on the source's ``schedule`` (an interval aligned to the Unix epoch, so replicas fire for the same
+slots, or a cron expression) plus a small jitter, with ``max_instances=1`` (no overlapping runs of one source in a
+replica), ``coalesce=True`` (a backlog of missed slots runs once) and a misfire grace. Across replicas the database
+lease (:mod:`syncd.lease`) lets exactly one run a slot. A run is a full snapshot when ``full_snapshot_every`` has
+elapsed since the last one. Failures back the source off: after ``quarantine_after`` consecutive failures the
+source is quarantined, its next slots are skipped with a doubling backoff (capped by ``max_backoff``), one alert
+line is logged, and the first success ends it (https://apscheduler.readthedocs.io/en/3.x/userguide.html).
+
+The run function is a parameter (``syncd.pipeline.run_source`` by default, looked up at call time) so tests can give
+the scheduler a controllable one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from syncd import lease, metrics
+from syncd.clock import utcnow
+from syncd.config import Config, SourceSettings, parse_interval
+from syncd.logs import bound, log_event, redact_text
+from syncd.store.models import Source
+from syncd.store.tx import write_transaction
+
+log = logging.getLogger("syncd.scheduler")
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+BEAT_SECONDS = 1.0
+
+
+class RunFunction(Protocol):
+    def __call__(
+        self, config: Config, source_name: str, *, dry_run: bool, full: bool, actor: str | None, now: datetime | None
+    ) -> Any: ...
+
+
+class SchedulerError(Exception):
+    """A run could not be started; ``status`` is the HTTP status the admin API answers with."""
+
+    status = 400
+
+
+class UnknownSource(SchedulerError):
+    status = 404
+
+
+class SourceBusy(SchedulerError):
+    status = 409
+
+
+class ShuttingDown(SchedulerError):
+    status = 503
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the scheduler records and reports about one run."""
+
+    source: str
+    run_id: str
+    result: str
+    full: bool
+    duration: float
+    error: str | None = None
+    detail: Any = None
+
+
+def default_run(
+    config: Config, source_name: str, *, dry_run: bool, full: bool, actor: str | None, now: datetime | None
+) -> Any:
+    """The real pipeline, looked up at call time so that the run function stays replaceable."""
+    from syncd import pipeline
+
+    return pipeline.run_source(config, source_name, dry_run=dry_run, full=full, actor=actor, now=now)
+
+
+def replica_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def build_trigger(schedule: str, where: str) -> tuple[BaseTrigger, BaseTrigger, float]:
+    """The jittered trigger a job fires on, the same trigger without jitter (slot boundaries) and the period."""
+    text = schedule.strip()
+    if len(text.split()) == 5:
+        plain: BaseTrigger = CronTrigger.from_crontab(text, timezone=UTC)
+        first = plain.get_next_fire_time(None, datetime.now(UTC))
+        second = plain.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+        period = (second - first).total_seconds() if first and second else 3600.0
+        fired = CronTrigger.from_crontab(text, timezone=UTC)
+    else:
+        period = float(parse_interval(text, where))
+        plain = IntervalTrigger(seconds=period, start_date=EPOCH, timezone=UTC)
+        fired = IntervalTrigger(seconds=period, start_date=EPOCH, timezone=UTC)
+    fired.jitter = min(period / 10, 60.0)  # type: ignore[attr-defined]
+    return fired, plain, period
+
+
+class SourceScheduler:
+    """Runs the configured sources on their schedules in this process; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        run: RunFunction | None = None,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.run = run or default_run
+        self.owner = owner or replica_id()
+        self.clock = clock
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(8), "beat": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        self._plain: dict[str, tuple[BaseTrigger, float, str]] = {}
+        self._in_flight: dict[str, str] = {}
+        self._idle = threading.Condition()
+        self._accepting = True
+        self._last_beat = 0.0
+
+    # ----- policy -----------------------------------------------------------------------------------------------
+    def quarantined(self, failures: int) -> bool:
+        return failures >= self.config.server.quarantine_after
+
+    def backoff(self, failures: int, period: float) -> float:
+        """Extra seconds to wait before the next slot: 0, then period·(2^k − 1) capped by ``max_backoff``."""
+        if not self.quarantined(failures):
+            return 0.0
+        steps = min(failures - self.config.server.quarantine_after + 1, 20)
+        cap = parse_interval(self.config.server.max_backoff, "server.max_backoff")
+        return min(period * (2**steps - 1), float(cap))
+
+    # ----- lifecycle --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._last_beat = time.monotonic()
+        self._scheduler.add_job(self._beat, "interval", seconds=BEAT_SECONDS, id="__beat__", executor="beat")
+        self.apply(self.config)
+        self._scheduler.start()
+        log_event(log, "scheduler.started", owner=self.owner, sources=len(self._plain))
+
+    def healthy(self) -> bool:
+        """True while the scheduler runs and its heartbeat job fired recently (feeds /readyz and WATCHDOG=1)."""
+        alive = (
+            self._accepting
+            and self._scheduler.running
+            and time.monotonic() - self._last_beat < max(5.0, 5 * BEAT_SECONDS)
+        )
+        metrics.scheduler_running.set(1 if alive else 0)
+        return alive
+
+    def stop_taking_work(self) -> None:
+        """Fire no more jobs and refuse manual runs; runs in flight go on (see :meth:`wait_idle`)."""
+        self._accepting = False
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        metrics.scheduler_running.set(0)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no run is in flight; False when ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def in_flight(self) -> dict[str, str]:
+        with self._idle:
+            return dict(self._in_flight)
+
+    def apply(self, config: Config) -> dict[str, list[str]]:
+        """Make the jobs match ``config``: new sources scheduled, changed ones rescheduled, removed ones dropped."""
+        self.config = config
+        wanted = {s.name: s for s in config.sources if s.enabled}
+        changes: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
+        for name in sorted(set(self._plain) - set(wanted)):
+            self._scheduler.remove_job(name)
+            del self._plain[name]
+            changes["removed"].append(name)
+        for name, source in sorted(wanted.items()):
+            fired, plain, period = build_trigger(source.schedule, f"source {name}.schedule")
+            known = self._plain.get(name)
+            if known is not None and known[2] == source.schedule:
+                continue
+            self._scheduler.add_job(
+                self._tick,
+                fired,
+                args=[name],
+                id=name,
+                name=f"source {name}",
+                replace_existing=True,
+                misfire_grace_time=max(1, int(period // 2)),
+            )
+            changes["changed" if known is not None else "added"].append(name)
+            self._plain[name] = (plain, period, source.schedule)
+        return changes
+
+    def _beat(self) -> None:
+        self._last_beat = time.monotonic()
+
+    # ----- runs -------------------------------------------------------------------------------------------------
+    def _tick(self, name: str) -> None:
+        """A scheduled slot: claim the lease (skip when another replica has this slot), then run."""
+        if not self._accepting or name not in self._plain:
+            return
+        now = self.clock()
+        try:
+            if not lease.claim(name, self.owner, now, self.config.server.lease_seconds, scheduled=True):
+                log_event(log, "source.run.skipped", logging.DEBUG, source=name, reason="lease held or cooling down")
+                return
+        except Exception as error:
+            log_event(log, "source.lease.failed", logging.WARNING, source=name, error=_one_line(error))
+            return
+        self._execute(self._settings(name), now, actor=f"source:{name}")
+
+    def run_now(self, name: str, *, full: bool = False, actor: str = "admin:api") -> RunOutcome:
+        """Run a source now (admin API, ``syncd sync`` against the service), unless a run of it is in flight."""
+        if not self._accepting:
+            raise ShuttingDown("the service is shutting down; retry against another replica or after restart")
+        settings = self._settings(name)
+        if not settings.enabled:
+            raise UnknownSource(f"source {name} is disabled in the config; set enabled = true and reload")
+        now = self.clock()
+        if not lease.claim(name, self.owner, now, self.config.server.lease_seconds, scheduled=False):
+            raise SourceBusy(f"source {name} is running now (lease held by another run); retry when it has finished")
+        return self._execute(settings, now, actor=actor, force_full=full)
+
+    def _settings(self, name: str) -> SourceSettings:
+        for source in self.config.sources:
+            if source.name == name:
+                return source
+        raise UnknownSource(f"no source named {name!r} in the running config")
+
+    def _execute(self, settings: SourceSettings, now: datetime, *, actor: str, force_full: bool = False) -> RunOutcome:
+        name = settings.name
+        run_id = uuid.uuid4().hex[:12]
+        with self._idle:
+            self._in_flight[name] = run_id
+        stop_heartbeat = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._renew, args=(name, stop_heartbeat), name=f"lease-{name}", daemon=True
+        )
+        heartbeat.start()
+        started = time.monotonic()
+        full = force_full
+        result, error, detail = "failed", None, None
+        with bound(org=settings.org, source=name, run=run_id):
+            try:
+                row = Source.get(Source.name == name)
+                every = parse_interval(settings.full_snapshot_every, f"source {name}.full_snapshot_every")
+                full = full or row.last_full_at is None or now - row.last_full_at >= timedelta(seconds=every)
+                log_event(log, "source.run.start", full=full, actor=actor, owner=self.owner)
+                detail = self.run(self.config, name, dry_run=False, full=full, actor=actor, now=now)
+                result = _result_of(detail)
+            except Exception as caught:
+                error = _one_line(caught)
+                log.error("source.run.failed", exc_info=caught, extra={"syncd_fields": {"full": full}})
+            finally:
+                stop_heartbeat.set()
+                duration = time.monotonic() - started
+                metrics.source_runs.labels(name, result).inc()
+                metrics.source_run_duration.labels(name, result).observe(duration)
+                try:
+                    self._record(name, now, full, error, duration, result)
+                finally:
+                    with self._idle:
+                        self._in_flight.pop(name, None)
+                        self._idle.notify_all()
+        return RunOutcome(name, run_id, result, full, duration, error, detail)
+
+    def _renew(self, name: str, stop: threading.Event) -> None:
+        ttl = self.config.server.lease_seconds
+        while not stop.wait(ttl / 3):
+            try:
+                if not lease.renew(name, self.owner, self.clock(), ttl):
+                    log_event(log, "source.lease.lost", logging.ERROR, source=name, owner=self.owner)
+                    return
+            except Exception as error:
+                log_event(log, "source.lease.renew_failed", logging.WARNING, source=name, error=_one_line(error))
+
+    def _record(self, name: str, started: datetime, full: bool, error: str | None, duration: float, result: str) -> None:
+        """Store the run's outcome on the Source row, alert once on quarantine, and release the lease."""
+        finished = self.clock()
+        with write_transaction():
+            row = Source.get(Source.name == name)
+            before = row.consecutive_failures
+            if error is None:
+                changes: dict[Any, Any] = {
+                    Source.consecutive_failures: 0,
+                    Source.last_error: None,
+                    Source.last_run_at: started,
+                    Source.last_success_at: finished,
+                }
+                if full:
+                    changes[Source.last_full_at] = started
+                failures = 0
+            else:
+                failures = before + 1
+                changes = {Source.consecutive_failures: failures, Source.last_error: error, Source.last_run_at: started}
+            Source.update(changes).where(Source.name == name).execute()
+        ms = round(duration * 1000)
+        if error is None:
+            log_event(log, "source.run.ok", result=result, full=full, duration_ms=ms)
+            if self.quarantined(before):
+                log_event(log, "source.recovered", logging.WARNING, failures_before=before)
+        else:
+            log_event(log, "source.run.error", logging.WARNING, failures=failures, duration_ms=ms, error=error)
+            if failures == self.config.server.quarantine_after:
+                log_event(
+                    log,
+                    "source.quarantined",
+                    logging.ERROR,
+                    failures=failures,
+                    last_error=error,
+                    action="backing off; fix the cause, the first successful run ends the quarantine",
+                )
+        plain, period, _ = self._plain.get(name, (None, 0.0, ""))
+        not_before = finished + timedelta(seconds=self.backoff(failures, period))
+        lease.release(name, self.owner, self._next_slot(plain, not_before))
+
+    def _next_slot(self, plain: BaseTrigger | None, moment: datetime) -> datetime:
+        if plain is None:
+            return moment
+        aware = moment.replace(tzinfo=UTC) + timedelta(microseconds=1)
+        boundary = plain.get_next_fire_time(None, aware)
+        return boundary.astimezone(UTC).replace(tzinfo=None) if boundary else moment
+
+
+def _result_of(detail: Any) -> str:
+    if getattr(detail, "held", False):
+        return "held"
+    if getattr(detail, "complete", True) is False:
+        return "partial"
+    return "ok"
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return redact_text(text)
