@@ -14,8 +14,13 @@ round trip is needed):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+import peewee
+
+from syncd.store.db import database
 from syncd.store.models import Source
 
 
@@ -50,3 +55,25 @@ def release(source: str, owner: str, cooldown_until: datetime) -> bool:
         .execute()
     )
     return changed == 1
+
+
+DECLARE_LOCK_KEY = 7362002
+
+
+@contextlib.contextmanager
+def declaration_lock() -> Iterator[None]:
+    """Serialize declaring the config's orgs and sources across replicas starting at once (PostgreSQL).
+
+    Declaring is check-then-insert; two replicas doing it together would both insert an org. A session-level
+    advisory lock (https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS) makes them take
+    turns; SQLite needs none, its write transactions already serialize (``BEGIN IMMEDIATE``).
+    """
+    db = database.obj
+    if not isinstance(db, peewee.PostgresqlDatabase):
+        yield
+        return
+    db.execute_sql("SELECT pg_advisory_lock(%s)", (DECLARE_LOCK_KEY,))
+    try:
+        yield
+    finally:
+        db.execute_sql("SELECT pg_advisory_unlock(%s)", (DECLARE_LOCK_KEY,))

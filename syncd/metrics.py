@@ -97,12 +97,11 @@ class StoreCollector(Collector):
         slugs = {org.id: org.slug for org in Organization.select(Organization.id, Organization.slug)}
         held = GaugeMetricFamily("syncd_plans_held", "Plans held by the guard, awaiting approval.", labels=["org"])
         counts = dict(
-            Plan.select(Plan.org, peewee.fn.COUNT(Plan.id))
-            .where(Plan.status == "held")
-            .group_by(Plan.org)
-            .tuples()
+            Plan.select(Plan.org, peewee.fn.COUNT(Plan.id)).where(Plan.status == "held").group_by(Plan.org).tuples()
         )
-        head = GaugeMetricFamily("syncd_ledger_head_seq", "Sequence number of the org's last ledger entry.", labels=["org"])
+        head = GaugeMetricFamily(
+            "syncd_ledger_head_seq", "Sequence number of the org's last ledger entry.", labels=["org"]
+        )
         heads = dict(
             LedgerEntry.select(LedgerEntry.org, peewee.fn.MAX(LedgerEntry.seq)).group_by(LedgerEntry.org).tuples()
         )

@@ -212,10 +212,18 @@ class SourceScheduler:
                 name=f"source {name}",
                 replace_existing=True,
                 misfire_grace_time=max(1, int(period // 2)),
+                **({"next_run_time": datetime.now(UTC)} if self._overdue(name, period) else {}),
             )
             changes["changed" if known is not None else "added"].append(name)
             self._plain[name] = (plain, period, source.schedule)
         return changes
+
+    def _overdue(self, name: str, period: float) -> bool:
+        """A source never run, or not run for a whole period, runs at once instead of waiting for its next slot."""
+        row = Source.get_or_none(Source.name == name)
+        if row is None:
+            return False
+        return row.last_run_at is None or self.clock() - row.last_run_at >= timedelta(seconds=period)
 
     def _beat(self) -> None:
         self._last_beat = time.monotonic()
@@ -259,9 +267,7 @@ class SourceScheduler:
         with self._idle:
             self._in_flight[name] = run_id
         stop_heartbeat = threading.Event()
-        heartbeat = threading.Thread(
-            target=self._renew, args=(name, stop_heartbeat), name=f"lease-{name}", daemon=True
-        )
+        heartbeat = threading.Thread(target=self._renew, args=(name, stop_heartbeat), name=f"lease-{name}", daemon=True)
         heartbeat.start()
         started = time.monotonic()
         full = force_full
@@ -300,7 +306,9 @@ class SourceScheduler:
             except Exception as error:
                 log_event(log, "source.lease.renew_failed", logging.WARNING, source=name, error=_one_line(error))
 
-    def _record(self, name: str, started: datetime, full: bool, error: str | None, duration: float, result: str) -> None:
+    def _record(
+        self, name: str, started: datetime, full: bool, error: str | None, duration: float, result: str
+    ) -> None:
         """Store the run's outcome on the Source row, alert once on quarantine, and release the lease."""
         finished = self.clock()
         with write_transaction():

@@ -34,9 +34,11 @@ from connectors.interface import ConfigError
 from syncd import config as config_module
 from syncd import logs, shell
 from syncd.config import Config
+from syncd.lease import declaration_lock
 from syncd.logs import log_event
 from syncd.notify import notify, watchdog_interval
 from syncd.scheduler import RunFunction, SourceScheduler
+from syncd.store import open_database, upgrade
 from syncd.store.models import Organization
 from syncd.web import ServiceState, create_app
 
@@ -112,7 +114,8 @@ class Service:
         try:
             new = config_module.load(self.config_path)
             _check_reloadable(self.config, new)
-            shell.declare(new)
+            with declaration_lock():
+                shell.declare(new)
         except (ConfigError, OSError) as error:
             log_event(
                 log,
@@ -175,7 +178,10 @@ def serve(config_path: str | None = None, *, listen: str | None = None, run: Run
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     config = config_module.load(config_path)
     logs.configure(config.logging.format, config.logging.level)
-    shell.start(config=config)
+    open_database(config.database.url)
+    upgrade()
+    with declaration_lock():
+        shell.declare(config)
     if config.path is not None:
         log_event(log, "config.loaded", path=str(Path(config.path)), sources=len(config.sources))
     service = Service(config_path, config, listen or config.server.listen, run)

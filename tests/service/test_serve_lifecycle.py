@@ -1,0 +1,105 @@
+"""``syncd serve`` as systemd runs it: readiness and watchdog notifications, graceful SIGTERM, SIGHUP reload."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+from tests.service.conftest import service_config
+from tests.service.runs import recorded
+
+
+def _notify_socket(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(30)
+    return sock
+
+
+def _receive_until(sock: socket.socket, wanted: str) -> list[str]:
+    """Datagrams received until one holds the line ``wanted``."""
+    seen: list[str] = []
+    while True:
+        message = sock.recv(4096).decode()
+        seen.append(message)
+        if wanted in message.splitlines():
+            return seen
+
+
+def test_ready_is_notified_once_http_answers_and_watchdog_pings_follow(serve, tmp_path):
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", folder=tmp_path), encoding="utf-8")
+    sock = _notify_socket(tmp_path / "notify.sock")
+    service = serve(config, run=None, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="300000")
+
+    _receive_until(sock, "READY=1")
+    ready = service.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"store": "ok", "migrations": "ok", "scheduler": "ok"}
+    _receive_until(sock, "WATCHDOG=1")
+
+    service.signal(signal.SIGTERM)
+    _receive_until(sock, "STOPPING=1")
+    assert service.wait() == 0
+    assert [e["event"] for e in service.events()][-1] == "service.stopped"
+
+
+def test_sigterm_during_a_long_run_lets_it_commit_and_starts_nothing_new(serve, tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(url, {"hr": "1s"}, server="shutdown_timeout = 20", folder=tmp_path))
+    service = serve(config, SYNCD_TEST_STEPS="6", SYNCD_TEST_DELAY="0.25")
+    service.wait_event("source.run.start")
+
+    service.signal(signal.SIGTERM)
+
+    assert service.wait() == 0
+    rows = recorded(url)
+    runs = {row["run"] for row in rows}
+    assert len(runs) == 1, "the run in flight finished and no new run started while draining"
+    assert len(rows) == 6
+    assert len(service.events("source.run.start")) == 1
+    assert service.events("source.run.ok")
+
+
+def test_sigterm_past_the_shutdown_timeout_rolls_the_run_back_entirely(serve, tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(url, {"hr": "1s"}, server="shutdown_timeout = 1", folder=tmp_path))
+    service = serve(config, SYNCD_TEST_STEPS="20", SYNCD_TEST_DELAY="0.25")
+    service.wait_event("source.run.start")
+    time.sleep(0.6)  # a few steps are written inside the open transaction
+
+    service.signal(signal.SIGTERM)
+
+    assert service.wait() == 1
+    assert recorded(url) == [], "the interrupted run left no half-applied rows"
+    (timeout,) = service.events("service.stop_timeout")
+    assert timeout["runs_abandoned"] == "hr"
+
+
+def test_sighup_reschedules_changed_sources_and_refuses_an_invalid_config(serve, tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(url, {"hr": "1h", "gone": "1h"}, folder=tmp_path))
+    service = serve(config, SYNCD_TEST_STEPS="1", SYNCD_TEST_DELAY="0")
+    service.wait_ready()
+
+    config.write_text(service_config(url, {"hr": "1s", "ldap": "1s"}, folder=tmp_path))
+    service.signal(signal.SIGHUP)
+    (reloaded,) = service.wait_event("config.reloaded")
+    assert (reloaded["added"], reloaded["changed"], reloaded["removed"]) == ("ldap", "hr", "gone")
+    service.wait_event("source.run.ok", where=lambda e: e["source"] == "ldap")
+    service.wait_event("source.run.ok", where=lambda e: e["source"] == "hr")
+
+    config.write_text(service_config(url, {"hr": "every now and then"}, folder=tmp_path))
+    service.signal(signal.SIGHUP)
+    (refused,) = service.wait_event("config.reload.refused")
+    assert "sources[0].schedule" in refused["reason"]
+    ldap_runs = len(service.events("source.run.ok"))
+    service.wait_event("source.run.ok", count=ldap_runs + 2)
+    assert service.get("/readyz").status_code == 200
+    assert len(service.events("config.reload.refused")) == 1
+    assert {e["source"] for e in service.events("source.run.start")} == {"hr", "ldap"}
