@@ -1,0 +1,161 @@
+"""The service's parts in-process: structured logs, sd_notify, leases on both stores, backoff, the web app."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+from datetime import datetime, timedelta
+
+import pytest
+
+from syncd import lease, logs, notify
+from syncd.config import Config, ServerSettings
+from syncd.logs import bound, log_event
+from syncd.scheduler import EPOCH, SourceScheduler, build_trigger
+from syncd.store.models import Organization, Source
+
+SECRET = "syncd_Q2hvb3NlIGEgcmVhbCB0b2tlbiB3aXRoIDI1NiBiaXRz"
+
+
+@pytest.fixture
+def captured():
+    stream = io.StringIO()
+
+    def configure(fmt: str) -> io.StringIO:
+        logs.configure(fmt, "debug", stream)
+        return stream
+
+    yield configure
+    logs.configure("logfmt", "warning")
+
+
+def test_json_log_is_one_object_per_line_with_bound_context(captured):
+    stream = captured("json")
+    with bound(org="acme", source="hr", run="r1"):
+        log_event(logging.getLogger("t"), "source.run.ok", duration_ms=5, note="two\nlines")
+    (line,) = stream.getvalue().splitlines()
+    event = json.loads(line)
+    assert (event["event"], event["org"], event["source"], event["run"]) == ("source.run.ok", "acme", "hr", "r1")
+    assert event["duration_ms"] == 5
+
+
+def test_logfmt_quotes_values_with_spaces_and_never_splits_lines(captured):
+    stream = captured("logfmt")
+    log_event(logging.getLogger("t"), "config.reload.refused", reason='bad "value" = here\nsecond')
+    (line,) = stream.getvalue().splitlines()
+    assert 'reason="bad \\"value\\" = here second"' in line
+    assert " event=config.reload.refused " in line
+
+
+@pytest.mark.parametrize("fmt", ["json", "logfmt"])
+def test_secrets_never_reach_the_log_whatever_the_field_or_message(captured, fmt):
+    stream = captured(fmt)
+    log = logging.getLogger("t")
+    log_event(log, "x", token=SECRET, client_secret="s3cr3t-value", bind_password="hunter2-pw", authorization="x")
+    log_event(log, "y", detail=f"request with Authorization: Bearer {SECRET}", url="ldap://h?password=hunter2-pw")
+    log.warning(f"free text with {SECRET}")
+    try:
+        raise ValueError(f"connect failed with token {SECRET} and Basic dXNlcjpodW50ZXIyLXB3")
+    except ValueError as error:
+        log.error("z", exc_info=error)
+    text = stream.getvalue()
+    for secret in (SECRET, "s3cr3t-value", "hunter2-pw", "dXNlcjpodW50ZXIyLXB3"):
+        assert secret not in text
+    assert text.count(logs.REDACTED) >= 7
+    assert len(text.splitlines()) == 4
+
+
+def test_notify_sends_states_to_the_socket_named_by_the_environment(tmp_path, monkeypatch):
+    path = tmp_path / "n.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        assert notify.notify("READY=1", "STATUS=serving")
+        assert server.recv(100) == b"READY=1\nSTATUS=serving"
+
+
+def test_notify_reaches_an_abstract_socket_and_is_a_no_op_without_systemd(monkeypatch):
+    name = f"syncd-test-{id(monkeypatch)}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert notify.notify("WATCHDOG=1")
+        assert server.recv(100) == b"WATCHDOG=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert notify.notify("READY=1") is False
+
+
+def test_watchdog_interval_is_half_the_timeout_and_only_for_this_process(monkeypatch):
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert notify.watchdog_interval() == 15.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert notify.watchdog_interval() is None
+
+
+def _source(name: str = "hr") -> Source:
+    org = Organization.create(slug="acme", name="Acme", created_at=datetime(2026, 1, 1))
+    return Source.create(org=org, name=name, kind="file")
+
+
+def test_only_one_owner_holds_a_lease_until_it_expires(store):
+    _source()
+    now = datetime(2026, 1, 1, 12)
+    assert lease.claim("hr", "a", now, 30)
+    assert not lease.claim("hr", "b", now + timedelta(seconds=29), 30)
+    assert not lease.claim("hr", "b", now, 30, scheduled=False)
+    assert lease.renew("hr", "a", now + timedelta(seconds=20), 30)
+    assert not lease.claim("hr", "b", now + timedelta(seconds=45), 30)
+    assert lease.claim("hr", "b", now + timedelta(seconds=51), 30), "a crashed owner's lease expires"
+    assert not lease.renew("hr", "a", now + timedelta(seconds=52), 30), "the old owner learns it lost the lease"
+    assert not lease.release("hr", "a", now)
+
+
+def test_a_released_lease_cools_down_scheduled_claims_but_not_manual_ones(store):
+    _source()
+    now = datetime(2026, 1, 1, 12)
+    assert lease.claim("hr", "a", now, 30)
+    assert lease.release("hr", "a", now + timedelta(seconds=60))
+    assert not lease.claim("hr", "b", now + timedelta(seconds=59), 30)
+    assert lease.claim("hr", "b", now + timedelta(seconds=1), 30, scheduled=False)
+    assert lease.release("hr", "b", now + timedelta(seconds=60))
+    assert lease.claim("hr", "a", now + timedelta(seconds=60), 30)
+
+
+def test_interval_slots_are_aligned_to_the_epoch_so_replicas_share_them():
+    fired, plain, period = build_trigger("15m", "s")
+    assert period == 900
+    moment = datetime(2026, 3, 4, 10, 7, 12, tzinfo=EPOCH.tzinfo)
+    assert plain.get_next_fire_time(None, moment) == moment.replace(minute=15, second=0)
+    assert fired.jitter == 60.0
+
+
+def test_cron_schedule_period_is_the_gap_between_fire_times():
+    _, _, period = build_trigger("*/5 * * * *", "s")
+    assert period == 300
+
+
+def test_quarantine_backoff_doubles_and_is_capped():
+    config = Config(server=ServerSettings(quarantine_after=3, max_backoff="1h"))
+    scheduler = SourceScheduler(config, run=lambda *a, **k: None)
+    assert [scheduler.backoff(f, 60) for f in (0, 2, 3, 4, 5, 9)] == [0, 0, 60, 180, 420, 3600]
+    assert not scheduler.quarantined(2) and scheduler.quarantined(3)
+
+
+def test_readyz_names_the_failing_check_and_healthz_stays_up(store):
+    from syncd.web import ServiceState, create_app
+
+    config = Config()
+    state = ServiceState(config=config)
+    client = create_app(config, state, with_scim=False).test_client()
+    assert client.get("/healthz").status_code == 200
+    answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json["checks"] == {"store": "ok", "migrations": "ok", "scheduler": "not started"}
+    state.draining = True
+    assert client.get("/readyz").json["checks"]["scheduler"] == "draining"
+    metrics = client.get("/metrics")
+    assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert 'syncd_http_requests_total{endpoint="/readyz",method="GET",status="503"}' in metrics.text
