@@ -36,6 +36,7 @@ from syncd import lease, metrics
 from syncd.clock import utcnow
 from syncd.config import Config, SourceSettings, parse_interval
 from syncd.logs import bound, log_event, redact_text
+from syncd.store.db import database
 from syncd.store.models import Source
 from syncd.store.tx import write_transaction
 
@@ -297,14 +298,18 @@ class SourceScheduler:
         return RunOutcome(name, run_id, result, full, duration, error, detail)
 
     def _renew(self, name: str, stop: threading.Event) -> None:
+        """Heartbeat of one run's lease (its own thread, so its own database connection, closed at the end)."""
         ttl = self.config.server.lease_seconds
-        while not stop.wait(ttl / 3):
-            try:
-                if not lease.renew(name, self.owner, self.clock(), ttl):
-                    log_event(log, "source.lease.lost", logging.ERROR, source=name, owner=self.owner)
-                    return
-            except Exception as error:
-                log_event(log, "source.lease.renew_failed", logging.WARNING, source=name, error=_one_line(error))
+        try:
+            while not stop.wait(ttl / 3):
+                try:
+                    if not lease.renew(name, self.owner, self.clock(), ttl):
+                        log_event(log, "source.lease.lost", logging.ERROR, source=name, owner=self.owner)
+                        return
+                except Exception as error:
+                    log_event(log, "source.lease.renew_failed", logging.WARNING, source=name, error=_one_line(error))
+        finally:
+            database.obj.close()
 
     def _record(
         self, name: str, started: datetime, full: bool, error: str | None, duration: float, result: str

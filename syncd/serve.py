@@ -27,7 +27,9 @@ import signal
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import peewee
 from cheroot.wsgi import Server
 
 from connectors.interface import ConfigError
@@ -35,7 +37,7 @@ from syncd import config as config_module
 from syncd import logs, shell
 from syncd.config import Config
 from syncd.lease import declaration_lock
-from syncd.logs import log_event
+from syncd.logs import log_event, redact_text
 from syncd.notify import notify, watchdog_interval
 from syncd.scheduler import RunFunction, SourceScheduler
 from syncd.store import open_database, upgrade
@@ -179,9 +181,17 @@ def serve(config_path: str | None = None, *, listen: str | None = None, run: Run
     config = config_module.load(config_path)
     logs.configure(config.logging.format, config.logging.level)
     open_database(config.database.url)
-    upgrade()
-    with declaration_lock():
-        shell.declare(config)
+    try:
+        upgrade()
+        with declaration_lock():
+            shell.declare(config)
+    except peewee.OperationalError as error:
+        where = urlsplit(config.database.url)
+        raise ServeError(
+            f"database.url {where.scheme}://{where.hostname or ''}{where.path if where.scheme == 'sqlite' else ''}: "
+            f"cannot open the store ({redact_text(str(error).strip().splitlines()[0] if str(error).strip() else '')}); "
+            "check that the database is up and reachable, and the path or credentials"
+        ) from None
     if config.path is not None:
         log_event(log, "config.loaded", path=str(Path(config.path)), sources=len(config.sources))
     service = Service(config_path, config, listen or config.server.listen, run)

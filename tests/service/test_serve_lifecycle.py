@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
+from tests.conftest import PYTHON, subprocess_env
 from tests.service.conftest import service_config
 from tests.service.runs import recorded
 
@@ -105,3 +107,37 @@ def test_sighup_reschedules_changed_sources_and_refuses_an_invalid_config(serve,
     assert len(service.events("config.reload.refused")) == 1
     assert [e for e in service.events("source.run.start") if e["source"] == "gone"] == gone_runs
     assert all(e["ts"] < reloaded["ts"] for e in gone_runs), "a removed source no longer runs"
+
+
+def test_an_unreachable_database_stops_start_with_one_line_that_hides_the_password(tmp_path):
+    config = tmp_path / "syncd.toml"
+    config.write_text('[database]\nurl = "postgresql://bob:sekret-pw@127.0.0.1:1/nodb"\n')
+    result = subprocess.run(
+        [PYTHON, "-m", "syncd", "--config", str(config), "serve"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("syncd: error: database.url postgresql://127.0.0.1: cannot open the store")
+    assert "sekret-pw" not in result.stderr and "bob" not in result.stderr
+
+
+def test_a_busy_listen_address_stops_start_with_one_line(serve, tmp_path):
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", folder=tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [PYTHON, "-m", "syncd", "--config", str(config), "serve", "--listen", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"syncd: error: server.listen 127.0.0.1:{port}: cannot")
