@@ -118,7 +118,7 @@ class Service:
             _check_reloadable(self.config, new)
             with declaration_lock():
                 shell.declare(new)
-        except (ConfigError, OSError) as error:
+        except (ConfigError, OSError, peewee.PeeweeException) as error:
             log_event(
                 log,
                 "config.reload.refused",
@@ -132,6 +132,7 @@ class Service:
         changes = self.scheduler.apply(new)
         self.config = new
         self.state.config = new
+        logs.configure(new.logging.format, new.logging.level)
         log_event(log, "config.reloaded", path=self.config_path, **{k: ",".join(v) for k, v in changes.items()})
         notify("READY=1", f"STATUS=serving, {len(new.sources)} sources")
         return True

@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ from flask import Flask, Response, g, jsonify, request
 from syncd import metrics, tokens
 from syncd.clock import iso
 from syncd.config import Config
+from syncd.logs import bound as bind
 from syncd.logs import log_event
 from syncd.scheduler import SchedulerError, SourceScheduler
 from syncd.store import current_version, database
@@ -31,6 +34,7 @@ from syncd.store.models import Source
 
 log = logging.getLogger("syncd.web")
 SCIM_PREFIX = "/scim/v2"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 @dataclass
@@ -67,8 +71,12 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
         app.register_blueprint(blueprint, url_prefix=SCIM_PREFIX)
 
     @app.before_request
-    def start_timer() -> None:
+    def start_request() -> None:
         g.syncd_started = time.perf_counter()
+        incoming = request.headers.get("X-Request-Id", "")
+        g.syncd_request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+        g.syncd_log_context = bind(request=g.syncd_request_id)
+        g.syncd_log_context.__enter__()
 
     @app.after_request
     def observe(response: Response) -> Response:
@@ -87,10 +95,15 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
                     status=response.status_code,
                     duration_ms=round(elapsed * 1000, 1),
                 )
+        if "syncd_request_id" in g:
+            response.headers["X-Request-Id"] = g.syncd_request_id
         return response
 
     @app.teardown_request
-    def reset_broken_connection(error: BaseException | None) -> None:
+    def end_request(error: BaseException | None) -> None:
+        context = g.pop("syncd_log_context", None)
+        if context is not None:
+            context.__exit__(None, None, None)
         if isinstance(error, peewee.OperationalError | peewee.InterfaceError) and database.obj is not None:
             database.obj.close()
 

@@ -159,3 +159,19 @@ def test_readyz_names_the_failing_check_and_healthz_stays_up(store):
     metrics = client.get("/metrics")
     assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert 'syncd_http_requests_total{endpoint="/readyz",method="GET",status="503"}' in metrics.text
+
+
+def test_each_request_gets_an_id_bound_to_its_log_events(store, captured):
+    from syncd.web import ServiceState, create_app
+
+    stream = captured("json")
+    config = Config()
+    client = create_app(config, ServiceState(config=config), with_scim=False).test_client()
+    given = client.post("/admin/v1/sources/hr/sync", headers={"X-Request-Id": "abc-123"})
+    made = client.post("/admin/v1/sources/hr/sync", headers={"X-Request-Id": "bad id with spaces"})
+    assert given.headers["X-Request-Id"] == "abc-123"
+    assert made.headers["X-Request-Id"] != "bad id with spaces"
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    requests_logged = [e for e in events if e["event"] == "http.request"]
+    assert [e["request"] for e in requests_logged] == ["abc-123", made.headers["X-Request-Id"]]
+    assert all(e["status"] == 401 for e in requests_logged)
