@@ -8,8 +8,9 @@ elapsed since the last one. Failures back the source off: after ``quarantine_aft
 source is quarantined, its next slots are skipped with a doubling backoff (capped by ``max_backoff``), one alert
 line is logged, and the first success ends it (https://apscheduler.readthedocs.io/en/3.x/userguide.html).
 
-The run function is a parameter (``syncd.pipeline.run_source`` by default, looked up at call time) so tests can give
-the scheduler a controllable one.
+Each run executes in a child process (:mod:`syncd.worker`); the lease heartbeat and the bookkeeping stay here. The
+run function is a parameter (``syncd.pipeline.run_source`` by default, looked up at call time) so tests can give
+the scheduler a controllable one; it must be a module-level function, because it is pickled to the child.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd import lease, metrics
+from syncd import lease, metrics, worker
 from syncd.clock import utcnow
 from syncd.config import Config, SourceSettings, parse_interval
 from syncd.logs import bound, log_event, redact_text
@@ -123,9 +124,11 @@ class SourceScheduler:
         run: RunFunction | None = None,
         owner: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        isolate: bool = True,
     ) -> None:
         self.config = config
         self.run = run or default_run
+        self.isolate = isolate
         self.owner = owner or replica_id()
         self.clock = clock
         self._scheduler = BackgroundScheduler(
@@ -279,7 +282,18 @@ class SourceScheduler:
                 every = parse_interval(settings.full_snapshot_every, f"source {name}.full_snapshot_every")
                 full = full or row.last_full_at is None or now - row.last_full_at >= timedelta(seconds=every)
                 log_event(log, "source.run.start", full=full, actor=actor, owner=self.owner)
-                detail = self.run(self.config, name, dry_run=False, full=full, actor=actor, now=now)
+                if self.isolate:
+                    detail = worker.run_in_child(
+                        self.run,
+                        self.config,
+                        name,
+                        full=full,
+                        actor=actor,
+                        now=now,
+                        context={"org": settings.org, "source": name, "run": run_id},
+                    )
+                else:
+                    detail = self.run(self.config, name, dry_run=False, full=full, actor=actor, now=now)
                 result = _result_of(detail)
             except Exception as caught:
                 error = _one_line(caught)

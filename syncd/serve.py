@@ -34,7 +34,7 @@ from cheroot.wsgi import Server
 
 from connectors.interface import ConfigError
 from syncd import config as config_module
-from syncd import logs, shell
+from syncd import logs, shell, worker
 from syncd.config import Config
 from syncd.lease import declaration_lock
 from syncd.logs import log_event, redact_text
@@ -154,6 +154,7 @@ class Service:
             log_event(log, "service.stopped", signal=why)
             return 0
         left = self.scheduler.in_flight()
+        worker.kill_all()
         log_event(
             log,
             "service.stop_timeout",

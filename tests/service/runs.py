@@ -28,6 +28,7 @@ class RunStep(peewee.Model):
     run = peewee.CharField()
     source = peewee.CharField()
     owner = peewee.CharField(default="")
+    pid = peewee.IntegerField(default=0)
     slot = peewee.DateTimeField()
     step = peewee.IntegerField()
     written_at = peewee.DateTimeField()
@@ -61,6 +62,7 @@ def slow(
                 run=run,
                 source=source_name,
                 owner=os.environ.get("SYNCD_TEST_OWNER", ""),
+                pid=os.getpid(),
                 slot=now,
                 step=step,
                 written_at=datetime.utcnow(),
@@ -78,3 +80,13 @@ def recorded(db_url: str) -> list[dict[str, Any]]:
     rows = list(RunStep.select().order_by(RunStep.id).dicts())
     database.obj.close()
     return rows
+
+
+def crash(
+    config: Config, source_name: str, *, dry_run: bool, full: bool, actor: str | None, now: datetime | None
+) -> RunResult:
+    """Die with exit code 3 in the middle of the transaction, as a segfault or the OOM killer would."""
+    RunStep.create_table(safe=True)
+    with write_transaction():
+        RunStep.create(run="crash", source=source_name, slot=now, step=0, written_at=datetime.utcnow())
+        os._exit(3)

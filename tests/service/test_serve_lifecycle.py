@@ -62,6 +62,7 @@ def test_sigterm_during_a_long_run_lets_it_commit_and_starts_nothing_new(serve, 
     runs = {row["run"] for row in rows}
     assert len(runs) == 1, "the run in flight finished and no new run started while draining"
     assert len(rows) == 6
+    assert {row["pid"] for row in rows} != {service.process.pid}, "the run ran in its own process"
     assert len(service.events("source.run.start")) == 1
     assert service.events("source.run.ok")
 

@@ -8,6 +8,7 @@ import signal
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg2
 
@@ -26,6 +27,22 @@ def _runs(url: str) -> dict[str, dict]:
         )
         run["written"].append(row["written_at"])
     return runs
+
+
+def _processes_of(owner: str) -> list[int]:
+    """Live processes started with SYNCD_TEST_OWNER=owner (a replica and its run processes)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"SYNCD_TEST_OWNER={owner}".encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
@@ -56,6 +73,7 @@ def test_two_replicas_run_each_slot_once_and_take_over_from_a_killed_one(serve, 
     first.process.send_signal(signal.SIGKILL)
     first.wait()
     killed_at = datetime.now(UTC).replace(tzinfo=None)
+    _wait_for(lambda: not _processes_of("first"), 10, "the killed replica's run process to exit with it")
 
     def taken_over() -> bool:
         later = [r for r in _runs(postgres_url).values() if r["owner"] == "second" and r["slot"] > killed_at]

@@ -175,3 +175,23 @@ def test_each_request_gets_an_id_bound_to_its_log_events(store, captured):
     requests_logged = [e for e in events if e["event"] == "http.request"]
     assert [e["request"] for e in requests_logged] == ["abc-123", made.headers["X-Request-Id"]]
     assert all(e["status"] == 401 for e in requests_logged)
+
+
+def test_a_run_process_that_dies_mid_transaction_is_a_failed_run_that_changed_nothing(sqlite_store, sqlite_url):
+    from syncd.config import DatabaseSettings, SourceSettings
+    from tests.service import runs
+
+    _source()
+    config = Config(
+        database=DatabaseSettings(url=sqlite_url),
+        sources=(SourceSettings(name="hr", org="acme", kind="file", connector=None),),
+    )
+    scheduler = SourceScheduler(config, run=runs.crash)
+
+    outcome = scheduler.run_now("hr")
+
+    assert outcome.result == "failed"
+    assert "ended with exit code 3" in outcome.error
+    assert runs.RunStep.select().count() == 0
+    row = Source.get(Source.name == "hr")
+    assert (row.consecutive_failures, row.last_error, row.lease_owner) == (1, outcome.error, None)
