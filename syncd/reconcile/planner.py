@@ -65,9 +65,16 @@ class _Planner:
         by_member: dict[str, list[ObservedIdentity]] = {}
         for identity in self.observed.identities:
             by_member.setdefault(identity.match_key, []).append(identity)
-        for key in sorted(set(by_member) | set(self.current.members)):
+        # Active owners go last, so that an owner gained anywhere in this plan counts before any owner may go.
+        keys = sorted(set(by_member) | set(self.current.members), key=lambda k: (self._is_owner(k), k))
+        for key in keys:
             self._member(key, by_member.get(key, []), self.current.members.get(key))
+        self.actions.sort(key=lambda action: action.target)
         return Plan(tuple(self.team_actions + self.actions), tuple(self.notes))
+
+    def _is_owner(self, key: str) -> bool:
+        member = self.current.members.get(key)
+        return member is not None and member.state.status == "active" and member.state.role == "owner"
 
     def _precedence(self, identity: ObservedIdentity) -> tuple[int, int, str, str]:
         # Highest precedence first; an active identity beats a disabled one; then by name for determinism.
