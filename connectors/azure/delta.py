@@ -109,7 +109,7 @@ class DeltaReader:
                     f"source {self._source}: TLS certificate of {self._settings.graph_origin} is not trusted; "
                     "set ca_file to the CA that issued it"
                 ) from None
-            except (requests.ConnectionError, requests.Timeout) as error:
+            except requests.RequestException as error:  # refused, reset, timed out, or cut mid-answer
                 self.requests += 1
                 attempt += 1
                 delay = self._throttle.retry_after({}, attempt)
