@@ -38,14 +38,18 @@ def test_defaults_point_at_the_global_cloud(tmp_path: Path) -> None:
 
 
 def test_national_cloud_hosts_are_used_as_given() -> None:
-    settings = config.parse(
-        _source(
-            client_secret_env="ENTRA_SECRET",
-            authority_host="https://login.microsoftonline.us/",
-            graph_url="https://graph.microsoft.us",
-            select=["officeLocation"],
+    settings = (
+        config.parse(
+            _source(
+                client_secret_env="ENTRA_SECRET",
+                authority_host="https://login.microsoftonline.us/",
+                graph_url="https://graph.microsoft.us",
+                select=["officeLocation"],
+            )
         )
-    ).sources[0].connector
+        .sources[0]
+        .connector
+    )
 
     assert settings.authority == "https://login.microsoftonline.us/contoso.onmicrosoft.com"
     assert settings.scope == "https://graph.microsoft.us/.default"
@@ -60,7 +64,10 @@ def test_national_cloud_hosts_are_used_as_given() -> None:
             {"client_secret_file": "a", "certificate_file": "b"},
             "give exactly one credential (got client_secret_file, certificate_file)",
         ),
-        ({"client_secret_env": "X", "graph_url": "http://graph.local"}, "sources[0].graph_url: expected an https origin"),
+        (
+            {"client_secret_env": "X", "graph_url": "http://graph.local"},
+            "sources[0].graph_url: expected an https origin",
+        ),
         (
             {"client_secret_env": "X", "authority_host": "https://login.microsoftonline.com/tenant"},
             "sources[0].authority_host: expected an https origin",
