@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import ssl
 from typing import Any
 
@@ -24,6 +25,7 @@ from connectors.errors import ConnectorError
 from connectors.interface import ReadResult
 
 CURSOR_VERSION = 1
+log = logging.getLogger("syncd.connectors.azure")
 
 
 class Connector:
@@ -54,11 +56,28 @@ class Connector:
         self.reader.requests = 0
         links = self._links(cursor)
         if links is None:
-            return self._full()
-        try:
-            return self._incremental(*links)
-        except ResyncRequired:
-            return self._full()
+            if cursor is not None:
+                log.warning("source=%s event=full_read reason=%s", self.name, "cursor_unusable_or_selection_changed")
+            result = self._full()
+        else:
+            try:
+                result = self._incremental(*links)
+            except ResyncRequired as reset:
+                log.warning(
+                    "source=%s event=full_read reason=synchronization_reset graph_status=%r", self.name, str(reset)
+                )
+                result = self._full()
+        log.info(
+            "source=%s event=read kind=%s users=%d groups=%d requests=%d throttled_wait=%.1f paced=%.1f",
+            self.name,
+            type(result).__name__.lower(),
+            len(result.users),
+            len(result.groups),
+            self.reader.requests,
+            self.throttle.waited,
+            self.throttle.paced,
+        )
+        return result
 
     def _full(self) -> ReadResult:
         settings = self.settings

@@ -3,7 +3,9 @@
 "Use delta query to track changes in Microsoft Graph data": a round starts at the initial query (or at the last
 round's deltaLink), every ``@odata.nextLink`` is requested exactly as given (its opaque skiptoken carries ``$select``),
 and the round ends with the page that holds the ``@odata.deltaLink`` — never both links on one page. A 410 Gone
-("Synchronization reset") or an expired token (``syncStateNotFound``) means the tenant must be read again in full.
+("Synchronization reset") or an expired token (``syncStateNotFound``) means the tenant must be read again in full;
+the 410's ``Location`` names the initial query again, which the connector rebuilds from its settings so that
+``$select`` and the group filter stay as configured.
 
 The bearer token is sent only to ``graph_url``: a link that points anywhere else stops the read.
 """

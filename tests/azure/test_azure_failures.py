@@ -302,3 +302,19 @@ def test_failure_during_a_resync_is_an_error_not_a_partial_snapshot(graph: FakeG
     graph.faults.clear()
 
     assert isinstance(connector.read(cursor), Snapshot)
+
+
+def test_missing_ca_file_is_named(graph: FakeGraph, make_connector: Callable[..., Connector], tmp_path: Path) -> None:
+    with pytest.raises(ConnectorError, match=r"^source entra: cannot load ca_file .*missing\.pem .*check the path$"):
+        make_connector(ca_file=str(tmp_path / "missing.pem"))
+
+
+def test_certificate_file_without_a_private_key_is_named(
+    graph: FakeGraph, make_connector: Callable[..., Connector], tmp_path: Path
+) -> None:
+    certificate = make_client_certificate(tmp_path / "app.pem")
+    (tmp_path / "cert-only.pem").write_text(certificate, encoding="utf-8")
+
+    message = _fails(make_connector(certificate_file=str(tmp_path / "cert-only.pem")), None, graph)
+
+    assert "no private key in certificate_file" in message
