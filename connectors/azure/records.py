@@ -14,10 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.azure.settings import USER_ATTRIBUTES
 from connectors.interface import Delta, GroupRecord, Snapshot, UserRecord
 
 MEMBER_TYPES = frozenset({"#microsoft.graph.user", "#microsoft.graph.group"})
+#: Graph user properties that have a field of their own in UserRecord; any other selected one (``userType`` by
+#: default, so rules can tell guests from members) is kept in ``attributes``.
+_USER_FIELDS = frozenset(
+    {"id", "userPrincipalName", "mail", "displayName", "givenName", "surname", "accountEnabled", "department"}
+    | {"jobTitle", "employeeId"}
+)
 _GROUP_FIELDS = frozenset({"id", "displayName", "members@delta", "@odata.type"})
 
 
@@ -27,7 +32,7 @@ def user_record(item: dict[str, Any]) -> UserRecord:
     ``accountEnabled: false`` makes the record inactive; a property Graph leaves out has never been set (user:
     delta, "Response"). Extra selected attributes go to ``attributes`` unchanged.
     """
-    extra = {k: v for k, v in item.items() if k not in USER_ATTRIBUTES and not k.startswith("@") and "@" not in k}
+    extra = {k: v for k, v in item.items() if k not in _USER_FIELDS and "@" not in k}
     user_name = item.get("userPrincipalName") or item["id"]
     return UserRecord(
         key=item["id"],
@@ -103,7 +108,7 @@ class GroupFold:
 
     def record(self, key: str, members: frozenset[str] | None) -> GroupRecord:
         item = self.properties[key]
-        extra = {k: v for k, v in item.items() if k not in _GROUP_FIELDS and not k.startswith("@") and "@" not in k}
+        extra = {k: v for k, v in item.items() if k not in _GROUP_FIELDS and "@" not in k}
         return GroupRecord(
             key=key,
             display_name=str(item.get("displayName") or key),

@@ -26,6 +26,7 @@ USER_ATTRIBUTES = (
     "department",
     "jobTitle",
     "employeeId",
+    "userType",
 )
 #: Attributes every group read selects; ``members`` makes Graph report ``members@delta`` (group: delta).
 GROUP_ATTRIBUTES = ("id", "displayName", "description", "members")

@@ -234,7 +234,7 @@ def test_changed_selection_starts_with_a_full_read(graph: FakeGraph, make_connec
     result = make_connector(select=("officeLocation",)).read(cursor)
 
     assert isinstance(result, Snapshot)
-    assert [u.attributes for u in result.users] == [{"officeLocation": "Berlin"}]
+    assert [u.attributes.get("officeLocation") for u in result.users] == ["Berlin"]
 
 
 def test_unreadable_cursor_starts_with_a_full_read(graph: FakeGraph, connector: Connector) -> None:
@@ -307,3 +307,15 @@ def test_extra_selected_attributes_are_kept_as_attributes(
     snapshot = make_connector(select=("officeLocation", "usageLocation")).read(None)
 
     assert snapshot.users[0].attributes == {"officeLocation": "Berlin", "usageLocation": "DE"}
+
+
+def test_guest_accounts_carry_their_user_type(graph: FakeGraph, connector: Connector) -> None:
+    graph.add_user(name="guest", userType="Guest", userPrincipalName="guest_fabrikam.example#EXT#@contoso.example")
+    graph.add_user(name="ada", userType="Member")
+
+    users = {u.user_name: u.attributes for u in _snapshot(connector).users}
+
+    assert users == {
+        "guest_fabrikam.example#EXT#@contoso.example": {"userType": "Guest"},
+        "ada@contoso.example": {"userType": "Member"},
+    }
