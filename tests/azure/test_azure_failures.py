@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -318,3 +319,27 @@ def test_certificate_file_without_a_private_key_is_named(
     message = _fails(make_connector(certificate_file=str(tmp_path / "cert-only.pem")), None, graph)
 
     assert "no private key in certificate_file" in message
+
+
+def test_token_expired_by_the_servers_clock_is_renewed(graph: FakeGraph, connector: Connector) -> None:
+    keys = _fill(graph, 3)
+    cursor = connector.read(None).cursor
+    graph.clock_offset = graph.token_lifetime + 60  # msal still trusts its cached token; Graph does not
+    graph.update_user(keys[0], jobTitle="CTO")
+
+    delta = connector.read(cursor)
+
+    assert isinstance(delta, Delta) and [u.title for u in delta.users] == ["CTO"]
+    sent = [r["headers"]["authorization"] for r in graph.graph_requests("/v1.0/users/delta")]
+    assert sent[-1] != sent[-2]  # the rejected token was not sent again
+    assert graph.token_requests == 2
+
+
+def test_retry_after_as_an_http_date_is_honoured() -> None:
+    from email.utils import formatdate
+
+    from connectors.azure.throttle import Throttle
+
+    wait = Throttle(60).retry_after({"Retry-After": formatdate(time.time() + 30, usegmt=True)}, attempt=1)
+
+    assert 0 < wait <= 30
