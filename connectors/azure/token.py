@@ -56,6 +56,7 @@ class TokenSource:
         token = result.get("access_token") if isinstance(result, dict) else None
         if token:
             return str(token)
+        self._app = None  # the next read builds a new app, so a rotated secret or certificate file is read again
         raise ConnectorError(self._refusal(result if isinstance(result, dict) else {}))
 
     def forget(self, token: str) -> None:

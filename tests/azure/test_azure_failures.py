@@ -343,3 +343,14 @@ def test_retry_after_as_an_http_date_is_honoured() -> None:
     wait = Throttle(60).retry_after({"Retry-After": formatdate(time.time() + 30, usegmt=True)}, attempt=1)
 
     assert 0 < wait <= 30
+
+
+def test_a_fixed_secret_file_is_picked_up_by_the_next_read(
+    graph: FakeGraph, connector: Connector, secret_file: Path
+) -> None:
+    key = graph.add_user(name="ada")
+    secret_file.write_text("expired-secret", encoding="utf-8")
+    _fails(connector, None, graph)
+    secret_file.write_text(graph.client_secret, encoding="utf-8")
+
+    assert [u.key for u in connector.read(None).users] == [key]
