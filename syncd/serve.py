@@ -9,7 +9,8 @@ traffic is orders of magnitude below. Scale-out is by replicas (PostgreSQL lease
 programmatic, graceful ``stop()`` that drains its worker threads within a timeout.
 
 Signals (systemd.kill(5), sd_notify(3)) are taken synchronously by the main thread with ``sigtimedwait`` (they are
-blocked in every other thread), so no handler runs in the middle of other code:
+blocked in every other thread), so no handler runs in the middle of other code; one that still reaches another
+thread (a library may unblock them there) is caught by a handler that only queues it for the same loop:
 
 - SIGTERM/SIGINT: stop taking work (the scheduler fires nothing more, /readyz says draining, the listener closes),
   let in-flight requests and source runs finish, exit 0; when ``server.shutdown_timeout`` passes first the process
@@ -80,6 +81,7 @@ class Service:
             timeout=30,
         )
         self.server.max_request_body_size = config.server.max_body_bytes
+        self._leaked: list[int] = []
 
     def run(self) -> int:
         try:
@@ -89,6 +91,8 @@ class Service:
                 f"server.listen {self.listen}: cannot listen ({error.strerror or error}); "
                 "choose a free address with --listen or [server] listen"
             ) from None
+        for number in HANDLED:
+            signal.signal(number, self._leak)
         http = threading.Thread(target=self.server.serve, name="http", daemon=True)
         self.scheduler.start()
         http.start()
@@ -99,16 +103,25 @@ class Service:
 
     def _loop(self) -> int:
         ping = watchdog_interval()
+        next_ping = time.monotonic()
         while True:
-            received = signal.sigtimedwait(HANDLED, ping or 1.0)
-            if received is None:
-                if ping and self.scheduler.healthy():
+            received = signal.sigtimedwait(HANDLED, 0.5)
+            number = received.si_signo if received is not None else (self._leaked.pop(0) if self._leaked else None)
+            if ping and time.monotonic() >= next_ping:
+                next_ping = time.monotonic() + ping
+                if self.scheduler.healthy():
                     notify("WATCHDOG=1")
+            if number is None:
                 continue
-            if received.si_signo == signal.SIGHUP:
+            if number == signal.SIGHUP:
                 self.reload()
             else:
-                return self.stop(signal.Signals(received.si_signo).name)
+                return self.stop(signal.Signals(number).name)
+
+    def _leak(self, number: int, frame: object) -> None:
+        """A signal that reached a thread where a library had unblocked it (multiprocessing's resource tracker
+        start does): Python runs this in the main thread, and the loop handles it like one from sigtimedwait."""
+        self._leaked.append(number)
 
     def reload(self) -> bool:
         """Re-read the config file; keep the running config when the new one is invalid (one log line says why)."""

@@ -57,7 +57,11 @@ def run_in_child(
         args=(sender, run, config, source_name, full, actor, now, dict(context), os.getpid()),
         name=f"syncd-run-{source_name}",
     )
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     process.start()
+    # Starting the first child starts multiprocessing's resource tracker, which unblocks SIGINT and SIGTERM in this
+    # thread afterwards (bpo-33613); the service takes signals in its main thread only, so restore the mask.
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     sender.close()
     with _children_lock:
         _children[process.pid] = process
