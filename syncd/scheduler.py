@@ -275,10 +275,11 @@ class SourceScheduler:
         heartbeat.start()
         started = time.monotonic()
         full = force_full
-        result, error, detail = "failed", None, None
+        result, error, detail, before = "failed", None, None, 0
         with bound(org=settings.org, source=name, run=run_id):
             try:
                 row = Source.get(Source.name == name)
+                before = row.consecutive_failures
                 every = parse_interval(settings.full_snapshot_every, f"source {name}.full_snapshot_every")
                 full = full or row.last_full_at is None or now - row.last_full_at >= timedelta(seconds=every)
                 log_event(log, "source.run.start", full=full, actor=actor, owner=self.owner)
@@ -304,7 +305,7 @@ class SourceScheduler:
                 metrics.source_runs.labels(name, result).inc()
                 metrics.source_run_duration.labels(name, result).observe(duration)
                 try:
-                    self._record(name, now, full, error, duration, result)
+                    self._record(name, now, full, error, duration, before, result)
                 finally:
                     with self._idle:
                         self._in_flight.pop(name, None)
@@ -326,43 +327,43 @@ class SourceScheduler:
             database.obj.close()
 
     def _record(
-        self, name: str, started: datetime, full: bool, error: str | None, duration: float, result: str
+        self, name: str, started: datetime, full: bool, error: str | None, duration: float, before: int, result: str
     ) -> None:
-        """Store the run's outcome on the Source row, alert once on quarantine, and release the lease."""
+        """Store the run's outcome on the Source row unless the run did (the pipeline records its own, stamped with
+        the ``now`` it was given), alert once on quarantine, log recovery, and release the lease."""
         finished = self.clock()
         with write_transaction():
             row = Source.get(Source.name == name)
-            before = row.consecutive_failures
-            if error is None:
-                changes: dict[Any, Any] = {
-                    Source.consecutive_failures: 0,
-                    Source.last_error: None,
-                    Source.last_run_at: started,
-                    Source.last_success_at: finished,
-                }
-                if full:
-                    changes[Source.last_full_at] = started
-                failures = 0
-            else:
-                failures = before + 1
-                changes = {Source.consecutive_failures: failures, Source.last_error: error, Source.last_run_at: started}
-            Source.update(changes).where(Source.name == name).execute()
+            if row.last_run_at != started:
+                changes: dict[Any, Any] = {Source.last_run_at: started}
+                if error is not None:
+                    changes.update(
+                        {Source.consecutive_failures: row.consecutive_failures + 1, Source.last_error: error}
+                    )
+                elif result == "ok":
+                    changes.update({Source.consecutive_failures: 0, Source.last_error: None})
+                    changes[Source.last_success_at] = finished
+                    if full:
+                        changes[Source.last_full_at] = started
+                Source.update(changes).where(Source.name == name).execute()
+            after = Source.get(Source.name == name)
+            failures = after.consecutive_failures
         ms = round(duration * 1000)
         if error is None:
             log_event(log, "source.run.ok", result=result, full=full, duration_ms=ms)
-            if self.quarantined(before):
+            if self.quarantined(before) and failures == 0:
                 log_event(log, "source.recovered", logging.WARNING, failures_before=before)
         else:
             log_event(log, "source.run.error", logging.WARNING, failures=failures, duration_ms=ms, error=error)
-            if failures == self.config.server.quarantine_after:
-                log_event(
-                    log,
-                    "source.quarantined",
-                    logging.ERROR,
-                    failures=failures,
-                    last_error=error,
-                    action="backing off; fix the cause, the first successful run ends the quarantine",
-                )
+        if self.quarantined(failures) and not self.quarantined(before):
+            log_event(
+                log,
+                "source.quarantined",
+                logging.ERROR,
+                failures=failures,
+                last_error=after.last_error,
+                action="backing off; fix the cause, the first successful run ends the quarantine",
+            )
         plain, period, _ = self._plain.get(name, (None, 0.0, ""))
         not_before = finished + timedelta(seconds=self.backoff(failures, period))
         lease.release(name, self.owner, self._next_slot(plain, not_before))
