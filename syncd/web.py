@@ -34,6 +34,9 @@ from syncd.store.models import Source
 
 log = logging.getLogger("syncd.web")
 SCIM_PREFIX = "/scim/v2"
+SCIM_ENDPOINTS = frozenset(
+    {"Users", "Groups", "Me", "Bulk", ".search", "Schemas", "ResourceTypes", "ServiceProviderConfig"}
+)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -81,7 +84,7 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
     @app.after_request
     def observe(response: Response) -> Response:
         started = g.get("syncd_started")
-        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        endpoint = endpoint_label()
         metrics.http_requests.labels(request.method, endpoint, str(response.status_code)).inc()
         if started is not None:
             elapsed = time.perf_counter() - started
@@ -160,6 +163,24 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
         return jsonify(body), 200 if outcome.error is None else 502
 
     return app
+
+
+def endpoint_label() -> str:
+    """The metric label of this request's endpoint: the route template, with SCIM's catch-all route broken down by
+    resource endpoint (RFC 7644 §3.2: /Users, /Groups, /Users/<id>, /.search, /Schemas ...) so ids, filters and
+    arbitrary paths never become label values."""
+    if request.url_rule is None:
+        return "unmatched"
+    rule = request.url_rule.rule
+    if not rule.startswith(SCIM_PREFIX) or "<path" not in rule:
+        return rule
+    parts = request.path[len(SCIM_PREFIX) :].strip("/").split("/")
+    if parts[0] not in SCIM_ENDPOINTS:
+        return f"{SCIM_PREFIX}/<other>"
+    label = f"{SCIM_PREFIX}/{parts[0]}"
+    if len(parts) > 1:
+        label += "/.search" if parts[1] == ".search" else "/<id>"
+    return label
 
 
 def readiness(service: ServiceState) -> dict[str, str]:

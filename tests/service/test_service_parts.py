@@ -195,3 +195,25 @@ def test_a_run_process_that_dies_mid_transaction_is_a_failed_run_that_changed_no
     assert runs.RunStep.select().count() == 0
     row = Source.get(Source.name == "hr")
     assert (row.consecutive_failures, row.last_error, row.lease_owner) == (1, outcome.error, None)
+
+
+def test_scim_catch_all_routes_are_labelled_by_resource_endpoint_not_by_path():
+    from flask import Flask
+
+    from syncd.web import endpoint_label
+
+    app = Flask("t")
+    app.add_url_rule("/scim/v2/<path:path>", "scim", lambda path: "")
+    app.add_url_rule("/healthz", "healthz", lambda: "")
+    cases = {
+        "/scim/v2/Users": "/scim/v2/Users",
+        "/scim/v2/Users/2819c223-7f76-453a-919d-413861904646": "/scim/v2/Users/<id>",
+        "/scim/v2/Groups/.search": "/scim/v2/Groups/.search",
+        "/scim/v2/ServiceProviderConfig": "/scim/v2/ServiceProviderConfig",
+        "/scim/v2/secret-probe/x": "/scim/v2/<other>",
+        "/healthz": "/healthz",
+        "/nowhere": "unmatched",
+    }
+    for path, label in cases.items():
+        with app.test_request_context(path):
+            assert endpoint_label() == label, path
