@@ -32,6 +32,8 @@ from syncd.logs import bound, log_event, redact_text
 
 log = logging.getLogger("syncd.worker")
 _context = multiprocessing.get_context("spawn")
+# A run is batch work: on a busy host the kernel should prefer the HTTP threads answering IdPs (sched(7), nice).
+RUN_NICENESS = 10
 _children: dict[int, Any] = {}
 _children_lock = threading.Lock()
 
@@ -108,6 +110,7 @@ def _child(
         signal.signal(number, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    os.nice(RUN_NICENESS)
     from syncd import logs
     from syncd.store import open_database
 
