@@ -83,9 +83,14 @@ class LedgerHead:
 
 
 def head(org_id: int, lock: bool = True) -> LedgerHead:
-    """Read the org's chain head; inside a write transaction, ``lock`` serializes appenders on PostgreSQL."""
+    """Read the org's chain head; inside a write transaction, ``lock`` serializes appenders on PostgreSQL.
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: rows inserted earlier in the same transaction that reference the org
+    hold ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` conflicts with, so two concurrent writers would deadlock
+    (https://www.postgresql.org/docs/current/explicit-locking.html#LOCKING-ROWS).
+    """
     if lock and is_postgres():
-        Organization.select(Organization.id).where(Organization.id == org_id).for_update().execute()
+        Organization.select(Organization.id).where(Organization.id == org_id).for_update("FOR NO KEY UPDATE").execute()
     last = (
         LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash)
         .where(LedgerEntry.org == org_id)
