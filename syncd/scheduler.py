@@ -67,6 +67,10 @@ class SourceBusy(SchedulerError):
     status = 409
 
 
+class SourceDisabled(SchedulerError):
+    status = 409
+
+
 class ShuttingDown(SchedulerError):
     status = 503
 
@@ -253,7 +257,7 @@ class SourceScheduler:
             raise ShuttingDown("the service is shutting down; retry against another replica or after restart")
         settings = self._settings(name)
         if not settings.enabled:
-            raise UnknownSource(f"source {name} is disabled in the config; set enabled = true and reload")
+            raise SourceDisabled(f"source {name} is disabled in the config; set enabled = true and reload")
         now = self.clock()
         if not lease.claim(name, self.owner, now, self.config.server.lease_seconds, scheduled=False):
             raise SourceBusy(f"source {name} is running now (lease held by another run); retry when it has finished")
