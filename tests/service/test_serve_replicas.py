@@ -66,7 +66,12 @@ def test_two_replicas_run_each_slot_once_and_take_over_from_a_killed_one(serve, 
     second = serve(config, SYNCD_TEST_OWNER="second", **knobs)
     first.wait_ready()
     second.wait_ready()
-    _wait_for(lambda: len(_runs(postgres_url)) >= 8, 30, "eight committed runs")
+
+    def shared() -> bool:
+        runs = _runs(postgres_url).values()
+        return len(runs) >= 8 and {run["owner"] for run in runs} == {"first", "second"}
+
+    _wait_for(shared, 30, "eight committed runs, shared by both replicas")
 
     seen = len(first.events("source.run.start"))
     first.wait_event("source.run.start", count=seen + 1)
@@ -92,4 +97,3 @@ def test_two_replicas_run_each_slot_once_and_take_over_from_a_killed_one(serve, 
         assert len(slots) == len(set(slots)), f"{source}: a one-second slot ran twice"
         spans = sorted((min(run["written"]), max(run["written"])) for run in by_source[source])
         assert all(end < next_start for (_, end), (next_start, _) in itertools.pairwise(spans)), f"{source}: overlap"
-    assert {run["owner"] for run in runs.values()} == {"first", "second"}
