@@ -15,9 +15,6 @@ import pytest
 import requests
 
 from tests.conftest import PYTHON, ROOT, subprocess_env
-from tests.service.harness import ensure_file_connector
-
-ensure_file_connector()
 
 
 def free_port() -> int:

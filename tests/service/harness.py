@@ -1,39 +1,13 @@
 """Run ``syncd serve`` with a test run function in place of the pipeline: ``python -m tests.service.harness``.
 
-Everything else is the real command (argument parsing, config, store, scheduler, run processes, HTTP, signals).
-Until the file connector lands, a minimal ``connectors.file`` with the ``path`` key stands in so configs can
-declare file sources; it is installed when this module is imported, which also happens in every run process
-(multiprocessing's spawn imports the parent's main module), so the pickled config unpickles there too.
+Everything else is the real command (argument parsing, config, store, scheduler, run processes, HTTP, signals); the
+run function (``module:function``) is pickled by reference to each run process, which imports it there.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import sys
-import types
-
-
-@dataclasses.dataclass(frozen=True)
-class StandInSettings:
-    path: str
-    format: str | None = None
-
-
-def ensure_file_connector() -> None:
-    try:
-        importlib.import_module("connectors.file")
-    except ModuleNotFoundError as error:
-        if error.name != "connectors.file":
-            raise
-        module = types.ModuleType("connectors.file")
-        StandInSettings.__module__ = "connectors.file"
-        StandInSettings.__qualname__ = StandInSettings.__name__ = "Settings"
-        module.Settings = StandInSettings  # type: ignore[attr-defined]
-        sys.modules["connectors.file"] = module
-
-
-ensure_file_connector()
 
 
 def main(argv: list[str]) -> int:
