@@ -134,6 +134,11 @@ class FakeOkta:
         self.faults: list[Fault] = []
         self.seen: list[Seen] = []
         self.tokens_issued = 0
+        self.issued_cursors: set[str] = set()
+        self.peak_usage: dict[str, int] = {}
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.expire_tokens_after: int | None = None
         self._store = _Store()
         self._clients: dict[str, _Client] = {}
         self._access: dict[str, tuple[str, frozenset[str], float]] = {}
@@ -337,6 +342,12 @@ class FakeOkta:
         with self._lock:
             self._access = {token: (cid, scopes, 0.0) for token, (cid, scopes, _) in self._access.items()}
 
+    def exhaust(self, bucket: str) -> None:
+        """Use up the current window of a bucket, as another integration of the org would."""
+        with self._lock:
+            real = time.time()
+            self._windows[bucket] = _Window(real - real % self.rate_window, self.rate_limits[bucket])
+
     def fail(self, path: str, status: int = 500, skip: int = 0, times: int = 1) -> Fault:
         fault = Fault(path, "status", status=status, skip=skip, times=times)
         self.faults.append(fault)
@@ -371,6 +382,7 @@ class FakeOkta:
             over = window.used >= limit
             if not over:
                 window.used += 1
+                self.peak_usage[bucket] = max(self.peak_usage.get(bucket, 0), window.used)
             reset = int(start + self.rate_window + self._offset + 0.999)
             headers = {
                 "X-Rate-Limit-Limit": str(limit),
@@ -632,6 +644,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         fake = self.fake
+        with fake._lock:
+            fake.in_flight += 1
+            fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
+        try:
+            self._answer(method)
+        finally:
+            with fake._lock:
+                fake.in_flight -= 1
+
+    def _answer(self, method: str) -> None:
+        fake = self.fake
         parts = urlsplit(self.path)
         path = parts.path
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
@@ -640,6 +663,11 @@ class _Handler(BaseHTTPRequestHandler):
         seen = Seen(method, path, query)
         with fake._lock:
             fake.seen.append(seen)
+            if fake.expire_tokens_after is not None and path.startswith("/api/"):
+                fake.expire_tokens_after -= 1
+                if fake.expire_tokens_after < 0:
+                    fake.expire_tokens_after = None
+                    fake.expire_access_tokens()
         if fake.latency:
             time.sleep(fake.latency)
         base = f"http://{self.headers.get('Host')}"
@@ -689,6 +717,8 @@ class _Handler(BaseHTTPRequestHandler):
         if after is not None:
             next_query = {k: v for k, v in query.items() if k != "after"}
             next_query["after"] = _opaque(after)
+            with fake._lock:
+                fake.issued_cursors.add(next_query["after"])
             links.append(f'<{base}{path}?{urlencode(next_query)}>; rel="next"')
         payload = (b"[" + b",".join(items) + b"]").replace(BASE.encode(), base.encode())
         return self._send(seen, 200, payload, rate_headers, links=links, fault=fault)
