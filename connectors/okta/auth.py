@@ -46,7 +46,7 @@ class TokenAuth(requests.auth.AuthBase):
         request.headers["Authorization"] = f"SSWS {self._token}"
         return request
 
-    def renew(self) -> bool:
+    def renew(self, rejected: requests.Response) -> bool:
         return False
 
 
@@ -81,10 +81,15 @@ class ServiceAppAuth(requests.auth.AuthBase):
         request.headers["Authorization"] = f"Bearer {self._current()}"
         return request
 
-    def renew(self) -> bool:
-        """Forget the cached access token (Okta answered 401), so the next request fetches a new one."""
+    def renew(self, rejected: requests.Response) -> bool:
+        """Forget the access token Okta just rejected with 401, so the next request fetches a new one.
+
+        Several threads may see the same expiry at once; only the first drops the token, the others find a fresh
+        one already in place, so one expiry costs one token request.
+        """
         with self._lock:
-            self._access_token = None
+            if rejected.request.headers.get("Authorization") == f"Bearer {self._access_token}":
+                self._access_token = None
         return True
 
     def _current(self) -> str:

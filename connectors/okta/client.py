@@ -144,7 +144,7 @@ class OktaClient:
                             self._line(what, f"stayed throttled (HTTP 429) for {throttled} attempts", "throttled")
                         )
                     continue
-                elif status == 401 and not renewed and self.auth.renew():
+                elif status == 401 and not renewed and self.auth.renew(response):
                     renewed = True
                     continue
                 elif status in (401, 403):
