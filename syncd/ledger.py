@@ -3,22 +3,38 @@
 Each entry's hash covers the canonical encoding (sorted-key, compact JSON) of its sequence number, time, actor,
 action, target, before, after, reason and the previous entry's hash, so editing, deleting, inserting or reordering
 any entry breaks the chain at that entry.
+
+Retention (:func:`prune`) deletes a prefix of the chain behind a ``ledger.checkpoint`` entry appended at the head.
+The checkpoint's ``after`` names the last pruned entry (``pruned_through_seq``/``pruned_through_hash``) and carries
+the latest ``after`` of every target whose history was pruned (``carried``), so that point-in-time answers
+(:mod:`syncd.history`) stay whole. :func:`verify` accepts a chain that does not start at seq 1 only when a checkpoint
+inside the verified chain accounts for exactly the missing prefix; since that checkpoint is itself hash-linked,
+forging one in the middle breaks the link after it.
+
+An unkeyed hash chain cannot show that its newest entries were cut off: compare the head that ``syncd audit verify``
+prints with one recorded elsewhere (``--expect-head SEQ:HASH``) to detect truncation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+import peewee
 
 from syncd.clock import iso, utcnow
 from syncd.store.db import is_postgres
 from syncd.store.models import LedgerEntry, Organization
+from syncd.store.tx import write_transaction
 
 GENESIS_HASH = "0" * 64
+CHECKPOINT_ACTION = "ledger.checkpoint"
+CHECKPOINT_TARGET = "ledger"
+_NOT_CARRIED = ("plan:", CHECKPOINT_TARGET)
 
 
 def canonical_json(value: Any) -> str | None:
@@ -140,28 +156,188 @@ def insert_rows(rows: list[dict[str, Any]], batch: int = 500) -> None:
         LedgerEntry.insert_many(rows[start : start + batch]).execute()
 
 
+class LedgerError(Exception):
+    """A ledger operation was refused (e.g. pruning a chain that does not verify); the message says what to do."""
+
+
+class StoredEntry(NamedTuple):
+    """One entry as stored: ``before``/``after`` are the canonical JSON texts the hash covers."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    before: str | None
+    after: str | None
+    reason: str
+    prev_hash: str
+    hash: str
+
+
+_COLUMNS = (
+    LedgerEntry.seq,
+    LedgerEntry.at,
+    LedgerEntry.actor,
+    LedgerEntry.action,
+    LedgerEntry.target,
+    LedgerEntry.before,
+    LedgerEntry.after,
+    LedgerEntry.reason,
+    LedgerEntry.prev_hash,
+    LedgerEntry.hash,
+)
+
+
+def entry_document(entry: StoredEntry) -> dict[str, Any]:
+    """The public shape of an entry (``audit export``/``list --format json``): before/after as JSON values."""
+    return {
+        "seq": entry.seq,
+        "at": iso(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "before": json.loads(entry.before) if entry.before is not None else None,
+        "after": json.loads(entry.after) if entry.after is not None else None,
+        "reason": entry.reason,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def select_entries(
+    org_id: int,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+) -> peewee.ModelSelect:
+    """An org's entries matching the filters (``since`` inclusive, ``until`` exclusive); ``x*`` matches a prefix."""
+    query = LedgerEntry.select(*_COLUMNS).where(LedgerEntry.org == org_id)
+    if since is not None:
+        query = query.where(LedgerEntry.at >= since)
+    if until is not None:
+        query = query.where(LedgerEntry.at < until)
+    for column, value in ((LedgerEntry.actor, actor), (LedgerEntry.action, action), (LedgerEntry.target, target)):
+        if value is None:
+            continue
+        query = query.where(column.startswith(value[:-1]) if value.endswith("*") else column == value)
+    return query
+
+
+def stream(query: peewee.ModelSelect, batch: int = 1000) -> Iterator[StoredEntry]:
+    """Yield a query's entries in sequence order, ``batch`` rows at a time (keyset paging on ``seq``).
+
+    psycopg2's default cursor would fetch a whole result into memory, so a million-entry export pages instead;
+    each page is read with ``.iterator()`` so peewee keeps no row cache either.
+    """
+    after_seq: int | None = None
+    while True:
+        page = query.order_by(LedgerEntry.seq)
+        if after_seq is not None:
+            page = page.where(LedgerEntry.seq > after_seq)
+        count = 0
+        for row in page.limit(batch).tuples().iterator():
+            count += 1
+            yield StoredEntry(*row)
+        if count < batch:
+            return
+        after_seq = row[0]
+
+
 @dataclass
 class VerifyResult:
     ok: bool
     checked: int
     bad_seq: int | None = None
     problem: str = ""
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head_hash: str | None = None
 
 
-def verify(org_id: int) -> VerifyResult:
-    """Walk the org's chain in order; name the first entry whose sequence, link or hash is wrong."""
-    expected_seq: int | None = None
-    prev = GENESIS_HASH
-    checked = 0
-    for entry in _entries_in_order(org_id):
-        if expected_seq is None:
-            expected_seq = entry.seq if entry.action == "ledger.checkpoint" else 1
+@dataclass
+class Anchor:
+    """What a checkpoint says was pruned: entries up to ``through_seq``, the last of which hashed ``through_hash``."""
+
+    checkpoint_seq: int
+    through_seq: int
+    through_hash: str
+    pruned_before: str = ""
+    carried: dict[str, Any] = field(default_factory=dict)
+
+
+def anchor_of(entry: StoredEntry) -> Anchor | None:
+    """Read a checkpoint entry's claim; an entry that is not a well-formed checkpoint anchors nothing."""
+    if entry.action != CHECKPOINT_ACTION or entry.target != CHECKPOINT_TARGET or entry.after is None:
+        return None
+    try:
+        after = json.loads(entry.after)
+        return Anchor(
+            entry.seq,
+            int(after["pruned_through_seq"]),
+            str(after["pruned_through_hash"]),
+            str(after.get("pruned_before", "")),
+            dict(after.get("carried") or {}),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def checkpoints(org_id: int) -> list[Anchor]:
+    """The org's checkpoints, oldest first (found through the (org, target) index)."""
+    query = select_entries(org_id, target=CHECKPOINT_TARGET).where(LedgerEntry.action == CHECKPOINT_ACTION)
+    return [a for a in (anchor_of(StoredEntry(*row)) for row in query.order_by(LedgerEntry.seq).tuples()) if a]
+
+
+def verify(org_id: int, expect_head: tuple[int, str] | None = None) -> VerifyResult:
+    """Walk the org's chain in order; name the first entry whose sequence, link or hash is wrong.
+
+    ``expect_head`` is a (seq, hash) recorded earlier, e.g. from a previous verify: the chain must still reach it
+    with that hash, which detects truncation of the newest entries.
+    """
+    return verify_entries(stream(select_entries(org_id)), checkpoints(org_id), expect_head)
+
+
+def verify_entries(
+    entries: Iterable[StoredEntry], anchors: list[Anchor], expect_head: tuple[int, str] | None = None
+) -> VerifyResult:
+    """The chain check itself, on entries in sequence order (from the store or from an export)."""
+    iterator = iter(entries)
+    first = next(iterator, None)
+    if first is None:
+        if expect_head is not None:
+            return VerifyResult(False, 0, 1, f"the ledger is empty but head {expect_head[0]} was recorded")
+        return VerifyResult(True, 0)
+    start = first.seq
+    if start == 1 and first.prev_hash != GENESIS_HASH:
+        return VerifyResult(False, 0, 1, "the first entry's prev_hash is not the genesis hash", first_seq=1)
+    if start != 1:
+        claims = [a for a in anchors if a.checkpoint_seq >= start]
+        naming = [a for a in claims if a.through_seq == start - 1]
+        if not any(a.through_hash == first.prev_hash for a in naming):
+            if naming:
+                problem = (
+                    f"prev_hash is not the hash of entry {start - 1} that checkpoint {naming[0].checkpoint_seq} pruned"
+                )
+                return VerifyResult(False, 0, start, problem, first_seq=start)
+            expected = max([a.through_seq + 1 for a in claims if a.through_seq + 1 < start], default=1)
+            problem = f"entries {expected}..{start - 1} are missing and no checkpoint accounts for them"
+            return VerifyResult(False, 0, expected, problem, first_seq=start)
+    expected_seq, prev, checked = start, first.prev_hash, 0
+    seen_head: str | None = None
+    last: StoredEntry = first
+    for entry in _chain(first, iterator):
         if entry.seq != expected_seq:
-            return VerifyResult(False, checked, expected_seq, f"expected seq {expected_seq}, found {entry.seq}")
-        if entry.action == "ledger.checkpoint" and checked == 0:
-            prev = entry.prev_hash
+            return VerifyResult(
+                False, checked, expected_seq, f"expected seq {expected_seq}, found {entry.seq}", first_seq=start
+            )
         if entry.prev_hash != prev:
-            return VerifyResult(False, checked, entry.seq, "prev_hash does not match the previous entry's hash")
+            return VerifyResult(
+                False, checked, entry.seq, "prev_hash does not match the previous entry's hash", first_seq=start
+            )
         digest = entry_hash(
             seq=entry.seq,
             at=entry.at,
@@ -174,13 +350,105 @@ def verify(org_id: int) -> VerifyResult:
             prev_hash=entry.prev_hash,
         )
         if digest != entry.hash:
-            return VerifyResult(False, checked, entry.seq, "hash does not match the entry's contents")
-        prev = entry.hash
+            return VerifyResult(False, checked, entry.seq, "hash does not match the entry's contents", first_seq=start)
+        if expect_head is not None and entry.seq == expect_head[0]:
+            seen_head = entry.hash
+        prev, last = entry.hash, entry
         expected_seq += 1
         checked += 1
-    return VerifyResult(True, checked)
+    result = VerifyResult(True, checked, first_seq=start, last_seq=last.seq, head_hash=last.hash)
+    if expect_head is not None:
+        seq, digest = expect_head
+        if seq > last.seq:
+            result.ok, result.bad_seq = False, last.seq + 1
+            result.problem = f"the chain ends at seq {last.seq} but head {seq} was recorded: newer entries are missing"
+        elif seen_head is not None and seen_head != digest:
+            result.ok, result.bad_seq = False, seq
+            result.problem = f"seq {seq} no longer has the recorded head hash"
+    return result
 
 
-def _entries_in_order(org_id: int) -> Iterator[LedgerEntry]:
-    query = LedgerEntry.select().where(LedgerEntry.org == org_id).order_by(LedgerEntry.seq, LedgerEntry.id)
-    return query.iterator()
+def _chain(first: StoredEntry, rest: Iterator[StoredEntry]) -> Iterator[StoredEntry]:
+    yield first
+    yield from rest
+
+
+@dataclass
+class PruneResult:
+    pruned: int
+    checkpoint_seq: int | None = None
+    through_seq: int | None = None
+
+
+def prune(org_id: int, before: datetime, *, actor: str = "admin:cli", now: datetime | None = None) -> PruneResult:
+    """Delete the entries older than ``before`` behind a checkpoint, so the rest of the chain still verifies.
+
+    Only a prefix can go (the chain must stay contiguous): the entries before the first one at or after
+    ``before``. The chain is verified first, so pruning never hides evidence of tampering. The checkpoint carries
+    the latest ``after`` of every pruned target still needed to answer "who had which role" later.
+    """
+    result = verify(org_id)
+    if not result.ok:
+        raise LedgerError(
+            f"the ledger does not verify (seq {result.bad_seq}: {result.problem}); "
+            "not pruning, as that could hide the evidence; investigate with 'syncd audit verify'"
+        )
+    if result.first_seq is None:
+        return PruneResult(0)
+    with write_transaction():
+        chain = head(org_id)
+        first_kept = (
+            LedgerEntry.select(peewee.fn.MIN(LedgerEntry.seq))
+            .where(LedgerEntry.org == org_id, LedgerEntry.at >= before)
+            .scalar()
+        )
+        through = (first_kept - 1) if first_kept is not None else chain.seq
+        start = result.first_seq
+        if through < start:
+            return PruneResult(0)
+        last_pruned = LedgerEntry.get(LedgerEntry.org == org_id, LedgerEntry.seq == through)
+        previous = max(
+            (a for a in checkpoints(org_id) if a.through_seq == start - 1), key=lambda a: a.checkpoint_seq, default=None
+        )
+        carried = dict(previous.carried) if previous else {}
+        carried.update(_latest_states(org_id, through))
+        pruned = through - start + 1
+        row = make_entry(
+            org_id,
+            chain,
+            actor=actor,
+            action=CHECKPOINT_ACTION,
+            target=CHECKPOINT_TARGET,
+            after={
+                "pruned_through_seq": through,
+                "pruned_through_hash": last_pruned.hash,
+                "pruned_entries": pruned,
+                "pruned_before": iso(before),
+                "carried": carried,
+            },
+            reason=f"retention: entries before {iso(before)} pruned",
+            at=now,
+        )
+        LedgerEntry.insert(**row).execute()
+        LedgerEntry.delete().where(LedgerEntry.org == org_id, LedgerEntry.seq <= through).execute()
+    return PruneResult(pruned, row["seq"], through)
+
+
+def _latest_states(org_id: int, through: int) -> dict[str, Any]:
+    """The last ``after`` (and its seq and time) of every target among entries up to ``through``."""
+    latest = (
+        LedgerEntry.select(LedgerEntry.target, peewee.fn.MAX(LedgerEntry.seq).alias("seq"))
+        .where(LedgerEntry.org == org_id, LedgerEntry.seq <= through)
+        .group_by(LedgerEntry.target)
+    )
+    query = (
+        LedgerEntry.select(LedgerEntry.target, LedgerEntry.seq, LedgerEntry.at, LedgerEntry.after)
+        .join(latest, on=(LedgerEntry.target == latest.c.target) & (LedgerEntry.seq == latest.c.seq))
+        .where(LedgerEntry.org == org_id)
+        .tuples()
+    )
+    return {
+        target: {"seq": seq, "at": iso(at), "after": json.loads(after) if after is not None else None}
+        for target, seq, at, after in query.iterator()
+        if not target.startswith(_NOT_CARRIED)
+    }

@@ -1,16 +1,44 @@
 """One source run, end to end: read → stage → plan → guard → apply (DESIGN.md, "What flows through it").
 
 This module is the shell's entry point for source runs (CLI ``syncd sync``, the scheduler, the admin API) and for
-SCIM writes (:func:`reconcile_touched`, called inside the SCIM write transaction).
+SCIM writes (:func:`reconcile_touched`, called inside the SCIM write transaction). Stage, plan, apply, ledger,
+outbox and the new cursor share one transaction (invariant 2). A held plan rolls the stage back too, so the store
+never holds staged data the org has not accepted; ``syncd approve`` reads the source again from the same cursor.
+
+``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``commit``, ``committed``) kills the process with SIGKILL at that
+step: the crash tests use it to prove a kill at any step loses and doubles nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import importlib
+import json
+import os
+import signal
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from syncd.config import Config
+from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
+from syncd import guard, orgs
+from syncd.apply import apply_plan
+from syncd.clock import utcnow
+from syncd.config import Config, Rule, SourceSettings, parse_interval
+from syncd.gather import Inputs, gather
+from syncd.reconcile import Action, Plan, reconcile
+from syncd.stage import StageResult, stage
+from syncd.store.models import Organization, Source
+from syncd.store.models import Plan as PlanRow
+from syncd.store.tx import write_transaction
+
+Progress = Callable[[str, int, int | None], None]
+"""``progress(phase, done, total)``: the CLI shows it on a TTY; everything else passes None."""
+
+_RULES: dict[str, tuple[Rule, ...]] = {}
+
+
+class PipelineError(Exception):
+    """A run or an approval cannot proceed; the message names the source or plan and what to do."""
 
 
 @dataclass
@@ -25,6 +53,31 @@ class RunResult:
     held: bool = False
     complete: bool = True
     problems: list[str] = field(default_factory=list)
+    plan: Plan | None = None
+    held_reason: str | None = None
+    stale: bool = False
+    stage: StageResult | None = None
+
+
+def use_config(config: Config) -> None:
+    """Remember each configured org's rules, for SCIM writes (which name only the org) in this process."""
+    for org in config.orgs:
+        _RULES[org.slug] = org.rules
+
+
+def rules_for(slug: str) -> tuple[Rule, ...]:
+    return _RULES.get(slug, ())
+
+
+def connector_for(settings: SourceSettings) -> Connector:
+    """``connectors.<kind>.Connector(name, settings)`` for a configured source (COMMON.md, "Contracts")."""
+    module = importlib.import_module(f"connectors.{settings.kind}")
+    return module.Connector(settings.name, settings.connector)
+
+
+def _fault(step: str) -> None:
+    if os.environ.get("SYNCD_FAULT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_source(
@@ -35,15 +88,295 @@ def run_source(
     full: bool = False,
     actor: str | None = None,
     now: datetime | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Read the named source and apply what it says, in one transaction with its new cursor."""
-    raise NotImplementedError("built by the reconciliation issue")
+    settings = config.source(source_name)
+    use_config(config)
+    now = now or utcnow()
+    row = _source_row(source_name)
+    cursor = row.cursor
+    if full or cursor is None or _full_due(row, settings.full_snapshot_every, now):
+        cursor, full = None, True
+    try:
+        connector = connector_for(settings)
+        if progress:
+            progress("reading", 0, None)
+        result = connector.read(cursor)
+    except ConnectorError as error:
+        _record_failure(row, str(error), now)
+        raise
+    except Exception as error:
+        message = f"source {source_name}: read failed ({type(error).__name__}); see the service log"
+        _record_failure(row, message, now)
+        raise PipelineError(message) from error
+    return apply_read(
+        config,
+        source_name,
+        result,
+        read_cursor=cursor,
+        full=full,
+        dry_run=dry_run,
+        actor=actor,
+        now=now,
+        progress=progress,
+    )
+
+
+def apply_read(
+    config: Config,
+    source_name: str,
+    result: ReadResult,
+    *,
+    read_cursor: str | None = None,
+    full: bool = False,
+    dry_run: bool = False,
+    actor: str | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Stage a read of the source, plan the org, guard, apply, move the cursor: one transaction.
+
+    ``read_cursor`` is the cursor the read started from (None for a full read); a held plan keeps it so that
+    ``syncd approve`` can read the same changes again.
+    """
+    use_config(config)
+    now = now or utcnow()
+    row = _source_row(source_name)
+    org = Organization.get_by_id(row.org_id)
+    rules = rules_for(org.slug)
+    actor = actor or f"source:{source_name}"
+    outcome = RunResult(source=source_name, org=org.slug)
+    try:
+        with write_transaction() as tx:
+            if progress:
+                progress("staging", 0, None)
+            staged = stage(org, row, result, now)
+            outcome.stage, outcome.complete, outcome.problems = staged, staged.complete, list(staged.problems)
+            _fault("stage")
+            if progress:
+                progress("planning", 0, None)
+            inputs = gather(org, rules)
+            plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+            outcome.plan, outcome.actions = plan, len(plan.actions)
+            _fault("plan")
+            outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+            if dry_run:
+                outcome.held = outcome.held_reason is not None
+                tx.rollback()
+                return outcome
+            if outcome.held_reason is not None:
+                digest = guard.fingerprint(inputs, rules)
+                tx.rollback()
+            else:
+                _apply(org, plan, inputs, actor, now, progress)
+                _fault("apply")
+                _advance_source(row, result, staged, now, full)
+                _fault("commit")
+    except Exception as error:
+        if not isinstance(error, PipelineError):
+            _record_failure(row, f"source {source_name}: run failed ({type(error).__name__}); see the service log", now)
+        raise
+    if outcome.held_reason is not None:
+        with write_transaction():
+            outcome.plan_id, new = guard.hold(
+                org, row, plan, digest, outcome.held_reason, read_cursor=read_cursor, full=full, actor=actor, now=now
+            )
+            if new:
+                Source.update(
+                    last_run_at=now, last_error=f"source {source_name}: plan {outcome.plan_id} held by the guard"
+                ).where(Source.id == row.id).execute()
+        outcome.held = True
+        return outcome
+    _fault("committed")
+    outcome.applied = True
+    return outcome
+
+
+def _apply(
+    org: Organization,
+    plan: Plan | Sequence[Action],
+    inputs: Inputs,
+    actor: str,
+    now: datetime,
+    progress: Progress | None,
+) -> int:
+    actions = plan.actions if isinstance(plan, Plan) else tuple(plan)
+    total = len(actions)
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress:
+            progress("applying", done, total)
+
+    return apply_plan(org, actions, inputs, actor, now, advance if progress else None)
+
+
+def _advance_source(row: Source, result: ReadResult, staged: StageResult, now: datetime, full: bool) -> None:
+    """Move the cursor with the data it produced; an incomplete read keeps the old cursor so nothing is skipped."""
+    values: dict[str, object] = {"last_run_at": now}
+    if staged.complete:
+        values.update(cursor=result.cursor, last_success_at=now, last_error=None, consecutive_failures=0)
+        if isinstance(result, Snapshot):
+            values["last_full_at"] = now
+    else:
+        shown = staged.problems[0] if staged.problems else "read was incomplete"
+        more = f" (+{len(staged.problems) - 1} more)" if len(staged.problems) > 1 else ""
+        values.update(
+            last_error=f"incomplete read, nothing removed: {shown}{more}",
+            consecutive_failures=Source.consecutive_failures + 1,
+        )
+    Source.update(**values).where(Source.id == row.id).execute()
+
+
+def _record_failure(row: Source, message: str, now: datetime) -> None:
+    """Record a failed run on the source row, in its own transaction (the run's own rolled back)."""
+    with write_transaction():
+        Source.update(last_run_at=now, last_error=message, consecutive_failures=Source.consecutive_failures + 1).where(
+            Source.id == row.id
+        ).execute()
+
+
+def _source_row(name: str) -> Source:
+    row = Source.get_or_none(Source.name == name)
+    if row is None:
+        raise PipelineError(f"source {name}: not in the database; check the config's [[sources]] and restart")
+    return row
+
+
+def _full_due(row: Source, every: str, now: datetime) -> bool:
+    if row.last_full_at is None:
+        return True
+    return now - row.last_full_at >= timedelta(seconds=parse_interval(every, "full_snapshot_every"))
+
+
+def plan_org(config: Config, org_slug: str, *, now: datetime | None = None) -> RunResult:
+    """Plan the org from what is staged now (no read), without applying: ``syncd plan --org``."""
+    return reconcile_org(config, org_slug, dry_run=True, now=now)
+
+
+def reconcile_org(
+    config: Config,
+    org_slug: str,
+    *,
+    dry_run: bool = False,
+    actor: str = "system:reconcile",
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Plan the whole org from its staged state (rules changed, grace periods ran out) and apply it, guarded."""
+    use_config(config)
+    now = now or utcnow()
+    org = orgs.get(org_slug)
+    rules = rules_for(org.slug)
+    outcome = RunResult(source="", org=org.slug)
+    with write_transaction() as tx:
+        inputs = gather(org, rules)
+        plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+        outcome.plan, outcome.actions = plan, len(plan.actions)
+        outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+        if dry_run:
+            outcome.held = outcome.held_reason is not None
+            tx.rollback()
+            return outcome
+        if outcome.held_reason is not None:
+            outcome.plan_id, _ = guard.hold(
+                org,
+                None,
+                plan,
+                guard.fingerprint(inputs, rules),
+                outcome.held_reason,
+                read_cursor=None,
+                full=False,
+                actor=actor,
+                now=now,
+            )
+            outcome.held = True
+            return outcome
+        _apply(org, plan, inputs, actor, now, progress)
+    outcome.applied = True
+    return outcome
+
+
+def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: datetime | None = None) -> RunResult:
+    """Apply exactly the held plan ``plan_id`` if nothing it was computed from has changed; otherwise mark it
+    stale (ledgered) and plan again, through the guard."""
+    use_config(config)
+    now = now or utcnow()
+    row = PlanRow.get_or_none(PlanRow.id == plan_id)
+    if row is None:
+        raise PipelineError(f"plan {plan_id}: no such plan; held plans are listed by 'syncd plan --org ORG'")
+    if row.status != "held":
+        raise PipelineError(f"plan {plan_id}: it is {row.status}, not held; nothing to approve")
+    org = Organization.get_by_id(row.org_id)
+    rules = rules_for(org.slug)
+    source = Source.get_or_none(Source.id == row.source_id) if row.source_id else None
+    summary = json.loads(row.summary)
+    result: ReadResult | None = None
+    if source is not None:
+        try:
+            result = connector_for(config.source(source.name)).read(row.cursor)
+        except ConnectorError as error:
+            _record_failure(source, str(error), now)
+            raise
+    stored = [Action.from_dict(a) for a in json.loads(row.actions)]
+    outcome = RunResult(source=source.name if source else "", org=org.slug, plan_id=plan_id)
+    with write_transaction() as tx:
+        staged = stage(org, source, result, now) if source is not None and result is not None else None
+        inputs = gather(org, rules)
+        plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+        same = guard.fingerprint(inputs, rules) == row.fingerprint and [a.as_dict() for a in plan.actions] == [
+            a.as_dict() for a in stored
+        ]
+        if same:
+            guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(stored)} actions")
+            _apply(org, stored, inputs, actor, now, None)
+            if source is not None and result is not None and staged is not None:
+                _advance_source(source, result, staged, now, bool(summary.get("full")))
+            outcome.plan, outcome.actions, outcome.applied = Plan(tuple(stored)), len(stored), True
+            return outcome
+        tx.rollback()
+    with write_transaction():
+        guard.decide(row, "stale", actor, now, "its inputs changed since it was held; planned again")
+    if source is not None and result is not None:
+        again = apply_read(
+            config, source.name, result, read_cursor=row.cursor, full=bool(summary.get("full")), actor=actor, now=now
+        )
+    else:
+        again = reconcile_org(config, org.slug, actor=actor, now=now)
+    again.stale = True
+    return again
 
 
 def reconcile_touched(org_id: int, match_keys: Iterable[str], actor: str, now: datetime | None = None) -> int:
     """Reconcile the members with these match keys, inside the caller's open write transaction.
 
     SCIM writes call it after changing identities, groups or memberships of the org's scim source, with the match
-    keys of every identity whose data or memberships changed. Returns the number of member changes applied.
+    keys of every identity whose data or memberships changed. Returns the number of member changes applied. Only
+    those members, their groups (and the groups enclosing them) and the org's teams are read, so the cost does not
+    grow with the org. The guard does not apply: each SCIM request is one explicit change by the IdP.
     """
-    raise NotImplementedError("built by the reconciliation issue")
+    keys = {k for k in match_keys if k}
+    if not keys:
+        return 0
+    now = now or utcnow()
+    org = Organization.get_by_id(org_id)
+    rules = rules_for(org.slug)
+    inputs = gather(org, rules, keys)
+    plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+    return apply_plan(org, plan, inputs, actor, now)
+
+
+__all__ = [
+    "PipelineError",
+    "RunResult",
+    "apply_read",
+    "approve",
+    "plan_org",
+    "reconcile_org",
+    "reconcile_touched",
+    "run_source",
+    "use_config",
+]

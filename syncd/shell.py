@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import peewee
 
 from syncd import config as config_module
-from syncd import orgs
+from syncd import orgs, pipeline
 from syncd.config import Config
 from syncd.store import open_database, upgrade
 from syncd.store.models import Organization, Source
@@ -31,6 +31,7 @@ def start(config_path: str | None = None, config: Config | None = None) -> Runti
     db = open_database(cfg.database.url)
     upgrade()
     declare(cfg)
+    pipeline.use_config(cfg)
     return Runtime(config=cfg, db=db)
 
 

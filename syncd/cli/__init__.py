@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
 
 from syncd import __version__
 from syncd.cli.errors import KNOWN_ERRORS, CliError
 
-COMMAND_MODULES = ("db", "orgs", "tokens")
+# The order of commands in --help; every module of this package with a ``register`` function is a command.
+COMMAND_ORDER = ("demo", "serve", "sync", "plan", "approve", "members", "sources", "orgs", "tokens", "audit", "db")
+
+
+def command_modules() -> list[str]:
+    """Every command module of this package, in help order (so a new command needs no edit here)."""
+    found = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("errors", "output")]
+    return sorted(found, key=lambda name: (COMMAND_ORDER.index(name) if name in COMMAND_ORDER else 99, name))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"syncd.cli.{name}").register(commands)
+    for name in command_modules():
+        module = importlib.import_module(f"syncd.cli.{name}")
+        if hasattr(module, "register"):
+            module.register(commands)
     return parser
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from connectors.interface import ConfigError, ConnectorError
+from syncd.history import HistoryError
+from syncd.ledger import LedgerError
 from syncd.orgs import OrgError
 from syncd.tokens import TokenError
 
@@ -11,4 +13,12 @@ class CliError(Exception):
     """A command cannot do what was asked; the message names the fix."""
 
 
-KNOWN_ERRORS: tuple[type[Exception], ...] = (CliError, ConfigError, ConnectorError, OrgError, TokenError)
+KNOWN_ERRORS: tuple[type[Exception], ...] = (
+    CliError,
+    ConfigError,
+    ConnectorError,
+    HistoryError,
+    LedgerError,
+    OrgError,
+    TokenError,
+)

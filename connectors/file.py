@@ -1,0 +1,521 @@
+"""The file source: an HR export or bulk-invite list as CSV (RFC 4180) or JSON (RFC 8259), read whole every time.
+
+A file has no change feed, so every :meth:`Connector.read` returns a full :class:`Snapshot`; its cursor is the
+SHA-256 of the file's bytes (``sha256:<hex>``). Staging a snapshot is idempotent, so an unchanged file re-read
+changes nothing downstream.
+
+CSV headers are matched case- and punctuation-insensitively (``First Name``, ``first_name`` and ``FIRSTNAME`` are
+one header) against these aliases:
+
+===============  ==========================================================================================
+field            header aliases
+===============  ==========================================================================================
+email            email, e-mail, mail, email address, work email, primary email, business email
+user_name        user name, username, login, login name, user principal name, upn, samaccountname, uid
+display_name     name, display name, full name, employee name, preferred name
+given_name       given name, first name, forename, first
+family_name      family name, last name, surname, sn, last
+employee_number  employee id, employee number, employee no, emp id, emp no, worker id, staff id,
+                 personnel number
+external_id      external id, externalid, immutable id, source id
+role             role, org role, user role, access role
+groups           groups, group, group names, member of   (several groups separated by ``;`` or ``|``)
+department       department, dept, department name
+title            title, job title, position
+manager          manager, manager email, manager id, manager employee id, manager number, reports to,
+                 supervisor, supervisor email
+active           active, status, enabled, is active, account status, employment status
+===============  ==========================================================================================
+
+Any other column is kept in ``attributes`` under its header as written, so a rule can match it
+(``attribute = {location = "Berlin"}``); ``role`` goes to ``attributes["role"]`` for the same reason. A source's
+``columns`` setting maps a field to a header by name when an export's headers fit no alias or fit one twice.
+
+``active`` accepts true/false, yes/no, y/n, 1/0, active/inactive, enabled/disabled, and terminated, suspended,
+deactivated, left, leaver, former, on leave as inactive; empty means active. ``manager`` holds the manager's email,
+user name or employee id and is resolved to the manager's record key; one not in the file is kept only in
+``attributes["manager"]``.
+
+**Key.** A record's key is its employee id when the row has one, else its lower-cased email, else its lower-cased
+user name. HR systems never reuse or change an employee id, while people change names and therefore email
+addresses: keying by employee id keeps one identity across a rename instead of a removal plus a new person.
+
+**Groups.** Each distinct group named in ``groups`` becomes a :class:`GroupRecord` whose key and display name are
+the group's name (first spelling seen; names compare case-insensitively), and each user lists those keys.
+
+**JSON** is either a list of user objects with the same field names (aliases apply to keys; ``groups`` may be a
+list) or ``{"users": [...], "groups": [{"name": ..., "members": [...], "external_id": ...}]}``, where a member is
+a user's email, user name, employee id or key, or another group's name (a nested group).
+
+**Broken rows.** A row without email and user name, with an unknown ``active`` value, a field count unlike the
+header's, an unparsable quote, or a key seen before is left out and named in ``problems`` (``line 7: ...``; for
+JSON ``users[6]: ...``); the snapshot is then incomplete, so it updates who it saw and implies no absence
+(DESIGN.md, invariant 1). A file that is missing, unreadable, undecodable, not JSON, or has no email or user name
+column raises :class:`ConnectorError`: nothing in it can be trusted.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from connectors.interface import ConfigError, ConnectorError, GroupRecord, Snapshot, UserRecord
+
+FIELDS = (
+    "email",
+    "user_name",
+    "display_name",
+    "given_name",
+    "family_name",
+    "employee_number",
+    "external_id",
+    "role",
+    "groups",
+    "department",
+    "title",
+    "manager",
+    "active",
+)
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": ("email", "e-mail", "mail", "email address", "work email", "primary email", "business email"),
+    "user_name": (
+        "user name",
+        "login",
+        "login name",
+        "user principal name",
+        "upn",
+        "samaccountname",
+        "uid",
+    ),
+    "display_name": ("name", "display name", "full name", "employee name", "preferred name"),
+    "given_name": ("given name", "first name", "forename", "first"),
+    "family_name": ("family name", "last name", "surname", "sn", "last"),
+    "employee_number": (
+        "employee id",
+        "employee number",
+        "employee no",
+        "emp id",
+        "emp no",
+        "worker id",
+        "staff id",
+        "personnel number",
+    ),
+    "external_id": ("external id", "immutable id", "source id"),
+    "role": ("role", "org role", "user role", "access role"),
+    "groups": ("groups", "group", "group names", "member of"),
+    "department": ("department", "dept", "department name"),
+    "title": ("title", "job title", "position"),
+    "manager": (
+        "manager",
+        "manager email",
+        "manager id",
+        "manager employee id",
+        "manager number",
+        "reports to",
+        "supervisor",
+        "supervisor email",
+    ),
+    "active": ("active", "status", "enabled", "is active", "account status", "employment status"),
+}
+
+_ACTIVE = {"true", "yes", "y", "1", "active", "enabled", "employed", "current"}
+_INACTIVE = {
+    "false",
+    "no",
+    "n",
+    "0",
+    "inactive",
+    "disabled",
+    "terminated",
+    "suspended",
+    "deactivated",
+    "left",
+    "leaver",
+    "former",
+    "on leave",
+}
+_GROUP_SEPARATOR = re.compile(r"[;|]")
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+def normalize_header(text: str) -> str:
+    """``"First Name"``, ``"first_name"`` and ``"FIRST-NAME"`` all become ``"firstname"``."""
+    return re.sub(r"[^0-9a-z]", "", text.casefold())
+
+
+HEADER_ALIASES: dict[str, str] = {
+    normalize_header(alias): name for name, aliases in _ALIASES.items() for alias in (name, *aliases)
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A ``[[sources]]`` table of kind ``file``.
+
+    ``format`` defaults to the file's extension (``.csv``/``.tsv``/``.txt`` → csv, ``.json`` → json);
+    ``delimiter`` defaults to whichever of ``, ; TAB |`` the header line uses most; ``encoding`` to UTF-8 (a byte
+    order mark is tolerated). ``columns`` maps a field (see the module docstring) to a header name exactly, for
+    exports whose headers match no alias or two.
+    """
+
+    path: str
+    format: Literal["csv", "json"] | None = None
+    delimiter: Literal[",", ";", "\t", "|"] | None = None
+    encoding: str = "utf-8"
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.columns) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"columns.{unknown[0]}: unknown field (known: {', '.join(FIELDS)})")
+        if self.format is None and _format_of(self.path) is None:
+            raise ConfigError(
+                f'format: cannot tell the format of {self.path!r} from its extension; set format = "csv" or "json"'
+            )
+        try:
+            "".encode(self.encoding)
+        except LookupError:
+            raise ConfigError(f"encoding: unknown encoding {self.encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+
+
+def _format_of(path: str) -> str | None:
+    suffix = Path(path).suffix.lower()
+    return {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json"}.get(suffix)
+
+
+@dataclass
+class _Row:
+    """One parsed user before keys and managers are resolved: where it came from and its field values."""
+
+    where: str
+    values: dict[str, Any]
+    extra: dict[str, Any]
+
+
+class Connector:
+    """Reads the whole file on every call and returns a :class:`Snapshot` (see the module docstring)."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.format = settings.format or _format_of(settings.path) or "csv"
+
+    def read(self, cursor: str | None) -> Snapshot:
+        """Return every user and group in the file; ``cursor`` is not needed, since a file has no change feed."""
+        raw = self._read_bytes()
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        text = self._decode(raw)
+        if self.format == "json":
+            rows, groups_in, problems = self._parse_json(text)
+        else:
+            rows, problems = self._parse_csv(text)
+            groups_in = []
+        users, groups = _build(rows, groups_in, problems)
+        problems.sort(key=_problem_order)
+        return Snapshot(users=users, groups=groups, cursor=digest, complete=not problems, problems=problems)
+
+    def _fail(self, what: str, fix: str) -> ConnectorError:
+        return ConnectorError(f"source {self.name}: {self.settings.path}: {what}; {fix}")
+
+    def _read_bytes(self) -> bytes:
+        try:
+            return Path(self.settings.path).read_bytes()
+        except FileNotFoundError:
+            raise self._fail("file not found", "check the source's path") from None
+        except IsADirectoryError:
+            raise self._fail("is a directory, not a file", "point path at the export file") from None
+        except OSError as error:
+            raise self._fail(f"cannot read it ({error.strerror})", "check the path and its permissions") from None
+
+    def _decode(self, raw: bytes) -> str:
+        encoding = self.settings.encoding
+        if encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+            encoding = "utf-8-sig"
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError as error:
+            line = raw[: error.start].count(b"\n") + 1
+            raise self._fail(
+                f"line {line} is not valid {self.settings.encoding}",
+                'save the file as UTF-8 or set encoding (e.g. encoding = "cp1252")',
+            ) from None
+
+    def _parse_csv(self, text: str) -> tuple[list[_Row], list[str]]:
+        first_line = text.split("\n", 1)[0]
+        if not first_line.strip():
+            raise self._fail("no header line (the file is empty or starts blank)", "export the file with its header")
+        delimiter = self.settings.delimiter or max(_DELIMITERS, key=first_line.count)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        header = next(reader)
+        columns = self._map_columns(header)
+        rows: list[_Row] = []
+        problems: list[str] = []
+        for line, cells in _records(reader, problems):
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                problems.append(f"line {line}: {len(cells)} fields where the header has {len(header)}; row skipped")
+                continue
+            values: dict[str, Any] = {}
+            extra: dict[str, Any] = {}
+            for index, cell in enumerate(cells):
+                target = columns[index]
+                value = cell.strip()
+                if target is None:
+                    if value:
+                        extra[header[index].strip()] = value
+                elif value:
+                    values[target] = value
+            rows.append(_Row(f"line {line}", values, extra))
+        return rows, problems
+
+    def _map_columns(self, header: list[str]) -> list[str | None]:
+        """Return the field each column holds (None: kept as an attribute); refuse a file without an identifier."""
+        explicit = {normalize_header(h): name for name, h in self.settings.columns.items()}
+        mapped: list[str | None] = []
+        seen: dict[str, str] = {}
+        for title in header:
+            key = normalize_header(title)
+            name = explicit.get(key) or _alias(key, self.settings.columns)
+            if name is not None and name in seen:
+                raise self._fail(
+                    f"columns {seen[name]!r} and {title!r} both mean {name}",
+                    f'name the one to use in the source\'s columns setting (columns = {{{name} = "{seen[name]}"}})',
+                )
+            if name is not None:
+                seen[name] = title
+            mapped.append(name)
+        missing = [name for name, title in self.settings.columns.items() if name not in seen]
+        if missing:
+            raise self._fail(
+                f"no column {self.settings.columns[missing[0]]!r} (columns.{missing[0]})",
+                f"the header has: {', '.join(h.strip() for h in header)}",
+            )
+        if "email" not in seen and "user_name" not in seen:
+            raise self._fail(
+                "no email or user name column",
+                f"the header has: {', '.join(h.strip() for h in header)}; "
+                'rename a column (e.g. Email) or set columns = {email = "..."}',
+            )
+        return mapped
+
+    def _parse_json(self, text: str) -> tuple[list[_Row], list[Any], list[str]]:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise self._fail(
+                f"not valid JSON at line {error.lineno} column {error.colno} ({error.msg})", "fix or re-export the file"
+            ) from None
+        if isinstance(document, list):
+            users, groups = document, []
+        elif isinstance(document, dict) and isinstance(document.get("users"), list):
+            users, groups = document["users"], document.get("groups") or []
+            if not isinstance(groups, list):
+                raise self._fail('"groups" is not a list', 'give "groups" as a list of {"name", "members"} objects')
+        else:
+            raise self._fail(
+                'expected a list of users or an object with a "users" list',
+                "see the file connector's documentation for the JSON shape",
+            )
+        explicit = {normalize_header(h): name for name, h in self.settings.columns.items()}
+        rows: list[_Row] = []
+        problems: list[str] = []
+        for index, item in enumerate(users):
+            where = f"users[{index}]"
+            if not isinstance(item, dict):
+                problems.append(f"{where}: expected an object, got {type(item).__name__}; skipped")
+                continue
+            values: dict[str, Any] = {}
+            extra: dict[str, Any] = {}
+            for key, value in item.items():
+                name = explicit.get(normalize_header(key)) or _alias(normalize_header(key), self.settings.columns)
+                if name is None:
+                    extra[key] = value
+                elif value is not None and value != "":
+                    values[name] = value
+            rows.append(_Row(where, values, extra))
+        return rows, groups, problems
+
+
+def _problem_order(problem: str) -> tuple[int, int]:
+    """Problems in file order: rows (``line N``, ``users[N]``) first, then the JSON groups list."""
+    match = re.match(r"(line |users\[|groups\[)(\d+)", problem)
+    if match is None:
+        return (2, 0)
+    return (1 if match.group(1) == "groups[" else 0, int(match.group(2)))
+
+
+def _alias(header: str, columns: Mapping[str, str]) -> str | None:
+    """The field a normalized header names by alias, unless ``columns`` assigns that field to another header."""
+    name = HEADER_ALIASES.get(header)
+    return None if name in columns else name
+
+
+def _records(reader: Any, problems: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """Yield (first line number, cells) per CSV record; a quoting error ends the file with a problem line."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            problems.append(f"line {line}: cannot parse ({error}); this and later rows skipped")
+            return
+        yield line, cells
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _active(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return value
+    word = " ".join(_text(value).casefold().replace("_", " ").split())
+    if word in _ACTIVE or word == "":
+        return True
+    if word in _INACTIVE:
+        return False
+    raise ValueError(f"active value {_text(value)!r} is not one of true/false, yes/no, 1/0, active/inactive")
+
+
+def _group_names(value: Any) -> list[str]:
+    parts: Iterable[Any] = value if isinstance(value, list) else _GROUP_SEPARATOR.split(_text(value))
+    names: list[str] = []
+    for part in parts:
+        name = _text(part)
+        if name and name.casefold() not in {n.casefold() for n in names}:
+            names.append(name)
+    return names
+
+
+def _build(rows: list[_Row], groups_in: list[Any], problems: list[str]) -> tuple[list[UserRecord], list[GroupRecord]]:
+    """Turn parsed rows into records: keys, duplicates, managers, and groups from both users and a groups list."""
+    parsed: list[tuple[_Row, dict[str, Any]]] = []
+    first_seen: dict[str, str] = {}
+    for row in rows:
+        values = {name: _text(v) if name != "groups" and name != "active" else v for name, v in row.values.items()}
+        email = values.get("email")
+        user_name = values.get("user_name") or email
+        if not user_name:
+            problems.append(f"{row.where}: no email and no user name; row skipped")
+            continue
+        if email is not None and "@" not in email:
+            problems.append(f"{row.where}: email {email!r} is not an address; row skipped")
+            continue
+        try:
+            values["active"] = _active(values.get("active"))
+        except ValueError as error:
+            problems.append(f"{row.where}: {error}; row skipped")
+            continue
+        key = values.get("employee_number") or (email or user_name).lower()
+        if key in first_seen:
+            problems.append(f"{row.where}: key {key!r} already used by {first_seen[key]}; row skipped")
+            continue
+        first_seen[key] = row.where
+        values["user_name"], values["key"] = user_name, key
+        parsed.append((row, values))
+
+    index: dict[str, str] = {}
+    for _, values in parsed:
+        for ref in (values.get("user_name"), values.get("email")):
+            if ref:
+                index.setdefault(ref.lower(), values["key"])
+    for _, values in parsed:
+        index[values["key"]] = values["key"]
+        if values.get("employee_number"):
+            index[values["employee_number"]] = values["key"]
+
+    group_names: dict[str, str] = {}
+    group_members: dict[str, set[str]] = {}
+    group_ids: dict[str, str | None] = {}
+
+    def group_key(name: str) -> str:
+        return group_names.setdefault(name.casefold(), name)
+
+    users: list[UserRecord] = []
+    for row, values in parsed:
+        keys = []
+        for name in _group_names(values.get("groups", [])):
+            gkey = group_key(name)
+            group_members.setdefault(gkey, set()).add(values["key"])
+            keys.append(gkey)
+        attributes = dict(row.extra)
+        if values.get("role"):
+            attributes["role"] = values["role"]
+        manager = values.get("manager")
+        if manager:
+            attributes["manager"] = manager
+        display = values.get("display_name") or (
+            " ".join(p for p in (values.get("given_name"), values.get("family_name")) if p) or None
+        )
+        users.append(
+            UserRecord(
+                key=values["key"],
+                user_name=values["user_name"],
+                email=values.get("email"),
+                external_id=values.get("external_id"),
+                display_name=display,
+                given_name=values.get("given_name"),
+                family_name=values.get("family_name"),
+                active=values["active"],
+                department=values.get("department"),
+                title=values.get("title"),
+                employee_number=values.get("employee_number"),
+                manager_key=_resolve(index, manager) if manager else None,
+                groups=tuple(keys),
+                attributes=attributes,
+            )
+        )
+
+    listed: list[tuple[str, Mapping[str, Any]]] = []
+    for position, item in enumerate(groups_in):
+        where = f"groups[{position}]"
+        name = (item.get("name") or item.get("display_name")) if isinstance(item, dict) else None
+        if not name:
+            problems.append(f"{where}: a group needs a name; skipped")
+            continue
+        gkey = group_key(_text(name))
+        group_members.setdefault(gkey, set())
+        external = item.get("external_id") or item.get("id")
+        group_ids[gkey] = _text(external) if external is not None else None
+        listed.append((where, item))
+    for where, item in listed:
+        gkey = group_key(_text(item.get("name") or item.get("display_name")))
+        members = item.get("members") or []
+        if not isinstance(members, list):
+            problems.append(f"{where}: members is not a list; its members skipped")
+            continue
+        for ref in members:
+            text = _text(ref)
+            member = _resolve(index, text) or group_names.get(text.casefold())
+            if member is None:
+                problems.append(f"{where}: member {text!r} is neither a user nor a group in the file")
+                continue
+            group_members[gkey].add(member)
+
+    groups = [
+        GroupRecord(key=gkey, display_name=gkey, external_id=group_ids.get(gkey), member_keys=frozenset(members))
+        for gkey, members in group_members.items()
+    ]
+    return users, groups
+
+
+def _resolve(index: Mapping[str, str], ref: str) -> str | None:
+    """The key of the user an email, user name, employee id or key names, if the file holds them."""
+    return index.get(ref) or index.get(ref.lower())

@@ -1,0 +1,85 @@
+"""``syncd approve PLAN_ID``: apply a plan the guard held, exactly as held, if nothing it came from has changed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from syncd import pipeline, shell
+from syncd.cli.errors import CliError
+from syncd.cli.output import add_format, print_json
+from syncd.cli.plan import EXIT_HELD
+from syncd.reconcile import Action
+from syncd.store.models import Organization
+from syncd.store.models import Plan as PlanRow
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "approve",
+        help="apply a held plan",
+        description=(
+            "Apply the plan PLAN_ID that the guard held. The source is read again from the same cursor; if "
+            "anything the plan was computed from changed, the plan is marked stale (ledgered) and a new plan is made "
+            "and guarded like any run. Exit 0: applied; 3: the new plan is held again."
+        ),
+    )
+    parser.add_argument("plan_id", metavar="PLAN_ID", help="the id printed by 'syncd sync' or 'syncd plan'")
+    parser.add_argument("--show", action="store_true", help="print the held plan, apply nothing")
+    add_format(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    runtime = shell.start(args.config)
+    if args.show:
+        return show(args.plan_id, args.format)
+    try:
+        result = pipeline.approve(runtime.config, args.plan_id)
+    except pipeline.PipelineError as error:
+        raise CliError(str(error)) from None
+    if args.format == "json":
+        print_json(
+            {
+                "plan_id": args.plan_id,
+                "stale": result.stale,
+                "applied": result.applied,
+                "held": result.held,
+                "new_plan_id": result.plan_id if result.stale else None,
+                "actions": result.actions,
+            }
+        )
+    elif result.stale:
+        print(f"plan {args.plan_id} is stale: what it was computed from changed since it was held; planned again")
+        if result.held:
+            print(f"the new plan {result.plan_id} is held too ({result.held_reason}); review it before approving")
+        else:
+            print(f"applied the new plan: {result.actions} changes")
+    else:
+        print(f"plan {args.plan_id} approved: {result.actions} changes applied")
+    return EXIT_HELD if result.held else 0
+
+
+def show(plan_id: str, fmt: str) -> int:
+    row = PlanRow.get_or_none(PlanRow.id == plan_id)
+    if row is None:
+        raise CliError(f"plan {plan_id}: no such plan; held plans are listed by 'syncd plan --org ORG'")
+    org = Organization.get_by_id(row.org_id)
+    actions = [Action.from_dict(a) for a in json.loads(row.actions)]
+    summary = json.loads(row.summary)
+    if fmt == "json":
+        print_json(
+            {
+                "plan_id": row.id,
+                "org": org.slug,
+                "held": row.status == "held",
+                "status": row.status,
+                "held_reason": summary.get("reason"),
+                "actions": [a.as_dict() for a in actions],
+            }
+        )
+    else:
+        print(f"plan {row.id} for org {org.slug}: {row.status}, {len(actions)} changes ({summary.get('reason')})")
+        for action in actions:
+            print(f"  {action.line()}")
+    return EXIT_HELD if row.status == "held" else 0

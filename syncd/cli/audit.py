@@ -1,0 +1,253 @@
+"""``syncd audit``: read, export, verify and prune an org's tamper-evident ledger.
+
+``export`` streams (constant memory at any ledger size); CSV cells that a spreadsheet would run as a formula are
+defused as OWASP's CSV Injection page and ASVS 1.2.10 describe; ``verify`` exits 1 naming the first bad sequence
+number; ``prune`` deletes old entries behind a checkpoint so the chain still verifies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from syncd import ledger, orgs, shell
+from syncd.cli.errors import CliError
+from syncd.cli.output import Progress, add_format, print_json
+from syncd.clock import iso
+from syncd.history import parse_moment
+
+EXPORT_FIELDS = ("seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+_TIME_HELP = "ISO 8601 date or time, UTC unless an offset is given (2026-11-01, 2026-11-01T09:30:00Z)"
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "audit",
+        help="the audit ledger",
+        description="Read, export, verify and prune an org's hash-chained ledger of every change.",
+    )
+    sub = parser.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
+
+    listing = sub.add_parser(
+        "list",
+        help="list ledger entries",
+        description="List an org's ledger entries, oldest first. Filters ending in * match a prefix "
+        "(--action 'member.*').",
+    )
+    _add_org(listing)
+    _add_range(listing)
+    listing.add_argument("--actor", help="e.g. source:hr, token:12, admin:cli, 'source:*'")
+    listing.add_argument("--action", help="e.g. member.role, 'team.*'")
+    listing.add_argument("--target", help="e.g. member:alice@acme.com, 'team:*'")
+    add_format(listing)
+    listing.set_defaults(handler=run_list)
+
+    export = sub.add_parser(
+        "export",
+        help="export ledger entries",
+        description="Stream an org's ledger entries with every field (seq, at, actor, action, target, before, "
+        "after, reason, prev_hash, hash). jsonl and json keep the exact values; csv is for spreadsheets and "
+        "prefixes cells starting with = + - @ TAB CR with a single quote.",
+    )
+    _add_org(export)
+    _add_range(export)
+    export.add_argument("--format", choices=("csv", "json", "jsonl"), default="jsonl", help="default: jsonl")
+    export.add_argument(
+        "--output", metavar="FILE", help="write to FILE (complete or not at all) instead of standard output"
+    )
+    export.set_defaults(handler=run_export)
+
+    check = sub.add_parser(
+        "verify",
+        help="verify the hash chain",
+        description="Recompute the org's hash chain. Exit 0 with the entry count and head when intact; exit 1 "
+        "naming the first bad sequence number for any edited, deleted, inserted or reordered entry.",
+    )
+    _add_org(check)
+    check.add_argument(
+        "--expect-head",
+        metavar="SEQ:HASH",
+        help="a head recorded earlier (printed by a previous verify); detects removal of the newest entries",
+    )
+    add_format(check)
+    check.set_defaults(handler=run_verify)
+
+    prune = sub.add_parser(
+        "prune",
+        help="delete old entries behind a checkpoint",
+        description="Retention: delete the entries older than --before behind a ledger.checkpoint entry that "
+        "names the last one deleted, so the remaining chain still verifies. Refuses a chain that does not verify.",
+    )
+    _add_org(prune)
+    prune.add_argument("--before", required=True, metavar="TIME", help=f"delete entries older than this; {_TIME_HELP}")
+    prune.set_defaults(handler=run_prune)
+
+
+def _add_org(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--org", required=True, help="org slug")
+
+
+def _add_range(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", metavar="TIME", help=f"entries at or after; {_TIME_HELP}")
+    parser.add_argument(
+        "--until", metavar="TIME", help=f"entries before this time (a bare date includes that whole day); {_TIME_HELP}"
+    )
+
+
+def _query(args: argparse.Namespace, org_id: int) -> Any:
+    since = parse_moment(args.since, "--since") if args.since else None
+    until = parse_moment(args.until, "--until", end_of_day=True) if args.until else None
+    return ledger.select_entries(
+        org_id,
+        since=since,
+        until=until,
+        actor=getattr(args, "actor", None),
+        action=getattr(args, "action", None),
+        target=getattr(args, "target", None),
+    )
+
+
+def run_list(args: argparse.Namespace) -> int:
+    shell.start(args.config)
+    org = orgs.get(args.org)
+    entries = ledger.stream(_query(args, org.id))
+    if args.format == "json":
+        _write_json_array(sys.stdout, entries)
+        return 0
+    out = sys.stdout
+    out.write(f"{'SEQ':>7}  {'AT':<27}  {'ACTOR':<20}  {'ACTION':<18}  {'TARGET':<32}  REASON\n")
+    for entry in entries:
+        out.write(
+            f"{entry.seq:>7}  {iso(entry.at):<27}  {entry.actor:<20}  {entry.action:<18}  {entry.target:<32}  "
+            f"{entry.reason}".rstrip()
+            + "\n"
+        )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    shell.start(args.config)
+    org = orgs.get(args.org)
+    progress = Progress(f"audit export {org.slug}")
+    entries = _counted(ledger.stream(_query(args, org.id)), progress)
+    with _destination(args.output) as out:
+        if args.format == "jsonl":
+            for entry in entries:
+                out.write(json.dumps(ledger.entry_document(entry), ensure_ascii=False) + "\n")
+        elif args.format == "json":
+            _write_json_array(out, entries)
+        else:
+            writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+            writer.writerow(EXPORT_FIELDS)
+            for entry in entries:
+                writer.writerow([defuse_formula(_csv_cell(value)) for value in entry])
+    progress.finish()
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    shell.start(args.config)
+    org = orgs.get(args.org)
+    expect = _parse_head(args.expect_head) if args.expect_head else None
+    result = ledger.verify(org.id, expect)
+    if args.format == "json":
+        print_json(
+            {
+                "org": org.slug,
+                "ok": result.ok,
+                "checked": result.checked,
+                "first_seq": result.first_seq,
+                "head_seq": result.last_seq,
+                "head_hash": result.head_hash,
+                "bad_seq": result.bad_seq,
+                "problem": result.problem or None,
+            }
+        )
+    if not result.ok:
+        print(f"syncd: error: ledger of org {org.slug}: seq {result.bad_seq}: {result.problem}", file=sys.stderr)
+        return 1
+    if args.format != "json":
+        span = f"seq {result.first_seq}..{result.last_seq}" if result.checked else "empty"
+        head = f"; head {result.last_seq}:{result.head_hash}" if result.checked else ""
+        print(f"ledger of org {org.slug} intact: {result.checked} entries ({span}){head}")
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    shell.start(args.config)
+    org = orgs.get(args.org)
+    before = parse_moment(args.before, "--before")
+    result = ledger.prune(org.id, before)
+    if not result.pruned:
+        print(f"ledger of org {org.slug}: no entries before {iso(before)}; nothing pruned")
+    else:
+        print(
+            f"ledger of org {org.slug}: pruned {result.pruned} entries (through seq {result.through_seq}) "
+            f"behind checkpoint seq {result.checkpoint_seq}"
+        )
+    return 0
+
+
+def defuse_formula(cell: str) -> str:
+    """Prefix a single quote to a cell a spreadsheet would evaluate (OWASP CSV Injection; ASVS 1.2.10)."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "strftime"):
+        return iso(value)
+    return str(value)
+
+
+def _parse_head(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise CliError(f"--expect-head: expected SEQ:HASH as printed by 'syncd audit verify', got {text!r}")
+    return int(seq), digest.lower()
+
+
+def _counted(entries: Iterator[ledger.StoredEntry], progress: Progress) -> Iterator[ledger.StoredEntry]:
+    for entry in entries:
+        progress.advance()
+        yield entry
+
+
+def _write_json_array(out: TextIO, entries: Iterator[ledger.StoredEntry]) -> None:
+    """A JSON array written one element at a time, so memory stays flat however long the ledger is."""
+    out.write("[")
+    separator = "\n"
+    for entry in entries:
+        out.write(separator + json.dumps(ledger.entry_document(entry), ensure_ascii=False))
+        separator = ",\n"
+    out.write("\n]\n")
+
+
+@contextmanager
+def _destination(path: str | None) -> Iterator[TextIO]:
+    """Standard output, or a file that appears only once complete (a temp file renamed into place)."""
+    if path is None:
+        yield sys.stdout
+        return
+    target = Path(path)
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as error:
+        raise CliError(f"--output {path}: cannot write there ({error.strerror}); check the folder exists") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            yield out
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,139 @@
+"""``syncd members``: list and show an org's members, and set (and pin) an admin's role override."""
+
+from __future__ import annotations
+
+import argparse
+
+from syncd import members, orgs, shell
+from syncd.cli.errors import CliError
+from syncd.cli.output import add_format, print_json, print_table
+from syncd.clock import utcnow
+from syncd.config import ROLES
+from syncd.store.models import Identity, LedgerEntry, Source
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("members", help="org members", description="List, show and set roles of members.")
+    sub = parser.add_subparsers(dest="members_command", metavar="SUBCOMMAND", required=True)
+    listing = sub.add_parser("list", help="list members", description="List an org's members, roles and teams.")
+    listing.add_argument("--org", required=True, help="org slug")
+    listing.add_argument("--status", choices=("active", "suspended", "deprovisioned"), help="only this status")
+    add_format(listing)
+    listing.set_defaults(handler=run_list)
+    show = sub.add_parser(
+        "show", help="show one member", description="Show a member, the identities behind them and recent changes."
+    )
+    show.add_argument("--org", required=True, help="org slug")
+    show.add_argument("member", metavar="EMAIL", help="email (or match key)")
+    add_format(show)
+    show.set_defaults(handler=run_show)
+    set_role = sub.add_parser(
+        "set-role",
+        help="set a member's role",
+        description=(
+            "Set a member's org role, ledgered. Without --pin the next sync may change it back to what the rules "
+            "say; --pin keeps it until --unpin, which hands the member back to the rules at once."
+        ),
+    )
+    set_role.add_argument("--org", required=True, help="org slug")
+    set_role.add_argument("member", metavar="EMAIL", help="email (or match key)")
+    set_role.add_argument("role", choices=ROLES, metavar="ROLE", help=f"one of {', '.join(ROLES)}")
+    pin = set_role.add_mutually_exclusive_group()
+    pin.add_argument(
+        "--pin", dest="pin", action="store_const", const=True, help="keep this role whatever the rules say"
+    )
+    pin.add_argument("--unpin", dest="pin", action="store_const", const=False, help="let the rules decide again")
+    set_role.set_defaults(handler=run_set_role, pin=None)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    shell.start(args.config)
+    rows = members.listing(orgs.get(args.org))
+    if args.status:
+        rows = [r for r in rows if r["status"] == args.status]
+    for row in rows:
+        row.pop("match_key")
+    if args.format == "json":
+        print_json(rows)
+        return 0
+    print_table(
+        ["email", "display name", "status", "role", "teams", "sources"],
+        [
+            (
+                r["email"] or r["user_name"],
+                r["display_name"],
+                r["status"],
+                r["role"] + (" (pinned)" if r["pinned"] else ""),
+                ", ".join(f"{t['team']} ({t['role']})" for t in r["teams"]),
+                ", ".join(r["sources"]),
+            )
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    shell.start(args.config)
+    org = orgs.get(args.org)
+    try:
+        member = members.find(org, args.member)
+    except members.MemberError as error:
+        raise CliError(str(error)) from None
+    (row,) = members.listing(org, [member.match_key])
+    identities = [
+        {"source": name, "key": key, "user_name": user_name, "active": bool(active)}
+        for name, key, user_name, active in Identity.select(
+            Source.name, Identity.key, Identity.user_name, Identity.active
+        )
+        .join(Source, on=(Identity.source == Source.id))
+        .where((Identity.org == org.id) & (Identity.match_key == member.match_key))
+        .order_by(Source.name)
+        .tuples()
+    ]
+    history = [
+        {
+            "seq": e.seq,
+            "at": e.at.isoformat(timespec="seconds") + "Z",
+            "actor": e.actor,
+            "action": e.action,
+            "reason": e.reason,
+        }
+        for e in LedgerEntry.select()
+        .where((LedgerEntry.org == org.id) & (LedgerEntry.target == f"member:{member.match_key}"))
+        .order_by(LedgerEntry.seq.desc())
+        .limit(10)
+    ]
+    row["identities"] = identities
+    row["history"] = history
+    row["suspended_at"] = member.suspended_at.isoformat() + "Z" if member.suspended_at else None
+    row["deprovisioned_at"] = member.deprovisioned_at.isoformat() + "Z" if member.deprovisioned_at else None
+    row["transfer_to"] = member.transfer_to
+    if args.format == "json":
+        print_json(row)
+        return 0
+    print(f"{row['email'] or row['user_name']} ({row['display_name']})")
+    print(f"  status: {row['status']}  role: {row['role']}{' (pinned)' if row['pinned'] else ''}")
+    if row["suspended_at"]:
+        print(f"  suspended at: {row['suspended_at']}")
+    if row["deprovisioned_at"]:
+        print(f"  deprovisioned at: {row['deprovisioned_at']} (data transferred to {row['transfer_to'] or 'nobody'})")
+    print("  teams: " + (", ".join(f"{t['team']} ({t['role']})" for t in row["teams"]) or "none"))
+    for identity in identities:
+        state = "active" if identity["active"] else "disabled"
+        print(f"  identity: source {identity['source']}, key {identity['key']}, {identity['user_name']} ({state})")
+    for entry in history:
+        print(f"  #{entry['seq']} {entry['at']} {entry['actor']} {entry['action']}: {entry['reason']}")
+    return 0
+
+
+def run_set_role(args: argparse.Namespace) -> int:
+    shell.start(args.config)
+    org = orgs.get(args.org)
+    try:
+        lines = members.set_role(org, args.member, args.role, args.pin, "admin:cli", utcnow())
+    except members.MemberError as error:
+        raise CliError(str(error)) from None
+    for line in lines or [f"{args.member}: already {args.role}; nothing changed"]:
+        print(line)
+    return 0

@@ -1,0 +1,131 @@
+"""``syncd plan``: what a source run (or the org's staged state) would change, and why, without applying it.
+
+Exit codes (DESIGN.md): 0 nothing to do, 2 changes pending, 3 the guard would hold the plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from syncd import orgs, pipeline, shell
+from syncd.cli.errors import CliError
+from syncd.cli.output import Progress, add_format, print_json
+from syncd.store.models import Plan as PlanRow
+
+EXIT_PENDING = 2
+EXIT_HELD = 3
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "plan",
+        help="show what a sync would change",
+        description=(
+            "Read SOURCE and show the plan it would produce, or plan --org ORG from what is already staged "
+            "(after a rule change, or to see grace periods run out). Nothing is applied. "
+            "Exit 0: nothing to do; 2: changes pending; 3: the guard would hold the plan."
+        ),
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("source", nargs="?", help="source name (see 'syncd sources list')")
+    target.add_argument("--org", help="plan the whole org from its staged state")
+    parser.add_argument("--full", action="store_true", help="read the source in full (ignore its cursor)")
+    add_format(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    runtime = shell.start(args.config)
+    try:
+        if args.org:
+            result = pipeline.plan_org(runtime.config, orgs.get(args.org).slug)
+        else:
+            result = pipeline.run_source(
+                runtime.config, args.source, dry_run=True, full=args.full, progress=progress_for(args.format)
+            )
+    except pipeline.PipelineError as error:
+        raise CliError(str(error)) from None
+    print_plan(result, args.format)
+    return exit_code(result)
+
+
+def exit_code(result: pipeline.RunResult) -> int:
+    if result.held:
+        return EXIT_HELD
+    return EXIT_PENDING if result.actions else 0
+
+
+def plan_document(result: pipeline.RunResult) -> dict[str, Any]:
+    plan = result.plan
+    return {
+        "plan_id": result.plan_id,
+        "org": result.org,
+        "source": result.source or None,
+        "held": result.held,
+        "held_reason": result.held_reason,
+        "complete": result.complete,
+        "problems": result.problems,
+        "notes": list(plan.notes) if plan else [],
+        "actions": [a.as_dict() for a in plan.actions] if plan else [],
+    }
+
+
+def print_plan(result: pipeline.RunResult, fmt: str) -> None:
+    if fmt == "json":
+        document = plan_document(result)
+        document["held_plans"] = held_plans(result.org)
+        print_json(document)
+        return
+    plan = result.plan
+    where = f"source {result.source}" if result.source else f"org {result.org}"
+    count = len(plan.actions) if plan else 0
+    print(f"plan for {where} (org {result.org}): {count} change{'s' if count != 1 else ''}")
+    for action in plan.actions if plan else ():
+        print(f"  {action.line()}")
+    for problem in result.problems:
+        print(f"problem: {problem}")
+    for note in plan.notes if plan else ():
+        print(f"note: {note}")
+    if result.held_reason:
+        print(f"held by the guard: {result.held_reason}")
+    for held in held_plans(result.org):
+        print(
+            f"pending: plan {held['plan_id']} held since {held['created_at']} ({held['reason']}); "
+            f"'syncd approve {held['plan_id']} --show' to review, 'syncd approve {held['plan_id']}' to apply"
+        )
+
+
+def held_plans(org_slug: str) -> list[dict[str, Any]]:
+    org = orgs.get(org_slug)
+    rows = PlanRow.select().where((PlanRow.org == org.id) & (PlanRow.status == "held")).order_by(PlanRow.created_at)
+    return [
+        {
+            "plan_id": row.id,
+            "created_at": row.created_at.isoformat(timespec="seconds") + "Z",
+            "reason": json.loads(row.summary).get("reason", ""),
+        }
+        for row in rows
+    ]
+
+
+def progress_for(fmt: str) -> pipeline.Progress | None:
+    """Phase names and an apply counter on stderr, when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    bars: dict[str, Progress] = {}
+
+    def report(phase: str, done: int, total: int | None) -> None:
+        if phase not in bars:
+            for bar in bars.values():
+                bar.finish()
+            bars[phase] = Progress(phase, total)
+            if total is None:
+                sys.stderr.write(f"{phase}…\n")
+        bar = bars[phase]
+        if total is not None:
+            bar.advance(done - bar.done)
+
+    return report

@@ -1,0 +1,71 @@
+"""``syncd sync SOURCE``: read a source and apply what it says now (the scheduler does the same on its schedule)."""
+
+from __future__ import annotations
+
+import argparse
+
+from syncd import pipeline, shell
+from syncd.cli.errors import CliError
+from syncd.cli.output import add_format, print_json
+from syncd.cli.plan import EXIT_HELD, exit_code, plan_document, print_plan, progress_for
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "sync",
+        help="run a source now",
+        description=(
+            "Read SOURCE, stage what it says, plan, guard and apply in one transaction with its new cursor. "
+            "Exit 0: applied (or nothing to do); 3: the guard held the plan (see 'syncd approve'). "
+            "With --dry-run, like 'syncd plan SOURCE' (exit 2 when changes are pending)."
+        ),
+    )
+    parser.add_argument("source", help="source name (see 'syncd sources list')")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan, apply nothing")
+    parser.add_argument("--full", action="store_true", help="read the source in full (ignore its cursor)")
+    add_format(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    runtime = shell.start(args.config)
+    try:
+        result = pipeline.run_source(
+            runtime.config,
+            args.source,
+            dry_run=args.dry_run,
+            full=args.full,
+            actor=None,
+            progress=progress_for(args.format),
+        )
+    except pipeline.PipelineError as error:
+        raise CliError(str(error)) from None
+    if args.dry_run:
+        print_plan(result, args.format)
+        return exit_code(result)
+    if args.format == "json":
+        document = plan_document(result)
+        document["applied"] = result.applied
+        print_json(document)
+    else:
+        print(summary(result))
+        for problem in result.problems:
+            print(f"problem: {problem}")
+    return EXIT_HELD if result.held else 0
+
+
+def summary(result: pipeline.RunResult) -> str:
+    if result.held:
+        return (
+            f"source {result.source}: plan {result.plan_id} held by the guard ({result.held_reason}); nothing applied, "
+            f"cursor not moved. Review: syncd approve {result.plan_id} --show; apply: syncd approve {result.plan_id}"
+        )
+    staged = result.stage
+    read = ""
+    if staged is not None:
+        read = (
+            f"; staged +{staged.identities_added} ~{staged.identities_updated} -{staged.identities_removed} identities, "
+            f"+{staged.memberships_added} -{staged.memberships_removed} memberships"
+        )
+    partial = " (incomplete read: nothing removed)" if not result.complete else ""
+    return f"source {result.source}: {result.actions} change{'s' if result.actions != 1 else ''} applied{read}{partial}"

@@ -1,0 +1,288 @@
+"""Gathering the planner's inputs from the store: the shell side of the functional core (STYLE.md).
+
+Two scopes: the whole org (source runs, ``syncd plan --org``), read as tuples in a few set-based queries, and a
+handful of members by match key (SCIM writes), read through the indexes on match key, group and member key so
+that its cost does not grow with the org.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from syncd.orgs import policy_of
+from syncd.reconcile import (
+    Current,
+    CurrentMember,
+    MemberState,
+    Observed,
+    ObservedGroup,
+    ObservedIdentity,
+    PlanPolicy,
+    RuleLike,
+)
+from syncd.stage import _chunks
+from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Organization, Source, Team, TeamMember
+
+ATTRIBUTE_COLUMNS = (
+    "external_id",
+    "display_name",
+    "given_name",
+    "family_name",
+    "department",
+    "title",
+    "employee_number",
+)
+
+
+@dataclass
+class MemberRow:
+    """What apply needs of a stored member besides its ledger state: its row id and lifecycle timestamps."""
+
+    id: int
+    suspended_at: datetime | None
+    deprovisioned_at: datetime | None
+    transfer_to: str | None
+
+
+@dataclass
+class Inputs:
+    """Everything the planner reads, plus the row ids apply writes to and the org-wide active count the guard uses
+    (counted for whole-org plans only)."""
+
+    observed: Observed
+    overrides: dict[str, str]
+    current: Current
+    policy: PlanPolicy
+    members: dict[str, MemberRow]
+    teams: dict[str, int]
+    active: int
+
+
+def plan_policy(org: Organization) -> PlanPolicy:
+    policy = policy_of(org)
+    return PlanPolicy(
+        org=org.slug,
+        domains=tuple(json.loads(org.domains)),
+        grace_days=policy.grace_days,
+        default_role=policy.default_role,
+        transfer_to=policy.transfer_to,
+    )
+
+
+def gather(org: Organization, rules: Sequence[RuleLike], match_keys: Iterable[str] | None = None) -> Inputs:
+    """Read the org's observed and current state (all of it, or the members with these match keys)."""
+    keys = None if match_keys is None else sorted(set(match_keys))
+    sources = {row.id: (row.name, row.precedence) for row in Source.select().where(Source.org == org.id)}
+    want_attributes = any(getattr(rule, "attribute", None) for rule in rules)
+    identity_rows = _identity_rows(org, keys, want_attributes)
+    direct = _direct_groups(org, keys, identity_rows)
+    groups = _groups(org, None if keys is None else {g for s in direct.values() for g in s})
+    group_key = {gid: key for gid, (_, key, _, _, _) in groups.items()}
+    identities = []
+    for row in identity_rows:
+        source_id, key = row[0], row[1]
+        identities.append(
+            ObservedIdentity(
+                source=sources[source_id][0],
+                key=key,
+                match_key=row[2],
+                user_name=row[3],
+                email=row[4],
+                display_name=row[5],
+                active=bool(row[6]),
+                attributes=row[7],
+                groups=frozenset(group_key[g] for g in direct.get((source_id, key), ()) if g in group_key),
+            )
+        )
+    observed_groups = tuple(
+        ObservedGroup(
+            source=sources[source_id][0],
+            key=key,
+            display_name=name,
+            external_id=external_id,
+            member_groups=frozenset(children),
+        )
+        for source_id, key, name, external_id, children in groups.values()
+    )
+    observed = Observed(tuple(identities), observed_groups, {name: p for name, p in sources.values()})
+    members, rows = _members(org, keys)
+    teams = {slug: (team_id, parent) for team_id, slug, parent in _teams(org)}
+    slug_of = {team_id: slug for slug, (team_id, _) in teams.items()}
+    # A few members: the org-wide owner count matters only when one of them is an active owner (last-owner rule).
+    needs_owners = keys is None or any(m.state.role == "owner" and m.state.status == "active" for m in members.values())
+    current = Current(
+        members,
+        {slug: slug_of.get(parent) if parent else None for slug, (_, parent) in teams.items()},
+        _count(org, owners=True) if needs_owners else 0,
+    )
+    overrides = {key: m.state.role for key, m in members.items() if m.state.pinned}
+    return Inputs(
+        observed=observed,
+        overrides=overrides,
+        current=current,
+        policy=plan_policy(org),
+        members=rows,
+        teams={slug: team_id for slug, (team_id, _) in teams.items()},
+        active=_count(org, owners=False) if keys is None else 0,
+    )
+
+
+def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: bool) -> list[tuple[Any, ...]]:
+    columns = [
+        Identity.source,
+        Identity.key,
+        Identity.match_key,
+        Identity.user_name,
+        Identity.email,
+        Identity.display_name,
+        Identity.active,
+    ]
+    extra = [getattr(Identity, name) for name in ATTRIBUTE_COLUMNS] + [Identity.resource] if want_attributes else []
+    base = Identity.select(*columns, *extra).where((Identity.org == org.id) & Identity.match_key.is_null(False))
+    queries = [base] if keys is None else [base.where(Identity.match_key.in_(chunk)) for chunk in _chunks(keys)]
+    rows = []
+    for query in queries:
+        for row in query.tuples().iterator():
+            attributes: dict[str, Any] = {}
+            if want_attributes:
+                resource = row[-1]
+                if resource and resource != "{}":
+                    loaded = json.loads(resource)
+                    if isinstance(loaded, dict):
+                        attributes.update(loaded)
+                for name, value in zip(ATTRIBUTE_COLUMNS, row[7:-1], strict=True):
+                    if value is not None:
+                        attributes[name] = value
+            rows.append((*row[:7], attributes))
+    return rows
+
+
+def _direct_groups(
+    org: Organization, keys: list[str] | None, identity_rows: list[tuple[Any, ...]]
+) -> dict[tuple[int, str], set[int]]:
+    """(source id, identity key) → ids of the groups the identity is directly in."""
+    direct: dict[tuple[int, str], set[int]] = {}
+    base = GroupMember.select(GroupMember.source, GroupMember.member_key, GroupMember.group).where(
+        (GroupMember.org == org.id) & (GroupMember.member_kind == "User")
+    )
+    if keys is None:
+        queries = [base]
+    else:
+        by_source: dict[int, list[str]] = {}
+        for row in identity_rows:
+            by_source.setdefault(row[0], []).append(row[1])
+        queries = [
+            base.where((GroupMember.source == source_id) & GroupMember.member_key.in_(chunk))
+            for source_id, identity_keys in by_source.items()
+            for chunk in _chunks(identity_keys)
+        ]
+    for query in queries:
+        for source_id, member_key, group_id in query.tuples().iterator():
+            direct.setdefault((source_id, member_key), set()).add(group_id)
+    return direct
+
+
+def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, str, str, str | None, set[str]]]:
+    """Group id → (source id, key, name, external id, keys of nested child groups): all of the org's groups, or
+    the ones in ``start`` and every group enclosing them."""
+    columns = (
+        DirectoryGroup.id,
+        DirectoryGroup.source,
+        DirectoryGroup.key,
+        DirectoryGroup.display_name,
+        DirectoryGroup.external_id,
+    )
+    found: dict[int, tuple[int, str, str, str | None, set[str]]] = {}
+    nested = GroupMember.select(GroupMember.group, GroupMember.source, GroupMember.member_key).where(
+        (GroupMember.org == org.id) & (GroupMember.member_kind == "Group")
+    )
+    if start is None:
+        for gid, source_id, key, name, external_id in (
+            DirectoryGroup.select(*columns).where(DirectoryGroup.org == org.id).tuples()
+        ):
+            found[gid] = (source_id, key, name, external_id, set())
+        for parent, _, child in nested.tuples():
+            if parent in found:
+                found[parent][4].add(child)
+        return found
+    frontier = set(start)
+    edges: list[tuple[int, str]] = []
+    while frontier:
+        loaded = []
+        for chunk in _chunks(sorted(frontier)):
+            for gid, source_id, key, name, external_id in (
+                DirectoryGroup.select(*columns).where(DirectoryGroup.id.in_(chunk)).tuples()
+            ):
+                found[gid] = (source_id, key, name, external_id, set())
+                loaded.append((source_id, key))
+        by_source: dict[int, list[str]] = {}
+        for source_id, key in loaded:
+            by_source.setdefault(source_id, []).append(key)
+        parents: set[int] = set()
+        for source_id, child_keys in by_source.items():
+            for chunk in _chunks(child_keys):
+                query = nested.where((GroupMember.source == source_id) & GroupMember.member_key.in_(chunk))
+                for parent, _, child in query.tuples():
+                    edges.append((parent, child))
+                    parents.add(parent)
+        frontier = parents - set(found)
+    for parent, child in edges:
+        if parent in found:
+            found[parent][4].add(child)
+    return found
+
+
+def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, CurrentMember], dict[str, MemberRow]]:
+    columns = (
+        Member.id,
+        Member.match_key,
+        Member.email,
+        Member.user_name,
+        Member.display_name,
+        Member.status,
+        Member.role,
+        Member.pinned,
+        Member.suspended_at,
+        Member.deprovisioned_at,
+        Member.transfer_to,
+    )
+    base = Member.select(*columns).where(Member.org == org.id)
+    queries = [base] if keys is None else [base.where(Member.match_key.in_(chunk)) for chunk in _chunks(keys)]
+    raw = [row for query in queries for row in query.tuples().iterator()]
+    teams: dict[int, list[tuple[str, str]]] = {}
+    team_query = (
+        TeamMember.select(TeamMember.member, Team.slug, TeamMember.role)
+        .join(Team, on=(TeamMember.team == Team.id))
+        .where(TeamMember.org == org.id)
+    )
+    if keys is None:
+        team_queries = [team_query]
+    else:
+        team_queries = [team_query.where(TeamMember.member.in_(chunk)) for chunk in _chunks([r[0] for r in raw])]
+    for query in team_queries:
+        for member_id, slug, role in query.tuples().iterator():
+            teams.setdefault(member_id, []).append((slug, role))
+    members: dict[str, CurrentMember] = {}
+    rows: dict[str, MemberRow] = {}
+    for member_id, key, email, user_name, display_name, status, role, pinned, suspended, gone, transfer in raw:
+        state = MemberState(
+            email, user_name, display_name, status, role, bool(pinned), tuple(sorted(teams.get(member_id, ())))
+        )
+        members[key] = CurrentMember(key, state, suspended)
+        rows[key] = MemberRow(member_id, suspended, gone, transfer)
+    return members, rows
+
+
+def _teams(org: Organization) -> list[tuple[int, str, int | None]]:
+    return list(Team.select(Team.id, Team.slug, Team.parent).where(Team.org == org.id).tuples())
+
+
+def _count(org: Organization, owners: bool) -> int:
+    query = Member.select().where((Member.org == org.id) & (Member.status == "active"))
+    if owners:
+        query = query.where(Member.role == "owner")
+    return query.count()

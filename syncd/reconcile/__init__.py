@@ -1,0 +1,32 @@
+"""The reconciler: a pure planner from what sources observe to what the org should be (DESIGN.md, "Plan")."""
+
+from syncd.reconcile.model import (
+    ROLE_RANK,
+    Action,
+    Current,
+    CurrentMember,
+    MemberState,
+    Observed,
+    ObservedGroup,
+    ObservedIdentity,
+    Plan,
+    PlanPolicy,
+)
+from syncd.reconcile.planner import reconcile
+from syncd.reconcile.rules import RuleLike, team_slug
+
+__all__ = [
+    "ROLE_RANK",
+    "Action",
+    "Current",
+    "CurrentMember",
+    "MemberState",
+    "Observed",
+    "ObservedGroup",
+    "ObservedIdentity",
+    "Plan",
+    "PlanPolicy",
+    "RuleLike",
+    "reconcile",
+    "team_slug",
+]

@@ -1,0 +1,398 @@
+"""Staging: store what one read of a source says, as that source says it (DESIGN.md, "What flows through it", 2).
+
+Set-based for scale: the stored rows of the source are loaded once as tuples, compared with the read, and only the
+differences are written (bulk inserts, one batched UPDATE statement per changed row, bulk deletes). A complete
+snapshot removes what it no longer lists; an incomplete one only adds and updates; a delta removes only what it
+names (DESIGN.md, invariant 1). Duplicate keys or userNames in one read are reported as problems and make the read
+incomplete, never crash it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import peewee
+
+from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
+from syncd.ledger import canonical_json
+from syncd.matching import match_key
+from syncd.store.db import database
+from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
+
+BATCH = 500
+
+IDENTITY_FIELDS = (
+    "user_name",
+    "user_name_lower",
+    "email",
+    "email_lower",
+    "external_id",
+    "display_name",
+    "given_name",
+    "family_name",
+    "active",
+    "department",
+    "title",
+    "employee_number",
+    "manager_key",
+    "match_key",
+    "resource",
+)
+GROUP_FIELDS = ("display_name", "display_name_lower", "external_id", "resource")
+
+
+@dataclass
+class StageResult:
+    """What staging changed, and whether the read may imply absence (``complete``)."""
+
+    complete: bool = True
+    problems: list[str] = field(default_factory=list)
+    identities_added: int = 0
+    identities_updated: int = 0
+    identities_removed: int = 0
+    groups_added: int = 0
+    groups_updated: int = 0
+    groups_removed: int = 0
+    memberships_added: int = 0
+    memberships_removed: int = 0
+
+    @property
+    def changed(self) -> int:
+        return (
+            self.identities_added
+            + self.identities_updated
+            + self.identities_removed
+            + self.groups_added
+            + self.groups_updated
+            + self.groups_removed
+            + self.memberships_added
+            + self.memberships_removed
+        )
+
+
+def stage(org: Organization, source: Source, result: ReadResult, now: datetime) -> StageResult:
+    """Write the read's users, groups and memberships into the source's staged rows; call inside the run's
+    write transaction so that staging commits with the plan's changes and the cursor, or not at all."""
+    staging = _Staging(org, source, now)
+    if isinstance(result, Snapshot):
+        staging.snapshot(result)
+    else:
+        staging.delta(result)
+    return staging.result
+
+
+def identity_values(record: UserRecord, match_on: str) -> tuple[Any, ...]:
+    """The stored columns of a user record, in :data:`IDENTITY_FIELDS` order."""
+    return (
+        record.user_name,
+        record.user_name.lower(),
+        record.email,
+        record.email.lower() if record.email else None,
+        record.external_id,
+        record.display_name,
+        record.given_name,
+        record.family_name,
+        bool(record.active),
+        record.department,
+        record.title,
+        record.employee_number,
+        record.manager_key,
+        match_key(match_on, user_name=record.user_name, email=record.email, external_id=record.external_id),
+        canonical_json(dict(record.attributes)) if record.attributes else "{}",
+    )
+
+
+def _group_values(record: GroupRecord) -> tuple[Any, ...]:
+    attributes = canonical_json(dict(record.attributes)) if record.attributes else "{}"
+    return (record.display_name, record.display_name.lower(), record.external_id, attributes)
+
+
+def _chunks(items: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def update_many(
+    model: type[peewee.Model], names: tuple[str, ...], rows: list[tuple[Any, ...]], bump_version: bool = False
+) -> None:
+    """Run one prepared ``UPDATE ... WHERE id = ?`` for many rows (``executemany``): each row holds the values of
+    ``names`` then the row id. Both drivers batch this far faster than one ORM save per row."""
+    if not rows:
+        return
+    db = database.obj
+    left, right = db.quote[0], db.quote[1]
+
+    def q(name: str) -> str:
+        return f"{left}{name}{right}"
+
+    assignments = ", ".join(f"{q(n)} = {db.param}" for n in names)
+    if bump_version:
+        assignments += f", {q('version')} = {q('version')} + 1"
+    sql = f"UPDATE {q(model._meta.table_name)} SET {assignments} WHERE {q('id')} = {db.param}"
+    fields = [model._meta.fields[n] for n in names]
+    converted = [(*(f.db_value(v) for f, v in zip(fields, row[:-1], strict=True)), row[-1]) for row in rows]
+    cursor = db.cursor()
+    for chunk in _chunks(converted):
+        cursor.executemany(sql, chunk)
+
+
+class _Staging:
+    def __init__(self, org: Organization, source: Source, now: datetime) -> None:
+        self.org, self.source, self.now = org, source, now
+        self.result = StageResult()
+        self.db = database.obj
+
+    def _problem(self, text: str) -> None:
+        self.result.complete = False
+        self.result.problems.append(f"source {self.source.name}: {text}")
+
+    # -- reads --------------------------------------------------------------------------------------------------
+
+    def _unique_users(self, users: list[UserRecord]) -> dict[str, UserRecord]:
+        by_key: dict[str, UserRecord] = {}
+        names: set[str] = set()
+        for record in users:
+            name = record.user_name.lower()
+            if record.key in by_key:
+                self._problem(f"user key {record.key!r} appears twice in one read; kept the first")
+                continue
+            if name in names:
+                self._problem(f"userName {record.user_name!r} appears twice in one read; kept the first")
+                continue
+            names.add(name)
+            by_key[record.key] = record
+        return by_key
+
+    def _unique_groups(self, groups: list[GroupRecord]) -> dict[str, GroupRecord]:
+        by_key: dict[str, GroupRecord] = {}
+        for record in groups:
+            if record.key in by_key:
+                self._problem(f"group key {record.key!r} appears twice in one read; kept the first")
+                continue
+            by_key[record.key] = record
+        return by_key
+
+    def snapshot(self, snapshot: Snapshot) -> None:
+        if not snapshot.complete:
+            self.result.complete = False
+            self.result.problems.extend(snapshot.problems or [f"source {self.source.name}: read was incomplete"])
+        users = self._unique_users(snapshot.users)
+        groups = self._unique_groups(snapshot.groups)
+        implied = {key for user in users.values() for key in user.groups if key not in groups}
+        group_rows = {key: _group_values(record) for key, record in groups.items()}
+        for key in sorted(implied):
+            group_rows[key] = (key, key.lower(), None, "{}")
+        complete = self.result.complete
+        self._upsert_identities(users, remove_missing=complete)
+        group_ids = self._upsert_groups(group_rows, remove_missing=complete)
+        wanted: set[tuple[str, str]] = set()
+        for key, record in groups.items():
+            wanted.update((key, member) for member in record.member_keys or ())
+        for user in users.values():
+            wanted.update((group_key, user.key) for group_key in user.groups)
+        self._sync_memberships(wanted, group_ids, scope=None, remove_missing=complete)
+
+    def delta(self, delta: Delta) -> None:
+        users = self._unique_users(delta.users)
+        groups = self._unique_groups(delta.groups)
+        self._upsert_identities(users, remove_missing=False)
+        if delta.removed_user_keys:
+            self._remove_identities(set(delta.removed_user_keys))
+        named = set(groups) | set(delta.members_added) | set(delta.members_removed)
+        named |= {key for user in users.values() for key in user.groups}
+        stored_groups = self._stored_group_keys()
+        group_rows = {key: _group_values(record) for key, record in groups.items()}
+        for key in named - set(groups) - set(stored_groups) - set(delta.removed_group_keys):
+            group_rows[key] = (key, key.lower(), None, "{}")
+        group_ids = self._upsert_groups(group_rows, remove_missing=False, only=set(group_rows))
+        if delta.removed_group_keys:
+            self._remove_groups(set(delta.removed_group_keys) & set(group_ids), group_ids)
+            for key in delta.removed_group_keys:
+                group_ids.pop(key, None)
+        # A group listed with its members replaces its member list; the rest add or remove named members only.
+        replaced = {key for key, record in groups.items() if record.member_keys is not None}
+        wanted = {(key, member) for key in replaced for member in groups[key].member_keys or ()}
+        self._sync_memberships(wanted, group_ids, scope=replaced, remove_missing=True)
+        added = {(g, m) for g, members in delta.members_added.items() for m in members}
+        added |= {(g, user.key) for user in users.values() for g in user.groups}
+        added = {(g, m) for g, m in added if g in group_ids and g not in replaced}
+        removed = {(g, m) for g, members in delta.members_removed.items() for m in members if g not in replaced}
+        self._change_memberships(added, removed, group_ids)
+
+    # -- identities ---------------------------------------------------------------------------------------------
+
+    def _stored_identities(self, keys: set[str] | None) -> dict[str, tuple[int, tuple[Any, ...]]]:
+        columns = [getattr(Identity, name) for name in IDENTITY_FIELDS]
+        stored: dict[str, tuple[int, tuple[Any, ...]]] = {}
+        base = Identity.select(Identity.id, Identity.key, *columns).where(Identity.source == self.source.id)
+        queries = [base] if keys is None else [base.where(Identity.key.in_(c)) for c in _chunks(keys)]
+        for query in queries:
+            for row in query.tuples().iterator():
+                stored[row[1]] = (row[0], tuple(row[2:]))
+        return stored
+
+    def _upsert_identities(self, users: dict[str, UserRecord], remove_missing: bool) -> None:
+        stored = self._stored_identities(None if remove_missing else set(users))
+        match_on = self.org.match_on
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        for key, record in users.items():
+            values = identity_values(record, match_on)
+            have = stored.get(key)
+            if have is None:
+                inserts.append((self.org.id, self.source.id, key, *values, self.now, self.now))
+            elif have[1] != values:
+                updates.append((*values, self.now, have[0]))
+        fields = [Identity.org, Identity.source, Identity.key]
+        fields += [getattr(Identity, n) for n in IDENTITY_FIELDS] + [Identity.created_at, Identity.updated_at]
+        for chunk in _chunks(inserts):
+            Identity.insert_many(chunk, fields=fields).execute()
+        self._update_rows(Identity, IDENTITY_FIELDS, updates)
+        self.result.identities_added += len(inserts)
+        self.result.identities_updated += len(updates)
+        if remove_missing:
+            gone = set(stored) - set(users)
+            if gone:
+                self._remove_identities(gone)
+
+    def _remove_identities(self, keys: set[str]) -> None:
+        for chunk in _chunks(sorted(keys)):
+            GroupMember.delete().where(
+                (GroupMember.source == self.source.id) & GroupMember.member_key.in_(chunk)
+            ).execute()
+            self.result.identities_removed += (
+                Identity.delete().where((Identity.source == self.source.id) & Identity.key.in_(chunk)).execute()
+            )
+
+    def _update_rows(self, model: type[peewee.Model], names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        update_many(model, (*names, "updated_at"), rows, bump_version=True)
+
+    # -- groups -------------------------------------------------------------------------------------------------
+
+    def _stored_group_keys(self) -> dict[str, int]:
+        query = DirectoryGroup.select(DirectoryGroup.key, DirectoryGroup.id).where(
+            DirectoryGroup.source == self.source.id
+        )
+        return dict(query.tuples())
+
+    def _upsert_groups(
+        self, rows: dict[str, tuple[Any, ...]], remove_missing: bool, only: set[str] | None = None
+    ) -> dict[str, int]:
+        """Write changed groups; return every stored group key of the source → row id."""
+        columns = [getattr(DirectoryGroup, n) for n in GROUP_FIELDS]
+        query = DirectoryGroup.select(DirectoryGroup.id, DirectoryGroup.key, *columns).where(
+            DirectoryGroup.source == self.source.id
+        )
+        stored = {row[1]: (row[0], tuple(row[2:])) for row in query.tuples()}
+        inserts, updates = [], []
+        for key, values in rows.items():
+            have = stored.get(key)
+            if have is None:
+                inserts.append((self.org.id, self.source.id, key, *values, self.now, self.now))
+            elif have[1] != values:
+                updates.append((*values, self.now, have[0]))
+        fields = [DirectoryGroup.org, DirectoryGroup.source, DirectoryGroup.key, *columns]
+        fields += [DirectoryGroup.created_at, DirectoryGroup.updated_at]
+        for chunk in _chunks(inserts):
+            DirectoryGroup.insert_many(chunk, fields=fields).execute()
+        self._update_rows(DirectoryGroup, GROUP_FIELDS, updates)
+        self.result.groups_added += len(inserts)
+        self.result.groups_updated += len(updates)
+        ids = {key: value[0] for key, value in stored.items()}
+        if inserts:
+            ids = self._stored_group_keys()
+        if remove_missing:
+            gone = set(ids) - set(rows)
+            if gone:
+                self._remove_groups(gone, ids)
+                for key in gone:
+                    ids.pop(key)
+        return ids
+
+    def _remove_groups(self, keys: set[str], ids: dict[str, int]) -> None:
+        row_ids = [ids[k] for k in keys if k in ids]
+        for chunk in _chunks(row_ids):
+            GroupMember.delete().where(GroupMember.group.in_(chunk)).execute()
+            self.result.groups_removed += DirectoryGroup.delete().where(DirectoryGroup.id.in_(chunk)).execute()
+        for chunk in _chunks(sorted(keys)):
+            GroupMember.delete().where(
+                (GroupMember.source == self.source.id)
+                & (GroupMember.member_kind == "Group")
+                & GroupMember.member_key.in_(chunk)
+            ).execute()
+
+    # -- memberships --------------------------------------------------------------------------------------------
+
+    def _sync_memberships(
+        self, wanted: set[tuple[str, str]], group_ids: dict[str, int], scope: set[str] | None, remove_missing: bool
+    ) -> None:
+        """Make the memberships of the groups in ``scope`` (all when None) equal ``wanted``."""
+        if scope is not None and not scope:
+            return
+        by_id = {gid: key for key, gid in group_ids.items()}
+        query = GroupMember.select(GroupMember.id, GroupMember.group, GroupMember.member_key).where(
+            GroupMember.source == self.source.id
+        )
+        stored: dict[tuple[str, str], int] = {}
+        queries = (
+            [query]
+            if scope is None
+            else [
+                query.where(GroupMember.group.in_(c)) for c in _chunks([group_ids[k] for k in scope if k in group_ids])
+            ]
+        )
+        for q in queries:
+            for row_id, group_id, member in q.tuples().iterator():
+                stored[(by_id.get(group_id, ""), member)] = row_id
+        wanted = {(g, m) for g, m in wanted if g in group_ids}
+        self._insert_memberships(wanted - set(stored), group_ids)
+        if remove_missing:
+            gone = [stored[pair] for pair in set(stored) - wanted]
+            for chunk in _chunks(gone):
+                self.result.memberships_removed += GroupMember.delete().where(GroupMember.id.in_(chunk)).execute()
+
+    def _insert_memberships(self, pairs: set[tuple[str, str]], group_ids: dict[str, int]) -> None:
+        if not pairs:
+            return
+        rows = [
+            (self.org.id, self.source.id, group_ids[g], m, "Group" if m in group_ids else "User")
+            for g, m in sorted(pairs)
+        ]
+        fields = [
+            GroupMember.org,
+            GroupMember.source,
+            GroupMember.group,
+            GroupMember.member_key,
+            GroupMember.member_kind,
+        ]
+        for chunk in _chunks(rows):
+            GroupMember.insert_many(chunk, fields=fields).execute()
+        self.result.memberships_added += len(rows)
+
+    def _change_memberships(
+        self, added: set[tuple[str, str]], removed: set[tuple[str, str]], group_ids: dict[str, int]
+    ) -> None:
+        pairs = added | {(g, m) for g, m in removed if g in group_ids}
+        if not pairs:
+            return
+        existing: set[tuple[str, str]] = set()
+        by_id = {gid: key for key, gid in group_ids.items()}
+        for chunk in _chunks(sorted({group_ids[g] for g, _ in pairs})):
+            query = GroupMember.select(GroupMember.group, GroupMember.member_key).where(GroupMember.group.in_(chunk))
+            existing.update((by_id[g], m) for g, m in query.tuples().iterator())
+        self._insert_memberships(added - existing - removed, group_ids)
+        for g, m in sorted(removed & existing):
+            self.result.memberships_removed += (
+                GroupMember.delete()
+                .where((GroupMember.group == group_ids[g]) & (GroupMember.member_key == m))
+                .execute()
+            )

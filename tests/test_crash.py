@@ -1,0 +1,69 @@
+"""A process killed at any step of a run (stage, plan, apply, commit) leaves the store as before, and the next run
+finishes the job with nothing lost or doubled (DESIGN.md, invariant 2)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+
+import pytest
+
+from syncd import ledger
+from syncd.store.models import GroupMember, Identity, LedgerEntry, Member, OutboxEvent, Source, TeamMember
+from tests.conftest import PYTHON, ROOT, subprocess_env
+
+
+def run(url: str, round_: int, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = subprocess_env()
+    env.pop("SYNCD_FAULT", None)
+    if fault:
+        env["SYNCD_FAULT"] = fault
+    return subprocess.run(
+        [PYTHON, "-m", "tests.crash_run", url, str(round_)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def snapshot_of_store() -> tuple[object, ...]:
+    return (
+        sorted(Member.select(Member.match_key, Member.status, Member.role).tuples()),
+        sorted(Identity.select(Identity.key, Identity.version).tuples()),
+        GroupMember.select().count(),
+        TeamMember.select().count(),
+        Counter(e.action for e in LedgerEntry.select()),
+        OutboxEvent.select().count(),
+        Source.get(Source.name == "hr").cursor,
+    )
+
+
+@pytest.mark.parametrize("step", ["stage", "plan", "apply", "commit"])
+def test_kill_before_commit_changes_nothing_and_next_run_finishes(store, database_url, step):
+    assert run(database_url, 1).returncode == 0
+    before = snapshot_of_store()
+    killed = run(database_url, 2, fault=step)
+    assert killed.returncode == -9, killed.stderr
+    assert snapshot_of_store() == before
+    finished = run(database_url, 2)
+    assert finished.returncode == 0, finished.stderr
+    after = snapshot_of_store()
+    assert after[-1] == "r2"
+    actions = after[4] - before[4]
+    assert actions["member.suspend"] == 3 and actions["member.join"] == 3 and actions["member.role"] == 2
+    assert OutboxEvent.select().count() == sum(after[4].values()) - after[4]["org.create"]
+    assert ledger.verify(Source.get(Source.name == "hr").org_id).ok
+    assert run(database_url, 2).stdout.strip() == "applied 0"
+    assert snapshot_of_store() == after
+
+
+def test_kill_after_commit_keeps_everything_and_next_run_is_a_no_op(store, database_url):
+    assert run(database_url, 1).returncode == 0
+    killed = run(database_url, 2, fault="committed")
+    assert killed.returncode == -9
+    after = snapshot_of_store()
+    assert after[-1] == "r2"
+    assert run(database_url, 2).stdout.strip() == "applied 0"
+    assert snapshot_of_store() == after

@@ -1,0 +1,282 @@
+"""Source runs end to end on SQLite and PostgreSQL: stage, plan, guard, apply, cursor, and their invariants."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from connectors.interface import ConnectorError, Delta, GroupRecord
+from syncd import ledger, pipeline
+from syncd.clock import utcnow
+from syncd.config import Policy
+from syncd.store.models import (
+    DirectoryGroup,
+    GroupMember,
+    Identity,
+    LedgerEntry,
+    Member,
+    OutboxEvent,
+    Source,
+    Team,
+    TeamMember,
+)
+from syncd.store.models import Plan as PlanRow
+from tests.directory import Directory, declare, make_config, snapshot, user
+
+NOW = utcnow()
+
+
+@pytest.fixture
+def config(store, database_url):
+    return declare(make_config(database_url))
+
+
+def members() -> dict[str, tuple[str, str]]:
+    return {m.email: (m.status, m.role) for m in Member.select()}
+
+
+def state_counts() -> tuple[int, ...]:
+    return tuple(
+        model.select().count()
+        for model in (Identity, DirectoryGroup, GroupMember, Member, Team, TeamMember, LedgerEntry, OutboxEvent)
+    )
+
+
+def org_id() -> int:
+    return Source.get(Source.name == "hr").org_id
+
+
+def test_first_snapshot_creates_members_roles_teams_ledger_and_outbox(config):
+    read = snapshot(user("alice", "IT Admins", "Engineering"), user("bob", "Staff"), user("eve", domain="gmail.com"))
+    result = pipeline.apply_read(config, "hr", read, now=NOW)
+    assert result.applied and not result.held
+    assert members() == {
+        "alice@acme.com": ("active", "admin"),
+        "bob@acme.com": ("active", "member"),
+        "eve@gmail.com": ("active", "guest"),
+    }
+    alice = Member.get(Member.email == "alice@acme.com")
+    assert [(t.team.slug, t.role) for t in TeamMember.select().where(TeamMember.member == alice)] == [
+        ("engineering", "member")
+    ]
+    joins = LedgerEntry.select().where(LedgerEntry.action == "member.join")
+    assert joins.count() == 3
+    entry = joins.where(LedgerEntry.target == "member:alice@acme.com").get()
+    assert entry.actor == "source:hr" and "group 'IT Admins', rule 3" in entry.reason
+    assert set(json.loads(entry.after)) == {"email", "user_name", "display_name", "status", "role", "pinned", "teams"}
+    assert OutboxEvent.select().count() == LedgerEntry.select().where(LedgerEntry.action != "org.create").count()
+    assert ledger.verify(org_id()).ok
+    source = Source.get(Source.name == "hr")
+    assert source.cursor == "c1" and source.last_full_at == NOW and source.last_error is None
+
+
+def test_same_input_twice_changes_and_writes_nothing(config):
+    read = snapshot(user("alice", "IT Admins", "Engineering"), user("bob", "Staff"))
+    pipeline.apply_read(config, "hr", read, now=NOW)
+    before = state_counts()
+    versions = sorted(Identity.select(Identity.key, Identity.version, Identity.updated_at).tuples())
+    again = pipeline.apply_read(config, "hr", read, now=NOW + timedelta(hours=1))
+    assert again.actions == 0 and again.stage is not None and again.stage.changed == 0
+    assert state_counts() == before
+    assert sorted(Identity.select(Identity.key, Identity.version, Identity.updated_at).tuples()) == versions
+
+
+def test_incomplete_snapshot_never_suspends_or_removes(config):
+    pipeline.apply_read(config, "hr", snapshot(user("alice", "Staff"), user("bob", "Staff")), now=NOW)
+    partial = snapshot(user("alice"), complete=False, cursor="c2")
+    result = pipeline.apply_read(config, "hr", partial, now=NOW)
+    assert not result.complete
+    assert members() == {"alice@acme.com": ("active", "member"), "bob@acme.com": ("active", "member")}
+    assert Identity.select().count() == 2 and GroupMember.select().count() == 2
+    source = Source.get(Source.name == "hr")
+    assert source.cursor == "c1" and "incomplete read" in source.last_error
+
+
+def test_complete_snapshot_absence_suspends_and_reappearance_reactivates(config):
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob")), now=NOW)
+    pipeline.apply_read(config, "hr", snapshot(user("alice")), now=NOW)
+    assert members()["bob@acme.com"] == ("suspended", "member")
+    bob = LedgerEntry.get(LedgerEntry.action == "member.suspend")
+    assert "no source asserts them" in bob.reason
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob")), now=NOW + timedelta(days=1))
+    assert members()["bob@acme.com"] == ("active", "member")
+
+
+def test_deprovision_after_grace_records_transfer_target(config):
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob")), now=NOW)
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), cursor="c2"), now=NOW)
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), cursor="c3"), now=NOW + timedelta(days=29))
+    assert members()["bob@acme.com"][0] == "suspended"
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), cursor="c4"), now=NOW + timedelta(days=30))
+    bob = Member.get(Member.email == "bob@acme.com")
+    assert bob.status == "deprovisioned" and bob.transfer_to == "it@acme.com"
+
+
+def test_delta_removes_only_what_it_names(config):
+    groups = (GroupRecord("g-staff", "Staff", member_keys=frozenset({"k-alice", "k-bob", "k-carol"})),)
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob"), user("carol"), groups=groups), now=NOW)
+    delta = Delta(users=[user("dan")], removed_user_keys=["k-bob"], members_removed={"g-staff": {"k-carol"}})
+    pipeline.apply_read(config, "hr", delta, now=NOW)
+    assert members() == {
+        "alice@acme.com": ("active", "member"),
+        "bob@acme.com": ("suspended", "member"),
+        "carol@acme.com": ("active", "member"),
+        "dan@acme.com": ("active", "member"),
+    }
+    staff = DirectoryGroup.get(DirectoryGroup.key == "g-staff")
+    assert {m.member_key for m in GroupMember.select().where(GroupMember.group == staff)} == {"k-alice"}
+
+
+def test_delta_membership_changes_move_roles(config):
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), groups=(GroupRecord("g-it", "IT Admins"),)), now=NOW)
+    pipeline.apply_read(config, "hr", Delta(members_added={"g-it": {"k-alice"}}), now=NOW)
+    assert members()["alice@acme.com"] == ("active", "admin")
+    pipeline.apply_read(config, "hr", Delta(members_removed={"g-it": {"k-alice"}}), now=NOW)
+    assert members()["alice@acme.com"] == ("active", "member")
+    roles = [json.loads(e.after)["role"] for e in LedgerEntry.select().where(LedgerEntry.action == "member.role")]
+    assert roles == ["admin", "member"]
+
+
+def test_user_groups_become_memberships_and_implied_groups(config):
+    pipeline.apply_read(config, "hr", snapshot(user("alice", "IT Admins")), now=NOW)
+    group = DirectoryGroup.get()
+    assert (group.key, group.display_name) == ("IT Admins", "IT Admins")
+    assert GroupMember.get().member_key == "k-alice"
+
+
+def test_duplicate_keys_and_user_names_make_the_read_incomplete_not_a_crash(config):
+    twin = replace(user("alice"), email="other@acme.com")
+    clash = replace(user("bob"), key="k-bob2", user_name="ALICE")
+    result = pipeline.apply_read(config, "hr", snapshot(user("alice"), twin, clash), now=NOW)
+    assert not result.complete
+    assert any("appears twice" in p for p in result.problems)
+    assert members() == {"alice@acme.com": ("active", "member")}
+
+
+def test_nested_group_cycle_does_not_hang_and_grants_through_nesting(config):
+    groups = (
+        GroupRecord("g-it", "IT Admins", member_keys=frozenset({"g-help"})),
+        GroupRecord("g-help", "Helpdesk", member_keys=frozenset({"g-it", "k-alice"})),
+    )
+    result = pipeline.apply_read(config, "hr", snapshot(user("alice"), groups=groups), now=NOW)
+    assert members()["alice@acme.com"] == ("active", "admin")
+    assert result.plan is not None and any("contain each other" in n for n in result.plan.notes)
+
+
+def test_guard_holds_mass_suspension_without_moving_cursor_then_approve_applies(store, database_url, monkeypatch):
+    config = declare(make_config(database_url, policy=Policy(guard_max_percent=10.0, guard_max_count=50)))
+    everyone = [user(f"u{i}") for i in range(20)]
+    directory = Directory(snapshot(*everyone))
+    monkeypatch.setattr(pipeline, "connector_for", directory.connector)
+    pipeline.run_source(config, "hr", now=NOW)
+    directory.result = snapshot(*everyone[:15], cursor="c2")
+    held = pipeline.run_source(config, "hr", now=NOW)
+    assert held.held and not held.applied and held.plan_id
+    assert "25.0%" in held.held_reason
+    assert sum(1 for s, _ in members().values() if s == "active") == 20
+    assert Identity.select().count() == 20, "the held read's stage is rolled back"
+    assert Source.get(Source.name == "hr").cursor == "c1"
+    assert LedgerEntry.select().where(LedgerEntry.action == "plan.held").count() == 1
+    again = pipeline.run_source(config, "hr", now=NOW)
+    assert again.plan_id == held.plan_id
+    assert LedgerEntry.select().where(LedgerEntry.action == "plan.held").count() == 1
+    approved = pipeline.approve(config, held.plan_id, now=NOW)
+    assert approved.applied and not approved.stale
+    assert sum(1 for s, _ in members().values() if s == "suspended") == 5
+    assert PlanRow.get_by_id(held.plan_id).status == "approved"
+    assert Source.get(Source.name == "hr").cursor == "c2"
+    assert ledger.verify(org_id()).ok
+
+
+def test_approve_of_a_plan_whose_inputs_changed_marks_it_stale_and_plans_again(store, database_url, monkeypatch):
+    config = declare(make_config(database_url, policy=Policy(guard_max_percent=10.0, guard_max_count=50)))
+    everyone = [user(f"u{i}") for i in range(20)]
+    directory = Directory(snapshot(*everyone))
+    monkeypatch.setattr(pipeline, "connector_for", directory.connector)
+    pipeline.run_source(config, "hr", now=NOW)
+    directory.result = snapshot(*everyone[:15], cursor="c2")
+    held = pipeline.run_source(config, "hr", now=NOW)
+    directory.result = snapshot(*everyone[:19], cursor="c3")
+    result = pipeline.approve(config, held.plan_id, now=NOW)
+    assert result.stale and result.applied
+    assert PlanRow.get_by_id(held.plan_id).status == "stale"
+    assert LedgerEntry.select().where(LedgerEntry.action == "plan.stale").count() == 1
+    assert sum(1 for s, _ in members().values() if s == "suspended") == 1
+    with pytest.raises(pipeline.PipelineError, match="stale, not held"):
+        pipeline.approve(config, held.plan_id, now=NOW)
+
+
+def test_last_owner_survives_an_empty_complete_snapshot(config):
+    pipeline.apply_read(config, "hr", snapshot(user("boss", "Owners"), user("alice")), now=NOW)
+    pipeline.apply_read(config, "hr", snapshot(cursor="c2"), now=NOW)
+    assert members() == {"boss@acme.com": ("active", "owner"), "alice@acme.com": ("suspended", "member")}
+
+
+def test_connector_failure_is_recorded_on_the_source_and_changes_nothing(config, monkeypatch):
+    class Broken:
+        def read(self, cursor):
+            raise ConnectorError("source hr: cannot read /srv/hr.csv (No such file); check path")
+
+    monkeypatch.setattr(pipeline, "connector_for", lambda settings: Broken())
+    before = state_counts()
+    for _ in range(2):
+        with pytest.raises(ConnectorError):
+            pipeline.run_source(config, "hr", now=NOW)
+    source = Source.get(Source.name == "hr")
+    assert source.consecutive_failures == 2 and "cannot read /srv/hr.csv" in source.last_error
+    assert state_counts() == before
+
+
+def test_run_reads_with_the_stored_cursor_and_full_reads_none(config, monkeypatch):
+    directory = Directory(snapshot(user("alice"), cursor="c1"))
+    monkeypatch.setattr(pipeline, "connector_for", directory.connector)
+    pipeline.run_source(config, "hr", now=NOW)
+    directory.result = Delta(cursor="c2")
+    pipeline.run_source(config, "hr", now=NOW + timedelta(minutes=15))
+    pipeline.run_source(config, "hr", now=NOW + timedelta(minutes=30), full=True)
+    pipeline.run_source(config, "hr", now=NOW + timedelta(days=2))
+    assert directory.reads == [None, "c1", None, None]
+
+
+def test_dry_run_writes_nothing(config):
+    before = state_counts()
+    result = pipeline.apply_read(config, "hr", snapshot(user("alice")), dry_run=True, now=NOW)
+    assert result.actions == 1 and not result.applied
+    assert state_counts() == before
+
+
+def test_rules_changes_apply_with_reconcile_org(store, database_url):
+    config = declare(make_config(database_url))
+    pipeline.apply_read(config, "hr", snapshot(user("alice", "Staff")), now=NOW)
+    stricter = declare(replace(config, orgs=(replace(config.orgs[0], rules=()),)))
+    plan = pipeline.plan_org(stricter, "acme", now=NOW)
+    assert plan.actions == 0
+    promoting = (*config.orgs[0].rules, pipeline.Rule(group="Staff", role="admin"))
+    changed = replace(config, orgs=(replace(config.orgs[0], rules=promoting),))
+    result = pipeline.reconcile_org(changed, "acme", now=NOW)
+    assert result.applied and members()["alice@acme.com"] == ("active", "admin")
+
+
+def test_reconcile_touched_updates_only_named_members(config):
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob")), now=NOW)
+    it = DirectoryGroup.create(
+        org=org_id(),
+        source=Source.get(Source.name == "hr"),
+        key="g-it",
+        display_name="IT Admins",
+        display_name_lower="it admins",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    for name in ("alice", "bob"):
+        GroupMember.create(org=org_id(), source=it.source_id, group=it, member_key=f"k-{name}")
+    from syncd.store.tx import write_transaction
+
+    with write_transaction():
+        changed = pipeline.reconcile_touched(org_id(), ["alice@acme.com"], "token:1", NOW)
+    assert changed == 1
+    assert members() == {"alice@acme.com": ("active", "admin"), "bob@acme.com": ("active", "member")}
+    assert LedgerEntry.select().where(LedgerEntry.actor == "token:1").count() == 1
