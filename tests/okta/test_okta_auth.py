@@ -42,8 +42,8 @@ def test_an_expired_access_token_is_renewed_and_the_read_completes(
     snapshot = read(None, **service_app)
 
     assert isinstance(snapshot, Snapshot) and len(snapshot.users) == 450
-    assert fake.tokens_issued == 2
-    assert [s.status for s in fake.seen].count(401) == 1
+    assert 401 in [s.status for s in fake.seen]  # the expiry really hit a request (or two, running side by side)
+    assert fake.tokens_issued == 2  # and cost exactly one new token
 
 
 def test_an_assertion_signed_with_another_key_is_refused_clearly(
