@@ -27,7 +27,27 @@ LOGS_SCOPE = "okta.logs.read"
 
 @dataclass(frozen=True)
 class Settings:
-    """Connector settings; every key but ``url`` and the credentials has a default that suits a large org."""
+    """Connector settings; every key but ``url`` and the credentials has a default that suits a large org.
+
+    - ``url``: the org URL (``https://acme.okta.com``, a preview or custom domain); plain ``http`` only to loopback.
+    - ``token_file`` / ``token_env``: an API token (SSWS). ``client_id`` + ``private_key_file`` (+ ``key_id``,
+      the ``kid`` of the registered key): an OAuth service app; ``scopes`` overrides the scopes asked for.
+    - ``ca_file``: an extra CA bundle to trust (a TLS-inspecting proxy); certificate checks are never switched off.
+    - ``connect_timeout`` / ``read_timeout``: seconds per request.
+    - ``page_size`` (users, ≤ 200), ``group_page_size`` (≤ 10,000; Okta asks for ≤ 200), ``member_page_size``
+      (≤ 1,000): the ``limit`` of the first page; a 5xx halves it for the retry.
+    - ``group_types`` (``OKTA_GROUP``, ``APP_GROUP``, ``BUILT_IN``) and ``group_names`` (globs, case-insensitive):
+      which groups are read; both empty means all.
+    - ``rate_limit_share``: the share of each rate-limit bucket this source may fill (the rest stays free for the
+      org's other integrations); ``max_concurrency``: requests in flight at once; ``max_wait``: the longest wait
+      for a bucket's reset before the run gives up.
+    - ``max_retries`` / ``retry_backoff``: attempts after a 5xx, a cut connection or a broken page, and the first
+      backoff in seconds (doubling).
+    - ``overlap_seconds``: how far before the last watermark an incremental read starts again.
+    - ``system_log``: also poll the System Log for deletions and membership changes (needs ``okta.logs.read``).
+
+    The periodic full snapshot that catches deletions is the common key ``full_snapshot_every``.
+    """
 
     url: str
     token_file: str | None = None
