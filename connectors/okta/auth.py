@@ -74,7 +74,7 @@ class ServiceAppAuth(requests.auth.AuthBase):
         self._post_form = post_form
         self._lock = threading.Lock()
         self._access_token: str | None = None
-        self._expires_at = 0.0
+        self._renew_at = 0.0
         self.tokens_fetched = 0
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -94,9 +94,11 @@ class ServiceAppAuth(requests.auth.AuthBase):
 
     def _current(self) -> str:
         with self._lock:
-            if self._access_token is None or time.monotonic() >= self._expires_at - RENEW_BEFORE_SECONDS:
+            if self._access_token is None or time.monotonic() >= self._renew_at:
                 self._access_token, lifetime = self._fetch()
-                self._expires_at = time.monotonic() + lifetime
+                # Renew a minute early (or halfway, for tokens that live less than two minutes), so no request
+                # leaves with a token about to expire.
+                self._renew_at = time.monotonic() + lifetime - min(RENEW_BEFORE_SECONDS, lifetime / 2)
             return self._access_token
 
     def assertion(self) -> str:

@@ -173,7 +173,7 @@ class OktaClient:
 
     def _send(self, method: str, url: str, bucket: str, data: dict[str, str] | None = None) -> requests.Response:
         auth = None if data is not None else self.auth
-        with self.limiter.slot(bucket):
+        with self.limiter.slot(bucket, concurrent=data is None):
             with self._count_lock:
                 self.requests_sent += 1
             response = self._session.request(

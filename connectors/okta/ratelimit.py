@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -66,9 +66,13 @@ class RateLimiter:
         self.waited = 0.0
 
     @contextmanager
-    def slot(self, bucket: str) -> Iterator[None]:
-        """Hold one of the concurrent slots and one unit of the bucket's budget for the span of a request."""
-        with self._slots:
+    def slot(self, bucket: str, concurrent: bool = True) -> Iterator[None]:
+        """Hold one of the concurrent slots and one unit of the bucket's budget for the span of a request.
+
+        ``concurrent=False`` skips the concurrency cap: the token request is made while an API request already
+        holds its slot (requests calls the auth hook inside it), and must not wait for a slot of its own.
+        """
+        with self._slots if concurrent else nullcontext():
             self._reserve(bucket)
             try:
                 yield

@@ -46,6 +46,19 @@ def test_an_expired_access_token_is_renewed_and_the_read_completes(
     assert fake.tokens_issued == 2  # and cost exactly one new token
 
 
+def test_access_tokens_are_renewed_before_they_run_out(
+    fake: FakeOkta, read: Callable[..., ReadResult], service_app: dict[str, object]
+) -> None:
+    fake.token_lifetime = 1.0
+    fake.latency = 0.1
+
+    snapshot = read(None, max_concurrency=1, page_size=100, **service_app)
+
+    assert isinstance(snapshot, Snapshot) and len(snapshot.users) == 450
+    assert fake.tokens_issued >= 2  # seven requests of 100 ms outlive a one-second token ...
+    assert 401 not in [s.status for s in fake.seen]  # ... and none was sent with an expiring one
+
+
 def test_an_assertion_signed_with_another_key_is_refused_clearly(
     fake: FakeOkta, read: Callable[..., ReadResult], service_app: dict[str, object]
 ) -> None:
