@@ -39,6 +39,10 @@ class NotFound(Exception):
     """The object of a per-id request is gone (deleted between listing it and reading it)."""
 
 
+class Cancelled(Exception):
+    """Another part of the same read failed; this one stops before its next request."""
+
+
 class OktaClient:
     """A requests session bound to one org, its credentials and its rate-limit state, for the span of one read."""
 
@@ -59,6 +63,7 @@ class OktaClient:
         self._origin = _origin(settings.base_url)
         self._count_lock = threading.Lock()
         self.requests_sent = 0
+        self._cancelled = threading.Event()
         self.auth: TokenAuth | ServiceAppAuth
         if settings.oauth:
             assert settings.client_id and settings.private_key_file
@@ -78,6 +83,10 @@ class OktaClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def cancel(self) -> None:
+        """Make every further request of this read raise Cancelled (a sibling request already failed)."""
+        self._cancelled.set()
 
     def __enter__(self) -> OktaClient:
         return self
@@ -114,6 +123,8 @@ class OktaClient:
         throttled = 0
         renewed = False
         while True:
+            if self._cancelled.is_set():
+                raise Cancelled(what)
             failure: str
             try:
                 response = self._send("GET", url, bucket)

@@ -17,7 +17,6 @@ Deleted users and groups are otherwise invisible to watermarks; the pipeline's p
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +27,7 @@ from connectors.okta.paging import limit_of, pages
 from connectors.okta.records import STATUS_FILTER, group_record, selected
 from connectors.okta.settings import Settings
 from connectors.okta.snapshot import groups_url, read_members, read_users, wrong_url
+from connectors.okta.workers import ReadWorkers
 
 LOG_PAGE_SIZE = 1000
 USER_DELETED = "user.lifecycle.delete.completed"
@@ -41,8 +41,8 @@ def read_delta(client: OktaClient, settings: Settings, mark: Watermark) -> Delta
     since = mark.query_since(settings.overlap_seconds)
     user_filter = f'lastUpdated gt "{since}" and ({STATUS_FILTER})'
     group_filter = f'lastUpdated gt "{since}" or lastMembershipUpdated gt "{since}"'
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"okta-{client.source}") as pool:
-        users_future = pool.submit(read_users, client, {"filter": user_filter, "limit": settings.page_size})
+    with ReadWorkers(client, 2) as workers:
+        users_future = workers.submit(read_users, client, {"filter": user_filter, "limit": settings.page_size})
         try:
             group_pages = list(pages(client, groups_url(client, settings, group_filter), "changed groups"))
         except NotFound:
@@ -148,8 +148,8 @@ def _reread_members(client: OktaClient, settings: Settings, groups: Any) -> list
     if not groups:
         return []
     records: list[GroupRecord] = []
-    with ThreadPoolExecutor(max_workers=settings.max_concurrency) as pool:
-        futures = [(g, pool.submit(read_members, client, str(g["id"]), settings.member_page_size)) for g in groups]
+    with ReadWorkers(client, settings.max_concurrency) as workers:
+        futures = [(g, workers.submit(read_members, client, str(g["id"]), settings.member_page_size)) for g in groups]
         for group, future in futures:
             try:
                 records.append(group_record(group, future.result()))

@@ -14,7 +14,7 @@ Any page that cannot be read whole stops the read with a ConnectorError: a snaps
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,20 +25,16 @@ from connectors.okta.cursor import Watermark
 from connectors.okta.paging import items, pages
 from connectors.okta.records import STATUS_FILTER, group_record, selected, type_filter, user_record
 from connectors.okta.settings import Settings
+from connectors.okta.workers import ReadWorkers
 
 log = logging.getLogger(__name__)
 
 
 def read_snapshot(client: OktaClient, settings: Settings) -> Snapshot:
-    pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix=f"okta-{client.source}")
-    try:
-        users_future = pool.submit(read_users, client, {"filter": STATUS_FILTER, "limit": settings.page_size})
-        groups, groups_started = _read_groups_and_members(client, settings, pool)
+    with ReadWorkers(client, settings.max_concurrency) as workers:
+        users_future = workers.submit(read_users, client, {"filter": STATUS_FILTER, "limit": settings.page_size})
+        groups, groups_started = _read_groups_and_members(client, settings, workers)
         users, users_started = users_future.result()
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
     started = min((t for t in (users_started, groups_started) if t is not None), default=datetime.now(UTC))
     log.info(
         "okta snapshot read",
@@ -76,7 +72,7 @@ def groups_url(client: OktaClient, settings: Settings, extra_filter: str | None 
 
 
 def _read_groups_and_members(
-    client: OktaClient, settings: Settings, pool: ThreadPoolExecutor
+    client: OktaClient, settings: Settings, workers: ReadWorkers
 ) -> tuple[list[GroupRecord], datetime | None]:
     started: datetime | None = None
     pending: list[tuple[dict[str, Any], Future[list[str]]]] = []
@@ -85,7 +81,7 @@ def _read_groups_and_members(
             started = started or page.server_time
             for group in page.items:
                 if selected(group, settings.group_types, settings.group_names):
-                    future = pool.submit(read_members, client, str(group["id"]), settings.member_page_size)
+                    future = workers.submit(read_members, client, str(group["id"]), settings.member_page_size)
                     pending.append((group, future))
     except NotFound:
         raise wrong_url(client, "/api/v1/groups") from None

@@ -153,3 +153,27 @@ def test_a_wrong_org_url_path_is_reported_as_such(fake: FakeOkta, read: Callable
     message = failure(read)
 
     assert "404" in message and "org URL" in message
+
+
+def test_a_failure_stops_the_requests_still_running_beside_it(fake: FakeOkta, read: Callable[..., ReadResult]) -> None:
+    for i in range(10_000):
+        fake.add_user(f"u{i:05d}.x@acme.com")
+    fake.add_group("Staff")
+    fake.latency = 0.01
+    fake.fail("/api/v1/groups", status=500, skip=0, times=100)
+
+    message = failure(read, max_retries=0)
+
+    assert "groups (page 1)" in message  # the first real failure, not a sibling's "stopped"
+    assert fake.count("/api/v1/users") < 50  # the user list stopped instead of walking all 50 pages
+
+
+def test_a_failing_member_read_is_the_error_reported(fake: FakeOkta, read: Callable[..., ReadResult]) -> None:
+    groups = [fake.add_group(f"Team {i}") for i in range(40)]
+    fake.latency = 0.01
+    fake.fail(f"/api/v1/groups/{groups[25]}/users", status=502, times=100)
+
+    message = failure(read, max_retries=0)
+
+    assert f"members of group {groups[25]}" in message and "HTTP 502" in message
+    assert fake.count("/api/v1/groups/") < 40
