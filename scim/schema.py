@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
+import email_validator
 from pydantic import Field, model_validator
 from scim2_models import (
     URN,
@@ -35,6 +36,12 @@ from scim2_models import (
 
 if TYPE_CHECKING:
     from scim2_models import User as _User  # noqa: F401
+
+# Directories hold addresses in special-use domains (AD's "corp.local", Okta's documented "okta.local"); refusing them
+# would stop provisioning of real users, and syncd never sends mail to them. RFC 6761 names; email-validator's list.
+email_validator.SPECIAL_USE_DOMAIN_NAMES[:] = [
+    name for name in email_validator.SPECIAL_USE_DOMAIN_NAMES if name not in ("local", "test", "internal")
+]
 
 ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 MAX_RESULTS = 1000

@@ -8,6 +8,7 @@ kept: add skips members already there, remove takes exactly the selected members
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -61,6 +62,31 @@ def _qualify_manager(node: FilterNode) -> FilterNode:
     return node
 
 
+def _qualify_manager_paths(body: bytes) -> bytes:
+    """Entra's documented ``"path": "manager"`` names the enterprise manager (RFC 7643 §4.3): qualify it."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    operations = payload.get("Operations") if isinstance(payload, dict) else None
+    if not isinstance(operations, list):
+        return body
+    changed = False
+    for operation in operations:
+        if not isinstance(operation, dict):
+            continue
+        path = operation.get("path")
+        if isinstance(path, str) and path.split(".", 1)[0].strip().lower() == "manager":
+            operation["path"] = f"{ENTERPRISE_URN}:{path.strip()}"
+            changed = True
+        value = operation.get("value")
+        if path is None and isinstance(value, dict):
+            for key in [k for k in value if k.split(".", 1)[0].lower() == "manager"]:
+                value[f"{ENTERPRISE_URN}:{key}"] = value.pop(key)
+                changed = True
+    return json.dumps(payload).encode() if changed else body
+
+
 class SyncdService(ScimService):
     """scim2-server's service, with the body limit of the config and Entra's filter shapes."""
 
@@ -71,6 +97,11 @@ class SyncdService(ScimService):
     def max_body_size(self, request: ScimRequest) -> int | None:
         """Every request body is bounded by ``server.max_body_bytes`` (413 above it)."""
         return self.max_body_bytes
+
+    def read_patch(self, resource_type: ResourceType, body: bytes, content_type: str | None) -> PatchOp[Any]:
+        if resource_type.name == "User":
+            body = _qualify_manager_paths(body)
+        return super().read_patch(resource_type, body, content_type)
 
     def read_search(self, resource_types: list[ResourceType], payload: Any) -> tuple[SearchRequest[Any], Any]:
         if isinstance(payload, dict) and isinstance(payload.get("filter"), str):
