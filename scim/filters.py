@@ -154,7 +154,9 @@ class FilterCompiler(FilterVisitor[peewee.Node]):
         return _resolve_filter_path(self.model, attr_path, strict=False, for_comparison=for_comparison)
 
     def _head_urn(self, binding: AttributeBinding) -> str:
-        return binding.urn.lower().split(".", 1)[0]
+        schema = str(binding.model.__schema__)
+        head = binding.urn[len(schema) + 1 :].split(".", 1)[0]
+        return f"{schema}:{head}".lower()
 
     # -- nodes --------------------------------------------------------------
 
