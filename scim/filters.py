@@ -69,7 +69,6 @@ USER_COLUMNS: dict[str, Column] = {
     f"{CORE_USER}:displayname": Column(Identity.display_name),
     f"{CORE_USER}:name.givenname": Column(Identity.given_name),
     f"{CORE_USER}:name.familyname": Column(Identity.family_name),
-    f"{CORE_USER}:active": Column(Identity.active, text=False),
     f"{CORE_USER}:title": Column(Identity.title),
     f"{CORE_USER}:meta.created": Column(Identity.created_at, stored=_naive_utc, text=False),
     f"{CORE_USER}:meta.lastmodified": Column(Identity.updated_at, stored=_naive_utc, text=False),
@@ -168,7 +167,7 @@ class FilterCompiler(FilterVisitor[peewee.Node]):
         return result
 
     def visit_not(self, node: Not) -> peewee.Node:
-        return ~self.visit(node.expr)
+        return _negate(self.visit(node.expr))
 
     def visit_present(self, node: Present) -> peewee.Node:
         binding = self._bind(node.attr_path, for_comparison=False)
@@ -378,7 +377,7 @@ class _ElementCompiler(FilterVisitor[peewee.Node]):
         return self.outer._present_json(target[0])
 
     def visit_not(self, node: Not) -> peewee.Node:
-        return ~self.visit(node.expr)
+        return _negate(self.visit(node.expr))
 
     def visit_logical_expr(self, node: LogicalExpr) -> peewee.Node:
         terms = [self.visit(term) for term in node.terms]
@@ -389,6 +388,11 @@ class _ElementCompiler(FilterVisitor[peewee.Node]):
 
     def visit_value_path(self, node: ValuePath) -> peewee.Node:
         raise InvalidFilterException(detail="a value path cannot be nested in another (RFC 7644 §3.4.2.2)")
+
+
+def _negate(condition: peewee.Node) -> peewee.Node:
+    """NOT with two-valued logic: a comparison on a missing value is false, so its negation is true."""
+    return ~fn.COALESCE(condition, False)
 
 
 def _alias(model: Any, field_name: str) -> str:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import flask
 from scim2_models import (
     ForbiddenException,
+    InvalidFilterException,
+    InvalidValueException,
     PayloadTooLargeException,
     Resource,
     UnauthorizedException,
@@ -34,6 +37,10 @@ from syncd.store.db import database
 from syncd.store.models import Organization, Source
 
 log = logging.getLogger("syncd.scim")
+
+# A NUL character, raw or as the JSON escape \u0000 (not preceded by an escaping backslash). PostgreSQL text cannot
+# hold it, so it is refused up front on every backend alike.
+NUL = re.compile(r"\x00|(?<!\\)(?:\\\\)*\\u0000")
 
 READ_OPERATIONS = {
     Operation.query,
@@ -86,7 +93,17 @@ class FlaskScim(BaseApplication):
         body = incoming.stream.read(limit + 1)
         if len(body) > limit:
             raise PayloadTooLargeException(detail=f"the request body exceeds the limit of {limit} bytes")
+        if NUL.search(body.decode("utf-8", "replace")):
+            raise InvalidValueException(detail="the request body holds a NUL character, which no attribute may hold")
         return body
+
+    @staticmethod
+    def check_query(request: ScimRequest) -> None:
+        for name, value in request.query.items():
+            if NUL.search(value):
+                if name == "filter":
+                    raise InvalidFilterException(detail="the filter holds a NUL character")
+                raise InvalidValueException(detail=f"the {name} parameter holds a NUL character")
 
     def authenticate(self, request: ScimRequest) -> tokens.Principal:
         scheme, _, presented = (request.header("Authorization") or "").partition(" ")
@@ -117,6 +134,7 @@ class FlaskScim(BaseApplication):
         request = self.read_request(path)
         try:
             request.body = self.read_body()
+            self.check_query(request)
             operation = self.service.match(request).operation
             if not self.needs_auth(request):
                 handler = SyncdHandler(self.service, SyncdStorage(Tenant(0, 0, "email", "anonymous"), self.models))

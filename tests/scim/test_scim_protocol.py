@@ -324,3 +324,13 @@ def test_user_groups_attribute_lists_direct_memberships(scim):
     assert groups[0]["value"] == group["id"] and groups[0]["display"] == "Readers"
     listed = scim.a.get("/Users", query={"filter": f'groups.value eq "{group["id"]}"'}).body
     assert [r["id"] for r in listed["Resources"]] == [user["id"]]
+
+
+def test_nul_characters_in_filters_and_bodies_are_400_on_every_backend(scim):
+    for expression in ('userName eq "a\\u0000b"', 'emails[value co "\\u0000"]'):
+        answer = scim.a.get("/Users", query={"filter": expression})
+        assert answer.status == 400 and answer.body["scimType"] == "invalidFilter"
+    created = scim.a.post("/Users", {"schemas": [USER_URN], "userName": "a\u0000b"})
+    assert created.status == 400
+    assert scim.a.post("/Users", {"schemas": [USER_URN], "userName": "back\\u0000slash"}).status == 201
+    assert Identity.select().count() == 1
