@@ -274,7 +274,6 @@ class SyncdHandler(ScimHandler):
         renamed = False
         if changed_fields:
             columns = storage._group_columns(storage._dump(current))
-            storage._check_unique(type(row), columns["unique_name"], row.key, "displayName")
             renamed = columns["display_name"] != row.display_name
             with storage._unique("displayName"):
                 storage.bump(row, version, **columns)

@@ -43,6 +43,15 @@ from syncd.store.models import DirectoryGroup, GroupMember, Identity
 from syncd.store.tx import write_transaction
 
 NOT_STORED = ("id", "meta", "password", "groups", "members")
+USER_FIELDS = (
+    Identity.id,
+    Identity.key,
+    Identity.resource,
+    Identity.version,
+    Identity.created_at,
+    Identity.updated_at,
+    Identity.match_key,
+)
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,11 @@ class SyncdStorage(ScimStorage):
         return self.models[str(resource_type.name)]
 
     def user_row(self, key: str) -> Identity:
-        row = Identity.get_or_none((Identity.source == self.tenant.source_id) & (Identity.key == key))
+        row = (
+            Identity.select(*USER_FIELDS)
+            .where((Identity.source == self.tenant.source_id) & (Identity.key == key))
+            .first()
+        )
         if row is None:
             raise NotFoundException(detail=f"User {key!r} not found")
         return row
@@ -252,16 +265,14 @@ class SyncdStorage(ScimStorage):
         if search_request.filter is not None:
             compiler = FilterCompiler(model, is_group, self.tenant.source_id)
             condition = condition & compiler.compile(search_request.filter.ast)
-        query = table.select().where(condition)
-        total = query.count()
+        query = (DirectoryGroup.select() if is_group else Identity.select(*USER_FIELDS)).where(condition)
         count = search_request.count
         if count == 0:
-            return SearchPage(total, [])
-        rows = list(
-            query.order_by(*self._order(table, model, search_request, is_group))
-            .offset(max((search_request.start_index or 1) - 1, 0))
-            .limit(count)
-        )
+            return SearchPage(query.count(), [])
+        offset = max((search_request.start_index or 1) - 1, 0)
+        rows = list(query.order_by(*self._order(table, model, search_request, is_group)).offset(offset).limit(count))
+        # A short first page is the whole result (a lookup by userName): no COUNT needed.
+        total = len(rows) if offset == 0 and (count is None or len(rows) < count) else query.count()
         if is_group:
             members = self._members_of([r.id for r in rows]) if wants(search_request, "members") else {}
             resources = [
@@ -360,20 +371,12 @@ class SyncdStorage(ScimStorage):
         except peewee.IntegrityError:
             raise UniquenessException(detail=f"{what} is already taken in this organization") from None
 
-    def _check_unique(self, table: type[peewee.Model], unique: str, key: str | None, what: str) -> None:
-        query = table.select(table.id).where((table.source == self.tenant.source_id) & (table.unique_name == unique))
-        if key is not None:
-            query = query.where(table.key != key)
-        if query.exists():
-            raise UniquenessException(detail=f"{what} is already taken in this organization")
-
     def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
         now = utcnow()
         key = _new_id()
         data = self._dump(resource)
         if self.is_group(resource_type):
             columns = self._group_columns(data)
-            self._check_unique(DirectoryGroup, columns["unique_name"], None, "displayName")
             members = self._member_entries(cast(Group, resource).members)
             with self._unique("displayName"):
                 row = DirectoryGroup.create(
@@ -388,13 +391,12 @@ class SyncdStorage(ScimStorage):
             self._reconcile(self._member_match_keys(k for k, _ in members))
             return self.get(resource_type, key)
         columns = self._user_columns(data)
-        self._check_unique(Identity, columns["unique_name"], None, "userName")
         with self._unique("userName"):
-            Identity.create(
+            Identity.insert(
                 org=self.tenant.org_id, source=self.tenant.source_id, key=key, created_at=now, updated_at=now, **columns
-            )
+            ).execute()
         self._reconcile([columns["match_key"]])
-        return self.get(resource_type, key)
+        return self._stored(resource_type, resource, key, now, now, 1, [])
 
     def update(
         self, resource_type: ResourceType, resource: Resource[Any], *, expected_version: str | None = None
@@ -404,7 +406,6 @@ class SyncdStorage(ScimStorage):
         if self.is_group(resource_type):
             row = self.group_row(key)
             columns = self._group_columns(data)
-            self._check_unique(DirectoryGroup, columns["unique_name"], key, "displayName")
             with self._unique("displayName"):
                 self.bump(row, expected_version, **columns)
             touched = self.set_members(row, self._member_entries(cast(Group, resource).members))
@@ -414,22 +415,48 @@ class SyncdStorage(ScimStorage):
             return self.get(resource_type, key)
         user = self.user_row(key)
         columns = self._user_columns(data)
-        self._check_unique(Identity, columns["unique_name"], key, "userName")
         with self._unique("userName"):
             self.bump(user, expected_version, **columns)
         self._reconcile([user.match_key, columns["match_key"]])
-        return self.get(resource_type, key)
+        groups = self._groups_of([key])[key]
+        return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
+
+    def _stored(
+        self,
+        resource_type: ResourceType,
+        resource: Resource[Any],
+        key: str,
+        created: datetime,
+        updated: datetime,
+        version: int,
+        groups: list[dict[str, Any]],
+    ) -> Resource[Any]:
+        """The user as a read would return it, without reading it back: the row holds exactly what was written."""
+        data = self._dump(resource)
+        if groups:
+            data["groups"] = groups
+        data["id"] = key
+        stored = self._model(resource_type).model_validate(data)
+        stored.meta = Meta(
+            resource_type=str(resource_type.name),
+            created=_aware(created),
+            last_modified=_aware(updated),
+            version=version_tag(version),
+        )
+        return stored
 
     def bump(self, row: Identity | DirectoryGroup, expected_version: str | None, **columns: Any) -> int:
         """Write columns and move the version on, unless another write moved it first (RFC 7644 §3.14)."""
         table = type(row)
         expected = version_number(expected_version)
-        query = table.update(version=table.version + 1, updated_at=utcnow(), **columns).where(table.id == row.id)
+        now = utcnow()
+        query = table.update(version=table.version + 1, updated_at=now, **columns).where(table.id == row.id)
         if expected is not None:
             query = query.where(table.version == expected)
         if query.execute() == 0:
             raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
         row.version = row.version + 1
+        row.updated_at = now
         return row.version
 
     def delete(self, resource_type: ResourceType, resource_id: str, *, expected_version: str | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from typing import Any
 
 import flask
@@ -37,6 +38,7 @@ from syncd.store.db import database
 from syncd.store.models import Organization, Source
 
 log = logging.getLogger("syncd.scim")
+TENANT_TTL_SECONDS = 5.0
 
 # A NUL character, raw or as the JSON escape \u0000 (not preceded by an escaping backslash). PostgreSQL text cannot
 # hold it, so it is refused up front on every backend alike.
@@ -65,6 +67,7 @@ class FlaskScim(BaseApplication):
             str(rt.name): self.service.get_model(rt) for rt in provider.resource_types
         }
         self.log = log
+        self.tenants: dict[int, tuple[float, Tenant]] = {}
 
     # -- request -------------------------------------------------------------
 
@@ -116,8 +119,17 @@ class FlaskScim(BaseApplication):
             raise ForbiddenException(detail=f"this token has scope {principal.scope!r}; SCIM needs a 'scim' token")
         return principal
 
+    def tenant_of(self, principal: tokens.Principal) -> Tenant:
+        """The org's SCIM source and match key; kept a few seconds, as both change only with the org's config."""
+        cached = self.tenants.get(principal.token_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        tenant = self._load_tenant(principal)
+        self.tenants[principal.token_id] = (time.monotonic() + TENANT_TTL_SECONDS, tenant)
+        return tenant
+
     @staticmethod
-    def tenant_of(principal: tokens.Principal) -> Tenant:
+    def _load_tenant(principal: tokens.Principal) -> Tenant:
         row = (
             Source.select(Source.id, Organization.match_on)
             .join(Organization)
