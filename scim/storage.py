@@ -114,6 +114,7 @@ class SyncdStorage(ScimStorage):
         self.tenant = tenant
         self.models = models
         self.writing = writing
+        self._read: dict[str, tuple[Identity, list[dict[str, Any]]]] = {}
 
     # -- transactions -------------------------------------------------------
 
@@ -246,6 +247,8 @@ class SyncdStorage(ScimStorage):
             return self._load(resource_type, row, extra)
         user = self.user_row(resource_id)
         extra = {"groups": self._groups_of([user.key])[user.key]} if wants(response_parameters, "groups") else {}
+        if "groups" in extra:
+            self._read[user.key] = (user, extra["groups"])
         return self._load(resource_type, user, extra)
 
     def search(
@@ -413,12 +416,12 @@ class SyncdStorage(ScimStorage):
                 touched = touched + self.member_keys(row)
             self._reconcile(self._member_match_keys(touched))
             return self.get(resource_type, key)
-        user = self.user_row(key)
+        # PUT and PATCH read the user first, in this same transaction: reuse that read.
+        user, groups = self._read.pop(key, None) or (self.user_row(key), self._groups_of([key])[key])
         columns = self._user_columns(data)
         with self._unique("userName"):
             self.bump(user, expected_version, **columns)
         self._reconcile([user.match_key, columns["match_key"]])
-        groups = self._groups_of([key])[key]
         return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
 
     def _stored(

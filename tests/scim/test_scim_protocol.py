@@ -334,3 +334,19 @@ def test_nul_characters_in_filters_and_bodies_are_400_on_every_backend(scim):
     assert created.status == 400
     assert scim.a.post("/Users", {"schemas": [USER_URN], "userName": "back\\u0000slash"}).status == 201
     assert Identity.select().count() == 1
+
+
+def test_passwords_are_never_stored_returned_or_logged(scim, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    secret = "Pa55-w0rd-never-seen"
+    created = scim.a.create_user("pw", password=secret)
+    scim.a.patch(f"/Users/{created['id']}", [{"op": "replace", "path": "password", "value": secret + "2"}])
+    scim.a.put(f"/Users/{created['id']}", {"schemas": [USER_URN], "userName": "pw", "password": secret + "3"})
+    scim.a.post("/Users", {"schemas": [USER_URN], "userName": "PW", "password": secret + "4"})
+    scim.a.post("/Users", {"schemas": [USER_URN], "userName": 5, "password": secret + "5"})
+    answer = scim.a.get(f"/Users/{created['id']}")
+    assert "password" not in answer.body
+    stored = " ".join(row.resource for row in Identity.select())
+    assert secret not in stored and secret not in caplog.text
