@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,15 +281,15 @@ class Plan:
     seed: int
 
 
-def run_server(server: Server, plan: Plan, log: Callable[[str], None]) -> dict[str, Figure]:
+def run_server(server: Server, plan: Plan, log: Callable[[str], None]) -> Iterator[tuple[str, Figure]]:
+    """Seed and measure one server, yielding each figure, so that two servers' measurements can alternate."""
     rng = random.Random(plan.seed)
-    figures: dict[str, Figure] = {}
     first = min(1000, plan.users)
     t0 = time.perf_counter()
     ids = bulk_create(server, [f"user{i:06d}" for i in range(first)])
     names = [f"user{i:06d}" for i in range(first)]
     lookups = [("GET", f'/Users?filter=userName eq "{rng.choice(names)}"', None, None) for _ in range(2000)]
-    figures["lookup @1,000"] = measure(server, lookups, plan.clients, plan.time_box)
+    yield "lookup @1,000", measure(server, lookups, plan.clients, plan.time_box)
     ids += bulk_create(server, [f"user{i:06d}" for i in range(first, plan.users)])
     names = [f"user{i:06d}" for i in range(plan.users)]
     log(f"  {server.name}: seeded {plan.users} users in {time.perf_counter() - t0:.1f} s")
@@ -301,24 +301,24 @@ def run_server(server: Server, plan: Plan, log: Callable[[str], None]) -> dict[s
     log(f"  {server.name}: seeded {plan.groups + 2} groups (one of {big_size} members, one of 10)")
 
     lookups = [("GET", f'/Users?filter=userName eq "{rng.choice(names)}"', None, None) for _ in range(3000)]
-    figures[f"lookup @{plan.users:,}"] = measure(server, lookups, plan.clients, plan.time_box)
+    yield f"lookup @{plan.users:,}", measure(server, lookups, plan.clients, plan.time_box)
 
     pages = (plan.users + 99) // 100
     starts = [1 + 100 * p for p in range(pages)]
     if plan.page_sample and pages > plan.page_sample:
         starts = rng.sample(starts, plan.page_sample)
     paging = [("GET", f"/Users?startIndex={s}&count=100", None, None) for s in starts]
-    figures["page of 100"] = measure(server, paging, plan.clients, plan.time_box * 3)
+    yield "page of 100", measure(server, paging, plan.clients, plan.time_box * 3)
 
     creates = [("POST", "/Users", user_body(f"new{i:06d}"), None) for i in range(1500)]
-    figures["create"] = measure(server, creates, plan.clients, plan.time_box)
+    yield "create", measure(server, creates, plan.clients, plan.time_box)
 
     puts = []
     for i in rng.sample(range(len(ids)), min(1000, len(ids))):
         body = user_body(names[i])
         body["title"] = f"title {i}"
         puts.append(("PUT", f"/Users/{ids[i]}", body, None))
-    figures["PUT"] = measure(server, puts, plan.clients, plan.time_box)
+    yield "PUT", measure(server, puts, plan.clients, plan.time_box)
 
     outsiders = ids[big_size : len(ids) - 10]
     for label, group_id in (
@@ -336,13 +336,12 @@ def run_server(server: Server, plan: Plan, log: Callable[[str], None]) -> dict[s
                 ("PATCH", f"/Groups/{group_id}", {"schemas": [PATCH_URN], "Operations": [operation]}, None)
             )
         # add and remove of the same member must stay ordered: one client process
-        figures[label] = measure(server, member_ops, 1, plan.time_box)
+        yield label, measure(server, member_ops, 1, plan.time_box)
 
     session = _session(server.token)
     created = session.get(f"{server.base}/Users", params={"filter": 'userName sw "new"', "count": "1000"}).json()
     deletes = [("DELETE", f"/Users/{r['id']}", None, None) for r in created.get("Resources", [])]
-    figures["DELETE"] = measure(server, deletes, plan.clients, plan.time_box)
-    return figures
+    yield "DELETE", measure(server, deletes, plan.clients, plan.time_box)
 
 
 def report(plan: Plan, ours: dict[str, Figure], reference: dict[str, Figure]) -> None:
@@ -406,19 +405,28 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     results: dict[str, dict[str, Figure]] = {"ours": {}, "reference": {}}
+    servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="bench-scim-") as workdir:
-        for name in ("ours", "reference"):
-            if args.only and args.only != name:
-                continue
-            log(f"starting {name} ...")
-            server = (
-                start_ours(Path(workdir), args.workers, args.database)
-                if name == "ours"
-                else start_reference(args.threads)
-            )
-            try:
-                results[name] = run_server(server, plan, log)
-            finally:
+        try:
+            if args.only != "reference":
+                log("starting ours ...")
+                servers.append(start_ours(Path(workdir), args.workers, args.database))
+            if args.only != "ours":
+                log("starting reference ...")
+                servers.append(start_reference(args.threads))
+            # Both servers run the same measurements in turn, so that both see the same load on a shared machine.
+            runs = {server.name: run_server(server, plan, log) for server in servers}
+            while runs:
+                for name in list(runs):
+                    step = next(runs[name], None)
+                    if step is None:
+                        del runs[name]
+                        continue
+                    label, figure = step
+                    results[name][label] = figure
+                    log(f"  {name}: {label}: {figure.rate:.1f} ops/s, p50 {figure.p50 * 1000:.1f} ms")
+        finally:
+            for server in servers:
                 server.stop()
     report(plan, results["ours"] or results["reference"], results["reference"] if results["ours"] else {})
     return 0
