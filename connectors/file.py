@@ -29,10 +29,12 @@ active           active, status, enabled, is active, account status, employment 
 
 Any other column is kept in ``attributes`` under its header as written, so a rule can match it
 (``attribute = {location = "Berlin"}``); ``role`` goes to ``attributes["role"]`` for the same reason. A source's
-``columns`` setting maps a field to a header by name when an export's headers fit no alias or fit one twice.
+``columns`` setting maps a field to a header by name when an export's headers fit no alias or fit one twice, and
+``""`` turns a field off (``columns = {active = ""}`` when a "Status" column holds "Full time", not activity).
 
 ``active`` accepts true/false, yes/no, y/n, 1/0, active/inactive, enabled/disabled, and terminated, suspended,
-deactivated, left, leaver, former, on leave as inactive; empty means active. ``manager`` holds the manager's email,
+deactivated, left, leaver, former as inactive; empty and "on leave" mean active (someone on leave keeps their
+access: suspending them would start the clock towards deprovisioning). ``manager`` holds the manager's email,
 user name or employee id and is resolved to the manager's record key; one not in the file is kept only in
 ``attributes["manager"]``.
 
@@ -126,7 +128,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "active": ("active", "status", "enabled", "is active", "account status", "employment status"),
 }
 
-_ACTIVE = {"true", "yes", "y", "1", "active", "enabled", "employed", "current"}
+_ACTIVE = {"true", "yes", "y", "1", "active", "enabled", "employed", "current", "on leave", "leave of absence"}
 _INACTIVE = {
     "false",
     "no",
@@ -140,7 +142,6 @@ _INACTIVE = {
     "left",
     "leaver",
     "former",
-    "on leave",
 }
 _GROUP_SEPARATOR = re.compile(r"[;|]")
 _DELIMITERS = (",", ";", "\t", "|")
@@ -163,7 +164,7 @@ class Settings:
     ``format`` defaults to the file's extension (``.csv``/``.tsv``/``.txt`` → csv, ``.json`` → json);
     ``delimiter`` defaults to whichever of ``, ; TAB |`` the header line uses most; ``encoding`` to UTF-8 (a byte
     order mark is tolerated). ``columns`` maps a field (see the module docstring) to a header name exactly, for
-    exports whose headers match no alias or two.
+    exports whose headers match no alias or two; an empty name turns the field off.
     """
 
     path: str
@@ -279,7 +280,7 @@ class Connector:
 
     def _map_columns(self, header: list[str]) -> list[str | None]:
         """Return the field each column holds (None: kept as an attribute); refuse a file without an identifier."""
-        explicit = {normalize_header(h): name for name, h in self.settings.columns.items()}
+        explicit = {normalize_header(h): name for name, h in self.settings.columns.items() if h}
         mapped: list[str | None] = []
         seen: dict[str, str] = {}
         for title in header:
@@ -293,7 +294,7 @@ class Connector:
             if name is not None:
                 seen[name] = title
             mapped.append(name)
-        missing = [name for name, title in self.settings.columns.items() if name not in seen]
+        missing = [name for name, title in self.settings.columns.items() if title and name not in seen]
         if missing:
             raise self._fail(
                 f"no column {self.settings.columns[missing[0]]!r} (columns.{missing[0]})",
@@ -325,7 +326,7 @@ class Connector:
                 'expected a list of users or an object with a "users" list',
                 "see the file connector's documentation for the JSON shape",
             )
-        explicit = {normalize_header(h): name for name, h in self.settings.columns.items()}
+        explicit = {normalize_header(h): name for name, h in self.settings.columns.items() if h}
         rows: list[_Row] = []
         problems: list[str] = []
         for index, item in enumerate(users):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.file import Connector, Settings
 from connectors.interface import ConfigError, ConnectorError, parse_settings
@@ -268,3 +272,46 @@ def test_ten_thousand_row_export_reads_completely(tmp_path):
     groups = {g.key: g for g in snapshot.groups}
     assert len(groups) == 201 and len(groups["All Staff"].member_keys) == 10_000
     assert len(groups["Group 7"].member_keys) == 50
+
+
+def test_a_status_column_that_is_not_about_activity_can_be_turned_off(tmp_path):
+    path = write(tmp_path, "email,status\na@acme.com,Full time\n")
+    assert not read(path).complete
+    (user,) = read(path, columns={"active": ""}).users
+    assert user.active and user.attributes == {"status": "Full time"}
+
+
+def test_someone_on_leave_stays_active(tmp_path):
+    (user,) = read(write(tmp_path, "email,employment status\na@acme.com,On Leave\n")).users
+    assert user.active
+
+
+NAMES = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), whitelist_characters=',;"\n\r\t'), max_size=20
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    people=st.lists(
+        st.tuples(st.from_regex(r"[a-z][a-z0-9.]{0,10}", fullmatch=True), NAMES, NAMES, st.booleans()),
+        max_size=15,
+        unique_by=lambda p: p[0],
+    ),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+)
+def test_whatever_an_hr_system_writes_as_csv_reads_back_the_same(tmp_path, people, delimiter):
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=delimiter)
+    writer.writerow(["Email", "Display Name", "Job Title", "Active"])
+    for local, name, title, active in people:
+        writer.writerow([f"{local}@acme.com", name, title, "yes" if active else "no"])
+    path = tmp_path / "roundtrip.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    snapshot = read(path)
+    assert snapshot.complete, snapshot.problems
+    read_back = [(u.email, u.display_name, u.title, u.active) for u in snapshot.users]
+    assert read_back == [
+        (f"{local}@acme.com", name.strip() or None, title.strip() or None, active)
+        for local, name, title, active in people
+    ]
