@@ -205,6 +205,23 @@ def entry_document(entry: StoredEntry) -> dict[str, Any]:
     }
 
 
+def entry_from_document(document: dict[str, Any]) -> StoredEntry:
+    """The inverse of :func:`entry_document`, to verify an export away from the database (KeyError/ValueError if
+    it is not an entry)."""
+    return StoredEntry(
+        int(document["seq"]),
+        datetime.strptime(document["at"], "%Y-%m-%dT%H:%M:%S.%fZ"),
+        str(document["actor"]),
+        str(document["action"]),
+        str(document["target"]),
+        canonical_json(document["before"]),
+        canonical_json(document["after"]),
+        str(document["reason"]),
+        str(document["prev_hash"]),
+        str(document["hash"]),
+    )
+
+
 def select_entries(
     org_id: int,
     *,

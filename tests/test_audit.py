@@ -12,7 +12,7 @@ import pytest
 
 from syncd import ledger, orgs
 from syncd.cli.audit import defuse_formula
-from syncd.ledger import GENESIS_HASH, StoredEntry, canonical_json, entry_hash
+from syncd.ledger import GENESIS_HASH, canonical_json, entry_hash
 from syncd.store.models import LedgerEntry
 
 T0 = datetime(2026, 1, 1, 9, 0, 0)
@@ -131,21 +131,7 @@ def test_jsonl_export_has_every_field_and_verifies_on_its_own(cli, config_path, 
     }
     assert documents[0]["after"] == {"role": "admin", "teams": [{"team": "ops", "role": "member"}]}
     assert documents[0]["at"] == "2026-01-01T09:00:00.000000Z" and documents[0]["prev_hash"] == GENESIS_HASH
-    entries = [
-        StoredEntry(
-            d["seq"],
-            datetime.strptime(d["at"], "%Y-%m-%dT%H:%M:%S.%fZ"),
-            d["actor"],
-            d["action"],
-            d["target"],
-            canonical_json(d["before"]),
-            canonical_json(d["after"]),
-            d["reason"],
-            d["prev_hash"],
-            d["hash"],
-        )
-        for d in documents
-    ]
+    entries = [ledger.entry_from_document(d) for d in documents]
     assert ledger.verify_entries(entries, []).ok
 
 
@@ -381,3 +367,50 @@ def test_entry_hash_format_is_unchanged():
         '"reason":"created","seq":1,"target":"org:acme"}'
     )
     assert digest == hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def test_an_export_file_verifies_offline_with_the_same_head_as_the_database(cli, config_path, org, tmp_path):
+    append_entries(org.id, 6)
+    ledger.prune(org.id, T0 + timedelta(days=2))
+    for fmt in ("jsonl", "json"):
+        path = tmp_path / f"ledger.{fmt}"
+        exported(cli, config_path, "--format", fmt, "--output", str(path))
+        offline = cli("audit", "verify", "--file", str(path), "--format", "json")
+        online = cli("--config", config_path, "audit", "verify", "--org", "acme", "--format", "json")
+        assert offline.code == 0, offline.stderr
+        mine, theirs = json.loads(offline.stdout), json.loads(online.stdout)
+        assert (mine["head_seq"], mine["head_hash"], mine["first_seq"]) == (
+            theirs["head_seq"],
+            theirs["head_hash"],
+            theirs["first_seq"],
+        )
+
+
+def test_an_edited_export_file_fails_offline_verification_naming_the_entry(cli, config_path, org, tmp_path):
+    append_entries(org.id, 5)
+    path = tmp_path / "ledger.jsonl"
+    exported(cli, config_path, "--format", "jsonl", "--output", str(path))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    edited = json.loads(lines[2])
+    edited["after"] = {"role": "owner"}
+    lines[2] = json.dumps(edited)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("audit", "verify", "--file", str(path))
+    assert result.code == 1 and f"export {path}: seq 3: hash does not match" in result.stderr
+
+
+def test_a_time_window_export_cannot_vouch_for_the_whole_chain(cli, config_path, org, tmp_path):
+    append_entries(org.id, 5)
+    path = tmp_path / "window.jsonl"
+    exported(cli, config_path, "--format", "jsonl", "--since", "2026-01-03", "--output", str(path))
+    result = cli("audit", "verify", "--file", str(path))
+    assert result.code == 1 and "seq 1: entries 1..2 are missing" in result.stderr
+
+
+def test_a_file_that_is_not_an_export_is_one_line_error(cli, tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"seq": 1}\n', encoding="utf-8")
+    result = cli("audit", "verify", "--file", str(path))
+    assert result.code == 1 and "entry 1: not a ledger entry" in result.stderr
+    missing = cli("audit", "verify", "--file", str(tmp_path / "none.jsonl"))
+    assert missing.code == 1 and "cannot read it" in missing.stderr

@@ -69,10 +69,13 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     check = sub.add_parser(
         "verify",
         help="verify the hash chain",
-        description="Recompute the org's hash chain. Exit 0 with the entry count and head when intact; exit 1 "
-        "naming the first bad sequence number for any edited, deleted, inserted or reordered entry.",
+        description="Recompute the org's hash chain, or that of an unfiltered export (--file, json or jsonl). "
+        "Exit 0 with the entry count and head when intact; exit 1 naming the first bad sequence number for any "
+        "edited, deleted, inserted or reordered entry.",
     )
-    _add_org(check)
+    source = check.add_mutually_exclusive_group(required=True)
+    source.add_argument("--org", help="org slug")
+    source.add_argument("--file", metavar="EXPORT", help="an 'audit export --format jsonl|json' file, checked offline")
     check.add_argument(
         "--expect-head",
         metavar="SEQ:HASH",
@@ -155,14 +158,20 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    shell.start(args.config)
-    org = orgs.get(args.org)
     expect = _parse_head(args.expect_head) if args.expect_head else None
-    result = ledger.verify(org.id, expect)
+    if args.file:
+        subject = f"export {args.file}"
+        result = ledger.verify_entries(_file_entries(args.file), _file_anchors(args.file), expect)
+    else:
+        shell.start(args.config)
+        org = orgs.get(args.org)
+        subject = f"ledger of org {org.slug}"
+        result = ledger.verify(org.id, expect)
     if args.format == "json":
         print_json(
             {
-                "org": org.slug,
+                "org": args.org,
+                "file": args.file,
                 "ok": result.ok,
                 "checked": result.checked,
                 "first_seq": result.first_seq,
@@ -173,13 +182,55 @@ def run_verify(args: argparse.Namespace) -> int:
             }
         )
     if not result.ok:
-        print(f"syncd: error: ledger of org {org.slug}: seq {result.bad_seq}: {result.problem}", file=sys.stderr)
+        print(f"syncd: error: {subject}: seq {result.bad_seq}: {result.problem}", file=sys.stderr)
         return 1
     if args.format != "json":
         span = f"seq {result.first_seq}..{result.last_seq}" if result.checked else "empty"
         head = f"; head {result.last_seq}:{result.head_hash}" if result.checked else ""
-        print(f"ledger of org {org.slug} intact: {result.checked} entries ({span}){head}")
+        print(f"{subject} intact: {result.checked} entries ({span}){head}")
     return 0
+
+
+def _file_documents(path: str) -> Iterator[tuple[int, Any]]:
+    """(line or index, document) for each entry of a jsonl export (streamed) or a json export (one array)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.read(1)
+            while first.isspace():
+                first = handle.read(1)
+            handle.seek(0)
+            if first == "[":
+                try:
+                    array = json.load(handle)
+                except json.JSONDecodeError as error:
+                    raise CliError(f"{path}: not valid JSON at line {error.lineno} ({error.msg})") from None
+                yield from enumerate(array, start=1)
+                return
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise CliError(f"{path} line {number}: not valid JSON ({error.msg})") from None
+    except OSError as error:
+        raise CliError(f"{path}: cannot read it ({error.strerror}); give an 'audit export' file") from None
+
+
+def _file_entries(path: str) -> Iterator[ledger.StoredEntry]:
+    for number, document in _file_documents(path):
+        try:
+            yield ledger.entry_from_document(document)
+        except (KeyError, ValueError, TypeError):
+            raise CliError(f"{path} entry {number}: not a ledger entry (needs {', '.join(EXPORT_FIELDS)})") from None
+
+
+def _file_anchors(path: str) -> list[ledger.Anchor]:
+    anchors = []
+    for entry in _file_entries(path):
+        anchor = ledger.anchor_of(entry) if entry.action == ledger.CHECKPOINT_ACTION else None
+        if anchor is not None:
+            anchors.append(anchor)
+    return anchors
 
 
 def run_prune(args: argparse.Namespace) -> int:
