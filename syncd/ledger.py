@@ -404,6 +404,9 @@ def prune(org_id: int, before: datetime, *, actor: str = "admin:cli", now: datet
     ``before``. The chain is verified first, so pruning never hides evidence of tampering. The checkpoint carries
     the latest ``after`` of every pruned target still needed to answer "who had which role" later.
     """
+    moment = now or utcnow()
+    if before > moment:
+        raise LedgerError(f"--before {iso(before)} is in the future; retention prunes only the past (check the date)")
     result = verify(org_id)
     if not result.ok:
         raise LedgerError(
@@ -444,7 +447,7 @@ def prune(org_id: int, before: datetime, *, actor: str = "admin:cli", now: datet
                 "carried": carried,
             },
             reason=f"retention: entries before {iso(before)} pruned",
-            at=now,
+            at=moment,
         )
         LedgerEntry.insert(**row).execute()
         LedgerEntry.delete().where(LedgerEntry.org == org_id, LedgerEntry.seq <= through).execute()

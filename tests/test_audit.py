@@ -256,7 +256,7 @@ def test_pruning_twice_and_pruning_everything_still_verify(org):
     append_entries(org.id, 6)
     assert ledger.prune(org.id, T0 + timedelta(days=2)).pruned == 2
     append_entries(org.id, 2, start=T0 + timedelta(days=10))
-    second = ledger.prune(org.id, T0 + timedelta(days=365))
+    second = ledger.prune(org.id, T0 + timedelta(days=365), now=T0 + timedelta(days=400))
     assert second.pruned == 7 and second.through_seq == 9
     result = ledger.verify(org.id)
     assert result.ok and result.first_seq == 10 and result.checked == 1
@@ -414,3 +414,10 @@ def test_a_file_that_is_not_an_export_is_one_line_error(cli, tmp_path):
     assert result.code == 1 and "entry 1: not a ledger entry" in result.stderr
     missing = cli("audit", "verify", "--file", str(tmp_path / "none.jsonl"))
     assert missing.code == 1 and "cannot read it" in missing.stderr
+
+
+def test_prune_refuses_a_moment_in_the_future(cli, config_path, org):
+    append_entries(org.id, 2)
+    result = cli("--config", config_path, "audit", "prune", "--org", "acme", "--before", "2999-01-01")
+    assert result.code == 1 and "is in the future" in result.stderr
+    assert ledger.head(org.id).seq == 2
