@@ -212,8 +212,15 @@ def test_list_text_has_one_line_per_entry_with_who_what_and_why(cli, config_path
 
 def test_stream_pages_through_every_entry_in_order(org):
     append_entries(org.id, 10)
-    assert [e.seq for e in ledger.stream(ledger.select_entries(org.id), batch=3)] == list(range(1, 11))
-    assert [e.seq for e in ledger.stream(ledger.select_entries(org.id), batch=5)] == list(range(1, 11))
+    assert [e.seq for e in ledger.stream(org.id, ledger.select_entries(org.id), batch=3)] == list(range(1, 11))
+    assert [e.seq for e in ledger.stream(org.id, ledger.select_entries(org.id), batch=5)] == list(range(1, 11))
+
+
+def test_a_huge_seq_gap_costs_one_probe_and_is_reported(org):
+    append_entries(org.id, 4)
+    LedgerEntry.update(seq=10**15).where(LedgerEntry.org == org.id, LedgerEntry.seq == 4).execute()
+    result = ledger.verify(org.id)
+    assert not result.ok and result.bad_seq == 4 and f"found {10**15}" in result.problem
 
 
 def test_export_to_a_file_writes_it_whole(cli, config_path, org, tmp_path):
@@ -243,7 +250,7 @@ def test_prune_deletes_old_entries_behind_a_checkpoint_and_the_chain_still_verif
     result = cli("--config", config_path, "audit", "prune", "--org", "acme", "--before", "2026-01-05")
     assert result.code == 0, result.stderr
     assert "pruned 4 entries (through seq 4) behind checkpoint seq 9" in result.stdout
-    remaining = list(ledger.stream(ledger.select_entries(org.id)))
+    remaining = list(ledger.stream(org.id, ledger.select_entries(org.id)))
     assert [e.seq for e in remaining] == [5, 6, 7, 8, 9]
     checkpoint = ledger.anchor_of(remaining[-1])
     assert checkpoint is not None and (checkpoint.through_seq, checkpoint.through_hash) == (4, rows[3]["hash"])

@@ -122,7 +122,7 @@ def _query(args: argparse.Namespace, org_id: int) -> Any:
 def run_list(args: argparse.Namespace) -> int:
     shell.start(args.config)
     org = orgs.get(args.org)
-    entries = ledger.stream(_query(args, org.id))
+    entries = ledger.stream(org.id, _query(args, org.id))
     if args.format == "json":
         _write_json_array(sys.stdout, entries)
         return 0
@@ -141,7 +141,7 @@ def run_export(args: argparse.Namespace) -> int:
     shell.start(args.config)
     org = orgs.get(args.org)
     progress = Progress(f"audit export {org.slug}")
-    entries = _counted(ledger.stream(_query(args, org.id)), progress)
+    entries = _counted(ledger.stream(org.id, _query(args, org.id)), progress)
     with _destination(args.output) as out:
         if args.format == "jsonl":
             for entry in entries:
