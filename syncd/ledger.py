@@ -245,7 +245,7 @@ def select_entries(
 
 
 def stream(org_id: int, query: peewee.ModelSelect, batch: int = 2000) -> Iterator[StoredEntry]:
-    """Yield the entries of ``query`` (from :func:`select_entries` for ``org_id``) in sequence order, one window of ``batch`` sequence numbers at a time.
+    """Yield the entries of ``query`` (from :func:`select_entries` for ``org_id``) in sequence order.
 
     psycopg2's default cursor would fetch a whole result into memory, so a million-entry export pages instead,
     each page read with ``.iterator()`` so peewee keeps no row cache either. Pages are bounded seq windows rather
@@ -336,6 +336,8 @@ def verify_entries(
             return VerifyResult(False, 0, 1, f"the ledger is empty but head {expect_head[0]} was recorded")
         return VerifyResult(True, 0)
     start = first.seq
+    if start < 1:
+        return VerifyResult(False, 0, start, "sequence numbers start at 1; this entry was inserted", first_seq=start)
     if start == 1 and first.prev_hash != GENESIS_HASH:
         return VerifyResult(False, 0, 1, "the first entry's prev_hash is not the genesis hash", first_seq=1)
     if start != 1:

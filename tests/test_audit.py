@@ -223,6 +223,14 @@ def test_a_huge_seq_gap_costs_one_probe_and_is_reported(org):
     assert not result.ok and result.bad_seq == 4 and f"found {10**15}" in result.problem
 
 
+def test_an_entry_inserted_before_the_first_is_named(org):
+    append_entries(org.id, 2)
+    forged = ledger.make_entry(org.id, ledger.LedgerHead(-1, GENESIS_HASH), actor="x", action="y", target="z", at=T0)
+    LedgerEntry.insert(**forged).execute()
+    result = ledger.verify(org.id)
+    assert not result.ok and result.bad_seq == 0
+
+
 def test_export_to_a_file_writes_it_whole(cli, config_path, org, tmp_path):
     append_entries(org.id, 3)
     target = tmp_path / "ledger.jsonl"
