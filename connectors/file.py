@@ -52,8 +52,8 @@ a user's email, user name, employee id or key, or another group's name (a nested
 **Broken rows.** A row without email and user name, with an unknown ``active`` value, a field count unlike the
 header's, an unparsable quote, or a key seen before is left out and named in ``problems`` (``line 7: ...``; for
 JSON ``users[6]: ...``); the snapshot is then incomplete, so it updates who it saw and implies no absence
-(DESIGN.md, invariant 1). A file that is missing, unreadable, undecodable, not JSON, or has no email or user name
-column raises :class:`ConnectorError`: nothing in it can be trusted.
+(DESIGN.md, invariant 1). A file that is missing, unreadable, undecodable, changed while being read, not JSON, or
+without an email or user name column raises :class:`ConnectorError`: nothing in it can be trusted.
 """
 
 from __future__ import annotations
@@ -227,14 +227,24 @@ class Connector:
         return ConnectorError(f"source {self.name}: {self.settings.path}: {what}; {fix}")
 
     def _read_bytes(self) -> bytes:
+        """The file's bytes, refusing a file that changed while it was read (an export still being written)."""
+        path = Path(self.settings.path)
         try:
-            return Path(self.settings.path).read_bytes()
+            before = path.stat()
+            raw = path.read_bytes()
+            after = path.stat()
         except FileNotFoundError:
             raise self._fail("file not found", "check the source's path") from None
         except IsADirectoryError:
             raise self._fail("is a directory, not a file", "point path at the export file") from None
         except OSError as error:
             raise self._fail(f"cannot read it ({error.strerror})", "check the path and its permissions") from None
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(raw) != after.st_size:
+            raise self._fail(
+                "changed while it was read (still being written?)",
+                "the next run reads it again; have the exporter write to a temp name and rename it into place",
+            )
+        return raw
 
     def _decode(self, raw: bytes) -> str:
         encoding = self.settings.encoding

@@ -162,6 +162,21 @@ def test_unreadable_path_raises_an_error_naming_the_path_and_the_fix(tmp_path):
         read(parent / "export.csv")
 
 
+def test_a_file_still_being_written_is_refused_rather_than_read_half(tmp_path, monkeypatch):
+    path = write(tmp_path, "email\na@acme.com\n")
+    original = Path.read_bytes
+
+    def read_while_exporter_appends(self):
+        data = original(self)
+        with open(self, "a", encoding="utf-8") as exporter:
+            exporter.write("b@acme.com\n")
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_while_exporter_appends)
+    with pytest.raises(ConnectorError, match="changed while it was read"):
+        read(path)
+
+
 def test_a_directory_instead_of_a_file_raises(tmp_path):
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(ConnectorError, match="is a directory"):
