@@ -200,6 +200,8 @@ def test_list_filters_by_actor_action_and_target_with_prefixes(cli, config_path,
     assert seqs("--action", "member.*", "--target", "member:alice@acme.com") == [3, 4]
     assert seqs("--target", "team:*") == [5]
     assert seqs("--actor", "source_*") == []
+    assert seqs("--last", "2") == [4, 5]
+    assert seqs("--actor", "source:*", "--last", "2") == [2, 5]
 
 
 def test_list_text_has_one_line_per_entry_with_who_what_and_why(cli, config_path, org):

@@ -23,6 +23,7 @@ from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, print_json
 from syncd.clock import iso
 from syncd.history import parse_moment
+from syncd.store.models import LedgerEntry
 
 EXPORT_FIELDS = ("seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
@@ -48,6 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     listing.add_argument("--actor", help="e.g. source:hr, token:12, admin:cli, 'source:*'")
     listing.add_argument("--action", help="e.g. member.role, 'team.*'")
     listing.add_argument("--target", help="e.g. member:alice@acme.com, 'team:*'")
+    listing.add_argument("--last", type=_positive, metavar="N", help="only the newest N matching entries")
     add_format(listing)
     listing.set_defaults(handler=run_list)
 
@@ -122,7 +124,12 @@ def _query(args: argparse.Namespace, org_id: int) -> Any:
 def run_list(args: argparse.Namespace) -> int:
     shell.start(args.config)
     org = orgs.get(args.org)
-    entries = ledger.stream(org.id, _query(args, org.id))
+    query = _query(args, org.id)
+    if args.last:
+        newest = query.order_by(LedgerEntry.seq.desc()).limit(args.last).tuples()
+        entries: Iterator[ledger.StoredEntry] = iter(sorted(ledger.StoredEntry(*row) for row in newest))
+    else:
+        entries = ledger.stream(org.id, query)
     if args.format == "json":
         _write_json_array(sys.stdout, entries)
         return 0
@@ -246,6 +253,12 @@ def run_prune(args: argparse.Namespace) -> int:
             f"behind checkpoint seq {result.checkpoint_seq}"
         )
     return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
 
 
 def defuse_formula(cell: str) -> str:
