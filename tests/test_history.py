@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from syncd import history, ledger, orgs
 from syncd.history import HistoryError, members_at, parse_moment
@@ -191,3 +193,42 @@ def test_members_at_is_one_query_not_a_scan(story, monkeypatch):
     history.members_at(story.id, T0 + 10 * DAY)
     member_queries = [s for s in statements if "GROUP BY" in s.upper()]
     assert len(member_queries) == 1 and "MAX" in member_queries[0].upper() and len(statements) <= 2
+
+
+CHANGE = st.tuples(
+    st.sampled_from(["alice", "bob", "carol", "dave"]),
+    st.integers(0, 3 * 24 * 60),
+    st.sampled_from(["member", "admin", "guest", "owner"]),
+    st.sampled_from(["active", "suspended", "deprovisioned"]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    changes=st.lists(CHANGE, min_size=1, max_size=25),
+    ask=st.integers(0, 3 * 24 * 60),
+    prune_at=st.none() | st.integers(0, 3 * 24 * 60),
+)
+def test_members_at_matches_replaying_the_ledger_even_after_retention(org, changes, ask, prune_at):
+    LedgerEntry.delete().where(LedgerEntry.org == org.id).execute()
+    timeline = sorted(changes, key=lambda c: c[1])
+    current: dict[str, dict] = {}
+    for name, minute, role, status in timeline:
+        email = f"{name}@acme.com"
+        after = state(email, role, status)
+        action = "member.join" if name not in current else "member.update"
+        record(org.id, T0 + timedelta(minutes=minute), action, f"member:{email}", current.get(name), after)
+        current[name] = after
+    moment = T0 + timedelta(minutes=ask)
+    if prune_at is not None:
+        ledger.prune(org.id, T0 + timedelta(minutes=prune_at), now=T0 + timedelta(days=10))
+        assert ledger.verify(org.id).ok
+    if prune_at is not None and ask < prune_at and ledger.checkpoints(org.id):
+        with pytest.raises(HistoryError):
+            members_at(org.id, moment)
+        return
+    expected: dict[str, dict] = {}
+    for name, minute, role, status in timeline:
+        if minute <= ask:
+            expected[name] = (role, status)
+    assert roles(members_at(org.id, moment)) == {f"{n}@acme.com": v for n, v in expected.items()}
