@@ -173,7 +173,10 @@ def run_verify(args: argparse.Namespace) -> int:
         shell.start(args.config)
         org = orgs.get(args.org)
         subject = f"ledger of org {org.slug}"
-        result = ledger.verify(org.id, expect)
+        progress = Progress(f"audit verify {org.slug}")
+        entries = _counted(ledger.stream(org.id, ledger.select_entries(org.id)), progress)
+        result = ledger.verify_entries(entries, ledger.checkpoints(org.id), expect)
+        progress.finish()
     if args.format == "json":
         print_json(
             {
