@@ -1,18 +1,18 @@
 """Webhook delivery: outbox events, written in the apply transaction, POSTed after commit with retries.
 
-Requests follow Standard Webhooks 1.0 (https://github.com/standard-webhooks/standard-webhooks, spec/
-standard-webhooks.md): a JSON body ``{"type", "timestamp", "org", "data"}`` and the headers ``webhook-id`` (the
-same on every retry, so a receiver can drop duplicates), ``webhook-timestamp`` (Unix seconds) and
-``webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>``. The key is the secret read from
-``secret_file``/``secret_env``; a ``whsec_`` secret is base64-decoded as the spec describes, any other is used as
-its UTF-8 bytes.
+Requests follow Standard Webhooks 1.0 (https://github.com/standard-webhooks/standard-webhooks,
+spec/standard-webhooks.md): a JSON body ``{"type", "timestamp", "org", "data"}`` and the headers ``webhook-id`` (the same on every
+retry, so a receiver can drop duplicates), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature: v1,<base64
+HMAC-SHA256(key, "<id>.<timestamp>.<body>")>``. The key is the secret read from ``secret_file``/``secret_env``; a
+``whsec_`` secret is base64-decoded as the spec describes, any other is used as its UTF-8 bytes.
 
-Delivery is at least once. An event is done when every webhook that subscribes to it answered 2xx; otherwise all
-its subscribers get it again after an exponential backoff (or the receiver's ``Retry-After``, when longer), up to
+Delivery is at least once. An event is done when every webhook that subscribes to it answered 2xx; otherwise all its
+subscribers get it again after an exponential backoff (or the receiver's ``Retry-After``, when longer), up to
 :data:`MAX_ATTEMPTS` attempts, after which the event stays undelivered with its last error. Redirects are not
 followed, so a signed payload only ever goes to the configured URL. A replica claims an event before sending it, so
-replicas sharing a database do not send it twice at once. Errors name the endpoint as scheme://host/path only:
-URLs can carry tokens, and secrets never reach logs or the outbox.
+replicas sharing a database do not send it twice at once. Once an endpoint is unreachable in a round, its other
+events wait for the next round instead of each waiting out a timeout. Order is not kept across retries. Errors name
+the endpoint as scheme://host/path only: URLs can carry tokens, and secrets never reach logs or the outbox.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class DeliveryReport:
     delivered: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     gave_up: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
 
 
 def signing_key(secret: str) -> bytes:
@@ -100,12 +101,22 @@ def deliver_due(
         .order_by(OutboxEvent.id)
         .limit(limit)
     )
+    unreachable: set[str] = set()
     for event in list(due):
-        if not _claim(event, moment):
-            continue
         slug = event.org.slug
         hooks = [hook for hook in config.webhooks if subscribes(hook, slug, event.event_type)]
-        errors = [error for hook in hooks if (error := _post(http, hook, event, slug, moment)) is not None]
+        if any(hook.url in unreachable for hook in hooks):
+            report.deferred.append(event.id)
+            continue
+        if not _claim(event, moment):
+            continue
+        errors = []
+        for hook in hooks:
+            error = _post(http, hook, event, slug, moment)
+            if error is not None:
+                errors.append(error)
+                if error.unreachable:
+                    unreachable.add(hook.url)
         _record(event, moment, errors, report)
     return report
 
@@ -134,6 +145,7 @@ def _claim(event: OutboxEvent, moment: datetime) -> bool:
 class _Failure:
     text: str
     retry_after: timedelta | None = None
+    unreachable: bool = False
 
 
 def _post(
@@ -169,7 +181,7 @@ def _post(
             verify=hook.ca_file or True,
         )
     except requests.RequestException as error:
-        return _Failure(f"{where}: {type(error).__name__} (is the receiver up and reachable?)")
+        return _Failure(f"{where}: {type(error).__name__} (is the receiver up and reachable?)", unreachable=True)
     if 200 <= response.status_code < 300:
         return None
     return _Failure(f"{where}: HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After"), moment))

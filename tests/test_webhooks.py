@@ -181,6 +181,16 @@ def test_an_unreachable_receiver_error_names_the_endpoint_but_not_its_token(stor
     assert SECRET not in error and reload(event).attempts == 1
 
 
+def test_an_unreachable_receiver_is_tried_once_per_round_not_once_per_event(store, receiver, tmp_path, secret_file):
+    org = orgs.create("acme", "Acme")
+    events = [add_event(org) for _ in range(3)]
+    port = receiver.server.server_port
+    receiver.close()
+    report = webhooks.deliver_due(hook_config(tmp_path, f"http://127.0.0.1:{port}/hook", secret_file), now=NOW)
+    assert report.failed == [events[0].id] and report.deferred == [events[1].id, events[2].id]
+    assert [reload(e).attempts for e in events] == [1, 0, 0]
+
+
 def test_only_subscribed_events_and_orgs_are_sent(store, receiver, tmp_path, secret_file):
     acme, globex = orgs.create("acme", "Acme"), orgs.create("globex", "Globex")
     wanted = add_event(acme, "member.role")
