@@ -244,3 +244,46 @@ def test_webhook_secret_file_resolves_against_the_config_folder(tmp_path):
 def test_backoff_doubles_up_to_its_cap():
     assert [webhooks.backoff(n).total_seconds() for n in (1, 2, 3)] == [30, 60, 120]
     assert webhooks.backoff(30) == webhooks.MAX_BACKOFF
+
+
+def test_cli_delivers_due_events_and_reports_what_is_left(cli, store, database_url, receiver, tmp_path, secret_file):
+    path = tmp_path / "syncd.toml"
+    path.write_text(
+        f'[database]\nurl = "{database_url}"\n[[webhooks]]\nurl = "{receiver.url}"\nsecret_file = "{secret_file.name}"\n',
+        encoding="utf-8",
+    )
+    org = orgs.create("acme", "Acme")
+    stuck = add_event(org)
+    OutboxEvent.update(attempts=webhooks.MAX_ATTEMPTS, last_error="gave up").where(OutboxEvent.id == stuck.id).execute()
+    for _ in range(3):
+        add_event(org)
+    status = cli("--config", str(path), "webhooks", "status", "--format", "json")
+    assert status.code == 0 and json.loads(status.stdout)[0] | {"oldest": None} == {
+        "org": "acme",
+        "pending": 3,
+        "given_up": 1,
+        "oldest": None,
+    }
+    first = cli("--config", str(path), "webhooks", "deliver", "--format", "json")
+    assert first.code == 0 and json.loads(first.stdout)["delivered"] == 3 and len(receiver.requests) == 3
+    revived = cli("--config", str(path), "webhooks", "deliver", "--retry-given-up")
+    assert (
+        revived.code == 0
+        and revived.stdout.startswith("delivered 1,")
+        and "1 given-up events revived" in revived.stdout
+    )
+    after = cli("--config", str(path), "webhooks", "status", "--format", "json")
+    assert json.loads(after.stdout) == []
+
+
+def test_cli_deliver_exits_1_with_the_failure_on_one_line(cli, store, database_url, receiver, tmp_path, secret_file):
+    path = tmp_path / "syncd.toml"
+    path.write_text(
+        f'[database]\nurl = "{database_url}"\n[[webhooks]]\nurl = "{receiver.url}"\nsecret_file = "{secret_file.name}"\n',
+        encoding="utf-8",
+    )
+    add_event(orgs.create("acme", "Acme"))
+    receiver.script = [(500, {})]
+    result = cli("--config", str(path), "webhooks", "deliver")
+    assert result.code == 1 and result.stdout.startswith("delivered 0, failed 1")
+    assert result.stderr == f"syncd: error: webhook delivery failed: {receiver.url}: HTTP 500\n"

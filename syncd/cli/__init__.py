@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from syncd import __version__
 from syncd.cli.errors import KNOWN_ERRORS, CliError
 
-COMMAND_MODULES = ("db", "orgs", "tokens", "audit")
+COMMAND_MODULES = ("db", "orgs", "tokens", "audit", "webhooks")
 
 
 def build_parser() -> argparse.ArgumentParser:
