@@ -51,7 +51,7 @@ a user's email, user name, employee id or key, or another group's name (a nested
 
 **Broken rows.** A row without email and user name, with an unknown ``active`` value, a field count unlike the
 header's, an unparsable quote, or a key seen before is left out and named in ``problems`` (``line 7: ...``; for
-JSON ``users[6]: ...``); the snapshot is then incomplete, so it updates who it saw and implies no absence
+JSON ``line 12 (users[6]): ...``); the snapshot is then incomplete, so it updates who it saw and implies no absence
 (DESIGN.md, invariant 1). A file that is missing, unreadable, undecodable, changed while being read, not JSON, or
 without an email or user name column raises :class:`ConnectorError`: nothing in it can be trusted.
 """
@@ -339,8 +339,12 @@ class Connector:
         explicit = {normalize_header(h): name for name, h in self.settings.columns.items() if h}
         rows: list[_Row] = []
         problems: list[str] = []
+        try:
+            lines = _element_lines(text, "users" if isinstance(document, dict) else None)
+        except (IndexError, StopIteration, ValueError):
+            lines = []
         for index, item in enumerate(users):
-            where = f"users[{index}]"
+            where = f"line {lines[index]} (users[{index}])" if index < len(lines) else f"users[{index}]"
             if not isinstance(item, dict):
                 problems.append(f"{where}: expected an object, got {type(item).__name__}; skipped")
                 continue
@@ -354,6 +358,55 @@ class Connector:
                     values[name] = value
             rows.append(_Row(where, values, extra))
         return rows, groups, problems
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _element_lines(text: str, key: str | None) -> list[int]:
+    """The line each element of the top-level array (or of the array under ``key``) starts on.
+
+    ``json`` keeps no positions, so this walks the already-validated text once more with the decoder's own
+    ``scan_once``, value by value, counting newlines as it goes.
+    """
+    scan = json.JSONDecoder().scan_once
+    index = _WHITESPACE.match(text, 0).end()
+    if key is not None:
+        found: int | None = None
+        index += 1
+        while True:
+            index = _WHITESPACE.match(text, index).end()
+            if text[index] == "}":
+                break
+            name, index = scan(text, index)
+            index = _WHITESPACE.match(text, index).end() + 1
+            index = _WHITESPACE.match(text, index).end()
+            if name == key:
+                found = index
+            _, index = scan(text, index)
+            index = _WHITESPACE.match(text, index).end()
+            if text[index] == ",":
+                index += 1
+        if found is None:
+            return []
+        index = found
+    starts: list[int] = []
+    index += 1
+    while True:
+        index = _WHITESPACE.match(text, index).end()
+        if text[index] == "]":
+            break
+        starts.append(index)
+        _, index = scan(text, index)
+        index = _WHITESPACE.match(text, index).end()
+        if text[index] == ",":
+            index += 1
+    lines, line, position = [], 1, 0
+    for start in starts:
+        line += text.count("\n", position, start)
+        position = start
+        lines.append(line)
+    return lines
 
 
 def _problem_order(problem: str) -> tuple[int, int]:

@@ -246,10 +246,17 @@ def test_json_with_groups_resolves_members_and_nested_groups(tmp_path):
     assert not snapshot.complete
 
 
-def test_json_broken_user_names_its_index(tmp_path):
-    snapshot = read(write(tmp_path, json.dumps([{"email": "a@acme.com"}, {"name": "x"}, 3]), name="d.json"))
-    assert [p.split(":")[0] for p in snapshot.problems] == ["users[1]", "users[2]"]
+def test_json_broken_user_names_its_line_and_index(tmp_path):
+    text = json.dumps([{"email": "a@acme.com"}, {"name": "x"}, 3], indent=2)
+    snapshot = read(write(tmp_path, text, name="d.json"))
+    assert [p.split(":")[0] for p in snapshot.problems] == ["line 5 (users[1])", "line 8 (users[2])"]
     assert len(snapshot.users) == 1
+
+
+def test_json_object_form_names_lines_of_its_users_list(tmp_path):
+    text = '{"groups": [{"name": "G", "members": []}],\n "users": [\n  {"email": "a@acme.com"},\n  {"email": ""}\n]}'
+    snapshot = read(write(tmp_path, text, name="d.json"))
+    assert snapshot.problems == ["line 4 (users[1]): no email and no user name; row skipped"]
 
 
 def test_invalid_json_raises_naming_line_and_column(tmp_path):
