@@ -265,7 +265,10 @@ class Connector:
             raise self._fail("no header line (the file is empty or starts blank)", "export the file with its header")
         delimiter = self.settings.delimiter or max(_DELIMITERS, key=first_line.count)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-        header = next(reader)
+        try:
+            header = next(reader)
+        except csv.Error as error:
+            raise self._fail(f"cannot parse the header line ({error})", "fix or re-export the file") from None
         columns = self._map_columns(header)
         rows: list[_Row] = []
         problems: list[str] = []
@@ -281,7 +284,7 @@ class Connector:
                 target = columns[index]
                 value = cell.strip()
                 if target is None:
-                    if value:
+                    if value and header[index].strip():
                         extra[header[index].strip()] = value
                 elif value:
                     values[target] = value

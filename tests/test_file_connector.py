@@ -189,6 +189,11 @@ def test_empty_file_raises_rather_than_claiming_nobody_exists(tmp_path, text):
         read(write(tmp_path, text))
 
 
+def test_an_unparsable_header_raises(tmp_path):
+    with pytest.raises(ConnectorError, match="cannot parse the header line"):
+        read(write(tmp_path, 'email,"name\n'))
+
+
 def test_file_without_email_or_user_name_column_raises_naming_its_headers(tmp_path):
     with pytest.raises(ConnectorError, match="no email or user name column; the header has: Name, Dept"):
         read(write(tmp_path, "Name,Dept\nA,B\n"))
