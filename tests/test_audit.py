@@ -212,6 +212,14 @@ def test_list_text_has_one_line_per_entry_with_who_what_and_why(cli, config_path
     assert "admin:cli" in lines[2] and "member.role" in lines[2] and lines[2].endswith("promoted by the CTO")
 
 
+def test_list_text_shows_control_characters_escaped_so_an_entry_stays_one_line(cli, config_path, org):
+    append_entries(org.id, 1, target="member:\x1b]0;pwned\x07x@acme.com", reason="line one\nline two")
+    result = cli("--config", config_path, "audit", "list", "--org", "acme")
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and "\x1b" not in result.stdout
+    assert "member:\\x1b]0;pwned\\x07x@acme.com" in lines[1] and lines[1].endswith("line one\\nline two")
+
+
 def test_stream_pages_through_every_entry_in_order(org):
     append_entries(org.id, 10)
     assert [e.seq for e in ledger.stream(org.id, ledger.select_entries(org.id), batch=3)] == list(range(1, 11))

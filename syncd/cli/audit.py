@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from syncd.store.models import LedgerEntry
 
 EXPORT_FIELDS = ("seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TIME_HELP = "ISO 8601 date or time, UTC unless an offset is given (2026-11-01, 2026-11-01T09:30:00Z)"
 
 
@@ -136,12 +138,17 @@ def run_list(args: argparse.Namespace) -> int:
     out = sys.stdout
     out.write(f"{'SEQ':>7}  {'AT':<27}  {'ACTOR':<20}  {'ACTION':<18}  {'TARGET':<32}  REASON\n")
     for entry in entries:
+        actor, action, target, reason = (printable(v) for v in (entry.actor, entry.action, entry.target, entry.reason))
         out.write(
-            f"{entry.seq:>7}  {iso(entry.at):<27}  {entry.actor:<20}  {entry.action:<18}  {entry.target:<32}  "
-            f"{entry.reason}".rstrip()
-            + "\n"
+            f"{entry.seq:>7}  {iso(entry.at):<27}  {actor:<20}  {action:<18}  {target:<32}  {reason}".rstrip() + "\n"
         )
     return 0
+
+
+def printable(text: str) -> str:
+    """Text safe to show on a terminal: control characters (newlines, escape sequences a SCIM client could have
+    put in a userName) are shown escaped, so one entry stays one line and cannot rewrite the screen."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 def run_export(args: argparse.Namespace) -> int:
