@@ -4,8 +4,9 @@ It follows the published behaviour rather than what the connector happens to sen
 
 - Auth: ``Authorization: SSWS <api token>``, or ``Bearer <access token>`` from ``POST /oauth2/v1/token``
   (client credentials with a ``private_key_jwt`` client assertion whose signature is checked against the client's
-  registered public key; ``aud`` must be the token URL, ``iss`` = ``sub`` = client id, at most an hour of validity,
-  a ``jti`` never seen before). Access tokens expire; an expired or unknown one gets 401 ``E0000011``; a missing
+  registered public key; ``aud`` must be the token URL, ``iss`` = ``sub`` = client id, ``exp`` at most an hour
+  ahead, an optional ``jti`` never seen before; developer.okta.com, "Implement OAuth for Okta with a service
+  app", "Create and sign the JWT"). Access tokens expire; an expired or unknown one gets 401 ``E0000011``; a missing
   scope gets 403 ``E0000006``.
 - Lists page with ``limit`` (capped at the documented maximum) and an opaque ``after`` cursor that appears only in
   ``Link: <…>; rel="next"``. ``GET /api/v1/users`` without ``filter`` hides DEPROVISIONED users.
@@ -424,16 +425,18 @@ class FakeOkta:
                 client.public_key,
                 algorithms=["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"],
                 audience=f"{base}/oauth2/v1/token",
-                options={"require": ["exp", "iat", "iss", "sub", "aud", "jti"]},
+                options={"require": ["exp", "iss", "sub", "aud"]},
             )
         except (jwt.PyJWTError, KeyError, TypeError):
             return 401, {
                 "error": "invalid_client",
                 "error_description": "The client_assertion signature or claims are invalid.",
             }
-        if claims["sub"] != claims["iss"] or claims["exp"] - claims["iat"] > 3600 or claims["jti"] in self._jtis:
+        replayed = "jti" in claims and claims["jti"] in self._jtis
+        if claims["sub"] != claims["iss"] or claims["exp"] - time.time() > 3600 or replayed:
             return 401, {"error": "invalid_client", "error_description": "The client_assertion token is invalid."}
-        self._jtis.add(claims["jti"])
+        if "jti" in claims:
+            self._jtis.add(claims["jti"])
         scopes = form.get("scope", "").split()
         refused = [s for s in scopes if s not in client.scopes]
         if not scopes or refused:
