@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.interface import ReadResult, Snapshot
+from connectors.okta import Connector, Settings
 from connectors.okta.cursor import decode
+from connectors.okta.records import ACTIVE_STATUSES, ALL_STATUSES
 from tests.fakes.okta import FakeOkta
 
 
@@ -147,3 +151,34 @@ def test_snapshot_cursor_is_the_server_time_of_the_read(fake: FakeOkta, read: Ca
     mark = decode(snapshot.cursor)
     assert mark is not None
     assert abs((fake.now() - mark.since).total_seconds()) < 600  # Okta's clock (3 days ahead of ours), not ours
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    statuses=st.lists(st.sampled_from(ALL_STATUSES), max_size=420),
+    page_size=st.integers(min_value=1, max_value=200),
+    member_page_size=st.integers(min_value=1, max_value=1000),
+)
+def test_any_directory_is_read_whole_and_once_at_any_page_size(
+    statuses: list[str], page_size: int, member_page_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeOkta() as fake:
+        monkeypatch.setenv("SYNCD_TEST_OKTA_TOKEN", fake.api_token)
+        ids = [fake.add_user(f"u{i}.x@acme.com", status=status) for i, status in enumerate(statuses)]
+        group = fake.add_group("All")
+        fake.add_members(group, ids[::2], log=False)
+        connector = Connector(
+            "okta-test",
+            Settings(
+                url=fake.url,
+                token_env="SYNCD_TEST_OKTA_TOKEN",
+                page_size=page_size,
+                member_page_size=member_page_size,
+            ),
+        )
+
+        snapshot = snapshot_of(connector.read(None))
+
+    assert [u.key for u in snapshot.users] == ids
+    assert [u.active for u in snapshot.users] == [s in ACTIVE_STATUSES for s in statuses]
+    assert snapshot.groups[0].member_keys == frozenset(ids[::2])
