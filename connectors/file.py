@@ -29,10 +29,12 @@ active           active, status, enabled, is active, account status, employment 
 
 Any other column is kept in ``attributes`` under its header as written, so a rule can match it
 (``attribute = {location = "Berlin"}``); ``role`` goes to ``attributes["role"]`` for the same reason. A source's
-``columns`` setting maps a field to a header by name when an export's headers fit no alias or fit one twice.
+``columns`` setting maps a field to a header by name when an export's headers fit no alias or fit one twice, and
+``""`` turns a field off (``columns = {active = ""}`` when a "Status" column holds "Full time", not activity).
 
 ``active`` accepts true/false, yes/no, y/n, 1/0, active/inactive, enabled/disabled, and terminated, suspended,
-deactivated, left, leaver, former, on leave as inactive; empty means active. ``manager`` holds the manager's email,
+deactivated, left, leaver, former as inactive; empty and "on leave" mean active (someone on leave keeps their
+access: suspending them would start the clock towards deprovisioning). ``manager`` holds the manager's email,
 user name or employee id and is resolved to the manager's record key; one not in the file is kept only in
 ``attributes["manager"]``.
 
@@ -49,9 +51,9 @@ a user's email, user name, employee id or key, or another group's name (a nested
 
 **Broken rows.** A row without email and user name, with an unknown ``active`` value, a field count unlike the
 header's, an unparsable quote, or a key seen before is left out and named in ``problems`` (``line 7: ...``; for
-JSON ``users[6]: ...``); the snapshot is then incomplete, so it updates who it saw and implies no absence
-(DESIGN.md, invariant 1). A file that is missing, unreadable, undecodable, not JSON, or has no email or user name
-column raises :class:`ConnectorError`: nothing in it can be trusted.
+JSON ``line 12 (users[6]): ...``); the snapshot is then incomplete, so it updates who it saw and implies no absence
+(DESIGN.md, invariant 1). A file that is missing, unreadable, undecodable, changed while being read, not JSON, or
+without an email or user name column raises :class:`ConnectorError`: nothing in it can be trusted.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "active": ("active", "status", "enabled", "is active", "account status", "employment status"),
 }
 
-_ACTIVE = {"true", "yes", "y", "1", "active", "enabled", "employed", "current"}
+_ACTIVE = {"true", "yes", "y", "1", "active", "enabled", "employed", "current", "on leave", "leave of absence"}
 _INACTIVE = {
     "false",
     "no",
@@ -140,7 +142,6 @@ _INACTIVE = {
     "left",
     "leaver",
     "former",
-    "on leave",
 }
 _GROUP_SEPARATOR = re.compile(r"[;|]")
 _DELIMITERS = (",", ";", "\t", "|")
@@ -163,7 +164,7 @@ class Settings:
     ``format`` defaults to the file's extension (``.csv``/``.tsv``/``.txt`` → csv, ``.json`` → json);
     ``delimiter`` defaults to whichever of ``, ; TAB |`` the header line uses most; ``encoding`` to UTF-8 (a byte
     order mark is tolerated). ``columns`` maps a field (see the module docstring) to a header name exactly, for
-    exports whose headers match no alias or two.
+    exports whose headers match no alias or two; an empty name turns the field off.
     """
 
     path: str
@@ -226,14 +227,24 @@ class Connector:
         return ConnectorError(f"source {self.name}: {self.settings.path}: {what}; {fix}")
 
     def _read_bytes(self) -> bytes:
+        """The file's bytes, refusing a file that changed while it was read (an export still being written)."""
+        path = Path(self.settings.path)
         try:
-            return Path(self.settings.path).read_bytes()
+            before = path.stat()
+            raw = path.read_bytes()
+            after = path.stat()
         except FileNotFoundError:
             raise self._fail("file not found", "check the source's path") from None
         except IsADirectoryError:
             raise self._fail("is a directory, not a file", "point path at the export file") from None
         except OSError as error:
             raise self._fail(f"cannot read it ({error.strerror})", "check the path and its permissions") from None
+        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(raw) != after.st_size:
+            raise self._fail(
+                "changed while it was read (still being written?)",
+                "the next run reads it again; have the exporter write to a temp name and rename it into place",
+            )
+        return raw
 
     def _decode(self, raw: bytes) -> str:
         encoding = self.settings.encoding
@@ -254,7 +265,10 @@ class Connector:
             raise self._fail("no header line (the file is empty or starts blank)", "export the file with its header")
         delimiter = self.settings.delimiter or max(_DELIMITERS, key=first_line.count)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-        header = next(reader)
+        try:
+            header = next(reader)
+        except csv.Error as error:
+            raise self._fail(f"cannot parse the header line ({error})", "fix or re-export the file") from None
         columns = self._map_columns(header)
         rows: list[_Row] = []
         problems: list[str] = []
@@ -270,7 +284,7 @@ class Connector:
                 target = columns[index]
                 value = cell.strip()
                 if target is None:
-                    if value:
+                    if value and header[index].strip():
                         extra[header[index].strip()] = value
                 elif value:
                     values[target] = value
@@ -279,7 +293,7 @@ class Connector:
 
     def _map_columns(self, header: list[str]) -> list[str | None]:
         """Return the field each column holds (None: kept as an attribute); refuse a file without an identifier."""
-        explicit = {normalize_header(h): name for name, h in self.settings.columns.items()}
+        explicit = {normalize_header(h): name for name, h in self.settings.columns.items() if h}
         mapped: list[str | None] = []
         seen: dict[str, str] = {}
         for title in header:
@@ -293,7 +307,7 @@ class Connector:
             if name is not None:
                 seen[name] = title
             mapped.append(name)
-        missing = [name for name, title in self.settings.columns.items() if name not in seen]
+        missing = [name for name, title in self.settings.columns.items() if title and name not in seen]
         if missing:
             raise self._fail(
                 f"no column {self.settings.columns[missing[0]]!r} (columns.{missing[0]})",
@@ -325,11 +339,15 @@ class Connector:
                 'expected a list of users or an object with a "users" list',
                 "see the file connector's documentation for the JSON shape",
             )
-        explicit = {normalize_header(h): name for name, h in self.settings.columns.items()}
+        explicit = {normalize_header(h): name for name, h in self.settings.columns.items() if h}
         rows: list[_Row] = []
         problems: list[str] = []
+        try:
+            lines = _element_lines(text, "users" if isinstance(document, dict) else None)
+        except (IndexError, StopIteration, ValueError):
+            lines = []
         for index, item in enumerate(users):
-            where = f"users[{index}]"
+            where = f"line {lines[index]} (users[{index}])" if index < len(lines) else f"users[{index}]"
             if not isinstance(item, dict):
                 problems.append(f"{where}: expected an object, got {type(item).__name__}; skipped")
                 continue
@@ -343,6 +361,55 @@ class Connector:
                     values[name] = value
             rows.append(_Row(where, values, extra))
         return rows, groups, problems
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _element_lines(text: str, key: str | None) -> list[int]:
+    """The line each element of the top-level array (or of the array under ``key``) starts on.
+
+    ``json`` keeps no positions, so this walks the already-validated text once more with the decoder's own
+    ``scan_once``, value by value, counting newlines as it goes.
+    """
+    scan = json.JSONDecoder().scan_once
+    index = _WHITESPACE.match(text, 0).end()
+    if key is not None:
+        found: int | None = None
+        index += 1
+        while True:
+            index = _WHITESPACE.match(text, index).end()
+            if text[index] == "}":
+                break
+            name, index = scan(text, index)
+            index = _WHITESPACE.match(text, index).end() + 1
+            index = _WHITESPACE.match(text, index).end()
+            if name == key:
+                found = index
+            _, index = scan(text, index)
+            index = _WHITESPACE.match(text, index).end()
+            if text[index] == ",":
+                index += 1
+        if found is None:
+            return []
+        index = found
+    starts: list[int] = []
+    index += 1
+    while True:
+        index = _WHITESPACE.match(text, index).end()
+        if text[index] == "]":
+            break
+        starts.append(index)
+        _, index = scan(text, index)
+        index = _WHITESPACE.match(text, index).end()
+        if text[index] == ",":
+            index += 1
+    lines, line, position = [], 1, 0
+    for start in starts:
+        line += text.count("\n", position, start)
+        position = start
+        lines.append(line)
+    return lines
 
 
 def _problem_order(problem: str) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from connectors.interface import ConfigError, parse_settings
 
@@ -96,6 +97,20 @@ class SourceSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """A ``[[webhooks]]`` endpoint: events (``fnmatch`` patterns) of the listed orgs (all when empty) are POSTed
+    to ``url``, signed with the secret from ``secret_file`` or ``secret_env`` (see :mod:`syncd.webhooks`)."""
+
+    url: str
+    secret_file: str | None = None
+    secret_env: str | None = None
+    events: tuple[str, ...] = ("*",)
+    orgs: tuple[str, ...] = ()
+    timeout: float = 10.0
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -103,6 +118,7 @@ class Config:
     orgs: tuple[OrgSettings, ...] = ()
     sources: tuple[SourceSettings, ...] = ()
     path: Path | None = None
+    webhooks: tuple[WebhookSettings, ...] = ()
 
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:
@@ -137,9 +153,9 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
 
 def parse(document: Mapping[str, Any], base: Path | None = None, path: Path | None = None) -> Config:
     """Validate a parsed TOML document into a :class:`Config`; relative file paths resolve against ``base``."""
-    unknown = sorted(set(document) - {"database", "server", "logging", "orgs", "sources"})
+    unknown = sorted(set(document) - {"database", "server", "logging", "orgs", "sources", "webhooks"})
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown key (known: database, server, logging, orgs, sources)")
+        raise ConfigError(f"{unknown[0]}: unknown key (known: database, server, logging, orgs, sources, webhooks)")
     database = parse_settings(DatabaseSettings, _table(document, "database"), "database")
     server = parse_settings(ServerSettings, _table(document, "server"), "server")
     parse_interval(server.max_backoff, "server.max_backoff")
@@ -148,7 +164,12 @@ def parse(document: Mapping[str, Any], base: Path | None = None, path: Path | No
     _unique([o.slug for o in orgs], "orgs", "slug")
     sources = tuple(_parse_source(table, f"sources[{i}]", base) for i, table in enumerate(_array(document, "sources")))
     _unique([s.name for s in sources], "sources", "name")
-    return Config(database=database, server=server, logging=logging, orgs=orgs, sources=sources, path=path)
+    webhooks = tuple(
+        _parse_webhook(table, f"webhooks[{i}]", base) for i, table in enumerate(_array(document, "webhooks"))
+    )
+    return Config(
+        database=database, server=server, logging=logging, orgs=orgs, sources=sources, path=path, webhooks=webhooks
+    )
 
 
 def _table(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -223,6 +244,26 @@ def _parse_source(table: Mapping[str, Any], where: str, base: Path | None) -> So
     parse_interval(common.full_snapshot_every, f"{where}.full_snapshot_every")
     check_schedule(common.schedule, f"{where}.schedule")
     return SourceSettings(**{**common.__dict__, "connector": settings})
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _parse_webhook(table: Mapping[str, Any], where: str, base: Path | None) -> WebhookSettings:
+    """A webhook needs https (plain http only to this machine) and exactly one secret source, never inline."""
+    values = dict(table)
+    for key in ("secret_file", "ca_file"):
+        if base is not None and isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
+            values[key] = str((base / values[key]).resolve())
+    hook = parse_settings(WebhookSettings, values, where)
+    parts = urlsplit(hook.url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
+        raise ConfigError(f"{where}.url: use an https:// URL (plain http is allowed only to 127.0.0.1/localhost)")
+    if (hook.secret_file is None) == (hook.secret_env is None):
+        raise ConfigError(f"{where}: give exactly one of secret_file or secret_env (the signing secret)")
+    if hook.timeout <= 0:
+        raise ConfigError(f"{where}.timeout: expected a positive number of seconds, got {hook.timeout!r}")
+    return hook
 
 
 _INTERVAL = re.compile(r"^(\d+)\s*([smhd])$")

@@ -12,7 +12,7 @@ import pytest
 
 from syncd import ledger, orgs
 from syncd.cli.audit import defuse_formula
-from syncd.ledger import GENESIS_HASH, StoredEntry, canonical_json, entry_hash
+from syncd.ledger import GENESIS_HASH, canonical_json, entry_hash
 from syncd.store.models import LedgerEntry
 
 T0 = datetime(2026, 1, 1, 9, 0, 0)
@@ -131,21 +131,7 @@ def test_jsonl_export_has_every_field_and_verifies_on_its_own(cli, config_path, 
     }
     assert documents[0]["after"] == {"role": "admin", "teams": [{"team": "ops", "role": "member"}]}
     assert documents[0]["at"] == "2026-01-01T09:00:00.000000Z" and documents[0]["prev_hash"] == GENESIS_HASH
-    entries = [
-        StoredEntry(
-            d["seq"],
-            datetime.strptime(d["at"], "%Y-%m-%dT%H:%M:%S.%fZ"),
-            d["actor"],
-            d["action"],
-            d["target"],
-            canonical_json(d["before"]),
-            canonical_json(d["after"]),
-            d["reason"],
-            d["prev_hash"],
-            d["hash"],
-        )
-        for d in documents
-    ]
+    entries = [ledger.entry_from_document(d) for d in documents]
     assert ledger.verify_entries(entries, []).ok
 
 
@@ -214,6 +200,8 @@ def test_list_filters_by_actor_action_and_target_with_prefixes(cli, config_path,
     assert seqs("--action", "member.*", "--target", "member:alice@acme.com") == [3, 4]
     assert seqs("--target", "team:*") == [5]
     assert seqs("--actor", "source_*") == []
+    assert seqs("--last", "2") == [4, 5]
+    assert seqs("--actor", "source:*", "--last", "2") == [2, 5]
 
 
 def test_list_text_has_one_line_per_entry_with_who_what_and_why(cli, config_path, org):
@@ -224,10 +212,33 @@ def test_list_text_has_one_line_per_entry_with_who_what_and_why(cli, config_path
     assert "admin:cli" in lines[2] and "member.role" in lines[2] and lines[2].endswith("promoted by the CTO")
 
 
+def test_list_text_shows_control_characters_escaped_so_an_entry_stays_one_line(cli, config_path, org):
+    append_entries(org.id, 1, target="member:\x1b]0;pwned\x07x@acme.com", reason="line one\nline two")
+    result = cli("--config", config_path, "audit", "list", "--org", "acme")
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and "\x1b" not in result.stdout
+    assert "member:\\x1b]0;pwned\\x07x@acme.com" in lines[1] and lines[1].endswith("line one\\nline two")
+
+
 def test_stream_pages_through_every_entry_in_order(org):
     append_entries(org.id, 10)
-    assert [e.seq for e in ledger.stream(ledger.select_entries(org.id), batch=3)] == list(range(1, 11))
-    assert [e.seq for e in ledger.stream(ledger.select_entries(org.id), batch=5)] == list(range(1, 11))
+    assert [e.seq for e in ledger.stream(org.id, ledger.select_entries(org.id), batch=3)] == list(range(1, 11))
+    assert [e.seq for e in ledger.stream(org.id, ledger.select_entries(org.id), batch=5)] == list(range(1, 11))
+
+
+def test_a_huge_seq_gap_costs_one_probe_and_is_reported(org):
+    append_entries(org.id, 4)
+    LedgerEntry.update(seq=10**15).where(LedgerEntry.org == org.id, LedgerEntry.seq == 4).execute()
+    result = ledger.verify(org.id)
+    assert not result.ok and result.bad_seq == 4 and f"found {10**15}" in result.problem
+
+
+def test_an_entry_inserted_before_the_first_is_named(org):
+    append_entries(org.id, 2)
+    forged = ledger.make_entry(org.id, ledger.LedgerHead(-1, GENESIS_HASH), actor="x", action="y", target="z", at=T0)
+    LedgerEntry.insert(**forged).execute()
+    result = ledger.verify(org.id)
+    assert not result.ok and result.bad_seq == 0
 
 
 def test_export_to_a_file_writes_it_whole(cli, config_path, org, tmp_path):
@@ -257,7 +268,7 @@ def test_prune_deletes_old_entries_behind_a_checkpoint_and_the_chain_still_verif
     result = cli("--config", config_path, "audit", "prune", "--org", "acme", "--before", "2026-01-05")
     assert result.code == 0, result.stderr
     assert "pruned 4 entries (through seq 4) behind checkpoint seq 9" in result.stdout
-    remaining = list(ledger.stream(ledger.select_entries(org.id)))
+    remaining = list(ledger.stream(org.id, ledger.select_entries(org.id)))
     assert [e.seq for e in remaining] == [5, 6, 7, 8, 9]
     checkpoint = ledger.anchor_of(remaining[-1])
     assert checkpoint is not None and (checkpoint.through_seq, checkpoint.through_hash) == (4, rows[3]["hash"])
@@ -270,7 +281,7 @@ def test_pruning_twice_and_pruning_everything_still_verify(org):
     append_entries(org.id, 6)
     assert ledger.prune(org.id, T0 + timedelta(days=2)).pruned == 2
     append_entries(org.id, 2, start=T0 + timedelta(days=10))
-    second = ledger.prune(org.id, T0 + timedelta(days=365))
+    second = ledger.prune(org.id, T0 + timedelta(days=365), now=T0 + timedelta(days=400))
     assert second.pruned == 7 and second.through_seq == 9
     result = ledger.verify(org.id)
     assert result.ok and result.first_seq == 10 and result.checked == 1
@@ -381,3 +392,57 @@ def test_entry_hash_format_is_unchanged():
         '"reason":"created","seq":1,"target":"org:acme"}'
     )
     assert digest == hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def test_an_export_file_verifies_offline_with_the_same_head_as_the_database(cli, config_path, org, tmp_path):
+    append_entries(org.id, 6)
+    ledger.prune(org.id, T0 + timedelta(days=2))
+    for fmt in ("jsonl", "json"):
+        path = tmp_path / f"ledger.{fmt}"
+        exported(cli, config_path, "--format", fmt, "--output", str(path))
+        offline = cli("audit", "verify", "--file", str(path), "--format", "json")
+        online = cli("--config", config_path, "audit", "verify", "--org", "acme", "--format", "json")
+        assert offline.code == 0, offline.stderr
+        mine, theirs = json.loads(offline.stdout), json.loads(online.stdout)
+        assert (mine["head_seq"], mine["head_hash"], mine["first_seq"]) == (
+            theirs["head_seq"],
+            theirs["head_hash"],
+            theirs["first_seq"],
+        )
+
+
+def test_an_edited_export_file_fails_offline_verification_naming_the_entry(cli, config_path, org, tmp_path):
+    append_entries(org.id, 5)
+    path = tmp_path / "ledger.jsonl"
+    exported(cli, config_path, "--format", "jsonl", "--output", str(path))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    edited = json.loads(lines[2])
+    edited["after"] = {"role": "owner"}
+    lines[2] = json.dumps(edited)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("audit", "verify", "--file", str(path))
+    assert result.code == 1 and f"export {path}: seq 3: hash does not match" in result.stderr
+
+
+def test_a_time_window_export_cannot_vouch_for_the_whole_chain(cli, config_path, org, tmp_path):
+    append_entries(org.id, 5)
+    path = tmp_path / "window.jsonl"
+    exported(cli, config_path, "--format", "jsonl", "--since", "2026-01-03", "--output", str(path))
+    result = cli("audit", "verify", "--file", str(path))
+    assert result.code == 1 and "seq 1: entries 1..2 are missing" in result.stderr
+
+
+def test_a_file_that_is_not_an_export_is_one_line_error(cli, tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"seq": 1}\n', encoding="utf-8")
+    result = cli("audit", "verify", "--file", str(path))
+    assert result.code == 1 and "entry 1: not a ledger entry" in result.stderr
+    missing = cli("audit", "verify", "--file", str(tmp_path / "none.jsonl"))
+    assert missing.code == 1 and "cannot read it" in missing.stderr
+
+
+def test_prune_refuses_a_moment_in_the_future(cli, config_path, org):
+    append_entries(org.id, 2)
+    result = cli("--config", config_path, "audit", "prune", "--org", "acme", "--before", "2999-01-01")
+    assert result.code == 1 and "is in the future" in result.stderr
+    assert ledger.head(org.id).seq == 2

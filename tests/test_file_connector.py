@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.file import Connector, Settings
 from connectors.interface import ConfigError, ConnectorError, parse_settings
@@ -158,6 +162,21 @@ def test_unreadable_path_raises_an_error_naming_the_path_and_the_fix(tmp_path):
         read(parent / "export.csv")
 
 
+def test_a_file_still_being_written_is_refused_rather_than_read_half(tmp_path, monkeypatch):
+    path = write(tmp_path, "email\na@acme.com\n")
+    original = Path.read_bytes
+
+    def read_while_exporter_appends(self):
+        data = original(self)
+        with open(self, "a", encoding="utf-8") as exporter:
+            exporter.write("b@acme.com\n")
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_while_exporter_appends)
+    with pytest.raises(ConnectorError, match="changed while it was read"):
+        read(path)
+
+
 def test_a_directory_instead_of_a_file_raises(tmp_path):
     (tmp_path / "dir.csv").mkdir()
     with pytest.raises(ConnectorError, match="is a directory"):
@@ -168,6 +187,11 @@ def test_a_directory_instead_of_a_file_raises(tmp_path):
 def test_empty_file_raises_rather_than_claiming_nobody_exists(tmp_path, text):
     with pytest.raises(ConnectorError, match="no header line"):
         read(write(tmp_path, text))
+
+
+def test_an_unparsable_header_raises(tmp_path):
+    with pytest.raises(ConnectorError, match="cannot parse the header line"):
+        read(write(tmp_path, 'email,"name\n'))
 
 
 def test_file_without_email_or_user_name_column_raises_naming_its_headers(tmp_path):
@@ -227,10 +251,17 @@ def test_json_with_groups_resolves_members_and_nested_groups(tmp_path):
     assert not snapshot.complete
 
 
-def test_json_broken_user_names_its_index(tmp_path):
-    snapshot = read(write(tmp_path, json.dumps([{"email": "a@acme.com"}, {"name": "x"}, 3]), name="d.json"))
-    assert [p.split(":")[0] for p in snapshot.problems] == ["users[1]", "users[2]"]
+def test_json_broken_user_names_its_line_and_index(tmp_path):
+    text = json.dumps([{"email": "a@acme.com"}, {"name": "x"}, 3], indent=2)
+    snapshot = read(write(tmp_path, text, name="d.json"))
+    assert [p.split(":")[0] for p in snapshot.problems] == ["line 5 (users[1])", "line 8 (users[2])"]
     assert len(snapshot.users) == 1
+
+
+def test_json_object_form_names_lines_of_its_users_list(tmp_path):
+    text = '{"groups": [{"name": "G", "members": []}],\n "users": [\n  {"email": "a@acme.com"},\n  {"email": ""}\n]}'
+    snapshot = read(write(tmp_path, text, name="d.json"))
+    assert snapshot.problems == ["line 4 (users[1]): no email and no user name; row skipped"]
 
 
 def test_invalid_json_raises_naming_line_and_column(tmp_path):
@@ -268,3 +299,46 @@ def test_ten_thousand_row_export_reads_completely(tmp_path):
     groups = {g.key: g for g in snapshot.groups}
     assert len(groups) == 201 and len(groups["All Staff"].member_keys) == 10_000
     assert len(groups["Group 7"].member_keys) == 50
+
+
+def test_a_status_column_that_is_not_about_activity_can_be_turned_off(tmp_path):
+    path = write(tmp_path, "email,status\na@acme.com,Full time\n")
+    assert not read(path).complete
+    (user,) = read(path, columns={"active": ""}).users
+    assert user.active and user.attributes == {"status": "Full time"}
+
+
+def test_someone_on_leave_stays_active(tmp_path):
+    (user,) = read(write(tmp_path, "email,employment status\na@acme.com,On Leave\n")).users
+    assert user.active
+
+
+NAMES = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), whitelist_characters=',;"\n\r\t'), max_size=20
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    people=st.lists(
+        st.tuples(st.from_regex(r"[a-z][a-z0-9.]{0,10}", fullmatch=True), NAMES, NAMES, st.booleans()),
+        max_size=15,
+        unique_by=lambda p: p[0],
+    ),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+)
+def test_whatever_an_hr_system_writes_as_csv_reads_back_the_same(tmp_path, people, delimiter):
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=delimiter)
+    writer.writerow(["Email", "Display Name", "Job Title", "Active"])
+    for local, name, title, active in people:
+        writer.writerow([f"{local}@acme.com", name, title, "yes" if active else "no"])
+    path = tmp_path / "roundtrip.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    snapshot = read(path)
+    assert snapshot.complete, snapshot.problems
+    read_back = [(u.email, u.display_name, u.title, u.active) for u in snapshot.users]
+    assert read_back == [
+        (f"{local}@acme.com", name.strip() or None, title.strip() or None, active)
+        for local, name, title, active in people
+    ]

@@ -16,7 +16,20 @@ from syncd import __version__
 from syncd.cli.errors import KNOWN_ERRORS, CliError
 
 # The order of commands in --help; every module of this package with a ``register`` function is a command.
-COMMAND_ORDER = ("demo", "serve", "sync", "plan", "approve", "members", "sources", "orgs", "tokens", "audit", "db")
+COMMAND_ORDER = (
+    "demo",
+    "serve",
+    "sync",
+    "plan",
+    "approve",
+    "members",
+    "sources",
+    "orgs",
+    "tokens",
+    "audit",
+    "webhooks",
+    "db",
+)
 
 
 def command_modules() -> list[str]:

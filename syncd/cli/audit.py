@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -23,9 +24,11 @@ from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, print_json
 from syncd.clock import iso
 from syncd.history import parse_moment
+from syncd.store.models import LedgerEntry
 
 EXPORT_FIELDS = ("seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TIME_HELP = "ISO 8601 date or time, UTC unless an offset is given (2026-11-01, 2026-11-01T09:30:00Z)"
 
 
@@ -48,6 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     listing.add_argument("--actor", help="e.g. source:hr, token:12, admin:cli, 'source:*'")
     listing.add_argument("--action", help="e.g. member.role, 'team.*'")
     listing.add_argument("--target", help="e.g. member:alice@acme.com, 'team:*'")
+    listing.add_argument("--last", type=_positive, metavar="N", help="only the newest N matching entries")
     add_format(listing)
     listing.set_defaults(handler=run_list)
 
@@ -69,10 +73,13 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     check = sub.add_parser(
         "verify",
         help="verify the hash chain",
-        description="Recompute the org's hash chain. Exit 0 with the entry count and head when intact; exit 1 "
-        "naming the first bad sequence number for any edited, deleted, inserted or reordered entry.",
+        description="Recompute the org's hash chain, or that of an unfiltered export (--file, json or jsonl). "
+        "Exit 0 with the entry count and head when intact; exit 1 naming the first bad sequence number for any "
+        "edited, deleted, inserted or reordered entry.",
     )
-    _add_org(check)
+    source = check.add_mutually_exclusive_group(required=True)
+    source.add_argument("--org", help="org slug")
+    source.add_argument("--file", metavar="EXPORT", help="an 'audit export --format jsonl|json' file, checked offline")
     check.add_argument(
         "--expect-head",
         metavar="SEQ:HASH",
@@ -119,26 +126,36 @@ def _query(args: argparse.Namespace, org_id: int) -> Any:
 def run_list(args: argparse.Namespace) -> int:
     shell.start(args.config)
     org = orgs.get(args.org)
-    entries = ledger.stream(_query(args, org.id))
+    query = _query(args, org.id)
+    if args.last:
+        newest = query.order_by(LedgerEntry.seq.desc()).limit(args.last).tuples()
+        entries: Iterator[ledger.StoredEntry] = iter(sorted(ledger.StoredEntry(*row) for row in newest))
+    else:
+        entries = ledger.stream(org.id, query)
     if args.format == "json":
         _write_json_array(sys.stdout, entries)
         return 0
     out = sys.stdout
     out.write(f"{'SEQ':>7}  {'AT':<27}  {'ACTOR':<20}  {'ACTION':<18}  {'TARGET':<32}  REASON\n")
     for entry in entries:
+        actor, action, target, reason = (printable(v) for v in (entry.actor, entry.action, entry.target, entry.reason))
         out.write(
-            f"{entry.seq:>7}  {iso(entry.at):<27}  {entry.actor:<20}  {entry.action:<18}  {entry.target:<32}  "
-            f"{entry.reason}".rstrip()
-            + "\n"
+            f"{entry.seq:>7}  {iso(entry.at):<27}  {actor:<20}  {action:<18}  {target:<32}  {reason}".rstrip() + "\n"
         )
     return 0
+
+
+def printable(text: str) -> str:
+    """Text safe to show on a terminal: control characters (newlines, escape sequences a SCIM client could have
+    put in a userName) are shown escaped, so one entry stays one line and cannot rewrite the screen."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 def run_export(args: argparse.Namespace) -> int:
     shell.start(args.config)
     org = orgs.get(args.org)
     progress = Progress(f"audit export {org.slug}")
-    entries = _counted(ledger.stream(_query(args, org.id)), progress)
+    entries = _counted(ledger.stream(org.id, _query(args, org.id)), progress)
     with _destination(args.output) as out:
         if args.format == "jsonl":
             for entry in entries:
@@ -155,14 +172,23 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    shell.start(args.config)
-    org = orgs.get(args.org)
     expect = _parse_head(args.expect_head) if args.expect_head else None
-    result = ledger.verify(org.id, expect)
+    if args.file:
+        subject = f"export {args.file}"
+        result = ledger.verify_entries(_file_entries(args.file), _file_anchors(args.file), expect)
+    else:
+        shell.start(args.config)
+        org = orgs.get(args.org)
+        subject = f"ledger of org {org.slug}"
+        progress = Progress(f"audit verify {org.slug}")
+        entries = _counted(ledger.stream(org.id, ledger.select_entries(org.id)), progress)
+        result = ledger.verify_entries(entries, ledger.checkpoints(org.id), expect)
+        progress.finish()
     if args.format == "json":
         print_json(
             {
-                "org": org.slug,
+                "org": args.org,
+                "file": args.file,
                 "ok": result.ok,
                 "checked": result.checked,
                 "first_seq": result.first_seq,
@@ -173,13 +199,55 @@ def run_verify(args: argparse.Namespace) -> int:
             }
         )
     if not result.ok:
-        print(f"syncd: error: ledger of org {org.slug}: seq {result.bad_seq}: {result.problem}", file=sys.stderr)
+        print(f"syncd: error: {subject}: seq {result.bad_seq}: {result.problem}", file=sys.stderr)
         return 1
     if args.format != "json":
         span = f"seq {result.first_seq}..{result.last_seq}" if result.checked else "empty"
         head = f"; head {result.last_seq}:{result.head_hash}" if result.checked else ""
-        print(f"ledger of org {org.slug} intact: {result.checked} entries ({span}){head}")
+        print(f"{subject} intact: {result.checked} entries ({span}){head}")
     return 0
+
+
+def _file_documents(path: str) -> Iterator[tuple[int, Any]]:
+    """(line or index, document) for each entry of a jsonl export (streamed) or a json export (one array)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.read(1)
+            while first.isspace():
+                first = handle.read(1)
+            handle.seek(0)
+            if first == "[":
+                try:
+                    array = json.load(handle)
+                except json.JSONDecodeError as error:
+                    raise CliError(f"{path}: not valid JSON at line {error.lineno} ({error.msg})") from None
+                yield from enumerate(array, start=1)
+                return
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise CliError(f"{path} line {number}: not valid JSON ({error.msg})") from None
+    except OSError as error:
+        raise CliError(f"{path}: cannot read it ({error.strerror}); give an 'audit export' file") from None
+
+
+def _file_entries(path: str) -> Iterator[ledger.StoredEntry]:
+    for number, document in _file_documents(path):
+        try:
+            yield ledger.entry_from_document(document)
+        except (KeyError, ValueError, TypeError):
+            raise CliError(f"{path} entry {number}: not a ledger entry (needs {', '.join(EXPORT_FIELDS)})") from None
+
+
+def _file_anchors(path: str) -> list[ledger.Anchor]:
+    anchors = []
+    for entry in _file_entries(path):
+        anchor = ledger.anchor_of(entry) if entry.action == ledger.CHECKPOINT_ACTION else None
+        if anchor is not None:
+            anchors.append(anchor)
+    return anchors
 
 
 def run_prune(args: argparse.Namespace) -> int:
@@ -195,6 +263,12 @@ def run_prune(args: argparse.Namespace) -> int:
             f"behind checkpoint seq {result.checkpoint_seq}"
         )
     return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
 
 
 def defuse_formula(cell: str) -> str:

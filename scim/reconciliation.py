@@ -1,0 +1,19 @@
+"""The one door from a SCIM write to the reconciler (DESIGN.md: ``scim/`` imports the reconciler's entry point).
+
+Every SCIM write that changes users, groups or memberships calls :func:`touched` inside its write transaction, with
+the match keys of the identities whose data or memberships changed, so that the org's members follow in the same
+commit (DESIGN.md invariant 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from syncd import pipeline
+
+
+def touched(org_id: int, match_keys: Iterable[str | None], actor: str) -> None:
+    """Reconcile the members behind these match keys; identities without a match key join no one."""
+    keys = sorted({key for key in match_keys if key})
+    if keys:
+        pipeline.reconcile_touched(org_id, keys, actor=actor)

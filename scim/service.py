@@ -1,0 +1,285 @@
+"""Our steps of scim2-server's service and handler layers: the IdP quirks and the member fast path.
+
+The service keeps scim2-server's rules and adds what Entra needs in filters (an unqualified ``manager``). The handler
+subclasses the PATCH step of Groups: operations on ``members`` become ``group_member`` inserts and deletes, so adding
+or removing one member of a 10,000-member group never loads or rewrites the member list (RFC 7644 §3.5.2 semantics
+kept: add skips members already there, remove takes exactly the selected members, replace sets the list).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from scim2_models import (
+    PatchOp,
+    PatchOperation,
+    Resource,
+    ResourceType,
+    ResponseParameters,
+    ScimFilter,
+    SearchRequest,
+)
+from scim2_models.path import (
+    AttrPath,
+    CompareOperator,
+    Comparison,
+    FilterNode,
+    LogicalExpr,
+    LogicalOperator,
+    Not,
+    Present,
+)
+from scim2_server.conditions import Conditions
+from scim2_server.handler import ScimHandler
+from scim2_server.requests import ScimRequest
+from scim2_server.responses import ScimResponse
+from scim2_server.service import ScimService
+from scim2_server.utils import parametrize
+
+from scim import reconciliation
+from scim.schema import ENTERPRISE_URN
+from scim.storage import SyncdStorage
+
+MEMBERS = "members"
+
+
+def _qualify_manager(node: FilterNode) -> FilterNode:
+    """Entra filters on ``manager eq "id"``: read it as the enterprise ``manager.value`` (RFC 7643 §4.3)."""
+    if isinstance(node, Comparison | Present):
+        path = node.attr_path
+        if path.uri is None and path.attr.lower() == "manager":
+            qualified = AttrPath(attr="manager", sub_attr=path.sub_attr or "value", uri=ENTERPRISE_URN)
+            if isinstance(node, Comparison):
+                return Comparison(qualified, node.op, node.value)
+            return Present(qualified)
+        return node
+    if isinstance(node, Not):
+        return Not(_qualify_manager(node.expr))
+    if isinstance(node, LogicalExpr):
+        return LogicalExpr(node.op, tuple(_qualify_manager(term) for term in node.terms))
+    return node
+
+
+def _qualify_manager_paths(body: bytes) -> bytes:
+    """Entra's documented ``"path": "manager"`` names the enterprise manager (RFC 7643 §4.3): qualify it."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    operations = payload.get("Operations") if isinstance(payload, dict) else None
+    if not isinstance(operations, list):
+        return body
+    changed = False
+    for operation in operations:
+        if not isinstance(operation, dict):
+            continue
+        path = operation.get("path")
+        if isinstance(path, str) and path.split(".", 1)[0].strip().lower() == "manager":
+            operation["path"] = f"{ENTERPRISE_URN}:{path.strip()}"
+            changed = True
+        value = operation.get("value")
+        if path is None and isinstance(value, dict):
+            for key in [k for k in value if k.split(".", 1)[0].lower() == "manager"]:
+                value[f"{ENTERPRISE_URN}:{key}"] = value.pop(key)
+                changed = True
+    return json.dumps(payload).encode() if changed else body
+
+
+class SyncdService(ScimService):
+    """scim2-server's service, with the body limit of the config and Entra's filter shapes."""
+
+    def __init__(self, provider: Any, max_body_bytes: int) -> None:
+        super().__init__(provider)
+        self.max_body_bytes = max_body_bytes
+
+    def max_body_size(self, request: ScimRequest) -> int | None:
+        """Every request body is bounded by ``server.max_body_bytes`` (413 above it)."""
+        return self.max_body_bytes
+
+    def read_patch(self, resource_type: ResourceType, body: bytes, content_type: str | None) -> PatchOp[Any]:
+        if resource_type.name == "User":
+            body = _qualify_manager_paths(body)
+        return super().read_patch(resource_type, body, content_type)
+
+    def read_search(self, resource_types: list[ResourceType], payload: Any) -> tuple[SearchRequest[Any], Any]:
+        if isinstance(payload, dict) and isinstance(payload.get("filter"), str):
+            try:
+                parsed = ScimFilter(payload["filter"])
+            except Exception:  # the parent step reports the invalid filter as invalidFilter
+                parsed = None
+            if parsed is not None:
+                rewritten = _qualify_manager(parsed.ast)
+                if rewritten != parsed.ast:
+                    payload = {**payload, "filter": str(rewritten)}
+        return super().read_search(resource_types, payload)
+
+
+@dataclass
+class MemberPlan:
+    """The member operations of a Group PATCH, in order, and the other operations left for scim2-models."""
+
+    steps: list[tuple[str, list[str] | None]] = field(default_factory=list)
+    others: list[PatchOperation[Any]] = field(default_factory=list)
+
+
+def _member_values(value: Any) -> list[str] | None:
+    """The ids of a ``members`` value: a list of ``{"value": id, ...}`` (or one such object)."""
+    entries = value if isinstance(value, list) else [value]
+    ids: list[str] = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            keys = {k.lower() for k in entry}
+            if "value" not in keys or not keys <= {"value", "$ref", "display", "type"}:
+                return None
+            item = next(v for k, v in entry.items() if k.lower() == "value")
+        else:
+            item = getattr(entry, "value", None)
+        if not isinstance(item, str) or not item:
+            return None
+        ids.append(item)
+    return ids
+
+
+def _selected_values(node: FilterNode) -> list[str] | None:
+    """The ids a ``members[value eq "a" or value eq "b"]`` selection names, or None for another filter."""
+    if isinstance(node, Comparison):
+        attr = node.attr_path
+        if (
+            attr.uri is None
+            and attr.sub_attr is None
+            and attr.attr.lower() == "value"
+            and node.op == CompareOperator.eq
+            and isinstance(node.value, str)
+        ):
+            return [node.value]
+        return None
+    if isinstance(node, LogicalExpr) and node.op == LogicalOperator.or_:
+        values: list[str] = []
+        for term in node.terms:
+            found = _selected_values(term)
+            if found is None:
+                return None
+            values.extend(found)
+        return values
+    return None
+
+
+def plan_members(patch_op: PatchOp[Any]) -> MemberPlan | None:
+    """Split a Group PATCH into member steps and other operations; None when a member step needs the whole list."""
+    plan = MemberPlan()
+    for operation in patch_op.operations or []:
+        op = operation.op
+        path = operation.path
+        if path is None:
+            value = operation.value
+            if not isinstance(value, dict):
+                plan.others.append(operation)
+                continue
+            member_keys = [k for k in value if k.lower() == MEMBERS]
+            rest = {k: v for k, v in value.items() if k.lower() != MEMBERS}
+            for key in member_keys:
+                ids = _member_values(value[key])
+                if ids is None:
+                    return None
+                plan.steps.append(("set" if op == PatchOperation.Op.replace_ else "add", ids))
+            if rest:
+                plan.others.append(operation.model_copy(update={"value": rest}))
+            continue
+        parts = [p.lower() for p in path.parts]
+        if not parts or parts[0] != MEMBERS:
+            plan.others.append(operation)
+            continue
+        if len(parts) > 1:
+            return None
+        if path.value_filter is not None:
+            selected = _selected_values(path.value_filter)
+            if op != PatchOperation.Op.remove or selected is None or operation.value is not None:
+                return None
+            plan.steps.append(("remove", selected))
+            continue
+        if op == PatchOperation.Op.remove:
+            if operation.value is None:
+                plan.steps.append(("clear", None))
+                continue
+            ids = _member_values(operation.value)
+            if ids is None:
+                return None
+            plan.steps.append(("remove", ids))
+            continue
+        ids = _member_values(operation.value)
+        if ids is None:
+            return None
+        plan.steps.append(("set" if op == PatchOperation.Op.replace_ else "add", ids))
+    return plan
+
+
+class SyncdHandler(ScimHandler):
+    """scim2-server's handler, with Group PATCH on ``members`` turned into row inserts and deletes."""
+
+    storage: SyncdStorage
+
+    def __init__(self, service: SyncdService, storage: SyncdStorage) -> None:
+        super().__init__(service, storage)
+        self.patch_query: dict[str, str] = {}
+
+    def patch(self, request: ScimRequest) -> ScimResponse:
+        self.patch_query = dict(request.query)
+        return super().patch(request)
+
+    def _response_parameters(self, resource_type: ResourceType) -> ResponseParameters[Any]:
+        parameters = self.service.read_response_parameters(resource_type, self.patch_query)
+        if not parameters.attributes and not parameters.excluded_attributes:
+            # No body is sent back (204, or a Bulk outcome): the members need not be read.
+            return self.service.read_response_parameters(resource_type, {"excludedAttributes": MEMBERS})
+        return parameters
+
+    def patch_resource(
+        self,
+        resource_type: ResourceType,
+        resource_id: str,
+        patch_op: PatchOp[Any],
+        conditions: Conditions,
+    ) -> Resource[Any]:
+        """Apply a Group PATCH without reading the member list when its member operations allow it."""
+        if not self.storage.is_group(resource_type):
+            return super().patch_resource(resource_type, resource_id, patch_op, conditions)
+        plan = plan_members(patch_op)
+        if plan is None:
+            return super().patch_resource(resource_type, resource_id, patch_op, conditions)
+        storage = self.storage
+        row = storage.group_row(resource_id)
+        without_members = self.service.read_response_parameters(resource_type, {"excludedAttributes": MEMBERS})
+        current = storage.get(resource_type, resource_id, response_parameters=without_members)
+        assert current.meta is not None
+        version = current.meta.version
+        self.service.check_preconditions(current, "PATCH", conditions)
+        changed_fields = False
+        if plan.others:
+            others = parametrize(PatchOp, self.service.get_model(resource_type))(operations=plan.others)
+            changed_fields = others.patch(current)
+        touched: list[str] = []
+        for action, ids in plan.steps:
+            if action == "add":
+                touched += storage.add_members(row, cast(list[str], ids))
+            elif action == "remove":
+                touched += storage.remove_members(row, cast(list[str], ids))
+            elif action == "clear":
+                touched += storage.remove_members(row, storage.member_keys(row))
+            else:
+                touched += storage.set_members(row, storage.resolve_members(list(dict.fromkeys(ids or []))))
+        if not changed_fields and not touched:
+            return current
+        renamed = False
+        if changed_fields:
+            columns = storage._group_columns(storage._dump(current))
+            renamed = columns["display_name"] != row.display_name
+            with storage._unique("displayName"):
+                storage.bump(row, version, **columns)
+        else:
+            storage.bump(row, version)
+        if renamed:
+            touched = touched + storage.member_keys(row)
+        reconciliation.touched(storage.tenant.org_id, storage._member_match_keys(touched), storage.tenant.actor)
+        return storage.get(resource_type, resource_id, response_parameters=self._response_parameters(resource_type))

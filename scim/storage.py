@@ -1,0 +1,579 @@
+"""The peewee storage behind scim2-server: the SCIM source of one org, as Identity / DirectoryGroup / GroupMember rows.
+
+One storage serves one request of one tenant (the org of the bearer token): every query is filtered by that org's
+``scim:<slug>`` source, so another org's ids are simply not found (DESIGN.md invariant 6). The ``resource`` column
+keeps the SCIM resource as JSON, minus ``id``, ``meta``, read-only ``groups``, the members (rows of their own, so one
+member is added or removed without rewriting the list) and the password, which is never stored (RFC 7643 §4.1.1:
+"the cleartext value ... SHALL NOT be returned"; we have no use for it at all).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import peewee
+from scim2_models import (
+    Group,
+    InvalidValueException,
+    Meta,
+    NotFoundException,
+    NotImplementedException,
+    PreconditionFailedException,
+    Resource,
+    ResourceType,
+    ResponseParameters,
+    SearchRequest,
+    UniquenessException,
+)
+from scim2_server.storage import ScimStorage, SearchPage
+
+from scim import reconciliation
+from scim.dialect import Dialect, fold
+from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
+from scim.schema import ENTERPRISE_URN, GROUP_TYPE
+from syncd.clock import utcnow
+from syncd.matching import match_key
+from syncd.store.db import database
+from syncd.store.models import DirectoryGroup, GroupMember, Identity
+from syncd.store.tx import write_transaction
+
+NOT_STORED = ("id", "meta", "password", "groups", "members")
+USER_FIELDS = (
+    Identity.id,
+    Identity.key,
+    Identity.resource,
+    Identity.version,
+    Identity.created_at,
+    Identity.updated_at,
+    Identity.match_key,
+)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """Whose data a request reads and writes: one org and its SCIM source, and the actor for the ledger."""
+
+    org_id: int
+    source_id: int
+    match_on: str
+    actor: str
+
+
+def version_tag(version: int) -> str:
+    """A weak ETag (RFC 7644 §3.14) from the row's version counter."""
+    return f'W/"{version}"'
+
+
+def version_number(tag: str | None) -> int | None:
+    if tag is None:
+        return None
+    text = tag.strip()
+    if text[:2] in ("W/", "w/"):
+        text = text[2:]
+    text = text.strip('"')
+    return int(text) if text.isdigit() else -1
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC)
+
+
+def wants(parameters: ResponseParameters[Any] | None, attribute: str) -> bool:
+    """Whether a response keeps ``attribute`` (RFC 7644 §3.9), so that excluded members are never loaded."""
+    if parameters is None:
+        return True
+    name = attribute.lower()
+
+    def names(paths: Iterable[Any] | None) -> set[str]:
+        return {str(path.parts[0]).lower() for path in paths or () if path.parts}
+
+    if parameters.excluded_attributes and name in names(parameters.excluded_attributes):
+        return False
+    return not (parameters.attributes and name not in names(parameters.attributes))
+
+
+def _primary_email(data: dict[str, Any]) -> str | None:
+    emails = [e for e in data.get("emails") or [] if isinstance(e, dict) and e.get("value")]
+    if not emails:
+        return None
+    chosen = next((e for e in emails if e.get("primary")), None) or next(
+        (e for e in emails if e.get("type") == "work"), emails[0]
+    )
+    return str(chosen["value"])
+
+
+class SyncdStorage(ScimStorage):
+    """Reads and writes the SCIM source of one tenant; no protocol rule lives here."""
+
+    def __init__(self, tenant: Tenant, models: dict[str, type[Resource[Any]]], writing: bool = False) -> None:
+        self.tenant = tenant
+        self.models = models
+        self.writing = writing
+        self._read: dict[str, tuple[Identity, list[dict[str, Any]]]] = {}
+
+    # -- transactions -------------------------------------------------------
+
+    def operation(self) -> AbstractContextManager[None]:
+        """One SCIM operation (a request, or one operation of a Bulk) is one write transaction (RFC 7644 §3.7)."""
+        return write_transaction() if self.writing else nullcontext()
+
+    # -- helpers ------------------------------------------------------------
+
+    def is_group(self, resource_type: ResourceType) -> bool:
+        return resource_type.name == GROUP_TYPE.name
+
+    def _model(self, resource_type: ResourceType) -> type[Resource[Any]]:
+        return self.models[str(resource_type.name)]
+
+    def user_row(self, key: str) -> Identity:
+        row = (
+            Identity.select(*USER_FIELDS)
+            .where((Identity.source == self.tenant.source_id) & (Identity.key == key))
+            .first()
+        )
+        if row is None:
+            raise NotFoundException(detail=f"User {key!r} not found")
+        return row
+
+    def group_row(self, key: str) -> DirectoryGroup:
+        row = DirectoryGroup.get_or_none((DirectoryGroup.source == self.tenant.source_id) & (DirectoryGroup.key == key))
+        if row is None:
+            raise NotFoundException(detail=f"Group {key!r} not found")
+        return row
+
+    def _meta(self, name: str, row: Identity | DirectoryGroup) -> Meta:
+        return Meta(
+            resource_type=name,
+            created=_aware(row.created_at),
+            last_modified=_aware(row.updated_at),
+            version=version_tag(row.version),
+        )
+
+    def _load(
+        self, resource_type: ResourceType, row: Identity | DirectoryGroup, extra: dict[str, Any]
+    ) -> Resource[Any]:
+        data = json.loads(row.resource)
+        data.update(extra)
+        data["id"] = row.key
+        resource = self._model(resource_type).model_validate(data)
+        resource.meta = self._meta(str(resource_type.name), row)
+        return resource
+
+    @staticmethod
+    def _dump(resource: Resource[Any]) -> dict[str, Any]:
+        data = resource.model_dump()
+        for key in NOT_STORED:
+            data.pop(key, None)
+        return data
+
+    def _groups_of(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The read-only ``groups`` of users (RFC 7643 §4.1.2), for a page at a time."""
+        found: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
+        if not keys:
+            return found
+        query = (
+            GroupMember.select(GroupMember.member_key, DirectoryGroup.key, DirectoryGroup.display_name)
+            .join(DirectoryGroup)
+            .where((GroupMember.source == self.tenant.source_id) & GroupMember.member_key.in_(keys))
+            .order_by(DirectoryGroup.id)
+            .tuples()
+        )
+        for member_key, group_key, display in query:
+            found[member_key].append(
+                {"value": group_key, "display": display, "$ref": f"Groups/{group_key}", "type": "direct"}
+            )
+        return found
+
+    def _members_of(self, group_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        found: dict[int, list[dict[str, Any]]] = {group_id: [] for group_id in group_ids}
+        if not group_ids:
+            return found
+        user = Identity.alias("u")
+        query = (
+            GroupMember.select(
+                GroupMember.group, GroupMember.member_key, GroupMember.member_kind, user.display_name, user.user_name
+            )
+            .join(
+                user,
+                peewee.JOIN.LEFT_OUTER,
+                on=((user.source == GroupMember.source) & (user.key == GroupMember.member_key)),
+            )
+            .where(GroupMember.group.in_(group_ids))
+            .order_by(GroupMember.id)
+            .tuples()
+        )
+        for group_id, key, kind, display_name, user_name in query:
+            entry: dict[str, Any] = {"value": key, "type": kind, "$ref": f"{kind}s/{key}"}
+            if display_name or user_name:
+                entry["display"] = display_name or user_name
+            found[group_id].append(entry)
+        return found
+
+    def _reconcile(self, keys: Iterable[str | None]) -> None:
+        reconciliation.touched(self.tenant.org_id, keys, self.tenant.actor)
+
+    def _member_match_keys(self, member_keys: Iterable[str]) -> list[str | None]:
+        wanted = list(set(member_keys))
+        found: list[str | None] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.extend(
+                key
+                for (key,) in Identity.select(Identity.match_key)
+                .where((Identity.source == self.tenant.source_id) & Identity.key.in_(chunk))
+                .tuples()
+            )
+        return found
+
+    # -- ScimStorage ----------------------------------------------------------
+
+    def get(
+        self,
+        resource_type: ResourceType,
+        resource_id: str,
+        *,
+        response_parameters: ResponseParameters[Any] | None = None,
+    ) -> Resource[Any]:
+        if self.is_group(resource_type):
+            row = self.group_row(resource_id)
+            extra = {}
+            if wants(response_parameters, "members"):
+                extra["members"] = self._members_of([row.id])[row.id]
+            return self._load(resource_type, row, extra)
+        user = self.user_row(resource_id)
+        extra = {"groups": self._groups_of([user.key])[user.key]} if wants(response_parameters, "groups") else {}
+        if "groups" in extra:
+            self._read[user.key] = (user, extra["groups"])
+        return self._load(resource_type, user, extra)
+
+    def search(
+        self,
+        resource_types: list[ResourceType],
+        search_request: SearchRequest[Any],
+        *,
+        position: Any = None,
+    ) -> SearchPage:
+        if len(resource_types) != 1:
+            raise NotImplementedException(detail="search at the root is not supported; search /Users or /Groups")
+        resource_type = resource_types[0]
+        is_group = self.is_group(resource_type)
+        table = DirectoryGroup if is_group else Identity
+        model = self._model(resource_type)
+        condition = table.source == self.tenant.source_id
+        if search_request.filter is not None:
+            compiler = FilterCompiler(model, is_group, self.tenant.source_id)
+            condition = condition & compiler.compile(search_request.filter.ast)
+        query = (DirectoryGroup.select() if is_group else Identity.select(*USER_FIELDS)).where(condition)
+        count = search_request.count
+        if count == 0:
+            return SearchPage(query.count(), [])
+        offset = max((search_request.start_index or 1) - 1, 0)
+        rows = list(query.order_by(*self._order(table, model, search_request, is_group)).offset(offset).limit(count))
+        # A short first page is the whole result (a lookup by userName): no COUNT needed.
+        total = len(rows) if offset == 0 and (count is None or len(rows) < count) else query.count()
+        if is_group:
+            members = self._members_of([r.id for r in rows]) if wants(search_request, "members") else {}
+            resources = [
+                self._load(resource_type, r, {"members": members[r.id]} if r.id in members else {}) for r in rows
+            ]
+        else:
+            groups = self._groups_of([r.key for r in rows]) if wants(search_request, "groups") else {}
+            resources = [
+                self._load(resource_type, r, {"groups": groups[r.key]} if r.key in groups else {}) for r in rows
+            ]
+        return SearchPage(total, resources)
+
+    def _order(
+        self, table: type[peewee.Model], model: type[Any], search_request: SearchRequest[Any], is_group: bool
+    ) -> list[Any]:
+        """sortBy/sortOrder (RFC 7644 §3.4.2.3), then the row id: a stable order for startIndex paging."""
+        if search_request.sort_by is None:
+            return [table.id]
+        binding = search_request.sort_binding(model)
+        if binding is None:
+            return [table.id]
+        dialect = Dialect()
+        columns = GROUP_COLUMNS if is_group else USER_COLUMNS
+        column = columns.get(binding.urn.lower())
+        if column is not None:
+            node = column.node
+            if column.text and not column.folded and not binding.case_exact:
+                node = dialect.fold(node)
+        else:
+            keys = json_keys(binding)
+            if binding.is_multivalued:
+                head = keys[:-1] if binding.sub_field_name else keys
+                keys = [*head, "0", *keys[len(head) :]] if dialect.postgres else keys
+                if not dialect.postgres:
+                    node = peewee.fn.json_extract(
+                        table.resource,
+                        "$" + "".join(f'."{k}"' for k in head) + "[0]" + "".join(f'."{k}"' for k in keys[len(head) :]),
+                    )
+                else:
+                    node = dialect.json_value(table.resource, keys)
+            else:
+                node = dialect.json_value(table.resource, keys)
+            if not binding.case_exact:
+                node = dialect.fold(node)
+        node = dialect.text(node) if column is None or column.text else node
+        descending = search_request.sort_order == SearchRequest.SortOrder.descending
+        if descending:
+            return [node.is_null().desc(), node.desc(), table.key.desc()]
+        return [node.is_null().asc(), node.asc(), table.key.asc()]
+
+    # -- writes -----------------------------------------------------------------
+
+    def _user_columns(self, data: dict[str, Any]) -> dict[str, Any]:
+        name = data.get("name") or {}
+        enterprise = data.get(ENTERPRISE_URN) or {}
+        manager = enterprise.get("manager") or {}
+        user_name = str(data.get("userName") or "")
+        email = _primary_email(data)
+        external_id = data.get("externalId")
+        return {
+            "user_name": user_name,
+            "user_name_lower": fold(user_name),
+            "unique_name": fold(user_name),
+            "email": email,
+            "email_lower": fold(email),
+            "external_id": external_id,
+            "display_name": data.get("displayName"),
+            "given_name": name.get("givenName"),
+            "family_name": name.get("familyName"),
+            "active": data.get("active") is not False,
+            "department": enterprise.get("department"),
+            "title": data.get("title"),
+            "employee_number": enterprise.get("employeeNumber"),
+            "manager_key": manager.get("value"),
+            "match_key": match_key(self.tenant.match_on, user_name=user_name, email=email, external_id=external_id),
+            "resource": json.dumps(data, separators=(",", ":"), default=str),
+        }
+
+    @staticmethod
+    def _group_columns(data: dict[str, Any]) -> dict[str, Any]:
+        display_name = str(data.get("displayName") or "")
+        return {
+            "display_name": display_name,
+            "display_name_lower": fold(display_name),
+            "unique_name": fold(display_name),
+            "external_id": data.get("externalId"),
+            "resource": json.dumps(data, separators=(",", ":"), default=str),
+        }
+
+    @contextmanager
+    def _unique(self, what: str) -> Iterator[None]:
+        """A savepoint around a write, so that a uniqueness violation answers 409 and the transaction goes on."""
+        try:
+            with database.obj.atomic():
+                yield
+        except peewee.IntegrityError:
+            raise UniquenessException(detail=f"{what} is already taken in this organization") from None
+
+    def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
+        now = utcnow()
+        key = _new_id()
+        data = self._dump(resource)
+        if self.is_group(resource_type):
+            columns = self._group_columns(data)
+            members = self._member_entries(cast(Group, resource).members)
+            with self._unique("displayName"):
+                row = DirectoryGroup.create(
+                    org=self.tenant.org_id,
+                    source=self.tenant.source_id,
+                    key=key,
+                    created_at=now,
+                    updated_at=now,
+                    **columns,
+                )
+            self._insert_members(row, members)
+            self._reconcile(self._member_match_keys(k for k, _ in members))
+            return self.get(resource_type, key)
+        columns = self._user_columns(data)
+        with self._unique("userName"):
+            Identity.insert(
+                org=self.tenant.org_id, source=self.tenant.source_id, key=key, created_at=now, updated_at=now, **columns
+            ).execute()
+        self._reconcile([columns["match_key"]])
+        return self._stored(resource_type, resource, key, now, now, 1, [])
+
+    def update(
+        self, resource_type: ResourceType, resource: Resource[Any], *, expected_version: str | None = None
+    ) -> Resource[Any]:
+        key = cast(str, resource.id)
+        data = self._dump(resource)
+        if self.is_group(resource_type):
+            row = self.group_row(key)
+            columns = self._group_columns(data)
+            with self._unique("displayName"):
+                self.bump(row, expected_version, **columns)
+            touched = self.set_members(row, self._member_entries(cast(Group, resource).members))
+            if columns["display_name"] != row.display_name:
+                touched = touched + self.member_keys(row)
+            self._reconcile(self._member_match_keys(touched))
+            return self.get(resource_type, key)
+        # PUT and PATCH read the user first, in this same transaction: reuse that read.
+        user, groups = self._read.pop(key, None) or (self.user_row(key), self._groups_of([key])[key])
+        columns = self._user_columns(data)
+        with self._unique("userName"):
+            self.bump(user, expected_version, **columns)
+        self._reconcile([user.match_key, columns["match_key"]])
+        return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
+
+    def _stored(
+        self,
+        resource_type: ResourceType,
+        resource: Resource[Any],
+        key: str,
+        created: datetime,
+        updated: datetime,
+        version: int,
+        groups: list[dict[str, Any]],
+    ) -> Resource[Any]:
+        """The user as a read would return it, without reading it back: the row holds exactly what was written."""
+        data = self._dump(resource)
+        if groups:
+            data["groups"] = groups
+        data["id"] = key
+        stored = self._model(resource_type).model_validate(data)
+        stored.meta = Meta(
+            resource_type=str(resource_type.name),
+            created=_aware(created),
+            last_modified=_aware(updated),
+            version=version_tag(version),
+        )
+        return stored
+
+    def bump(self, row: Identity | DirectoryGroup, expected_version: str | None, **columns: Any) -> int:
+        """Write columns and move the version on, unless another write moved it first (RFC 7644 §3.14)."""
+        table = type(row)
+        expected = version_number(expected_version)
+        now = utcnow()
+        query = table.update(version=table.version + 1, updated_at=now, **columns).where(table.id == row.id)
+        if expected is not None:
+            query = query.where(table.version == expected)
+        if query.execute() == 0:
+            raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
+        row.version = row.version + 1
+        row.updated_at = now
+        return row.version
+
+    def delete(self, resource_type: ResourceType, resource_id: str, *, expected_version: str | None = None) -> None:
+        expected = version_number(expected_version)
+        if self.is_group(resource_type):
+            row = self.group_row(resource_id)
+            if expected is not None and row.version != expected:
+                raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
+            keys = self.member_keys(row)
+            GroupMember.delete().where(GroupMember.group == row.id).execute()
+            row.delete_instance()
+            self._reconcile(self._member_match_keys(keys))
+            return
+        user = self.user_row(resource_id)
+        if expected is not None and user.version != expected:
+            raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
+        GroupMember.delete().where(
+            (GroupMember.source == self.tenant.source_id) & (GroupMember.member_key == user.key)
+        ).execute()
+        user.delete_instance()
+        self._reconcile([user.match_key])
+
+    # -- members -----------------------------------------------------------------
+
+    def _member_entries(self, members: Iterable[Any] | None) -> list[tuple[str, str]]:
+        """(key, kind) of each member, checked to be a User or Group of this tenant (RFC 7643 §4.2)."""
+        values = list(dict.fromkeys(m.value for m in members or () if m is not None and m.value))
+        return self.resolve_members(values)
+
+    def resolve_members(self, values: list[str]) -> list[tuple[str, str]]:
+        kinds: dict[str, str] = {}
+        for start in range(0, len(values), 500):
+            chunk = values[start : start + 500]
+            for (key,) in (
+                Identity.select(Identity.key)
+                .where((Identity.source == self.tenant.source_id) & Identity.key.in_(chunk))
+                .tuples()
+            ):
+                kinds[key] = "User"
+            missing = [v for v in chunk if v not in kinds]
+            if missing:
+                for (key,) in (
+                    DirectoryGroup.select(DirectoryGroup.key)
+                    .where((DirectoryGroup.source == self.tenant.source_id) & DirectoryGroup.key.in_(missing))
+                    .tuples()
+                ):
+                    kinds[key] = "Group"
+        unknown = [v for v in values if v not in kinds]
+        if unknown:
+            raise InvalidValueException(
+                detail=f"member {unknown[0]!r} is not a User or Group of this organization; create it first"
+            )
+        return [(v, kinds[v]) for v in values]
+
+    def member_keys(self, row: DirectoryGroup) -> list[str]:
+        return [k for (k,) in GroupMember.select(GroupMember.member_key).where(GroupMember.group == row.id).tuples()]
+
+    def _insert_members(self, row: DirectoryGroup, members: list[tuple[str, str]]) -> None:
+        rows = [
+            {
+                "org": self.tenant.org_id,
+                "source": self.tenant.source_id,
+                "group": row.id,
+                "member_key": key,
+                "member_kind": kind,
+            }
+            for key, kind in members
+        ]
+        for start in range(0, len(rows), 500):
+            GroupMember.insert_many(rows[start : start + 500]).on_conflict_ignore().execute()
+
+    def add_members(self, row: DirectoryGroup, values: list[str]) -> list[str]:
+        """Insert the members not there yet; return the keys added. Costs O(added), whatever the group size."""
+        if not values:
+            return []
+        present = {
+            k
+            for (k,) in GroupMember.select(GroupMember.member_key)
+            .where((GroupMember.group == row.id) & GroupMember.member_key.in_(values))
+            .tuples()
+        }
+        new = self.resolve_members([v for v in dict.fromkeys(values) if v not in present])
+        self._insert_members(row, new)
+        return [k for k, _ in new]
+
+    def remove_members(self, row: DirectoryGroup, values: list[str]) -> list[str]:
+        """Delete exactly the listed members; return the keys removed."""
+        if not values:
+            return []
+        present = [
+            k
+            for (k,) in GroupMember.select(GroupMember.member_key)
+            .where((GroupMember.group == row.id) & GroupMember.member_key.in_(values))
+            .tuples()
+        ]
+        if present:
+            GroupMember.delete().where((GroupMember.group == row.id) & GroupMember.member_key.in_(present)).execute()
+        return present
+
+    def set_members(self, row: DirectoryGroup, members: list[tuple[str, str]]) -> list[str]:
+        """Make the member list exactly ``members``; return the keys added or removed."""
+        current = set(self.member_keys(row))
+        wanted = {k for k, _ in members}
+        removed = sorted(current - wanted)
+        for start in range(0, len(removed), 500):
+            GroupMember.delete().where(
+                (GroupMember.group == row.id) & GroupMember.member_key.in_(removed[start : start + 500])
+            ).execute()
+        added = [(k, kind) for k, kind in members if k not in current]
+        self._insert_members(row, added)
+        return removed + [k for k, _ in added]
+
+
+def _new_id() -> str:
+    import uuid
+
+    return str(uuid.uuid4())

@@ -1,0 +1,195 @@
+"""The Flask integration of scim2-server: framework in, framework out (STYLE.md, "Layers").
+
+Each request: bound the body (413 above ``server.max_body_bytes``), authenticate the bearer token with
+:func:`syncd.tokens.authenticate` (401 with a SCIM error body and ``WWW-Authenticate``, RFC 7644 §2 and RFC 6750 §3),
+take the org from the token, and serve the request with a handler over that org's storage only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+import flask
+from scim2_models import (
+    ForbiddenException,
+    InvalidFilterException,
+    InvalidValueException,
+    PayloadTooLargeException,
+    Resource,
+    UnauthorizedException,
+)
+from scim2_server.applications.base import BaseApplication
+from scim2_server.requests import ScimRequest
+from scim2_server.responses import ScimResponse
+from scim2_server.routing import Operation
+
+from scim.dialect import register_functions
+from scim.schema import build_provider
+from scim.service import SyncdHandler, SyncdService
+from scim.storage import SyncdStorage, Tenant
+from syncd import tokens
+from syncd.config import Config
+from syncd.orgs import scim_source_name
+from syncd.store.db import database
+from syncd.store.models import Organization, Source
+
+log = logging.getLogger("syncd.scim")
+TENANT_TTL_SECONDS = 5.0
+
+# A NUL character, raw or as the JSON escape \u0000 (not preceded by an escaping backslash). PostgreSQL text cannot
+# hold it, so it is refused up front on every backend alike.
+NUL = re.compile(r"\x00|(?<!\\)(?:\\\\)*\\u0000")
+
+READ_OPERATIONS = {
+    Operation.query,
+    Operation.search,
+    Operation.search_with_body,
+    Operation.service_provider_config,
+    Operation.resource_types,
+    Operation.resource_type,
+    Operation.schemas,
+    Operation.schema,
+}
+
+
+class FlaskScim(BaseApplication):
+    """Serves SCIM requests arriving through Flask, each as the tenant its token names."""
+
+    def __init__(self, config: Config) -> None:
+        provider = build_provider(config.server.max_body_bytes)
+        super().__init__(provider, SyncdService(provider, config.server.max_body_bytes))
+        self.max_body_bytes = config.server.max_body_bytes
+        self.models: dict[str, type[Resource[Any]]] = {
+            str(rt.name): self.service.get_model(rt) for rt in provider.resource_types
+        }
+        self.log = log
+        self.tenants: dict[int, tuple[float, Tenant]] = {}
+
+    # -- request -------------------------------------------------------------
+
+    def read_request(self, path: str) -> ScimRequest:
+        incoming = flask.request
+        base_url = incoming.base_url
+        suffix = "/" + path if path else ""
+        if suffix and base_url.endswith(suffix):
+            base_url = base_url[: -len(suffix)]
+        base_url = base_url.rstrip("/")
+        headers = list(incoming.headers.items())
+        return ScimRequest(
+            method=incoming.method,
+            base_url=base_url,
+            path=self.split_path("/" + path),
+            query=dict(incoming.args.items()),
+            headers=headers,
+        )
+
+    def read_body(self) -> bytes:
+        """Read at most ``max_body_bytes``; a larger body is a 413 (RFC 7644 §3.12 has no scimType for it)."""
+        incoming = flask.request
+        limit = self.max_body_bytes
+        if incoming.content_length is not None and incoming.content_length > limit:
+            raise PayloadTooLargeException(detail=f"the request body exceeds the limit of {limit} bytes")
+        body = incoming.stream.read(limit + 1)
+        if len(body) > limit:
+            raise PayloadTooLargeException(detail=f"the request body exceeds the limit of {limit} bytes")
+        if NUL.search(body.decode("utf-8", "replace")):
+            raise InvalidValueException(detail="the request body holds a NUL character, which no attribute may hold")
+        return body
+
+    @staticmethod
+    def check_query(request: ScimRequest) -> None:
+        for name, value in request.query.items():
+            if NUL.search(value):
+                if name == "filter":
+                    raise InvalidFilterException(detail="the filter holds a NUL character")
+                raise InvalidValueException(detail=f"the {name} parameter holds a NUL character")
+
+    def authenticate(self, request: ScimRequest) -> tokens.Principal:
+        scheme, _, presented = (request.header("Authorization") or "").partition(" ")
+        principal = tokens.authenticate(presented.strip()) if scheme.lower() == "bearer" else None
+        if principal is None:
+            raise UnauthorizedException(
+                detail="a valid bearer token is required; create one with 'syncd tokens create --scope scim'"
+            )
+        if principal.scope != "scim":
+            raise ForbiddenException(detail=f"this token has scope {principal.scope!r}; SCIM needs a 'scim' token")
+        return principal
+
+    def tenant_of(self, principal: tokens.Principal) -> Tenant:
+        """The org's SCIM source and match key; kept a few seconds, as both change only with the org's config."""
+        cached = self.tenants.get(principal.token_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        tenant = self._load_tenant(principal)
+        self.tenants[principal.token_id] = (time.monotonic() + TENANT_TTL_SECONDS, tenant)
+        return tenant
+
+    @staticmethod
+    def _load_tenant(principal: tokens.Principal) -> Tenant:
+        row = (
+            Source.select(Source.id, Organization.match_on)
+            .join(Organization)
+            .where((Source.org == principal.org_id) & (Source.name == scim_source_name(principal.org_slug)))
+            .tuples()
+            .first()
+        )
+        if row is None:
+            raise ForbiddenException(detail=f"org {principal.org_slug!r} has no SCIM source")
+        source_id, match_on = row
+        return Tenant(org_id=principal.org_id, source_id=source_id, match_on=match_on, actor=principal.actor)
+
+    def serve(self, path: str) -> flask.Response:
+        request = self.read_request(path)
+        try:
+            request.body = self.read_body()
+            self.check_query(request)
+            operation = self.service.match(request).operation
+            if not self.needs_auth(request):
+                handler = SyncdHandler(self.service, SyncdStorage(Tenant(0, 0, "email", "anonymous"), self.models))
+                response = handler.handle(request)
+            else:
+                principal = self.authenticate(request)
+                request.subject = principal
+                storage = SyncdStorage(self.tenant_of(principal), self.models, writing=operation not in READ_OPERATIONS)
+                response = SyncdHandler(self.service, storage).handle(request)
+        except Exception as exception:
+            response = self.handle_exception(request, exception)
+        return self.send(self.finalize_response(request, response))
+
+    @staticmethod
+    def send(response: ScimResponse) -> flask.Response:
+        body = b"" if response.body is None else json.dumps(response.body).encode()
+        return flask.Response(body, status=int(response.status), headers=dict(response.headers))
+
+
+def create_blueprint(config: Config) -> flask.Blueprint:
+    """The SCIM endpoints (RFC 7644 §3.2) as a blueprint; the service mounts it at ``/scim/v2``."""
+    scim = FlaskScim(config)
+    blueprint = flask.Blueprint("scim", __name__)
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    @blueprint.route("/", defaults={"path": ""}, methods=methods, strict_slashes=False)
+    @blueprint.route("/<path:path>", methods=methods)
+    def serve(path: str) -> flask.Response:
+        if database.obj is not None:
+            register_functions(database.obj)
+        return scim.serve(path)
+
+    return blueprint
+
+
+def create_app(config: Config) -> flask.Flask:
+    """A WSGI app serving only SCIM at ``/scim/v2``, for tests and benchmarks; opens the configured store."""
+    from syncd.store import open_database, upgrade
+
+    if database.obj is None:
+        open_database(config.database.url)
+        upgrade()
+    register_functions(database.obj)
+    app = flask.Flask("syncd.scim")
+    app.register_blueprint(create_blueprint(config), url_prefix="/scim/v2")
+    return app

@@ -1,0 +1,35 @@
+"""``syncd demo``: the README's first command sets up a working org from the HR file and prints how to use it."""
+
+from __future__ import annotations
+
+import json
+
+from syncd import tokens
+
+
+def test_demo_sets_up_members_token_and_ledger_and_reruns_cleanly(cli, tmp_path):
+    folder = tmp_path / "demo"
+    first = cli("demo", "--dir", str(folder), "--no-serve")
+    assert first.code == 0, first.stderr
+    token = next(line.split()[2] for line in first.stdout.splitlines() if line.startswith("SCIM token:"))
+    assert tokens.authenticate(token) is not None
+    assert "http://127.0.0.1:8080/scim/v2" in first.stdout
+
+    config = str(folder / "syncd.toml")
+    members = json.loads(cli("--config", config, "members", "list", "--org", "demo", "--format", "json").stdout)
+    roles = {m["email"]: m["role"] for m in members}
+    assert roles["ada@demo.example"] == "owner"
+    assert roles["grace@demo.example"] == "admin"
+    assert roles["tim@partner.example"] == "guest"
+    assert "dennis@demo.example" not in roles  # inactive in the HR export: never joins
+
+    again = cli("demo", "--dir", str(folder), "--no-serve")
+    assert again.code == 0, again.stderr
+    assert f"SCIM token:     {token}" in again.stdout
+    assert "0 changes applied" in again.stdout
+    assert cli("--config", config, "audit", "verify", "--org", "demo").code == 0
+
+
+def test_demo_refuses_a_config_of_its_own(cli, tmp_path):
+    result = cli("--config", str(tmp_path / "x.toml"), "demo", "--no-serve", "--dir", str(tmp_path / "d"))
+    assert result.code == 1 and "drop --config" in result.stderr
