@@ -1,0 +1,135 @@
+"""A real OpenLDAP slapd in a temporary directory, for the LDAP tests and the benchmark.
+
+The configuration follows ../shared/FACTS.md ("Services"): schemas core, cosine, inetorgperson, nis and dyngroup;
+``back_mdb`` with the ``syncprov`` overlay keeping a session log (so syncrepl refreshes report deletes, RFC 4533
+§3.3.2), ``memberof`` with referential integrity (renames rewrite group members), and ``ppolicy`` for the
+``pwdAccountLockedTime`` attribute. It is checked with ``slaptest`` before starting.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+SLAPD = "/usr/sbin/slapd"
+SLAPADD = "/usr/sbin/slapadd"
+SLAPTEST = "/usr/sbin/slaptest"
+SUFFIX = "dc=example,dc=org"
+ROOT_DN = f"cn=admin,{SUFFIX}"
+ROOT_PASSWORD = "root-secret-do-not-log"
+
+_CONFIG = """\
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include /etc/ldap/schema/nis.schema
+include /etc/ldap/schema/dyngroup.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+moduleload memberof
+moduleload syncprov
+moduleload ppolicy
+pidfile {root}/slapd.pid
+database mdb
+suffix "{suffix}"
+rootdn "{root_dn}"
+rootpw {root_password}
+directory {root}/db
+maxsize 4294967296
+index objectClass,uid,entryUUID,entryCSN,memberUid eq
+{limits}
+overlay syncprov
+syncprov-checkpoint 100 1
+syncprov-sessionlog {sessionlog}
+overlay memberof
+memberof-refint TRUE
+overlay ppolicy
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Slapd:
+    """One slapd process listening on a free loopback port, with its database under ``root``."""
+
+    def __init__(self, root: Path, *, sessionlog: int = 1000, limits: str = "") -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"ldap://127.0.0.1:{self.port}"
+        self.config = root / "slapd.conf"
+        self.process: subprocess.Popen[bytes] | None = None
+        (root / "db").mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            _CONFIG.format(
+                root=root,
+                suffix=SUFFIX,
+                root_dn=ROOT_DN,
+                root_password=ROOT_PASSWORD,
+                sessionlog=sessionlog,
+                limits=limits,
+            ),
+            encoding="utf-8",
+        )
+        subprocess.run([SLAPTEST, "-Q", "-u", "-f", str(self.config)], check=True)
+
+    def load(self, ldif: str | Path) -> None:
+        """Load LDIF offline with ``slapadd -q`` (much faster than ldapadd; slapd must be stopped)."""
+        path = Path(ldif) if isinstance(ldif, Path) else self.root / "load.ldif"
+        if not isinstance(ldif, Path):
+            path.write_text(ldif, encoding="utf-8")
+        subprocess.run([SLAPADD, "-q", "-f", str(self.config), "-l", str(path)], check=True, capture_output=True)
+
+    def start(self) -> None:
+        self.port = self.port or free_port()
+        self.process = subprocess.Popen(
+            [SLAPD, "-d", "0", "-h", f"{self.url}/", "-f", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"slapd exited with {self.process.returncode}; config {self.config}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError(f"slapd did not listen on {self.url} within 10 s")
+
+    def kill(self) -> None:
+        """Kill slapd at once (SIGKILL), as a crash or a pulled cable would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def peak_rss_kib(pid: int | None = None) -> int:
+    """Peak resident set size (VmHWM) of a process, in KiB, from /proc."""
+    status = Path(f"/proc/{pid or os.getpid()}/status").read_text(encoding="utf-8")
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("VmHWM not in /proc status")
