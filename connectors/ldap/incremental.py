@@ -99,7 +99,9 @@ def _syncrepl_searches(reader: DirectoryReader) -> dict[str, tuple[str, str, str
 
 def _refresh_cookie(reader: DirectoryReader) -> bytes | None:
     """A cookie for "now": a refreshOnly search matching nothing returns the provider's current state (§3.3.1)."""
-    refresh = refresh_only(reader, "syncrepl cookie", reader.settings.users_base, NEVER_MATCHES, "base", ["1.1"], None)
+    refresh = refresh_only(
+        reader, "users (syncrepl cookie)", reader.settings.users_base, NEVER_MATCHES, "base", ["1.1"], None
+    )
     return refresh.cookie
 
 
@@ -195,13 +197,12 @@ def _syncrepl_changes(reader: DirectoryReader, position: dict[str, Any]) -> tupl
     if reader.problems:
         return None
     user_records, group_records = reader.finish(users, groups)
+    # slapd's session log is not scoped to the search base: every refresh names every deleted entryUUID, and a
+    # deleted entry's class is gone with it. Each deleted key is therefore named as a removed user and a removed
+    # group; the one that never existed is a no-op (keys are UUIDs, so they cannot collide).
     changed = {record.key for record in user_records} | {record.key for record in group_records}
-    delta = Delta(
-        users=user_records,
-        groups=group_records,
-        removed_user_keys=sorted(set(removed_users) - changed),
-        removed_group_keys=sorted(set(removed_groups) - changed),
-    )
+    removed = sorted((set(removed_users) | set(removed_groups)) - changed)
+    delta = Delta(users=user_records, groups=group_records, removed_user_keys=removed, removed_group_keys=removed)
     return delta, new_position
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import ssl
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -251,5 +252,7 @@ class _Unreachable(Exception):
 
 
 def _reason(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.replace("\n", " ")
+    """The library's text without the tuple-in-string wrapping ldap3 gives socket errors."""
+    text = (str(error).strip() or type(error).__name__).replace("\n", " ")
+    text = re.sub(r"^[(\"',\s]+|[)\"',\s]+$", "", text)
+    return text.replace("\\'", "'") or type(error).__name__

@@ -2,7 +2,9 @@
 
 The configuration follows ../shared/FACTS.md ("Services"): schemas core, cosine, inetorgperson, nis and dyngroup;
 ``back_mdb`` with the ``syncprov`` overlay keeping a session log (so syncrepl refreshes report deletes, RFC 4533
-§3.3.2), ``memberof`` with referential integrity (renames rewrite group members), and ``ppolicy`` for the
+§3.3.2), ``memberof`` (memberOf on people), ``refint`` (a rename or delete rewrites ``member``, ``uniqueMember`` and
+``manager`` values, as a real directory's would — in a background task, and without a new entryCSN, so syncrepl
+does not redeliver the groups; keys make that harmless), and ``ppolicy`` for the
 ``pwdAccountLockedTime`` attribute. It is checked with ``slaptest`` before starting.
 """
 
@@ -34,6 +36,7 @@ moduleload back_mdb
 moduleload memberof
 moduleload syncprov
 moduleload ppolicy
+moduleload refint
 pidfile {root}/slapd.pid
 database mdb
 suffix "{suffix}"
@@ -48,6 +51,8 @@ syncprov-checkpoint 100 1
 syncprov-sessionlog {sessionlog}
 overlay memberof
 memberof-refint TRUE
+overlay refint
+refint_attributes member uniqueMember manager
 overlay ppolicy
 """
 
