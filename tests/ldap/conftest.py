@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,11 +13,11 @@ import pytest
 
 from connectors.ldap import Settings
 from tests.ldap.directory import GROUPS, LIMITS, PEOPLE, SYNCD_DN, SYNCD_PASSWORD, seed_ldif
-from tests.ldap.slapd import ROOT_DN, ROOT_PASSWORD, Slapd
+from tests.ldap.slapd import ROOT_DN, ROOT_PASSWORD, Slapd, make_certificates
 
 
-def start_directory(root: Path, sessionlog: int = 1000) -> Slapd:
-    slapd = Slapd(root, sessionlog=sessionlog, limits=LIMITS)
+def start_directory(root: Path, sessionlog: int = 1000, tls: tuple[Path, Path, Path] | None = None) -> Slapd:
+    slapd = Slapd(root, sessionlog=sessionlog, limits=LIMITS, tls=tls)
     slapd.load(seed_ldif())
     slapd.start()
     return slapd
@@ -31,6 +32,19 @@ def slapd() -> Iterator[Slapd]:
         yield server
     finally:
         server.remove()
+
+
+@pytest.fixture(scope="session")
+def tls_slapd() -> Iterator[tuple[Slapd, Path]]:
+    """The seeded directory behind TLS (ldaps:// and StartTLS) with a certificate from a throwaway CA."""
+    root = Path(tempfile.mkdtemp(prefix="syncd-slapd-tls-"))
+    ca, cert, key = make_certificates(root / "pki")
+    server = start_directory(root / "slapd", tls=(ca, cert, key))
+    try:
+        yield server, ca
+    finally:
+        server.remove()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ moduleload syncprov
 moduleload ppolicy
 moduleload refint
 pidfile {root}/slapd.pid
+{tls}
 database mdb
 suffix "{suffix}"
 rootdn "{root_dn}"
@@ -66,10 +67,19 @@ def free_port() -> int:
 class Slapd:
     """One slapd process listening on a free loopback port, with its database under ``root``."""
 
-    def __init__(self, root: Path, *, sessionlog: int = 1000, limits: str = "") -> None:
+    def __init__(
+        self, root: Path, *, sessionlog: int = 1000, limits: str = "", tls: tuple[Path, Path, Path] | None = None
+    ) -> None:
+        """``tls`` is (CA certificate, server certificate, server key): slapd then also listens on ldaps://."""
         self.root = root
         self.port = free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
+        self.tls_port = free_port() if tls else None
+        self.ldaps_url = f"ldaps://127.0.0.1:{self.tls_port}" if tls else None
+        tls_lines = ""
+        if tls:
+            ca, cert, key = tls
+            tls_lines = f"TLSCACertificateFile {ca}\nTLSCertificateFile {cert}\nTLSCertificateKeyFile {key}"
         self.config = root / "slapd.conf"
         self.process: subprocess.Popen[bytes] | None = None
         (root / "db").mkdir(parents=True, exist_ok=True)
@@ -81,6 +91,7 @@ class Slapd:
                 root_password=ROOT_PASSWORD,
                 sessionlog=sessionlog,
                 limits=limits,
+                tls=tls_lines,
             ),
             encoding="utf-8",
         )
@@ -94,9 +105,9 @@ class Slapd:
         subprocess.run([SLAPADD, "-q", "-f", str(self.config), "-l", str(path)], check=True, capture_output=True)
 
     def start(self) -> None:
-        self.port = self.port or free_port()
+        listen = f"{self.url}/ {self.ldaps_url}/" if self.ldaps_url else f"{self.url}/"
         self.process = subprocess.Popen(
-            [SLAPD, "-d", "0", "-h", f"{self.url}/", "-f", str(self.config)],
+            [SLAPD, "-d", "0", "-h", listen, "-f", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -129,6 +140,52 @@ class Slapd:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it (openssl), for TLS tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, request, cert = (
+        folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=syncd test CA",
+    )
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(request), "-subj", "/CN=127.0.0.1")
+    extensions = folder / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n", encoding="utf-8")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(request),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(extensions),
+    )
+    key.chmod(0o644)
+    return ca, cert, key
 
 
 def peak_rss_kib(pid: int | None = None) -> int:

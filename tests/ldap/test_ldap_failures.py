@@ -118,3 +118,29 @@ def test_groups_base_missing_fails_after_users_were_read(slapd, settings_for):
     message = read_error(settings_for(slapd, groups_base=f"ou=missing,{GROUPS}"))
 
     assert "ou=missing" in message
+
+
+def test_ldaps_with_the_ca_file_reads_and_without_it_fails_on_the_certificate(tls_slapd, settings_for):
+    server, ca = tls_slapd
+
+    snapshot = Connector("hr-ldap", settings_for(server, url=server.ldaps_url, ca_file=str(ca))).read(None)
+    message = read_error(settings_for(server, url=server.ldaps_url))
+
+    assert isinstance(snapshot, Snapshot) and snapshot.complete
+    assert "certificate verify failed" in message and "ca_file" in message
+
+
+def test_start_tls_with_the_ca_file_reads(tls_slapd, settings_for):
+    server, ca = tls_slapd
+
+    snapshot = Connector("hr-ldap", settings_for(server, start_tls=True, ca_file=str(ca))).read(None)
+
+    assert isinstance(snapshot, Snapshot) and {u.user_name for u in snapshot.users} >= {"alice"}
+
+
+def test_start_tls_with_an_untrusted_certificate_fails(tls_slapd, settings_for):
+    server, _ = tls_slapd
+
+    message = read_error(settings_for(server, start_tls=True))
+
+    assert "StartTLS" in message and "ca_file" in message
