@@ -118,9 +118,17 @@ class Session:
             raise _Unreachable(_reason(error)) from None
         if not bound:
             description = connection.result.get("description") or "refused"
+            code = connection.result.get("result")
             connection.unbind()
             secret_key = "bind_password_file" if settings.bind_password_file else "bind_password_env"
-            if connection.result.get("result") == 49:
+            if code in (51, 52):
+                raise _Unreachable(f"bind answered {description}")
+            if code == 13:
+                raise self.fail(
+                    f"bind to {url} refused: the server requires TLS (confidentialityRequired); "
+                    "use an ldaps:// url or start_tls = true"
+                )
+            if code == 49:
                 raise self.fail(
                     f"bind to {url} as {settings.bind_dn} refused (invalid credentials); check bind_dn and {secret_key}"
                 )
@@ -219,14 +227,15 @@ class Session:
             )
         except ldap_errors.LDAPInvalidFilterError as error:
             raise self.fail(f"{where}: invalid filter {search_filter!r} ({_reason(error)}); fix the filter") from None
-        except ldap_errors.LDAPResponseTimeoutError:
+        except (ldap_errors.LDAPResponseTimeoutError, ldap_errors.LDAPCommunicationError) as error:
+            reason = _reason(error)
+            if isinstance(error, ldap_errors.LDAPResponseTimeoutError) or "timed out" in reason:
+                raise self.fail(
+                    f"{where}: no answer within {self.settings.timeout:g} s after {seen} entries; "
+                    "nothing was applied; check the server's load or raise timeout"
+                ) from None
             raise self.fail(
-                f"{where}: no answer within {self.settings.timeout:g} s after {seen} entries; "
-                "nothing was applied; check the server's load or raise timeout"
-            ) from None
-        except ldap_errors.LDAPCommunicationError as error:
-            raise self.fail(
-                f"{where}: the connection broke after {seen} entries ({_reason(error)}); nothing was applied; "
+                f"{where}: the connection broke after {seen} entries ({reason}); nothing was applied; "
                 "check that the server is up"
             ) from None
         except ldap_errors.LDAPException as error:

@@ -3,6 +3,8 @@ password, and no partial read is ever returned as complete."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 import connectors.ldap.reader as reader_module
@@ -144,3 +146,22 @@ def test_start_tls_with_an_untrusted_certificate_fails(tls_slapd, settings_for):
     message = read_error(settings_for(server, start_tls=True))
 
     assert "StartTLS" in message and "ca_file" in message
+
+
+def test_server_that_stops_answering_mid_search_times_out_with_a_clear_line(fresh_slapd, settings_for, monkeypatch):
+    settings = settings_for(fresh_slapd, page_size=2, timeout=1.0)
+    original = reader_module.DirectoryReader.entries
+
+    def entries_then_freeze(self, what, *args, **kwargs):
+        for count, entry in enumerate(original(self, what, *args, **kwargs), start=1):
+            yield entry
+            if what == "users" and count == settings.page_size:
+                fresh_slapd.process.send_signal(signal.SIGSTOP)
+
+    monkeypatch.setattr(reader_module.DirectoryReader, "entries", entries_then_freeze)
+    try:
+        message = read_error(settings)
+    finally:
+        fresh_slapd.process.send_signal(signal.SIGCONT)
+
+    assert "after 2 entries" in message and "timeout" in message
