@@ -29,7 +29,10 @@ _USER_FIELDS = (
 
 def normal_dn(dn: str) -> str:
     """A DN in a form two spellings of the same DN share (case and spaces after commas, RFC 4514 §2.4 aside)."""
-    return ",".join(part.strip() for part in dn.lower().split(","))
+    lowered = dn.lower()
+    if ", " not in lowered and " ," not in lowered:
+        return lowered
+    return ",".join(part.strip() for part in lowered.split(","))
 
 
 class Unmappable(ValueError):
@@ -38,12 +41,20 @@ class Unmappable(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PendingUser:
-    """A user record whose DN-valued attributes still await resolution to keys."""
+    """A user's record fields, built into a :class:`UserRecord` once its DN-valued attributes have become keys
+    (one construction per user: records are frozen, and a copy per resolved manager would double the cost)."""
 
-    record: UserRecord
+    values: dict[str, Any]
     dn: str
     manager_dn: str | None
     member_of: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return str(self.values["key"])
+
+    def build(self, manager_key: str | None = None, groups: tuple[str, ...] = ()) -> UserRecord:
+        return UserRecord(**self.values, manager_key=manager_key, groups=groups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,49 +97,51 @@ class EntryMapping:
         return key
 
     def user(self, entry: Mapping[str, Any], active: bool = True) -> PendingUser:
-        """Map a user entry; ``active`` is false when it matched ``disabled_filter``."""
-        attributes = entry["attributes"]
+        """Map a user entry; ``active`` is false when it matched ``disabled_filter``.
+
+        Attribute names compare case-insensitively (RFC 4512 §2.5): the entry's names are lower-cased once into a
+        plain dict, and the flavour's account-state check reads that dict with lower-case names.
+        """
+        attributes = {name.lower(): values for name, values in entry["attributes"].items()}
         key = self.entry_key(entry)
         user_name = _first(attributes, self.user_name)
         if not user_name:
             raise Unmappable(f"{entry['dn']} has no {self.user_name}")
-        values = {field: _first(attributes, attr) for field, attr in self.fields}
+        values: dict[str, Any] = {field: _first(attributes, attr) for field, attr in self.fields}
         if not values.get("display_name"):
             values["display_name"] = _first(attributes, "cn") or _joined(values)
         extra: dict[str, Any] = {"dn": entry["dn"]}
         for name in self.extra:
-            found = attributes.get(name)
+            found = attributes.get(name.lower())
             if found:
                 extra[name] = [str(v) for v in found] if len(found) > 1 else str(found[0])
-        record = UserRecord(
-            key=key,
-            user_name=user_name,
-            active=active and not self.flavor.is_disabled(attributes),
-            attributes=extra,
-            **values,
-        )
+        values["key"] = key
+        values["user_name"] = user_name
+        values["active"] = active and not self.flavor.is_disabled(attributes)
+        values["attributes"] = extra
         manager = _first(attributes, self.manager) if self.manager else None
-        member_of = tuple(str(dn) for dn in attributes.get("memberOf") or ()) if self.member_of else ()
-        return PendingUser(record, entry["dn"], manager, member_of)
+        member_of = tuple(str(dn) for dn in attributes.get("memberof") or ()) if self.member_of else ()
+        return PendingUser(values, entry["dn"], manager, member_of)
 
     def group(self, entry: Mapping[str, Any]) -> PendingGroup:
-        attributes = entry["attributes"]
+        attributes = {name.lower(): values for name, values in entry["attributes"].items()}
         key = self.entry_key(entry)
         name = _first(attributes, self.group_name) or entry["dn"]
         member_dns: list[str] = []
         for attr in self.dn_member_attributes:
-            member_dns.extend(str(dn) for dn in attributes.get(attr) or ())
+            member_dns.extend(str(dn) for dn in attributes.get(attr.lower()) or ())
         uids: list[str] = []
         for attr in self.uid_member_attributes:
-            uids.extend(str(uid) for uid in attributes.get(attr) or ())
+            uids.extend(str(uid) for uid in attributes.get(attr.lower()) or ())
         record = GroupRecord(key=key, display_name=name, attributes={"dn": entry["dn"]})
         return PendingGroup(record, entry["dn"], tuple(member_dns), tuple(uids))
 
 
 def _first(attributes: Mapping[str, Any], name: str | None) -> str | None:
+    """The first value of ``name`` in a lower-cased attribute dict."""
     if not name:
         return None
-    values = attributes.get(name)
+    values = attributes.get(name.lower())
     if not values:
         return None
     value = values[0] if isinstance(values, list | tuple) else values

@@ -119,21 +119,18 @@ class DirectoryReader:
         any failed page raises instead (see :meth:`Session.paged`)."""
         keys: dict[str, str] = {}
         uids: dict[str, str] = {}
-        users: list[UserRecord] = []
-        references: list[tuple[int, str | None, tuple[str, ...]]] = []
+        pending_users: list[PendingUser] = []
         for pending in self.users():
-            record = pending.record
-            keys[normal_dn(pending.dn)] = record.key
-            uids[record.user_name.lower()] = record.key
-            if pending.manager_dn or pending.member_of:
-                references.append((len(users), pending.manager_dn, pending.member_of))
-            users.append(record)
+            key = pending.key
+            keys[normal_dn(pending.dn)] = key
+            uids[pending.values["user_name"].lower()] = key
+            pending_users.append(pending)
         groups: list[PendingGroup] = []
         for pending_group in self.groups():
             keys[normal_dn(pending_group.dn)] = pending_group.record.key
             groups.append(pending_group)
-        for index, manager_dn, member_of in references:
-            users[index] = _with_references(users[index], manager_dn, member_of, keys)
+        users = [_built(pending, keys) for pending in pending_users]
+        del pending_users
         records = [_with_members(group, keys, uids) for group in groups]
         return Snapshot(
             users=users, groups=records, cursor=cursor, complete=not self.problems, problems=list(self.problems)
@@ -193,23 +190,20 @@ class DirectoryReader:
             names.update(group.member_uids)
         keys = self.resolve_dns(dns) if dns else {}
         uids = self.resolve_uids(names) if names else {}
-        for pending in [*users, *groups]:
-            keys.setdefault(normal_dn(pending.dn), pending.record.key)
-        user_records = [
-            _with_references(user.record, user.manager_dn, user.member_of, keys)
-            if user.manager_dn or user.member_of
-            else user.record
-            for user in users
-        ]
-        return user_records, [_with_members(group, keys, uids) for group in groups]
+        for pending_user in users:
+            keys.setdefault(normal_dn(pending_user.dn), pending_user.key)
+        for pending_group in groups:
+            keys.setdefault(normal_dn(pending_group.dn), pending_group.record.key)
+        return [_built(user, keys) for user in users], [_with_members(group, keys, uids) for group in groups]
 
 
-def _with_references(
-    record: UserRecord, manager_dn: str | None, member_of: tuple[str, ...], keys: dict[str, str]
-) -> UserRecord:
-    manager_key = keys.get(normal_dn(manager_dn)) if manager_dn else None
-    groups = tuple(sorted({keys[n] for n in map(normal_dn, member_of) if n in keys}))
-    return dataclasses.replace(record, manager_key=manager_key, groups=groups)
+def _built(pending: PendingUser, keys: dict[str, str]) -> UserRecord:
+    """The user's record, with its manager's DN and memberOf DNs turned into keys (unknown ones dropped)."""
+    manager_key = keys.get(normal_dn(pending.manager_dn)) if pending.manager_dn else None
+    if not pending.member_of:
+        return pending.build(manager_key)
+    groups = tuple(sorted({keys[n] for n in map(normal_dn, pending.member_of) if n in keys}))
+    return pending.build(manager_key, groups)
 
 
 def _with_members(pending: PendingGroup, keys: dict[str, str], uids: dict[str, str]) -> GroupRecord:

@@ -137,7 +137,7 @@ def test_object_guid_is_shown_in_canonical_mixed_endian_form():
 
 @pytest.mark.parametrize(("control", "disabled"), [("512", False), ("514", True), ("66050", True), ("66048", False)])
 def test_user_account_control_bit_two_disables(control, disabled):
-    assert ad.is_account_disabled({"userAccountControl": [control]}) is disabled
+    assert ad.is_account_disabled({"useraccountcontrol": [control]}) is disabled
 
 
 def test_active_directory_is_detected_from_its_capabilities():

@@ -18,7 +18,7 @@ class Flavor:
     """One directory product's conventions.
 
     ``key`` turns an entry's raw attribute values (bytes) into the stable key string; ``is_disabled`` reads the
-    account state from the mapped attributes; ``dn_attribute`` is the attribute a filter can match a DN with
+    account state from the entry's attributes, given as a dict with lower-case names; ``dn_attribute`` is the attribute a filter can match a DN with
     (OpenLDAP's ``entryDN``, AD's ``distinguishedName``), used to resolve member DNs without reading every entry.
     """
 

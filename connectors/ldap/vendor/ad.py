@@ -30,7 +30,7 @@ def guid_text(values: list[bytes]) -> str:
 
 
 def is_account_disabled(attributes: Attributes) -> bool:
-    values = attributes.get("userAccountControl") or []
+    values = attributes.get("useraccountcontrol") or []
     if not values:
         return False
     try:

@@ -8,7 +8,7 @@ from connectors.ldap.vendor.openldap import USER_ATTRIBUTES
 
 def is_account_locked(attributes: Attributes) -> bool:
     """``nsAccountLock: TRUE`` (any case) disables the account on 389-DS and FreeIPA."""
-    return any(str(value).strip().lower() == "true" for value in attributes.get("nsAccountLock") or [])
+    return any(str(value).strip().lower() == "true" for value in attributes.get("nsaccountlock") or [])
 
 
 FLAVOR = Flavor(

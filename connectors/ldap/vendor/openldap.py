@@ -21,7 +21,7 @@ USER_ATTRIBUTES = {
 def is_locked(attributes: Attributes) -> bool:
     """An account with ``pwdAccountLockedTime`` is locked by the password policy overlay
     (draft-behera-ldap-password-policy §5.3.3; ``000001010000Z`` locks it until an administrator unlocks it)."""
-    return bool(attributes.get("pwdAccountLockedTime"))
+    return bool(attributes.get("pwdaccountlockedtime"))
 
 
 FLAVOR = Flavor(
