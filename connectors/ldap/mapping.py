@@ -79,6 +79,7 @@ class EntryMapping:
         self.extra = tuple(settings.extra_attributes)
         self.member_of = settings.member_of
         self.fields = tuple((field, names[field]) for field in _USER_FIELDS if names.get(field))
+        self._lower_fields = tuple((field, attr.lower()) for field, attr in self.fields)
         user = [self.key, self.user_name, *(attr for _, attr in self.fields), *flavor.state_attributes, *self.extra]
         if self.manager:
             user.append(self.manager)
@@ -107,7 +108,10 @@ class EntryMapping:
         user_name = _first(attributes, self.user_name)
         if not user_name:
             raise Unmappable(f"{entry['dn']} has no {self.user_name}")
-        values: dict[str, Any] = {field: _first(attributes, attr) for field, attr in self.fields}
+        values: dict[str, Any] = {}
+        for field, attr in self._lower_fields:
+            found = attributes.get(attr)
+            values[field] = str(found[0]) or None if found else None
         if not values.get("display_name"):
             values["display_name"] = _first(attributes, "cn") or _joined(values)
         extra: dict[str, Any] = {"dn": entry["dn"]}

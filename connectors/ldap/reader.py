@@ -14,7 +14,9 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import parse_dn
 
 from connectors.interface import GroupRecord, Snapshot, UserRecord
 from connectors.ldap.mapping import EntryMapping, PendingGroup, PendingUser, Unmappable, normal_dn
@@ -139,27 +141,43 @@ class DirectoryReader:
     # -- lookups for deltas -------------------------------------------------------------------------------------
 
     def resolve_dns(self, dns: Iterable[str]) -> dict[str, str]:
-        """Keys of the users and groups in scope named by these DNs (normal form → key), in batched searches
-        ``(|(entryDN=...)...)`` rather than one round trip per DN."""
+        """Keys of the users and groups in scope named by these DNs (normal form → key), in batched searches.
+
+        Each DN is looked up by its RDN (``(|(uid=a)(cn=b)...)``): RDN attributes are indexed in practice, so the
+        server does not scan the base once per batch. Only entries whose DN is one of those asked for count. A DN
+        whose RDN is multi-valued or escaped is matched by the flavour's DN attribute (``entryDN``,
+        ``distinguishedName``) instead.
+        """
         wanted = {normal_dn(dn): dn for dn in dns}
         found: dict[str, str] = {}
-        attribute = self.flavor.dn_attribute
         searches = [
             (self.settings.users_base, self.users_filter, self.settings.users_scope),
             (self.settings.group_base, self.groups_filter, self.settings.groups_scope),
         ]
         for base, search_filter, scope in searches:
             missing = [dn for norm, dn in wanted.items() if norm not in found]
-            for chunk in _chunks(missing, LOOKUP_CHUNK):
-                either = "".join(f"({attribute}={escape_filter_chars(dn)})" for dn in chunk)
+            terms = sorted({self._lookup_term(dn) for dn in missing})
+            for chunk in _chunks(terms, LOOKUP_CHUNK):
+                either = "".join(chunk)
                 for entry in self.session.paged(
                     "member lookup", base, f"(&{search_filter}(|{either}))", scope, [self.flavor.key_attribute]
                 ):
-                    if entry["type"] == "searchResEntry":
-                        found[normal_dn(entry["dn"])] = self.mapping.entry_key(entry)
+                    norm = normal_dn(entry["dn"]) if entry["type"] == "searchResEntry" else None
+                    if norm in wanted:
+                        found[norm] = self.mapping.entry_key(entry)
         return found
 
+    def _lookup_term(self, dn: str) -> str:
+        try:
+            parts = parse_dn(dn)
+        except LDAPInvalidDnError:
+            parts = []
+        if parts and parts[0][2] != "+" and "\\" not in parts[0][1]:
+            return f"({parts[0][0]}={escape_filter_chars(parts[0][1])})"
+        return f"({self.flavor.dn_attribute}={escape_filter_chars(dn)})"
+
     def resolve_uids(self, names: Iterable[str]) -> dict[str, str]:
+        """Keys of the users in scope with these user names (``memberUid`` values, RFC 2307), batched."""
         found: dict[str, str] = {}
         attribute = self.mapping.user_name
         for chunk in _chunks(sorted({n.lower() for n in names}), LOOKUP_CHUNK):

@@ -205,7 +205,7 @@ def usn_session(root_dse: dict[str, list[Any]], invocation: bytes) -> RecordedSe
             objectClass=["top", "person", "organizationalPerson", "user"],
         ),
     ]
-    answers[(USERS, "distinguishedName=")] = answers[(USERS, "objectCategory=person")][:1]
+    answers[(USERS, "(CN=Alice Archer)")] = answers[(USERS, "objectCategory=person")][:1]
     return RecordedSession(root_dse, answers)
 
 

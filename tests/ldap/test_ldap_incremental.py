@@ -129,6 +129,24 @@ def test_membership_change_reports_the_group_with_its_whole_member_list(fresh_sl
     assert delta.users == []
 
 
+def test_members_with_escaped_or_multi_valued_rdns_resolve_in_a_delta(fresh_slapd, settings_for, admin):
+    settings = settings_for(fresh_slapd)
+    snapshot = full(settings)
+    root = admin(fresh_slapd)
+    escaped = f"cn=Doe\\, Jane,{PEOPLE}"
+    multi = f"cn=Kim+uid=kim,{PEOPLE}"
+    root.add(escaped, ["inetOrgPerson"], {"uid": "jdoe", "cn": "Doe, Jane", "sn": "Doe"})
+    root.add(multi, ["inetOrgPerson"], {"uid": "kim", "cn": "Kim", "sn": "Kim"})
+
+    root.modify(f"cn=IT Admins,{GROUPS}", {"member": [(ldap3.MODIFY_ADD, [escaped, multi])]})
+    delta = delta_after(settings, snapshot.cursor)
+
+    added = {u.user_name: u.key for u in delta.users}
+    it_admins = next(g for g in delta.groups if g.display_name == "IT Admins")
+    assert {added["jdoe"], added["kim"]} <= it_admins.member_keys
+    assert "unresolved_members" not in it_admins.attributes
+
+
 def test_deleted_group_and_nested_member_changes_are_reported(fresh_slapd, settings_for, admin):
     settings = settings_for(fresh_slapd)
     snapshot = full(settings)
