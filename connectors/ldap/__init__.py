@@ -13,6 +13,7 @@ import logging
 from connectors.interface import ReadResult, Snapshot, read_secret
 from connectors.ldap import cursor as cursors
 from connectors.ldap import incremental, syncrepl
+from connectors.ldap.collector import collector_paused
 from connectors.ldap.reader import DirectoryReader
 from connectors.ldap.session import Session
 from connectors.ldap.settings import Settings
@@ -49,7 +50,8 @@ class Connector:
 
     def snapshot(self, reader: DirectoryReader, mode: str, fingerprint: str) -> Snapshot:
         start = incremental.start_position(reader, mode) if mode != "off" else None
-        snapshot = reader.snapshot(cursors.encode(mode, fingerprint, start) if start is not None else None)
+        with collector_paused():
+            snapshot = reader.snapshot(cursors.encode(mode, fingerprint, start) if start is not None else None)
         if not snapshot.complete:
             # An incomplete read is read in full again next time, so its problems keep showing until fixed.
             snapshot.cursor = None

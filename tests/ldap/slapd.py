@@ -127,6 +127,21 @@ class Slapd:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
+    def freeze(self) -> None:
+        """Stop slapd (SIGSTOP) and wait until the kernel reports it stopped: it then answers nothing."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        for _ in range(500):
+            state = Path(f"/proc/{self.process.pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
+            if state == "T":
+                return
+            time.sleep(0.01)
+        raise RuntimeError("slapd did not stop within 5 s of SIGSTOP")
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

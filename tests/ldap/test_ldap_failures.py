@@ -3,7 +3,7 @@ password, and no partial read is ever returned as complete."""
 
 from __future__ import annotations
 
-import signal
+import gc
 
 import pytest
 
@@ -156,12 +156,20 @@ def test_server_that_stops_answering_mid_search_times_out_with_a_clear_line(fres
         for count, entry in enumerate(original(self, what, *args, **kwargs), start=1):
             yield entry
             if what == "users" and count == settings.page_size:
-                fresh_slapd.process.send_signal(signal.SIGSTOP)
+                fresh_slapd.freeze()
 
     monkeypatch.setattr(reader_module.DirectoryReader, "entries", entries_then_freeze)
     try:
         message = read_error(settings)
     finally:
-        fresh_slapd.process.send_signal(signal.SIGCONT)
+        fresh_slapd.thaw()
 
     assert "after 2 entries" in message and "timeout" in message
+
+
+def test_the_garbage_collector_runs_again_after_a_read_even_a_failed_one(slapd, settings_for):
+    assert gc.isenabled()
+    Connector("hr-ldap", settings_for(slapd)).read(None)
+    assert gc.isenabled()
+    read_error(settings_for(slapd, groups_base=f"ou=missing,{GROUPS}"))
+    assert gc.isenabled()
