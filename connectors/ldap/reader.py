@@ -131,8 +131,9 @@ class DirectoryReader:
         for pending_group in self.groups():
             keys[normal_dn(pending_group.dn)] = pending_group.record.key
             groups.append(pending_group)
-        users = [_built(pending, keys) for pending in pending_users]
-        del pending_users
+        users: list[Any] = pending_users  # built in place: each pending user is freed as its record replaces it
+        for index, pending in enumerate(pending_users):
+            users[index] = _built(pending, keys)
         records = [_with_members(group, keys, uids) for group in groups]
         return Snapshot(
             users=users, groups=records, cursor=cursor, complete=not self.problems, problems=list(self.problems)
