@@ -144,7 +144,10 @@ def parse_settings(settings_type: type[T], table: Mapping[str, Any], where: str)
     ]
     if missing:
         raise ConfigError(f"{where}.{missing[0]}: required key is missing")
-    return settings_type(**values)
+    try:
+        return settings_type(**values)
+    except ConfigError as error:  # a check in the settings' __post_init__ names the key, not where the table is
+        raise ConfigError(f"{where}.{error}") from None
 
 
 _TYPE_WORDS = {

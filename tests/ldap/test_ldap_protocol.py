@@ -88,7 +88,7 @@ def test_config_accepts_an_ldap_source_with_a_url_list_and_resolves_the_password
         ('url = "ldap://x"', "users_base"),
         ('url = "http://x"\nusers_base = "o=x"', "url"),
         ('url = "ldap://x"\nusers_base = "o=x"\nflavor = "novell"', "flavor"),
-        ('url = "ldap://x"\nusers_base = "o=x"\nbind_dn = "cn=a"', "bind_password_file"),
+        ('url = "ldap://x"\nusers_base = "o=x"\nbind_dn = "cn=a"', "bind_dn: give bind_password_file"),
         ('url = "ldap://x"\nusers_base = "o=x"\nattributes = { shoe_size = "x" }', "attributes.shoe_size"),
         ('url = "ldaps://x"\nusers_base = "o=x"\nstart_tls = true', "start_tls"),
         ('url = "ldap://x"\nusers_base = "o=x"\npage_size = 0', "page_size"),
@@ -96,5 +96,5 @@ def test_config_accepts_an_ldap_source_with_a_url_list_and_resolves_the_password
     ],
 )
 def test_invalid_ldap_settings_name_the_key(tmp_path, source, named):
-    with pytest.raises(ConfigError, match=named):
+    with pytest.raises(ConfigError, match=rf"^sources\[0\]\.{named}"):
         ldap_config(tmp_path, source)
