@@ -13,6 +13,7 @@ import math
 import re
 import ssl
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import ldap3
@@ -85,7 +86,7 @@ class Session:
 
     def _connect(self, url: str) -> ldap3.Connection:
         settings = self.settings
-        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_file, version=ssl.PROTOCOL_TLS_CLIENT)
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_data=self._trusted_cas())
         server = ldap3.Server(url, get_info=ldap3.NONE, connect_timeout=settings.connect_timeout, tls=tls)
         connection = ldap3.Connection(
             server,
@@ -134,6 +135,19 @@ class Session:
                 )
             raise self.fail(f"bind to {url} as {settings.bind_dn or 'anonymous'} failed ({description}); check bind_dn")
         return connection
+
+    def _trusted_cas(self) -> str | None:
+        """The system's CA bundle plus ``ca_file`` (DESIGN.md: an extra CA to trust, checks never off); ``None``
+        leaves the system's store alone."""
+        if not self.settings.ca_file:
+            return None
+        try:
+            extra = Path(self.settings.ca_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise self.fail(f"cannot read ca_file {self.settings.ca_file} ({error}); check the path") from None
+        system = ssl.get_default_verify_paths().cafile
+        bundle = Path(system).read_text(encoding="utf-8") if system and Path(system).is_file() else ""
+        return bundle + "\n" + extra
 
     def _read_root_dse(self) -> dict[str, list[Any]]:
         """The rootDSE (RFC 4512 §5.1), for flavour detection and AD's USN position."""

@@ -32,7 +32,7 @@ class Settings:
     """How to reach and read one LDAP directory.
 
     ``url`` is one URL or a list tried in order (failover). Certificates are always verified: ``ca_file`` adds a CA
-    to trust, it never switches checks off. Filters default to the flavour's (see ``connectors/ldap/vendor``).
+    bundle to the system's trusted ones, it never switches checks off. Filters default to the flavour's (see ``connectors/ldap/vendor``).
     """
 
     url: str | tuple[str, ...]

@@ -173,3 +173,11 @@ def test_the_garbage_collector_runs_again_after_a_read_even_a_failed_one(slapd, 
     assert gc.isenabled()
     read_error(settings_for(slapd, groups_base=f"ou=missing,{GROUPS}"))
     assert gc.isenabled()
+
+
+def test_unreadable_ca_file_is_named(tls_slapd, settings_for, tmp_path):
+    server, _ = tls_slapd
+
+    message = read_error(settings_for(server, url=server.ldaps_url, ca_file=str(tmp_path / "missing.pem")))
+
+    assert "ca_file" in message and "missing.pem" in message
