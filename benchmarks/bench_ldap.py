@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -244,12 +245,14 @@ def main() -> None:
         f"  connector / bare ldap3, CPU:  {best_cpu['connector'] / best_cpu['ldap3']:.2f}x (less exposed to a busy machine)"
     )
     print(f"  connector / ldapsearch, wall: {float(connector['seconds']) / float(c_floor['seconds']):.1f}x")
+    print(f"  machine load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(
         f"  connector peak RSS at page 200 ({entries // 200} pages) vs page 1000 ({entries // 1000} pages): "
         f"{small_pages['peak_rss_mib']} vs {connector['peak_rss_mib']} MiB"
     )
     print(
-        f"incremental read after {args.changes} changes {changes}: {delta['seconds']:.2f} s, {delta['kind']} with "
+        f"incremental read after {args.changes} changes {changes}: {delta['seconds']:.2f} s wall, "
+        f"{delta['cpu_seconds']:.2f} s CPU, {delta['kind']} with "
         f"{delta['entries']} upserts and {delta['removed']} removals, peak RSS {delta['peak_rss_mib']} MiB (aim < 2 s)"
     )
 
