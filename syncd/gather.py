@@ -24,7 +24,7 @@ from syncd.reconcile import (
     PlanPolicy,
     RuleLike,
 )
-from syncd.stage import _chunks
+from syncd.stage import _chunks, raw_rows
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Organization, Source, Team, TeamMember
 
 ATTRIBUTE_COLUMNS = (
@@ -146,7 +146,7 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
     queries = [base] if keys is None else [base.where(Identity.match_key.in_(chunk)) for chunk in _chunks(keys)]
     rows = []
     for query in queries:
-        for row in query.tuples().iterator():
+        for row in raw_rows(query):
             attributes: dict[str, Any] = {}
             if want_attributes:
                 resource = row[-1]
@@ -181,7 +181,7 @@ def _direct_groups(
             for chunk in _chunks(identity_keys)
         ]
     for query in queries:
-        for source_id, member_key, group_id in query.tuples().iterator():
+        for source_id, member_key, group_id in raw_rows(query):
             direct.setdefault((source_id, member_key), set()).add(group_id)
     return direct
 
@@ -205,7 +205,7 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
             DirectoryGroup.select(*columns).where(DirectoryGroup.org == org.id).tuples()
         ):
             found[gid] = (source_id, key, name, external_id, set())
-        for parent, _, child in nested.tuples():
+        for parent, _, child in raw_rows(nested):
             if parent in found:
                 found[parent][4].add(child)
         return found
@@ -252,7 +252,8 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
     )
     base = Member.select(*columns).where(Member.org == org.id)
     queries = [base] if keys is None else [base.where(Member.match_key.in_(chunk)) for chunk in _chunks(keys)]
-    raw = [row for query in queries for row in query.tuples().iterator()]
+    raw = [row for query in queries for row in raw_rows(query)]
+    as_datetime = Member.suspended_at.python_value
     teams: dict[int, list[tuple[str, str]]] = {}
     team_query = (
         TeamMember.select(TeamMember.member, Team.slug, TeamMember.role)
@@ -264,7 +265,7 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
     else:
         team_queries = [team_query.where(TeamMember.member.in_(chunk)) for chunk in _chunks([r[0] for r in raw])]
     for query in team_queries:
-        for member_id, slug, role in query.tuples().iterator():
+        for member_id, slug, role in raw_rows(query):
             teams.setdefault(member_id, []).append((slug, role))
     members: dict[str, CurrentMember] = {}
     rows: dict[str, MemberRow] = {}
@@ -272,6 +273,8 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
         state = MemberState(
             email, user_name, display_name, status, role, bool(pinned), tuple(sorted(teams.get(member_id, ())))
         )
+        suspended = as_datetime(suspended) if suspended is not None else None
+        gone = as_datetime(gone) if gone is not None else None
         members[key] = CurrentMember(key, state, suspended)
         rows[key] = MemberRow(member_id, suspended, gone, transfer)
     return members, rows

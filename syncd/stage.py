@@ -110,6 +110,18 @@ def _group_values(record: GroupRecord) -> tuple[Any, ...]:
     return (record.display_name, record.display_name.lower(), record.external_id, attributes)
 
 
+def raw_rows(query: peewee.Query) -> Iterator[tuple[Any, ...]]:
+    """The query's rows straight from the driver, without peewee's per-value conversion (a third of a no-op
+    re-sync at 100,000 people). Use for columns whose raw values compare correctly: text, integers, booleans
+    (SQLite's 0/1 equal False/True); convert dates with the field's ``python_value``."""
+    cursor = database.obj.execute(query)
+    while True:
+        batch = cursor.fetchmany(2000)
+        if not batch:
+            return
+        yield from batch
+
+
 def _chunks(items: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
     chunk: list[Any] = []
     for item in items:
@@ -236,7 +248,7 @@ class _Staging:
         base = Identity.select(Identity.id, Identity.key, *columns).where(Identity.source == self.source.id)
         queries = [base] if keys is None else [base.where(Identity.key.in_(c)) for c in _chunks(keys)]
         for query in queries:
-            for row in query.tuples().iterator():
+            for row in raw_rows(query):
                 stored[row[1]] = (row[0], tuple(row[2:]))
         return stored
 
@@ -351,7 +363,7 @@ class _Staging:
             ]
         )
         for q in queries:
-            for row_id, group_id, member in q.tuples().iterator():
+            for row_id, group_id, member in raw_rows(q):
                 stored[(by_id.get(group_id, ""), member)] = row_id
         wanted = {(g, m) for g, m in wanted if g in group_ids}
         self._insert_memberships(wanted - set(stored), group_ids)
@@ -388,7 +400,7 @@ class _Staging:
         by_id = {gid: key for key, gid in group_ids.items()}
         for chunk in _chunks(sorted({group_ids[g] for g, _ in pairs})):
             query = GroupMember.select(GroupMember.group, GroupMember.member_key).where(GroupMember.group.in_(chunk))
-            existing.update((by_id[g], m) for g, m in query.tuples().iterator())
+            existing.update((by_id[g], m) for g, m in raw_rows(query))
         self._insert_memberships(added - existing - removed, group_ids)
         for g, m in sorted(removed & existing):
             self.result.memberships_removed += (
