@@ -138,7 +138,7 @@ def run_phase(args: argparse.Namespace) -> None:
         config = parse(document, base=work)
         shell.start(config=config)
         started = time.perf_counter()
-        result = pipeline.run_source(config, "hr", full=True)
+        result = pipeline.run_source(config, "hr")
     else:
         document["sources"][0].pop("path")
         document["sources"][0].pop("format")
@@ -164,7 +164,7 @@ def run_phase(args: argparse.Namespace) -> None:
         read = snapshot_of(people(args.people, 2 if args.phase == "change" else 1))
         read_seconds = time.perf_counter() - began
         started = time.perf_counter()
-        result = pipeline.apply_read(config, "hr", read, full=True)
+        result = pipeline.apply_read(config, "hr", read, read_cursor="bench")
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     staged = result.stage

@@ -7,10 +7,11 @@ that its cost does not grow with the org.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from syncd.orgs import policy_of
@@ -73,8 +74,16 @@ def plan_policy(org: Organization) -> PlanPolicy:
     )
 
 
-def gather(org: Organization, rules: Sequence[RuleLike], match_keys: Iterable[str] | None = None) -> Inputs:
-    """Read the org's observed and current state (all of it, or the members with these match keys)."""
+def gather(
+    org: Organization,
+    rules: Sequence[RuleLike],
+    match_keys: Iterable[str] | None = None,
+    count_active: bool | None = None,
+) -> Inputs:
+    """Read the org's observed and current state (all of it, or the members with these match keys); count the
+    org's active members for the guard when ``count_active`` (default: for whole-org reads)."""
+    if count_active is None:
+        count_active = match_keys is None
     keys = None if match_keys is None else sorted(set(match_keys))
     sources = {row.id: (row.name, row.precedence) for row in Source.select().where(Source.org == org.id)}
     want_attributes = any(getattr(rule, "attribute", None) for rule in rules)
@@ -127,7 +136,7 @@ def gather(org: Organization, rules: Sequence[RuleLike], match_keys: Iterable[st
         policy=plan_policy(org),
         members=rows,
         teams={slug: team_id for slug, (team_id, _) in teams.items()},
-        active=_count(org, owners=False) if keys is None else 0,
+        active=_count(org, owners=False) if count_active else 0,
     )
 
 
@@ -289,3 +298,29 @@ def _count(org: Organization, owners: bool) -> int:
     if owners:
         query = query.where(Member.role == "owner")
     return query.count()
+
+
+def due_for_deprovision(org: Organization, grace_days: int, now: datetime) -> list[str]:
+    """Match keys of suspended members whose grace period is over (time moves them, not any read)."""
+    query = Member.select(Member.match_key).where(
+        (Member.org == org.id)
+        & (Member.status == "suspended")
+        & (Member.suspended_at <= now - timedelta(days=grace_days))
+    )
+    return [key for (key,) in query.tuples()]
+
+
+def active_owners(org: Organization) -> list[str]:
+    """Match keys of the org's active owners: always planned, so the last-owner rule sees every owner change."""
+    query = Member.select(Member.match_key).where(
+        (Member.org == org.id) & (Member.status == "active") & (Member.role == "owner")
+    )
+    return [key for (key,) in query.tuples()]
+
+
+def basis(org: Organization, rules: Sequence[RuleLike]) -> str:
+    """Digest of everything org-wide a plan depends on besides the members' own data: rules, policy, domains,
+    match key and source precedences. When it changes, every member must be planned again."""
+    sources = sorted(Source.select(Source.name, Source.precedence).where(Source.org == org.id).tuples())
+    text = repr(([repr(rule) for rule in rules], org.policy, org.domains, org.match_on, sources))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -24,10 +24,10 @@ from syncd import guard, orgs
 from syncd.apply import apply_plan
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
-from syncd.gather import Inputs, gather
+from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather
 from syncd.reconcile import Action, Plan, reconcile
-from syncd.stage import StageResult, stage
-from syncd.store.models import Organization, Source
+from syncd.stage import StageResult, stage, touched_match_keys
+from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
 
@@ -156,20 +156,28 @@ def apply_read(
             _fault("stage")
             if progress:
                 progress("planning", 0, None)
-            inputs = gather(org, rules)
-            plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+            digest = basis(org, rules)
+            stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+            whole = full or stored_basis is None or stored_basis.fingerprint != digest
+            inputs, plan = _plan(org, rules, now, None if whole else _scope(org, row, staged, now))
+            outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+            if outcome.held_reason is not None and not whole:
+                # Held plans are whole-org plans, so that approval recomputes exactly the same thing.
+                inputs, plan = _plan(org, rules, now, None)
+                outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
             outcome.plan, outcome.actions = plan, len(plan.actions)
             _fault("plan")
-            outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
             if dry_run:
                 outcome.held = outcome.held_reason is not None
                 tx.rollback()
                 return outcome
             if outcome.held_reason is not None:
-                digest = guard.fingerprint(inputs, rules)
+                fingerprint = guard.fingerprint(inputs, rules)
                 tx.rollback()
             else:
                 _apply(org, plan, inputs, actor, now, progress)
+                if whole:
+                    _record_basis(org, stored_basis, digest, now)
                 _fault("apply")
                 _advance_source(row, result, staged, now, full)
                 _fault("commit")
@@ -180,7 +188,15 @@ def apply_read(
     if outcome.held_reason is not None:
         with write_transaction():
             outcome.plan_id, new = guard.hold(
-                org, row, plan, digest, outcome.held_reason, read_cursor=read_cursor, full=full, actor=actor, now=now
+                org,
+                row,
+                plan,
+                fingerprint,
+                outcome.held_reason,
+                read_cursor=read_cursor,
+                full=full,
+                actor=actor,
+                now=now,
             )
             if new:
                 Source.update(
@@ -191,6 +207,27 @@ def apply_read(
     _fault("committed")
     outcome.applied = True
     return outcome
+
+
+def _scope(org: Organization, row: Source, staged: StageResult, now: datetime) -> set[str]:
+    """The members a read can have changed, plus those time or the last-owner rule may move."""
+    keys = touched_match_keys(row, staged)
+    keys.update(due_for_deprovision(org, orgs.policy_of(org).grace_days, now))
+    keys.update(active_owners(org))
+    return keys
+
+
+def _plan(org: Organization, rules: Sequence[Rule], now: datetime, keys: set[str] | None) -> tuple[Inputs, Plan]:
+    inputs = gather(org, rules, keys, count_active=True)
+    return inputs, reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+
+
+def _record_basis(org: Organization, stored: PlanBasis | None, digest: str, now: datetime) -> None:
+    """Remember the config a whole-org plan was applied under; written only when it changed."""
+    if stored is None:
+        PlanBasis.create(org=org.id, fingerprint=digest, planned_at=now)
+    elif stored.fingerprint != digest:
+        PlanBasis.update(fingerprint=digest, planned_at=now).where(PlanBasis.id == stored.id).execute()
 
 
 def _apply(
@@ -273,8 +310,7 @@ def reconcile_org(
     rules = rules_for(org.slug)
     outcome = RunResult(source="", org=org.slug)
     with write_transaction() as tx:
-        inputs = gather(org, rules)
-        plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+        inputs, plan = _plan(org, rules, now, None)
         outcome.plan, outcome.actions = plan, len(plan.actions)
         outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
         if dry_run:
@@ -296,6 +332,7 @@ def reconcile_org(
             outcome.held = True
             return outcome
         _apply(org, plan, inputs, actor, now, progress)
+        _record_basis(org, PlanBasis.get_or_none(PlanBasis.org == org.id), basis(org, rules), now)
     outcome.applied = True
     return outcome
 

@@ -42,6 +42,7 @@ IDENTITY_FIELDS = (
     "resource",
 )
 GROUP_FIELDS = ("display_name", "display_name_lower", "external_id", "resource")
+MATCH_KEY = IDENTITY_FIELDS.index("match_key")
 
 
 @dataclass
@@ -58,6 +59,10 @@ class StageResult:
     groups_removed: int = 0
     memberships_added: int = 0
     memberships_removed: int = 0
+    touched_keys: set[str] = field(default_factory=set)
+    """Identity keys of this source whose data or (flattened) memberships changed."""
+    old_match_keys: set[str] = field(default_factory=set)
+    """Match keys that identities had before this read changed or removed them."""
 
     @property
     def changed(self) -> int:
@@ -262,8 +267,11 @@ class _Staging:
             have = stored.get(key)
             if have is None:
                 inserts.append((self.org.id, self.source.id, key, *values, self.now, self.now))
+                self.result.touched_keys.add(key)
             elif have[1] != values:
                 updates.append((*values, self.now, have[0]))
+                self.result.touched_keys.add(key)
+                self.result.old_match_keys.add(have[1][MATCH_KEY])
         fields = [Identity.org, Identity.source, Identity.key]
         fields += [getattr(Identity, n) for n in IDENTITY_FIELDS] + [Identity.created_at, Identity.updated_at]
         for chunk in _chunks(inserts):
@@ -278,6 +286,10 @@ class _Staging:
 
     def _remove_identities(self, keys: set[str]) -> None:
         for chunk in _chunks(sorted(keys)):
+            query = Identity.select(Identity.match_key).where(
+                (Identity.source == self.source.id) & Identity.key.in_(chunk)
+            )
+            self.result.old_match_keys.update(key for (key,) in raw_rows(query) if key)
             GroupMember.delete().where(
                 (GroupMember.source == self.source.id) & GroupMember.member_key.in_(chunk)
             ).execute()
@@ -312,6 +324,8 @@ class _Staging:
                 inserts.append((self.org.id, self.source.id, key, *values, self.now, self.now))
             elif have[1] != values:
                 updates.append((*values, self.now, have[0]))
+                if have[1][:3] != values[:3]:
+                    self._touch_under([have[0]])
         fields = [DirectoryGroup.org, DirectoryGroup.source, DirectoryGroup.key, *columns]
         fields += [DirectoryGroup.created_at, DirectoryGroup.updated_at]
         for chunk in _chunks(inserts):
@@ -332,6 +346,7 @@ class _Staging:
 
     def _remove_groups(self, keys: set[str], ids: dict[str, int]) -> None:
         row_ids = [ids[k] for k in keys if k in ids]
+        self._touch_under(row_ids)
         for chunk in _chunks(row_ids):
             GroupMember.delete().where(GroupMember.group.in_(chunk)).execute()
             self.result.groups_removed += DirectoryGroup.delete().where(DirectoryGroup.id.in_(chunk)).execute()
@@ -368,13 +383,16 @@ class _Staging:
         wanted = {(g, m) for g, m in wanted if g in group_ids}
         self._insert_memberships(wanted - set(stored), group_ids)
         if remove_missing:
-            gone = [stored[pair] for pair in set(stored) - wanted]
+            pairs = set(stored) - wanted
+            self._touch_members(pairs, group_ids)
+            gone = [stored[pair] for pair in pairs]
             for chunk in _chunks(gone):
                 self.result.memberships_removed += GroupMember.delete().where(GroupMember.id.in_(chunk)).execute()
 
     def _insert_memberships(self, pairs: set[tuple[str, str]], group_ids: dict[str, int]) -> None:
         if not pairs:
             return
+        self._touch_members(pairs, group_ids)
         rows = [
             (self.org.id, self.source.id, group_ids[g], m, "Group" if m in group_ids else "User")
             for g, m in sorted(pairs)
@@ -402,9 +420,56 @@ class _Staging:
             query = GroupMember.select(GroupMember.group, GroupMember.member_key).where(GroupMember.group.in_(chunk))
             existing.update((by_id[g], m) for g, m in raw_rows(query))
         self._insert_memberships(added - existing - removed, group_ids)
+        self._touch_members(removed & existing, group_ids)
         for g, m in sorted(removed & existing):
             self.result.memberships_removed += (
                 GroupMember.delete()
                 .where((GroupMember.group == group_ids[g]) & (GroupMember.member_key == m))
                 .execute()
             )
+
+    # -- what changed, for planning only the members it affects ------------------------------------------------
+
+    def _touch_members(self, pairs: set[tuple[str, str]], group_ids: dict[str, int]) -> None:
+        """A membership (group, member) changed: the member, or every user under a nested member group."""
+        nested = []
+        for _, member in pairs:
+            if member in group_ids:
+                nested.append(group_ids[member])
+            else:
+                self.result.touched_keys.add(member)
+        if nested:
+            self._touch_under(nested)
+
+    def _touch_under(self, group_ids: list[int]) -> None:
+        """Every user directly or indirectly in these groups (a rename or a nesting change reaches them all)."""
+        seen: set[int] = set()
+        frontier = set(group_ids)
+        while frontier:
+            seen |= frontier
+            child_keys: list[str] = []
+            for chunk in _chunks(sorted(frontier)):
+                query = GroupMember.select(GroupMember.member_key, GroupMember.member_kind).where(
+                    GroupMember.group.in_(chunk)
+                )
+                for key, kind in raw_rows(query):
+                    if kind == "Group":
+                        child_keys.append(key)
+                    else:
+                        self.result.touched_keys.add(key)
+            frontier = set()
+            for chunk in _chunks(child_keys):
+                query = DirectoryGroup.select(DirectoryGroup.id).where(
+                    (DirectoryGroup.source == self.source.id) & DirectoryGroup.key.in_(chunk)
+                )
+                frontier.update(gid for (gid,) in raw_rows(query))
+            frontier -= seen
+
+
+def touched_match_keys(source: Source, staged: StageResult) -> set[str]:
+    """The match keys of every member a staged read may have changed: old keys and current ones."""
+    keys = set(staged.old_match_keys)
+    for chunk in _chunks(sorted(staged.touched_keys)):
+        query = Identity.select(Identity.match_key).where((Identity.source == source.id) & Identity.key.in_(chunk))
+        keys.update(key for (key,) in raw_rows(query) if key)
+    return keys

@@ -280,3 +280,28 @@ def test_reconcile_touched_updates_only_named_members(config):
     assert changed == 1
     assert members() == {"alice@acme.com": ("active", "admin"), "bob@acme.com": ("active", "member")}
     assert LedgerEntry.select().where(LedgerEntry.actor == "token:1").count() == 1
+
+
+def test_group_rename_replans_everyone_inside_it_even_through_nesting(config):
+    groups = (
+        GroupRecord("g-x", "Helpers", member_keys=frozenset({"g-inner"})),
+        GroupRecord("g-inner", "Inner", member_keys=frozenset({"k-alice"})),
+    )
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob"), groups=groups), now=NOW)
+    assert members()["alice@acme.com"] == ("active", "member")
+    renamed = (replace(groups[0], display_name="IT Admins"), groups[1])
+    result = pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob"), groups=renamed), now=NOW)
+    assert members() == {"alice@acme.com": ("active", "admin"), "bob@acme.com": ("active", "member")}
+    assert result.actions == 1
+
+
+def test_a_rule_change_replans_every_member_on_the_next_run(store, database_url):
+    config = declare(make_config(database_url))
+    read = snapshot(user("alice", "Staff"), user("bob", "Staff"))
+    pipeline.apply_read(config, "hr", read, now=NOW)
+    promoting = (*config.orgs[0].rules, pipeline.Rule(group="Staff", role="admin"))
+    changed = declare(replace(config, orgs=(replace(config.orgs[0], rules=promoting),)))
+    result = pipeline.apply_read(changed, "hr", read, now=NOW)
+    assert result.actions == 2
+    assert members() == {"alice@acme.com": ("active", "admin"), "bob@acme.com": ("active", "admin")}
+    assert pipeline.apply_read(changed, "hr", read, now=NOW).actions == 0
