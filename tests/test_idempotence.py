@@ -1,5 +1,6 @@
 """Invariant 4 on the real store: whatever two reads say, applying the second read twice writes nothing the
-second time (no ledger entries, no outbox events, no member or identity changes)."""
+second time (no ledger entries, no outbox events, no member or identity changes), and a whole-org plan afterwards
+finds nothing that planning only the touched members missed."""
 
 from __future__ import annotations
 
@@ -58,4 +59,6 @@ def test_applying_the_same_read_twice_writes_nothing_the_second_time(
     again = pipeline.apply_read(config, "hr", read(second, nest2, complete), now=later)
     assert again.actions == 0, [a.line() for a in again.plan.actions]
     assert written() == before
+    whole = pipeline.plan_org(config, "acme", now=later)
+    assert whole.actions == 0, ["planning only touched members missed:", *(a.line() for a in whole.plan.actions)]
     assert ledger.verify(Source.get(Source.name == "hr").org_id).ok
