@@ -305,3 +305,36 @@ def test_a_rule_change_replans_every_member_on_the_next_run(store, database_url)
     assert result.actions == 2
     assert members() == {"alice@acme.com": ("active", "admin"), "bob@acme.com": ("active", "admin")}
     assert pipeline.apply_read(changed, "hr", read, now=NOW).actions == 0
+
+
+def test_unexpected_read_failure_records_no_secret(config, monkeypatch):
+    class Leaky:
+        def read(self, cursor):
+            raise RuntimeError("bind failed for cn=admin with password hunter2")
+
+    monkeypatch.setattr(pipeline, "connector_for", lambda settings: Leaky())
+    with pytest.raises(pipeline.PipelineError) as error:
+        pipeline.run_source(config, "hr", now=NOW)
+    source = Source.get(Source.name == "hr")
+    assert "hunter2" not in source.last_error and "hunter2" not in str(error.value)
+    assert source.last_error.startswith("source hr: read failed (RuntimeError)")
+
+
+def test_teams_nest_under_their_parent_and_deprovisioned_member_rejoins_on_return(store, database_url):
+    rules = (pipeline.Rule(group="Engineering", team="Platform", parent="Engineering Dept", team_role="maintainer"),)
+    config = declare(make_config(database_url, rules=rules))
+    pipeline.apply_read(config, "hr", snapshot(user("alice", "Engineering"), user("bob")), now=NOW)
+    platform = Team.get(Team.slug == "platform")
+    assert platform.name == "Platform" and platform.parent.slug == "engineering-dept"
+    pipeline.apply_read(config, "hr", snapshot(user("bob"), cursor="c2"), now=NOW)
+    pipeline.apply_read(config, "hr", snapshot(user("bob"), cursor="c3"), now=NOW + timedelta(days=31))
+    alice = Member.get(Member.email == "alice@acme.com")
+    assert alice.status == "deprovisioned" and TeamMember.select().where(TeamMember.member == alice).count() == 0
+    pipeline.apply_read(config, "hr", snapshot(user("alice", "Engineering"), user("bob"), cursor="c4"), now=NOW)
+    alice = Member.get(Member.email == "alice@acme.com")
+    assert alice.status == "active" and alice.deprovisioned_at is None and alice.transfer_to is None
+    assert [(t.team.slug, t.role) for t in TeamMember.select().where(TeamMember.member == alice)] == [
+        ("platform", "maintainer")
+    ]
+    actions = [e.action for e in LedgerEntry.select().where(LedgerEntry.target == "member:alice@acme.com")]
+    assert actions == ["member.join", "member.suspend", "member.deprovision", "member.reactivate", "team.join"]
