@@ -175,11 +175,12 @@ def _direct_groups(
 ) -> dict[tuple[int, str], set[int]]:
     """(source id, identity key) → ids of the groups the identity is directly in."""
     direct: dict[tuple[int, str], set[int]] = {}
+    # The narrow lookups name only (source, member_key), so that SQLite picks that index over the org's.
     base = GroupMember.select(GroupMember.source, GroupMember.member_key, GroupMember.group).where(
-        (GroupMember.org == org.id) & (GroupMember.member_kind == "User")
+        GroupMember.member_kind == "User"
     )
     if keys is None:
-        queries = [base]
+        queries = [base.where(GroupMember.org == org.id)]
     else:
         by_source: dict[int, list[str]] = {}
         for row in identity_rows:
@@ -207,9 +208,10 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
     )
     found: dict[int, tuple[int, str, str, str | None, set[str]]] = {}
     nested = GroupMember.select(GroupMember.group, GroupMember.source, GroupMember.member_key).where(
-        (GroupMember.org == org.id) & (GroupMember.member_kind == "Group")
+        GroupMember.member_kind == "Group"
     )
     if start is None:
+        nested = nested.where(GroupMember.org == org.id)
         for gid, source_id, key, name, external_id in (
             DirectoryGroup.select(*columns).where(DirectoryGroup.org == org.id).tuples()
         ):
