@@ -186,8 +186,19 @@ def update_many(
     sql = f"UPDATE {q(model._meta.table_name)} SET {assignments} WHERE {q('id')} = {db.param}"
     fields = [model._meta.fields[n] for n in names]
     converted = [(*(f.db_value(v) for f, v in zip(fields, row[:-1], strict=True)), row[-1]) for row in rows]
-    cursor = db.cursor()
-    for chunk in _chunks(converted):
+    execute_many(sql, converted)
+
+
+def execute_many(sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """One statement for many parameter rows: sqlite3's executemany, or psycopg2's execute_batch (which sends
+    pages of statements per round trip; plain executemany there is one round trip per row)."""
+    cursor = database.obj.cursor()
+    if is_postgres():
+        from psycopg2.extras import execute_batch
+
+        execute_batch(cursor, sql, rows, page_size=500)
+        return
+    for chunk in _chunks(rows, 5000):
         cursor.executemany(sql, chunk)
 
 
@@ -421,9 +432,7 @@ class _Staging:
             f"DELETE FROM {left}{GroupMember._meta.table_name}{right} WHERE {left}{GroupMember.group.column_name}"
             f"{right} = {db.param} AND {left}member_key{right} = {db.param}"
         )
-        cursor = db.cursor()
-        for chunk in _chunks(pairs, 5000):
-            cursor.executemany(sql, chunk)
+        execute_many(sql, pairs)
         self.result.memberships_removed += len(pairs)
 
     def _insert_memberships(self, pairs: set[tuple[str, str]], group_ids: dict[str, int]) -> None:
