@@ -338,3 +338,29 @@ def test_teams_nest_under_their_parent_and_deprovisioned_member_rejoins_on_retur
     ]
     actions = [e.action for e in LedgerEntry.select().where(LedgerEntry.target == "member:alice@acme.com")]
     assert actions == ["member.join", "member.suspend", "member.deprovision", "member.reactivate", "team.join"]
+
+
+def test_identities_of_two_sources_join_into_one_member_by_match_key(config):
+    scim = Source.get(Source.name == "scim:acme")
+    Identity.create(
+        org=org_id(),
+        source=scim,
+        key="scim-1",
+        user_name="ALICE@ACME.COM",
+        user_name_lower="alice@acme.com",
+        email="Alice@Acme.com",
+        email_lower="alice@acme.com",
+        display_name="alice (idp)",
+        match_key="alice@acme.com",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    pipeline.apply_read(config, "hr", snapshot(user("alice")), now=NOW)
+    (member,) = Member.select()
+    assert member.display_name == "Alice", "the hr source (precedence 10) beats the SCIM source (0)"
+    from syncd.members import listing
+
+    assert listing(member.org)[0]["sources"] == ["hr", "scim:acme"]
+    pipeline.apply_read(config, "hr", snapshot(cursor="c2"), now=NOW)
+    assert Member.get().status == "active", "still asserted by the SCIM source"
+    assert Member.get().display_name == "alice (idp)"
