@@ -270,7 +270,7 @@ class _Staging:
         group_rows = {key: _group_values(record) for key, record in groups.items()}
         for key in named - set(groups) - set(stored_groups) - set(delta.removed_group_keys):
             group_rows[key] = (key, key.lower(), None, "{}")
-        group_ids = self._upsert_groups(group_rows, remove_missing=False, only=set(group_rows))
+        group_ids = self._upsert_groups(group_rows, remove_missing=False)
         if delta.removed_group_keys:
             self._remove_groups(set(delta.removed_group_keys) & set(group_ids), group_ids)
             for key in delta.removed_group_keys:
@@ -347,9 +347,7 @@ class _Staging:
         )
         return dict(query.tuples())
 
-    def _upsert_groups(
-        self, rows: dict[str, tuple[Any, ...]], remove_missing: bool, only: set[str] | None = None
-    ) -> dict[str, int]:
+    def _upsert_groups(self, rows: dict[str, tuple[Any, ...]], remove_missing: bool) -> dict[str, int]:
         """Write changed groups; return every stored group key of the source → row id."""
         columns = [getattr(DirectoryGroup, n) for n in GROUP_FIELDS]
         query = DirectoryGroup.select(DirectoryGroup.id, DirectoryGroup.key, *columns).where(

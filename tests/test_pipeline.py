@@ -364,3 +364,24 @@ def test_identities_of_two_sources_join_into_one_member_by_match_key(config):
     pipeline.apply_read(config, "hr", snapshot(cursor="c2"), now=NOW)
     assert Member.get().status == "active", "still asserted by the SCIM source"
     assert Member.get().display_name == "alice (idp)"
+
+
+def test_delta_group_with_members_replaces_its_list_and_without_members_keeps_it(config):
+    groups = (
+        GroupRecord("g-it", "IT Admins", member_keys=frozenset({"k-alice"})),
+        GroupRecord("g-staff", "Staff", member_keys=frozenset({"k-alice", "k-bob"})),
+    )
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob"), groups=groups), now=NOW)
+    delta = Delta(
+        groups=[
+            GroupRecord("g-it", "IT Admins", member_keys=frozenset({"k-bob"})),
+            GroupRecord("g-staff", "All Staff", member_keys=None),
+        ]
+    )
+    pipeline.apply_read(config, "hr", delta, now=NOW)
+    assert members() == {"alice@acme.com": ("active", "member"), "bob@acme.com": ("active", "admin")}
+    staff = DirectoryGroup.get(DirectoryGroup.key == "g-staff")
+    assert staff.display_name == "All Staff"
+    assert {m.member_key for m in GroupMember.select().where(GroupMember.group == staff)} == {"k-alice", "k-bob"}
+    pipeline.apply_read(config, "hr", Delta(removed_group_keys=["g-it"]), now=NOW)
+    assert members()["bob@acme.com"] == ("active", "member")
