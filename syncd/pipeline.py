@@ -104,11 +104,13 @@ def run_source(
             progress("reading", 0, None)
         result = connector.read(cursor)
     except ConnectorError as error:
-        _record_failure(row, str(error), now)
+        if not dry_run:
+            _record_failure(row, str(error), now)
         raise
     except Exception as error:
         message = f"source {source_name}: read failed ({type(error).__name__}); see the service log"
-        _record_failure(row, message, now)
+        if not dry_run:
+            _record_failure(row, message, now)
         raise PipelineError(message) from error
     return apply_read(
         config,
@@ -182,7 +184,7 @@ def apply_read(
                 _advance_source(row, result, staged, now, full)
                 _fault("commit")
     except Exception as error:
-        if not isinstance(error, PipelineError):
+        if not isinstance(error, PipelineError) and not dry_run:
             _record_failure(row, f"source {source_name}: run failed ({type(error).__name__}); see the service log", now)
         raise
     if outcome.held_reason is not None:
