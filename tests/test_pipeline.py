@@ -385,3 +385,22 @@ def test_delta_group_with_members_replaces_its_list_and_without_members_keeps_it
     assert {m.member_key for m in GroupMember.select().where(GroupMember.group == staff)} == {"k-alice", "k-bob"}
     pipeline.apply_read(config, "hr", Delta(removed_group_keys=["g-it"]), now=NOW)
     assert members()["bob@acme.com"] == ("active", "member")
+
+
+def test_org_plan_held_for_mass_deprovision_is_approved_without_a_source(store, database_url):
+    strict = Policy(grace_days=30, guard_max_percent=10.0, guard_max_count=3, transfer_to="it@acme.com")
+    lenient = declare(make_config(database_url))
+    people = [user(f"u{i}") for i in range(6)]
+    pipeline.apply_read(lenient, "hr", snapshot(*people, user("keep")), now=NOW)
+    pipeline.apply_read(lenient, "hr", snapshot(user("keep"), cursor="c2"), now=NOW)
+    config = declare(make_config(database_url, policy=strict))
+    held = pipeline.reconcile_org(config, "acme", now=NOW + timedelta(days=31))
+    assert held.held and "guard_max_count 3" in held.held_reason
+    assert Member.select().where(Member.status == "deprovisioned").count() == 0
+    approved = pipeline.approve(config, held.plan_id, now=NOW + timedelta(days=31))
+    assert approved.applied and not approved.stale
+    assert Member.select().where(Member.status == "deprovisioned").count() == 6
+    assert [e.action for e in LedgerEntry.select().where(LedgerEntry.target == f"plan:{held.plan_id}")] == [
+        "plan.held",
+        "plan.approved",
+    ]
