@@ -4,6 +4,7 @@ finds nothing that planning only the touched members missed."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -61,4 +62,25 @@ def test_applying_the_same_read_twice_writes_nothing_the_second_time(
     assert written() == before
     whole = pipeline.plan_org(config, "acme", now=later)
     assert whole.actions == 0, ["planning only touched members missed:", *(a.line() for a in whole.plan.actions)]
-    assert ledger.verify(Source.get(Source.name == "hr").org_id).ok
+    org_id = Source.get(Source.name == "hr").org_id
+    assert ledger.verify(org_id).ok
+    assert ledger_matches_members(org_id)
+
+
+def ledger_matches_members(org_id: int) -> bool:
+    """Invariant 3's other half: each member's latest ledger entry records exactly the state the member has."""
+    from syncd.members import listing
+    from syncd.store.models import Organization
+
+    for row in listing(Organization.get_by_id(org_id)):
+        latest = (
+            LedgerEntry.select()
+            .where(LedgerEntry.target == f"member:{row['match_key']}")
+            .order_by(LedgerEntry.seq.desc())
+            .first()
+        )
+        recorded = json.loads(latest.after)
+        held = {k: row[k] for k in ("email", "user_name", "display_name", "status", "role", "pinned", "teams")}
+        if recorded != held:
+            raise AssertionError(f"{row['match_key']}: ledger says {recorded}, store holds {held}")
+    return True
