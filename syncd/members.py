@@ -14,7 +14,7 @@ from peewee import fn
 
 from syncd.apply import apply_plan
 from syncd.gather import gather
-from syncd.pipeline import reconcile_touched, rules_for
+from syncd.pipeline import lock_org, reconcile_touched, rules_for
 from syncd.reconcile import Action
 from syncd.stage import _chunks
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
@@ -86,6 +86,7 @@ def set_role(org: Organization, who: str, role: str, pin: bool | None, actor: st
     Unpinning hands the member back to the rules at once: they are reconciled in the same transaction.
     """
     with write_transaction():
+        lock_org(org.id)
         member = find(org, who)
         key = member.match_key
         inputs = gather(org, rules_for(org.slug), [key])

@@ -27,6 +27,7 @@ from syncd.config import Config, Rule, SourceSettings, parse_interval
 from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather
 from syncd.reconcile import Action, Plan, reconcile
 from syncd.stage import StageResult, stage, touched_match_keys
+from syncd.store.db import is_postgres
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
@@ -73,6 +74,14 @@ def connector_for(settings: SourceSettings) -> Connector:
     """``connectors.<kind>.Connector(name, settings)`` for a configured source (COMMON.md, "Contracts")."""
     module = importlib.import_module(f"connectors.{settings.kind}")
     return module.Connector(settings.name, settings.connector)
+
+
+def lock_org(org_id: int) -> None:
+    """Serialize changes of one org's state before reading it (PostgreSQL: a row lock on the org, the same one the
+    ledger takes; SQLite's write transaction already holds the database's single write lock). Taking it first, in
+    every writer, means no two writers plan from the same stale state and none waits on another in a cycle."""
+    if is_postgres():
+        Organization.select(Organization.id).where(Organization.id == org_id).for_update().execute()
 
 
 def _fault(step: str) -> None:
@@ -151,6 +160,7 @@ def apply_read(
     outcome = RunResult(source=source_name, org=org.slug)
     try:
         with write_transaction() as tx:
+            lock_org(org.id)
             if progress:
                 progress("staging", 0, None)
             staged = stage(org, row, result, now)
@@ -312,6 +322,7 @@ def reconcile_org(
     rules = rules_for(org.slug)
     outcome = RunResult(source="", org=org.slug)
     with write_transaction() as tx:
+        lock_org(org.id)
         inputs, plan = _plan(org, rules, now, None)
         outcome.plan, outcome.actions = plan, len(plan.actions)
         outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
@@ -363,6 +374,7 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
     stored = [Action.from_dict(a) for a in json.loads(row.actions)]
     outcome = RunResult(source=source.name if source else "", org=org.slug, plan_id=plan_id)
     with write_transaction() as tx:
+        lock_org(org.id)
         staged = stage(org, source, result, now) if source is not None and result is not None else None
         inputs = gather(org, rules)
         plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
@@ -401,6 +413,7 @@ def reconcile_touched(org_id: int, match_keys: Iterable[str], actor: str, now: d
     if not keys:
         return 0
     now = now or utcnow()
+    lock_org(org_id)
     org = Organization.get_by_id(org_id)
     rules = rules_for(org.slug)
     inputs = gather(org, rules, keys)

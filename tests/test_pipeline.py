@@ -404,3 +404,32 @@ def test_org_plan_held_for_mass_deprovision_is_approved_without_a_source(store, 
         "plan.held",
         "plan.approved",
     ]
+
+
+def test_two_concurrent_runs_of_the_same_read_apply_it_exactly_once(config):
+    import threading
+
+    from syncd.store import database
+
+    read = snapshot(*(user(f"u{i}") for i in range(40)))
+    results, errors = [], []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            start.wait()
+            results.append(pipeline.apply_read(config, "hr", read, now=NOW))
+        except Exception as error:  # collected for the assertion below
+            errors.append(error)
+        finally:
+            database.obj.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(r.actions for r in results) == [0, 40]
+    assert LedgerEntry.select().where(LedgerEntry.action == "member.join").count() == 40
+    assert Identity.select().count() == 40 and ledger.verify(org_id()).ok
