@@ -180,6 +180,7 @@ def test_guard_holds_mass_suspension_without_moving_cursor_then_approve_applies(
     assert Identity.select().count() == 20, "the held read's stage is rolled back"
     assert Source.get(Source.name == "hr").cursor == "c1"
     assert LedgerEntry.select().where(LedgerEntry.action == "plan.held").count() == 1
+    assert OutboxEvent.select().where(OutboxEvent.event_type == "plan.held").count() == 1, "the hold alerts"
     again = pipeline.run_source(config, "hr", now=NOW)
     assert again.plan_id == held.plan_id
     assert LedgerEntry.select().where(LedgerEntry.action == "plan.held").count() == 1
