@@ -154,3 +154,18 @@ def test_sources_list_shows_the_last_error(admin):
 def test_unknown_source_is_one_line_error(admin):
     result = admin("sync", "nope")
     assert result.code == 1 and "no source named 'nope'" in result.stderr
+
+
+def test_rule_change_shows_in_plan_org_and_sync_org_applies_it(admin, write_config, database_url, tmp_path, cli):
+    admin("sync", "hr")
+    path = str(tmp_path / "hr.csv")
+    promoted = (
+        CONFIG.format(url=database_url, path=path)
+        + '\n[[orgs.rules]]\nattribute = {user_name = "u1"}\nrole = "admin"\n'
+    )
+    moved = write_config(promoted, "promoted.toml")
+    planned = cli("--config", str(moved), "plan", "--org", "acme")
+    assert planned.code == 2 and "u1@acme.com: member -> admin (attribute user_name='u1', rule 3)" in planned.stdout
+    applied = cli("--config", str(moved), "sync", "--org", "acme")
+    assert applied.code == 0 and "org acme: 1 change applied" in applied.stdout
+    assert Member.get(Member.email == "u1@acme.com").role == "admin"
