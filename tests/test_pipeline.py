@@ -434,3 +434,14 @@ def test_two_concurrent_runs_of_the_same_read_apply_it_exactly_once(config):
     assert sorted(r.actions for r in results) == [0, 40]
     assert LedgerEntry.select().where(LedgerEntry.action == "member.join").count() == 40
     assert Identity.select().count() == 40 and ledger.verify(org_id()).ok
+
+
+def test_gc_pause_nests_and_restores_the_collector():
+    import gc
+
+    assert gc.isenabled()
+    with pipeline.gc_paused():
+        with pipeline.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
