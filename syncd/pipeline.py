@@ -29,7 +29,7 @@ from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
 from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather
 from syncd.reconcile import Action, Plan, reconcile
-from syncd.stage import StageResult, stage, touched_match_keys
+from syncd.stage import StageResult, rekey, stage, touched_match_keys
 from syncd.store.db import is_postgres
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
@@ -203,7 +203,10 @@ def apply_read(
                 progress("planning", 0, None)
             digest = basis(org, rules)
             stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
-            whole = full or stored_basis is None or stored_basis.fingerprint != digest
+            changed_basis = stored_basis is None or stored_basis.fingerprint != digest
+            whole = full or changed_basis
+            if changed_basis:
+                rekey(org)
             inputs, plan = _plan(org, rules, now, None if whole else _scope(org, row, staged, now))
             outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
             if outcome.held_reason is not None and not whole:
@@ -357,6 +360,7 @@ def reconcile_org(
     outcome = RunResult(source="", org=org.slug)
     with write_transaction() as tx:
         lock_org(org.id)
+        rekey(org)
         inputs, plan = _plan(org, rules, now, None)
         outcome.plan, outcome.actions = plan, len(plan.actions)
         outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))

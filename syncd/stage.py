@@ -532,3 +532,28 @@ def touched_match_keys(source: Source, staged: StageResult) -> set[str]:
         query = Identity.select(Identity.match_key).where((Identity.source == source.id) & Identity.key.in_(chunk))
         keys.update(key for (key,) in raw_rows(query) if key)
     return keys
+
+
+def rekey(org: Organization) -> int:
+    """Recompute every identity's match key after the org's ``match_on`` may have changed; return how many moved.
+
+    In Python, not SQL, so that keys fold case exactly as :func:`syncd.matching.match_key` does (SQLite's LOWER
+    folds ASCII only). Identities of every source, SCIM included, move together before the whole org is planned.
+    """
+    query = Identity.select(
+        Identity.id, Identity.user_name, Identity.email, Identity.external_id, Identity.match_key
+    ).where(Identity.org == org.id)
+    moved = []
+    for row_id, user_name, email, external_id, have in raw_rows(query):
+        want = match_key(org.match_on, user_name=user_name, email=email, external_id=external_id)
+        if want != have:
+            moved.append((want, row_id))
+    if moved:
+        db = database.obj
+        left, right = db.quote[0], db.quote[1]
+        execute_many(
+            f"UPDATE {left}{Identity._meta.table_name}{right} SET {left}match_key{right} = {db.param} "
+            f"WHERE {left}id{right} = {db.param}",
+            moved,
+        )
+    return len(moved)

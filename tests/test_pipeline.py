@@ -445,3 +445,28 @@ def test_gc_pause_nests_and_restores_the_collector():
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+def test_changing_match_on_rekeys_every_identity_and_rejoins_members(store, database_url):
+    config = declare(make_config(database_url))
+    scim = Source.get(Source.name == "scim:acme")
+    Identity.create(
+        org=org_id(),
+        source=scim,
+        key="scim-1",
+        user_name="alice",
+        user_name_lower="alice",
+        email="alice@idp.example",
+        email_lower="alice@idp.example",
+        match_key="alice@idp.example",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    pipeline.apply_read(config, "hr", snapshot(user("alice")), now=NOW)
+    assert Member.select().count() == 2, "by email, the two identities are two people"
+    by_name = replace(config, orgs=(replace(config.orgs[0], match_on="userName"),))
+    declare(by_name)
+    pipeline.apply_read(by_name, "hr", snapshot(user("alice")), now=NOW)
+    assert {i.match_key for i in Identity.select()} == {"alice"}
+    assert Member.get(Member.match_key == "alice").status == "active"
+    assert {m.status for m in Member.select().where(Member.match_key != "alice")} == {"suspended"}
