@@ -64,7 +64,9 @@ class RunResult:
 
 
 def use_config(config: Config) -> None:
-    """Remember each configured org's rules, for SCIM writes (which name only the org) in this process."""
+    """Remember each configured org's rules, for SCIM writes (which name only the org) in this process; a reloaded
+    config replaces them all."""
+    _RULES.clear()
     for org in config.orgs:
         _RULES[org.slug] = org.rules
 
