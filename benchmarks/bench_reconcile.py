@@ -16,6 +16,7 @@ import argparse
 import csv
 import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -120,6 +121,11 @@ format = "csv"
 """
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_phase(args: argparse.Namespace) -> None:
     """One phase in this process: time it, then report peak RSS (ru_maxrss is KiB on Linux)."""
     from syncd import pipeline, shell
@@ -142,6 +148,7 @@ def run_phase(args: argparse.Namespace) -> None:
         # run_source's steps, timed apart: the connector's read, then stage → plan → guard → apply → commit.
         cursor = Source.get(Source.name == "hr").cursor
         began = time.perf_counter()
+        cpu_began = cpu_seconds()
         read = pipeline.connector_for(config.source("hr")).read(cursor)
         read_seconds = time.perf_counter() - began
         started = time.perf_counter()
@@ -171,8 +178,10 @@ def run_phase(args: argparse.Namespace) -> None:
         read = snapshot_of(people(args.people, 2 if args.phase == "change" else 1))
         read_seconds = time.perf_counter() - began
         started = time.perf_counter()
+        cpu_began = cpu_seconds()
         result = pipeline.apply_read(config, "hr", read, read_cursor="bench")
     seconds = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     staged = result.stage
     print(
@@ -181,6 +190,7 @@ def run_phase(args: argparse.Namespace) -> None:
                 "phase": args.phase,
                 "seconds": round(seconds + (read_seconds if args.mode == "csv" else 0), 2),
                 "reconcile_seconds": round(seconds, 2),
+                "cpu_seconds": round(cpu, 2),
                 "read_seconds": round(read_seconds, 2),
                 "peak_rss_mib": round(peak, 1),
                 "actions": result.actions,
@@ -224,11 +234,14 @@ def main() -> int:
                 print(done.stderr, file=sys.stderr)
                 return 1
             results[phase] = json.loads(done.stdout.strip().splitlines()[-1])
+        load = os.getloadavg()[0]
+        print(f"load average at the end: {load:.2f} on {os.cpu_count()} CPUs (wall times grow with other load)")
         for phase, figures in results.items():
             aim = AIMS[phase] * args.people / 100_000
             rate = args.people / figures["seconds"] if figures["seconds"] else float("inf")
             print(
-                f"{phase:>6}: {figures['seconds']:7.2f} s (aim < {aim:.1f} s, ratio {figures['seconds'] / aim:.2f}), "
+                f"{phase:>6}: {figures['seconds']:7.2f} s (aim < {aim:.1f} s, ratio {figures['seconds'] / aim:.2f}; "
+                f"{figures['cpu_seconds']:.2f} s CPU in this process), "
                 f"peak RSS {figures['peak_rss_mib']:7.1f} MiB (aim < 1024), {figures['actions']} actions, "
                 f"{figures['staged_changes']} staged changes, {rate:,.0f} people/s"
                 + (
