@@ -16,7 +16,7 @@ from syncd import ledger
 from syncd.clock import iso
 from syncd.gather import Inputs
 from syncd.reconcile import Action, MemberState, Plan
-from syncd.stage import _chunks, insert_many, update_many
+from syncd.stage import batches, insert_many, update_many
 from syncd.store.models import LedgerEntry, Member, Organization, OutboxEvent, Team, TeamMember
 
 Advance = Callable[[int], None]
@@ -183,12 +183,12 @@ def _write_members(
             team_changes.append((key, before_teams, final.teams))
     member_ids = {key: row.id for key, row in inputs.members.items()}
     join_fields = [Member._meta.fields[name] for name in JOIN_COLUMNS]
-    for chunk in _chunks(joins, 5000):
+    for chunk in batches(joins, 5000):
         insert_many(Member, join_fields, [tuple(j[name] for name in JOIN_COLUMNS) for j in chunk])
         if advance:
             advance(len(chunk))
     if joins:
-        for chunk in _chunks([j["match_key"] for j in joins]):
+        for chunk in batches([j["match_key"] for j in joins]):
             query = Member.select(Member.match_key, Member.id).where(
                 (Member.org == org.id) & Member.match_key.in_(chunk)
             )

@@ -25,7 +25,7 @@ from syncd.reconcile import (
     PlanPolicy,
     RuleLike,
 )
-from syncd.stage import _chunks, raw_rows
+from syncd.stage import batches, raw_rows
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Organization, Source, Team, TeamMember
 
 ATTRIBUTE_COLUMNS = (
@@ -152,7 +152,7 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
     ]
     extra = [getattr(Identity, name) for name in ATTRIBUTE_COLUMNS] + [Identity.resource] if want_attributes else []
     base = Identity.select(*columns, *extra).where((Identity.org == org.id) & Identity.match_key.is_null(False))
-    queries = [base] if keys is None else [base.where(Identity.match_key.in_(chunk)) for chunk in _chunks(keys)]
+    queries = [base] if keys is None else [base.where(Identity.match_key.in_(chunk)) for chunk in batches(keys)]
     rows = []
     for query in queries:
         for row in raw_rows(query):
@@ -188,7 +188,7 @@ def _direct_groups(
         queries = [
             base.where((GroupMember.source == source_id) & GroupMember.member_key.in_(chunk))
             for source_id, identity_keys in by_source.items()
-            for chunk in _chunks(identity_keys)
+            for chunk in batches(identity_keys)
         ]
     for query in queries:
         for source_id, member_key, group_id in raw_rows(query):
@@ -224,7 +224,7 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
     edges: list[tuple[int, str]] = []
     while frontier:
         loaded = []
-        for chunk in _chunks(sorted(frontier)):
+        for chunk in batches(sorted(frontier)):
             for gid, source_id, key, name, external_id in (
                 DirectoryGroup.select(*columns).where(DirectoryGroup.id.in_(chunk)).tuples()
             ):
@@ -235,7 +235,7 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
             by_source.setdefault(source_id, []).append(key)
         parents: set[int] = set()
         for source_id, child_keys in by_source.items():
-            for chunk in _chunks(child_keys):
+            for chunk in batches(child_keys):
                 query = nested.where((GroupMember.source == source_id) & GroupMember.member_key.in_(chunk))
                 for parent, _, child in query.tuples():
                     edges.append((parent, child))
@@ -262,7 +262,7 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
         Member.transfer_to,
     )
     base = Member.select(*columns).where(Member.org == org.id)
-    queries = [base] if keys is None else [base.where(Member.match_key.in_(chunk)) for chunk in _chunks(keys)]
+    queries = [base] if keys is None else [base.where(Member.match_key.in_(chunk)) for chunk in batches(keys)]
     raw = [row for query in queries for row in raw_rows(query)]
     as_datetime = Member.suspended_at.python_value
     teams: dict[int, list[tuple[str, str]]] = {}
@@ -274,7 +274,7 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
     if keys is None:
         team_queries = [team_query]
     else:
-        team_queries = [team_query.where(TeamMember.member.in_(chunk)) for chunk in _chunks([r[0] for r in raw])]
+        team_queries = [team_query.where(TeamMember.member.in_(chunk)) for chunk in batches([r[0] for r in raw])]
     for query in team_queries:
         for member_id, slug, role in raw_rows(query):
             teams.setdefault(member_id, []).append((slug, role))

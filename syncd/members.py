@@ -16,7 +16,7 @@ from syncd.apply import apply_plan
 from syncd.gather import gather
 from syncd.pipeline import lock_org, reconcile_touched, rules_for
 from syncd.reconcile import Action
-from syncd.stage import _chunks
+from syncd.stage import batches
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
 from syncd.store.tx import write_transaction
 
@@ -49,7 +49,7 @@ def listing(org: Organization, match_keys: list[str] | None = None) -> list[dict
         .join(Source, on=(Identity.source == Source.id))
         .where((Identity.org == org.id) & (Identity.active == True))  # noqa: E712 (peewee expression)
     )
-    queries = [source_query] if keys is None else [source_query.where(Identity.match_key.in_(c)) for c in _chunks(keys)]
+    queries = [source_query] if keys is None else [source_query.where(Identity.match_key.in_(c)) for c in batches(keys)]
     for query in queries:
         for key, name in query.tuples().iterator():
             sources.setdefault(key, set()).add(name)

@@ -172,7 +172,7 @@ def raw_rows(query: peewee.Query) -> Iterator[tuple[Any, ...]]:
         yield from batch
 
 
-def _chunks(items: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
+def batches(items: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
     chunk: list[Any] = []
     for item in items:
         chunk.append(item)
@@ -214,7 +214,7 @@ def execute_many(sql: str, rows: list[tuple[Any, ...]]) -> None:
 
         execute_batch(cursor, sql, rows, page_size=500)
         return
-    for chunk in _chunks(rows, 5000):
+    for chunk in batches(rows, 5000):
         cursor.executemany(sql, chunk)
 
 
@@ -307,7 +307,7 @@ class _Staging:
         columns = [getattr(Identity, name) for name in IDENTITY_FIELDS]
         stored: dict[str, tuple[int, tuple[Any, ...]]] = {}
         base = Identity.select(Identity.id, Identity.key, *columns).where(Identity.source == self.source.id)
-        queries = [base] if keys is None else [base.where(Identity.key.in_(c)) for c in _chunks(keys)]
+        queries = [base] if keys is None else [base.where(Identity.key.in_(c)) for c in batches(keys)]
         for query in queries:
             for row in raw_rows(query):
                 stored[row[1]] = (row[0], tuple(row[2:]))
@@ -340,7 +340,7 @@ class _Staging:
                 self._remove_identities(gone)
 
     def _remove_identities(self, keys: set[str]) -> None:
-        for chunk in _chunks(sorted(keys)):
+        for chunk in batches(sorted(keys)):
             query = Identity.select(Identity.match_key).where(
                 (Identity.source == self.source.id) & Identity.key.in_(chunk)
             )
@@ -399,10 +399,10 @@ class _Staging:
     def _remove_groups(self, keys: set[str], ids: dict[str, int]) -> None:
         row_ids = [ids[k] for k in keys if k in ids]
         self._touch_under(row_ids)
-        for chunk in _chunks(row_ids):
+        for chunk in batches(row_ids):
             GroupMember.delete().where(GroupMember.group.in_(chunk)).execute()
             self.result.groups_removed += DirectoryGroup.delete().where(DirectoryGroup.id.in_(chunk)).execute()
-        for chunk in _chunks(sorted(keys)):
+        for chunk in batches(sorted(keys)):
             GroupMember.delete().where(
                 (GroupMember.source == self.source.id)
                 & (GroupMember.member_kind == "Group")
@@ -425,7 +425,7 @@ class _Staging:
             queries = [query]
         else:
             ids = [group_ids[k] for k in scope if k in group_ids]
-            queries = [query.where(GroupMember.group.in_(chunk)) for chunk in _chunks(ids)]
+            queries = [query.where(GroupMember.group.in_(chunk)) for chunk in batches(ids)]
         stored: set[tuple[int, str]] = set()
         for q in queries:
             stored.update(tuple(row) for row in raw_rows(q))
@@ -475,7 +475,7 @@ class _Staging:
             return
         existing: set[tuple[str, str]] = set()
         by_id = {gid: key for key, gid in group_ids.items()}
-        for chunk in _chunks(sorted({group_ids[g] for g, _ in pairs})):
+        for chunk in batches(sorted({group_ids[g] for g, _ in pairs})):
             query = GroupMember.select(GroupMember.group, GroupMember.member_key).where(GroupMember.group.in_(chunk))
             existing.update((by_id[g], m) for g, m in raw_rows(query))
         self._insert_memberships(added - existing - removed, group_ids)
@@ -507,7 +507,7 @@ class _Staging:
         while frontier:
             seen |= frontier
             child_keys: list[str] = []
-            for chunk in _chunks(sorted(frontier)):
+            for chunk in batches(sorted(frontier)):
                 query = GroupMember.select(GroupMember.member_key, GroupMember.member_kind).where(
                     GroupMember.group.in_(chunk)
                 )
@@ -517,7 +517,7 @@ class _Staging:
                     else:
                         self.result.touched_keys.add(key)
             frontier = set()
-            for chunk in _chunks(child_keys):
+            for chunk in batches(child_keys):
                 query = DirectoryGroup.select(DirectoryGroup.id).where(
                     (DirectoryGroup.source == self.source.id) & DirectoryGroup.key.in_(chunk)
                 )
@@ -528,7 +528,7 @@ class _Staging:
 def touched_match_keys(source: Source, staged: StageResult) -> set[str]:
     """The match keys of every member a staged read may have changed: old keys and current ones."""
     keys = set(staged.old_match_keys)
-    for chunk in _chunks(sorted(staged.touched_keys)):
+    for chunk in batches(sorted(staged.touched_keys)):
         query = Identity.select(Identity.match_key).where((Identity.source == source.id) & Identity.key.in_(chunk))
         keys.update(key for (key,) in raw_rows(query) if key)
     return keys
