@@ -7,10 +7,11 @@ that its cost does not grow with the org.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from syncd.orgs import policy_of
@@ -24,7 +25,7 @@ from syncd.reconcile import (
     PlanPolicy,
     RuleLike,
 )
-from syncd.stage import _chunks
+from syncd.stage import batches, raw_rows
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Organization, Source, Team, TeamMember
 
 ATTRIBUTE_COLUMNS = (
@@ -73,8 +74,16 @@ def plan_policy(org: Organization) -> PlanPolicy:
     )
 
 
-def gather(org: Organization, rules: Sequence[RuleLike], match_keys: Iterable[str] | None = None) -> Inputs:
-    """Read the org's observed and current state (all of it, or the members with these match keys)."""
+def gather(
+    org: Organization,
+    rules: Sequence[RuleLike],
+    match_keys: Iterable[str] | None = None,
+    count_active: bool | None = None,
+) -> Inputs:
+    """Read the org's observed and current state (all of it, or the members with these match keys); count the
+    org's active members for the guard when ``count_active`` (default: for whole-org reads)."""
+    if count_active is None:
+        count_active = match_keys is None
     keys = None if match_keys is None else sorted(set(match_keys))
     sources = {row.id: (row.name, row.precedence) for row in Source.select().where(Source.org == org.id)}
     want_attributes = any(getattr(rule, "attribute", None) for rule in rules)
@@ -127,7 +136,7 @@ def gather(org: Organization, rules: Sequence[RuleLike], match_keys: Iterable[st
         policy=plan_policy(org),
         members=rows,
         teams={slug: team_id for slug, (team_id, _) in teams.items()},
-        active=_count(org, owners=False) if keys is None else 0,
+        active=_count(org, owners=False) if count_active else 0,
     )
 
 
@@ -143,10 +152,10 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
     ]
     extra = [getattr(Identity, name) for name in ATTRIBUTE_COLUMNS] + [Identity.resource] if want_attributes else []
     base = Identity.select(*columns, *extra).where((Identity.org == org.id) & Identity.match_key.is_null(False))
-    queries = [base] if keys is None else [base.where(Identity.match_key.in_(chunk)) for chunk in _chunks(keys)]
+    queries = [base] if keys is None else [base.where(Identity.match_key.in_(chunk)) for chunk in batches(keys)]
     rows = []
     for query in queries:
-        for row in query.tuples().iterator():
+        for row in raw_rows(query):
             attributes: dict[str, Any] = {}
             if want_attributes:
                 resource = row[-1]
@@ -166,11 +175,12 @@ def _direct_groups(
 ) -> dict[tuple[int, str], set[int]]:
     """(source id, identity key) → ids of the groups the identity is directly in."""
     direct: dict[tuple[int, str], set[int]] = {}
+    # The narrow lookups name only (source, member_key), so that SQLite picks that index over the org's.
     base = GroupMember.select(GroupMember.source, GroupMember.member_key, GroupMember.group).where(
-        (GroupMember.org == org.id) & (GroupMember.member_kind == "User")
+        GroupMember.member_kind == "User"
     )
     if keys is None:
-        queries = [base]
+        queries = [base.where(GroupMember.org == org.id)]
     else:
         by_source: dict[int, list[str]] = {}
         for row in identity_rows:
@@ -178,10 +188,10 @@ def _direct_groups(
         queries = [
             base.where((GroupMember.source == source_id) & GroupMember.member_key.in_(chunk))
             for source_id, identity_keys in by_source.items()
-            for chunk in _chunks(identity_keys)
+            for chunk in batches(identity_keys)
         ]
     for query in queries:
-        for source_id, member_key, group_id in query.tuples().iterator():
+        for source_id, member_key, group_id in raw_rows(query):
             direct.setdefault((source_id, member_key), set()).add(group_id)
     return direct
 
@@ -198,14 +208,15 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
     )
     found: dict[int, tuple[int, str, str, str | None, set[str]]] = {}
     nested = GroupMember.select(GroupMember.group, GroupMember.source, GroupMember.member_key).where(
-        (GroupMember.org == org.id) & (GroupMember.member_kind == "Group")
+        GroupMember.member_kind == "Group"
     )
     if start is None:
+        nested = nested.where(GroupMember.org == org.id)
         for gid, source_id, key, name, external_id in (
             DirectoryGroup.select(*columns).where(DirectoryGroup.org == org.id).tuples()
         ):
             found[gid] = (source_id, key, name, external_id, set())
-        for parent, _, child in nested.tuples():
+        for parent, _, child in raw_rows(nested):
             if parent in found:
                 found[parent][4].add(child)
         return found
@@ -213,7 +224,7 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
     edges: list[tuple[int, str]] = []
     while frontier:
         loaded = []
-        for chunk in _chunks(sorted(frontier)):
+        for chunk in batches(sorted(frontier)):
             for gid, source_id, key, name, external_id in (
                 DirectoryGroup.select(*columns).where(DirectoryGroup.id.in_(chunk)).tuples()
             ):
@@ -224,7 +235,7 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
             by_source.setdefault(source_id, []).append(key)
         parents: set[int] = set()
         for source_id, child_keys in by_source.items():
-            for chunk in _chunks(child_keys):
+            for chunk in batches(child_keys):
                 query = nested.where((GroupMember.source == source_id) & GroupMember.member_key.in_(chunk))
                 for parent, _, child in query.tuples():
                     edges.append((parent, child))
@@ -251,8 +262,9 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
         Member.transfer_to,
     )
     base = Member.select(*columns).where(Member.org == org.id)
-    queries = [base] if keys is None else [base.where(Member.match_key.in_(chunk)) for chunk in _chunks(keys)]
-    raw = [row for query in queries for row in query.tuples().iterator()]
+    queries = [base] if keys is None else [base.where(Member.match_key.in_(chunk)) for chunk in batches(keys)]
+    raw = [row for query in queries for row in raw_rows(query)]
+    as_datetime = Member.suspended_at.python_value
     teams: dict[int, list[tuple[str, str]]] = {}
     team_query = (
         TeamMember.select(TeamMember.member, Team.slug, TeamMember.role)
@@ -262,9 +274,9 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
     if keys is None:
         team_queries = [team_query]
     else:
-        team_queries = [team_query.where(TeamMember.member.in_(chunk)) for chunk in _chunks([r[0] for r in raw])]
+        team_queries = [team_query.where(TeamMember.member.in_(chunk)) for chunk in batches([r[0] for r in raw])]
     for query in team_queries:
-        for member_id, slug, role in query.tuples().iterator():
+        for member_id, slug, role in raw_rows(query):
             teams.setdefault(member_id, []).append((slug, role))
     members: dict[str, CurrentMember] = {}
     rows: dict[str, MemberRow] = {}
@@ -272,6 +284,8 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
         state = MemberState(
             email, user_name, display_name, status, role, bool(pinned), tuple(sorted(teams.get(member_id, ())))
         )
+        suspended = as_datetime(suspended) if suspended is not None else None
+        gone = as_datetime(gone) if gone is not None else None
         members[key] = CurrentMember(key, state, suspended)
         rows[key] = MemberRow(member_id, suspended, gone, transfer)
     return members, rows
@@ -286,3 +300,29 @@ def _count(org: Organization, owners: bool) -> int:
     if owners:
         query = query.where(Member.role == "owner")
     return query.count()
+
+
+def due_for_deprovision(org: Organization, grace_days: int, now: datetime) -> list[str]:
+    """Match keys of suspended members whose grace period is over (time moves them, not any read)."""
+    query = Member.select(Member.match_key).where(
+        (Member.org == org.id)
+        & (Member.status == "suspended")
+        & (Member.suspended_at <= now - timedelta(days=grace_days))
+    )
+    return [key for (key,) in query.tuples()]
+
+
+def active_owners(org: Organization) -> list[str]:
+    """Match keys of the org's active owners: always planned, so the last-owner rule sees every owner change."""
+    query = Member.select(Member.match_key).where(
+        (Member.org == org.id) & (Member.status == "active") & (Member.role == "owner")
+    )
+    return [key for (key,) in query.tuples()]
+
+
+def basis(org: Organization, rules: Sequence[RuleLike]) -> str:
+    """Digest of everything org-wide a plan depends on besides the members' own data: rules, policy, domains,
+    match key and source precedences. When it changes, every member must be planned again."""
+    sources = sorted(Source.select(Source.name, Source.precedence).where(Source.org == org.id).tuples())
+    text = repr(([repr(rule) for rule in rules], org.policy, org.domains, org.match_on, sources))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

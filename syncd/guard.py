@@ -19,7 +19,7 @@ from syncd import ledger
 from syncd.config import Policy
 from syncd.gather import Inputs
 from syncd.reconcile import Plan, RuleLike
-from syncd.store.models import Organization, Source
+from syncd.store.models import Organization, OutboxEvent, Source
 from syncd.store.models import Plan as PlanRow
 
 
@@ -129,6 +129,7 @@ def hold(
         actions=json.dumps([a.as_dict() for a in plan.actions], sort_keys=True, default=str),
         cursor=read_cursor,
     )
+    _announce(org.id, "plan.held", plan_id, {**summary, "status": "held"}, now)
     ledger.append(
         org.id,
         actor=actor,
@@ -145,6 +146,7 @@ def decide(row: PlanRow, status: str, actor: str, now: datetime, reason: str) ->
     before = {"status": row.status, "fingerprint": row.fingerprint}
     row.status, row.decided_at = status, now
     row.save()
+    _announce(row.org_id, f"plan.{status}", row.id, {"status": status, "reason": reason}, now)
     ledger.append(
         row.org_id,
         actor=actor,
@@ -153,4 +155,15 @@ def decide(row: PlanRow, status: str, actor: str, now: datetime, reason: str) ->
         before=before,
         after={"status": status, "fingerprint": row.fingerprint},
         reason=reason,
+    )
+
+
+def _announce(org_id: int, event: str, plan_id: str, payload: dict[str, Any], now: datetime) -> None:
+    """An outbox event, so that a held plan alerts someone (webhook) rather than waiting to be noticed."""
+    OutboxEvent.create(
+        org=org_id,
+        event_type=event,
+        payload=json.dumps({"plan_id": plan_id, **payload}, sort_keys=True, default=str),
+        created_at=now,
+        next_attempt_at=now,
     )

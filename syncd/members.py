@@ -14,9 +14,9 @@ from peewee import fn
 
 from syncd.apply import apply_plan
 from syncd.gather import gather
-from syncd.pipeline import reconcile_touched, rules_for
+from syncd.pipeline import lock_org, reconcile_touched, rules_for
 from syncd.reconcile import Action
-from syncd.stage import _chunks
+from syncd.stage import batches
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
 from syncd.store.tx import write_transaction
 
@@ -49,7 +49,7 @@ def listing(org: Organization, match_keys: list[str] | None = None) -> list[dict
         .join(Source, on=(Identity.source == Source.id))
         .where((Identity.org == org.id) & (Identity.active == True))  # noqa: E712 (peewee expression)
     )
-    queries = [source_query] if keys is None else [source_query.where(Identity.match_key.in_(c)) for c in _chunks(keys)]
+    queries = [source_query] if keys is None else [source_query.where(Identity.match_key.in_(c)) for c in batches(keys)]
     for query in queries:
         for key, name in query.tuples().iterator():
             sources.setdefault(key, set()).add(name)
@@ -86,6 +86,7 @@ def set_role(org: Organization, who: str, role: str, pin: bool | None, actor: st
     Unpinning hands the member back to the rules at once: they are reconciled in the same transaction.
     """
     with write_transaction():
+        lock_org(org.id)
         member = find(org, who)
         key = member.match_key
         inputs = gather(org, rules_for(org.slug), [key])

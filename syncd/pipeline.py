@@ -11,11 +11,14 @@ step: the crash tests use it to prove a kill at any step loses and doubles nothi
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
 import signal
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -24,10 +27,11 @@ from syncd import guard, orgs
 from syncd.apply import apply_plan
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
-from syncd.gather import Inputs, gather
+from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather
 from syncd.reconcile import Action, Plan, reconcile
-from syncd.stage import StageResult, stage
-from syncd.store.models import Organization, Source
+from syncd.stage import StageResult, rekey, stage, touched_match_keys
+from syncd.store.db import is_postgres
+from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
 
@@ -60,7 +64,9 @@ class RunResult:
 
 
 def use_config(config: Config) -> None:
-    """Remember each configured org's rules, for SCIM writes (which name only the org) in this process."""
+    """Remember each configured org's rules, for SCIM writes (which name only the org) in this process; a reloaded
+    config replaces them all."""
+    _RULES.clear()
     for org in config.orgs:
         _RULES[org.slug] = org.rules
 
@@ -75,11 +81,48 @@ def connector_for(settings: SourceSettings) -> Connector:
     return module.Connector(settings.name, settings.connector)
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_resume = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one large run.
+
+    A 100,000-person run allocates millions of small acyclic objects (rows, records, tuples); each burst of
+    allocations triggers generation scans that find nothing to free. Reference counting still frees them; cycles
+    wait until the last concurrent run ends and the collector resumes as it was.
+    """
+    global _gc_pauses, _gc_resume
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_resume = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_resume:
+                gc.enable()
+
+
+def lock_org(org_id: int) -> None:
+    """Serialize changes of one org's state before reading it (PostgreSQL: a row lock on the org, the same one the
+    ledger takes; SQLite's write transaction already holds the database's single write lock). Taking it first, in
+    every writer, means no two writers plan from the same stale state and none waits on another in a cycle."""
+    if is_postgres():
+        Organization.select(Organization.id).where(Organization.id == org_id).for_update().execute()
+
+
 def _fault(step: str) -> None:
     if os.environ.get("SYNCD_FAULT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@gc_paused()
 def run_source(
     config: Config,
     source_name: str,
@@ -104,11 +147,13 @@ def run_source(
             progress("reading", 0, None)
         result = connector.read(cursor)
     except ConnectorError as error:
-        _record_failure(row, str(error), now)
+        if not dry_run:
+            _record_failure(row, str(error), now)
         raise
     except Exception as error:
         message = f"source {source_name}: read failed ({type(error).__name__}); see the service log"
-        _record_failure(row, message, now)
+        if not dry_run:
+            _record_failure(row, message, now)
         raise PipelineError(message) from error
     return apply_read(
         config,
@@ -123,6 +168,7 @@ def run_source(
     )
 
 
+@gc_paused()
 def apply_read(
     config: Config,
     source_name: str,
@@ -149,6 +195,7 @@ def apply_read(
     outcome = RunResult(source=source_name, org=org.slug)
     try:
         with write_transaction() as tx:
+            lock_org(org.id)
             if progress:
                 progress("staging", 0, None)
             staged = stage(org, row, result, now)
@@ -156,31 +203,50 @@ def apply_read(
             _fault("stage")
             if progress:
                 progress("planning", 0, None)
-            inputs = gather(org, rules)
-            plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+            digest = basis(org, rules)
+            stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+            changed_basis = stored_basis is None or stored_basis.fingerprint != digest
+            whole = full or changed_basis
+            if changed_basis:
+                rekey(org)
+            inputs, plan = _plan(org, rules, now, None if whole else _scope(org, row, staged, now))
+            outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+            if outcome.held_reason is not None and not whole:
+                # Held plans are whole-org plans, so that approval recomputes exactly the same thing.
+                inputs, plan = _plan(org, rules, now, None)
+                outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
             outcome.plan, outcome.actions = plan, len(plan.actions)
             _fault("plan")
-            outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
             if dry_run:
                 outcome.held = outcome.held_reason is not None
                 tx.rollback()
                 return outcome
             if outcome.held_reason is not None:
-                digest = guard.fingerprint(inputs, rules)
+                fingerprint = guard.fingerprint(inputs, rules)
                 tx.rollback()
             else:
                 _apply(org, plan, inputs, actor, now, progress)
+                if whole:
+                    _record_basis(org, stored_basis, digest, now)
                 _fault("apply")
                 _advance_source(row, result, staged, now, full)
                 _fault("commit")
     except Exception as error:
-        if not isinstance(error, PipelineError):
+        if not isinstance(error, PipelineError) and not dry_run:
             _record_failure(row, f"source {source_name}: run failed ({type(error).__name__}); see the service log", now)
         raise
     if outcome.held_reason is not None:
         with write_transaction():
             outcome.plan_id, new = guard.hold(
-                org, row, plan, digest, outcome.held_reason, read_cursor=read_cursor, full=full, actor=actor, now=now
+                org,
+                row,
+                plan,
+                fingerprint,
+                outcome.held_reason,
+                read_cursor=read_cursor,
+                full=full,
+                actor=actor,
+                now=now,
             )
             if new:
                 Source.update(
@@ -191,6 +257,27 @@ def apply_read(
     _fault("committed")
     outcome.applied = True
     return outcome
+
+
+def _scope(org: Organization, row: Source, staged: StageResult, now: datetime) -> set[str]:
+    """The members a read can have changed, plus those time or the last-owner rule may move."""
+    keys = touched_match_keys(row, staged)
+    keys.update(due_for_deprovision(org, orgs.policy_of(org).grace_days, now))
+    keys.update(active_owners(org))
+    return keys
+
+
+def _plan(org: Organization, rules: Sequence[Rule], now: datetime, keys: set[str] | None) -> tuple[Inputs, Plan]:
+    inputs = gather(org, rules, keys, count_active=True)
+    return inputs, reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+
+
+def _record_basis(org: Organization, stored: PlanBasis | None, digest: str, now: datetime) -> None:
+    """Remember the config a whole-org plan was applied under; written only when it changed."""
+    if stored is None:
+        PlanBasis.create(org=org.id, fingerprint=digest, planned_at=now)
+    elif stored.fingerprint != digest:
+        PlanBasis.update(fingerprint=digest, planned_at=now).where(PlanBasis.id == stored.id).execute()
 
 
 def _apply(
@@ -257,6 +344,7 @@ def plan_org(config: Config, org_slug: str, *, now: datetime | None = None) -> R
     return reconcile_org(config, org_slug, dry_run=True, now=now)
 
 
+@gc_paused()
 def reconcile_org(
     config: Config,
     org_slug: str,
@@ -273,8 +361,9 @@ def reconcile_org(
     rules = rules_for(org.slug)
     outcome = RunResult(source="", org=org.slug)
     with write_transaction() as tx:
-        inputs = gather(org, rules)
-        plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+        lock_org(org.id)
+        rekey(org)
+        inputs, plan = _plan(org, rules, now, None)
         outcome.plan, outcome.actions = plan, len(plan.actions)
         outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
         if dry_run:
@@ -296,10 +385,12 @@ def reconcile_org(
             outcome.held = True
             return outcome
         _apply(org, plan, inputs, actor, now, progress)
+        _record_basis(org, PlanBasis.get_or_none(PlanBasis.org == org.id), basis(org, rules), now)
     outcome.applied = True
     return outcome
 
 
+@gc_paused()
 def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: datetime | None = None) -> RunResult:
     """Apply exactly the held plan ``plan_id`` if nothing it was computed from has changed; otherwise mark it
     stale (ledgered) and plan again, through the guard."""
@@ -324,6 +415,7 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
     stored = [Action.from_dict(a) for a in json.loads(row.actions)]
     outcome = RunResult(source=source.name if source else "", org=org.slug, plan_id=plan_id)
     with write_transaction() as tx:
+        lock_org(org.id)
         staged = stage(org, source, result, now) if source is not None and result is not None else None
         inputs = gather(org, rules)
         plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
@@ -362,6 +454,7 @@ def reconcile_touched(org_id: int, match_keys: Iterable[str], actor: str, now: d
     if not keys:
         return 0
     now = now or utcnow()
+    lock_org(org_id)
     org = Organization.get_by_id(org_id)
     rules = rules_for(org.slug)
     inputs = gather(org, rules, keys)

@@ -19,7 +19,7 @@ import peewee
 from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
 from syncd.ledger import canonical_json
 from syncd.matching import match_key
-from syncd.store.db import database
+from syncd.store.db import database, is_postgres
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
 
 BATCH = 500
@@ -42,6 +42,7 @@ IDENTITY_FIELDS = (
     "resource",
 )
 GROUP_FIELDS = ("display_name", "display_name_lower", "external_id", "resource")
+MATCH_KEY = IDENTITY_FIELDS.index("match_key")
 
 
 @dataclass
@@ -58,6 +59,10 @@ class StageResult:
     groups_removed: int = 0
     memberships_added: int = 0
     memberships_removed: int = 0
+    touched_keys: set[str] = field(default_factory=set)
+    """Identity keys of this source whose data or (flattened) memberships changed."""
+    old_match_keys: set[str] = field(default_factory=set)
+    """Match keys that identities had before this read changed or removed them."""
 
     @property
     def changed(self) -> int:
@@ -110,7 +115,64 @@ def _group_values(record: GroupRecord) -> tuple[Any, ...]:
     return (record.display_name, record.display_name.lower(), record.external_id, attributes)
 
 
-def _chunks(items: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
+_PLAIN_FIELDS = (
+    peewee.CharField,
+    peewee.TextField,
+    peewee.IntegerField,
+    peewee.BooleanField,
+    peewee.ForeignKeyField,
+)
+
+
+def insert_many(model: type[peewee.Model], fields: list[peewee.Field], rows: list[tuple[Any, ...]]) -> None:
+    """Insert many rows with one prepared statement: ``executemany`` on SQLite, ``execute_values`` (multi-row
+    VALUES pages) on PostgreSQL. Peewee's own insert_many builds SQL value by value, which dominated a 100,000-person
+    first sync."""
+    if not rows:
+        return
+    db = database.obj
+    left, right = db.quote[0], db.quote[1]
+    given = {f.name for f in fields}
+    # Columns left out take the model's default, as peewee's insert would give them.
+    defaults = [
+        f for f in model._meta.sorted_fields if f.name not in given and not f.primary_key and f.default is not None
+    ]
+    values = [f.default() if callable(f.default) else f.default for f in defaults]
+    every = [*fields, *defaults]
+    columns = ", ".join(f"{left}{f.column_name}{right}" for f in every)
+    table = f"{left}{model._meta.table_name}{right}"
+    # Text, numbers, booleans and row ids go to the driver as they are; only dates need peewee's conversion.
+    convert = [i for i, f in enumerate(every) if not isinstance(f, _PLAIN_FIELDS)]
+    converted: list[tuple[Any, ...]] = []
+    for row in rows:
+        full = [*row, *values]
+        for i in convert:
+            full[i] = every[i].db_value(full[i])
+        converted.append(tuple(full))
+    fields = every
+    cursor = db.cursor()
+    if is_postgres():
+        from psycopg2.extras import execute_values
+
+        execute_values(cursor, f"INSERT INTO {table} ({columns}) VALUES %s", converted, page_size=1000)
+    else:
+        placeholders = ", ".join(db.param for _ in fields)
+        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", converted)
+
+
+def raw_rows(query: peewee.Query) -> Iterator[tuple[Any, ...]]:
+    """The query's rows straight from the driver, without peewee's per-value conversion (a third of a no-op
+    re-sync at 100,000 people). Use for columns whose raw values compare correctly: text, integers, booleans
+    (SQLite's 0/1 equal False/True); convert dates with the field's ``python_value``."""
+    cursor = database.obj.execute(query)
+    while True:
+        batch = cursor.fetchmany(2000)
+        if not batch:
+            return
+        yield from batch
+
+
+def batches(items: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
     chunk: list[Any] = []
     for item in items:
         chunk.append(item)
@@ -140,8 +202,19 @@ def update_many(
     sql = f"UPDATE {q(model._meta.table_name)} SET {assignments} WHERE {q('id')} = {db.param}"
     fields = [model._meta.fields[n] for n in names]
     converted = [(*(f.db_value(v) for f, v in zip(fields, row[:-1], strict=True)), row[-1]) for row in rows]
-    cursor = db.cursor()
-    for chunk in _chunks(converted):
+    execute_many(sql, converted)
+
+
+def execute_many(sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """One statement for many parameter rows: sqlite3's executemany, or psycopg2's execute_batch (which sends
+    pages of statements per round trip; plain executemany there is one round trip per row)."""
+    cursor = database.obj.cursor()
+    if is_postgres():
+        from psycopg2.extras import execute_batch
+
+        execute_batch(cursor, sql, rows, page_size=500)
+        return
+    for chunk in batches(rows, 5000):
         cursor.executemany(sql, chunk)
 
 
@@ -213,7 +286,7 @@ class _Staging:
         group_rows = {key: _group_values(record) for key, record in groups.items()}
         for key in named - set(groups) - set(stored_groups) - set(delta.removed_group_keys):
             group_rows[key] = (key, key.lower(), None, "{}")
-        group_ids = self._upsert_groups(group_rows, remove_missing=False, only=set(group_rows))
+        group_ids = self._upsert_groups(group_rows, remove_missing=False)
         if delta.removed_group_keys:
             self._remove_groups(set(delta.removed_group_keys) & set(group_ids), group_ids)
             for key in delta.removed_group_keys:
@@ -234,9 +307,9 @@ class _Staging:
         columns = [getattr(Identity, name) for name in IDENTITY_FIELDS]
         stored: dict[str, tuple[int, tuple[Any, ...]]] = {}
         base = Identity.select(Identity.id, Identity.key, *columns).where(Identity.source == self.source.id)
-        queries = [base] if keys is None else [base.where(Identity.key.in_(c)) for c in _chunks(keys)]
+        queries = [base] if keys is None else [base.where(Identity.key.in_(c)) for c in batches(keys)]
         for query in queries:
-            for row in query.tuples().iterator():
+            for row in raw_rows(query):
                 stored[row[1]] = (row[0], tuple(row[2:]))
         return stored
 
@@ -250,12 +323,14 @@ class _Staging:
             have = stored.get(key)
             if have is None:
                 inserts.append((self.org.id, self.source.id, key, *values, self.now, self.now))
+                self.result.touched_keys.add(key)
             elif have[1] != values:
                 updates.append((*values, self.now, have[0]))
+                self.result.touched_keys.add(key)
+                self.result.old_match_keys.add(have[1][MATCH_KEY])
         fields = [Identity.org, Identity.source, Identity.key]
         fields += [getattr(Identity, n) for n in IDENTITY_FIELDS] + [Identity.created_at, Identity.updated_at]
-        for chunk in _chunks(inserts):
-            Identity.insert_many(chunk, fields=fields).execute()
+        insert_many(Identity, fields, inserts)
         self._update_rows(Identity, IDENTITY_FIELDS, updates)
         self.result.identities_added += len(inserts)
         self.result.identities_updated += len(updates)
@@ -265,7 +340,11 @@ class _Staging:
                 self._remove_identities(gone)
 
     def _remove_identities(self, keys: set[str]) -> None:
-        for chunk in _chunks(sorted(keys)):
+        for chunk in batches(sorted(keys)):
+            query = Identity.select(Identity.match_key).where(
+                (Identity.source == self.source.id) & Identity.key.in_(chunk)
+            )
+            self.result.old_match_keys.update(key for (key,) in raw_rows(query) if key)
             GroupMember.delete().where(
                 (GroupMember.source == self.source.id) & GroupMember.member_key.in_(chunk)
             ).execute()
@@ -284,9 +363,7 @@ class _Staging:
         )
         return dict(query.tuples())
 
-    def _upsert_groups(
-        self, rows: dict[str, tuple[Any, ...]], remove_missing: bool, only: set[str] | None = None
-    ) -> dict[str, int]:
+    def _upsert_groups(self, rows: dict[str, tuple[Any, ...]], remove_missing: bool) -> dict[str, int]:
         """Write changed groups; return every stored group key of the source → row id."""
         columns = [getattr(DirectoryGroup, n) for n in GROUP_FIELDS]
         query = DirectoryGroup.select(DirectoryGroup.id, DirectoryGroup.key, *columns).where(
@@ -300,10 +377,11 @@ class _Staging:
                 inserts.append((self.org.id, self.source.id, key, *values, self.now, self.now))
             elif have[1] != values:
                 updates.append((*values, self.now, have[0]))
+                if have[1][:3] != values[:3]:
+                    self._touch_under([have[0]])
         fields = [DirectoryGroup.org, DirectoryGroup.source, DirectoryGroup.key, *columns]
         fields += [DirectoryGroup.created_at, DirectoryGroup.updated_at]
-        for chunk in _chunks(inserts):
-            DirectoryGroup.insert_many(chunk, fields=fields).execute()
+        insert_many(DirectoryGroup, fields, inserts)
         self._update_rows(DirectoryGroup, GROUP_FIELDS, updates)
         self.result.groups_added += len(inserts)
         self.result.groups_updated += len(updates)
@@ -320,10 +398,11 @@ class _Staging:
 
     def _remove_groups(self, keys: set[str], ids: dict[str, int]) -> None:
         row_ids = [ids[k] for k in keys if k in ids]
-        for chunk in _chunks(row_ids):
+        self._touch_under(row_ids)
+        for chunk in batches(row_ids):
             GroupMember.delete().where(GroupMember.group.in_(chunk)).execute()
             self.result.groups_removed += DirectoryGroup.delete().where(DirectoryGroup.id.in_(chunk)).execute()
-        for chunk in _chunks(sorted(keys)):
+        for chunk in batches(sorted(keys)):
             GroupMember.delete().where(
                 (GroupMember.source == self.source.id)
                 & (GroupMember.member_kind == "Group")
@@ -335,34 +414,45 @@ class _Staging:
     def _sync_memberships(
         self, wanted: set[tuple[str, str]], group_ids: dict[str, int], scope: set[str] | None, remove_missing: bool
     ) -> None:
-        """Make the memberships of the groups in ``scope`` (all when None) equal ``wanted``."""
+        """Make the memberships of the groups in ``scope`` (all when None) equal ``wanted``, comparing
+        (group row id, member key) pairs as the driver returns them."""
         if scope is not None and not scope:
             return
-        by_id = {gid: key for key, gid in group_ids.items()}
-        query = GroupMember.select(GroupMember.id, GroupMember.group, GroupMember.member_key).where(
+        query = GroupMember.select(GroupMember.group, GroupMember.member_key).where(
             GroupMember.source == self.source.id
         )
-        stored: dict[tuple[str, str], int] = {}
-        queries = (
-            [query]
-            if scope is None
-            else [
-                query.where(GroupMember.group.in_(c)) for c in _chunks([group_ids[k] for k in scope if k in group_ids])
-            ]
-        )
+        if scope is None:
+            queries = [query]
+        else:
+            ids = [group_ids[k] for k in scope if k in group_ids]
+            queries = [query.where(GroupMember.group.in_(chunk)) for chunk in batches(ids)]
+        stored: set[tuple[int, str]] = set()
         for q in queries:
-            for row_id, group_id, member in q.tuples().iterator():
-                stored[(by_id.get(group_id, ""), member)] = row_id
-        wanted = {(g, m) for g, m in wanted if g in group_ids}
-        self._insert_memberships(wanted - set(stored), group_ids)
+            stored.update(tuple(row) for row in raw_rows(q))
+        wanted_ids = {(group_ids[g], m) for g, m in wanted if g in group_ids}
+        by_id = {gid: key for key, gid in group_ids.items()}
+        self._insert_memberships({(by_id[g], m) for g, m in wanted_ids - stored}, group_ids)
         if remove_missing:
-            gone = [stored[pair] for pair in set(stored) - wanted]
-            for chunk in _chunks(gone):
-                self.result.memberships_removed += GroupMember.delete().where(GroupMember.id.in_(chunk)).execute()
+            gone = stored - wanted_ids
+            self._touch_members({(by_id.get(g, ""), m) for g, m in gone}, group_ids)
+            self._delete_memberships(sorted(gone))
+
+    def _delete_memberships(self, pairs: list[tuple[int, str]]) -> None:
+        if not pairs:
+            return
+        db = database.obj
+        left, right = db.quote[0], db.quote[1]
+        sql = (
+            f"DELETE FROM {left}{GroupMember._meta.table_name}{right} WHERE {left}{GroupMember.group.column_name}"
+            f"{right} = {db.param} AND {left}member_key{right} = {db.param}"
+        )
+        execute_many(sql, pairs)
+        self.result.memberships_removed += len(pairs)
 
     def _insert_memberships(self, pairs: set[tuple[str, str]], group_ids: dict[str, int]) -> None:
         if not pairs:
             return
+        self._touch_members(pairs, group_ids)
         rows = [
             (self.org.id, self.source.id, group_ids[g], m, "Group" if m in group_ids else "User")
             for g, m in sorted(pairs)
@@ -374,8 +464,7 @@ class _Staging:
             GroupMember.member_key,
             GroupMember.member_kind,
         ]
-        for chunk in _chunks(rows):
-            GroupMember.insert_many(chunk, fields=fields).execute()
+        insert_many(GroupMember, fields, rows)
         self.result.memberships_added += len(rows)
 
     def _change_memberships(
@@ -386,13 +475,85 @@ class _Staging:
             return
         existing: set[tuple[str, str]] = set()
         by_id = {gid: key for key, gid in group_ids.items()}
-        for chunk in _chunks(sorted({group_ids[g] for g, _ in pairs})):
+        for chunk in batches(sorted({group_ids[g] for g, _ in pairs})):
             query = GroupMember.select(GroupMember.group, GroupMember.member_key).where(GroupMember.group.in_(chunk))
-            existing.update((by_id[g], m) for g, m in query.tuples().iterator())
+            existing.update((by_id[g], m) for g, m in raw_rows(query))
         self._insert_memberships(added - existing - removed, group_ids)
+        self._touch_members(removed & existing, group_ids)
         for g, m in sorted(removed & existing):
             self.result.memberships_removed += (
                 GroupMember.delete()
                 .where((GroupMember.group == group_ids[g]) & (GroupMember.member_key == m))
                 .execute()
             )
+
+    # -- what changed, for planning only the members it affects ------------------------------------------------
+
+    def _touch_members(self, pairs: set[tuple[str, str]], group_ids: dict[str, int]) -> None:
+        """A membership (group, member) changed: the member, or every user under a nested member group."""
+        nested = []
+        for _, member in pairs:
+            if member in group_ids:
+                nested.append(group_ids[member])
+            else:
+                self.result.touched_keys.add(member)
+        if nested:
+            self._touch_under(nested)
+
+    def _touch_under(self, group_ids: list[int]) -> None:
+        """Every user directly or indirectly in these groups (a rename or a nesting change reaches them all)."""
+        seen: set[int] = set()
+        frontier = set(group_ids)
+        while frontier:
+            seen |= frontier
+            child_keys: list[str] = []
+            for chunk in batches(sorted(frontier)):
+                query = GroupMember.select(GroupMember.member_key, GroupMember.member_kind).where(
+                    GroupMember.group.in_(chunk)
+                )
+                for key, kind in raw_rows(query):
+                    if kind == "Group":
+                        child_keys.append(key)
+                    else:
+                        self.result.touched_keys.add(key)
+            frontier = set()
+            for chunk in batches(child_keys):
+                query = DirectoryGroup.select(DirectoryGroup.id).where(
+                    (DirectoryGroup.source == self.source.id) & DirectoryGroup.key.in_(chunk)
+                )
+                frontier.update(gid for (gid,) in raw_rows(query))
+            frontier -= seen
+
+
+def touched_match_keys(source: Source, staged: StageResult) -> set[str]:
+    """The match keys of every member a staged read may have changed: old keys and current ones."""
+    keys = set(staged.old_match_keys)
+    for chunk in batches(sorted(staged.touched_keys)):
+        query = Identity.select(Identity.match_key).where((Identity.source == source.id) & Identity.key.in_(chunk))
+        keys.update(key for (key,) in raw_rows(query) if key)
+    return keys
+
+
+def rekey(org: Organization) -> int:
+    """Recompute every identity's match key after the org's ``match_on`` may have changed; return how many moved.
+
+    In Python, not SQL, so that keys fold case exactly as :func:`syncd.matching.match_key` does (SQLite's LOWER
+    folds ASCII only). Identities of every source, SCIM included, move together before the whole org is planned.
+    """
+    query = Identity.select(
+        Identity.id, Identity.user_name, Identity.email, Identity.external_id, Identity.match_key
+    ).where(Identity.org == org.id)
+    moved = []
+    for row_id, user_name, email, external_id, have in raw_rows(query):
+        want = match_key(org.match_on, user_name=user_name, email=email, external_id=external_id)
+        if want != have:
+            moved.append((want, row_id))
+    if moved:
+        db = database.obj
+        left, right = db.quote[0], db.quote[1]
+        execute_many(
+            f"UPDATE {left}{Identity._meta.table_name}{right} SET {left}match_key{right} = {db.param} "
+            f"WHERE {left}id{right} = {db.param}",
+            moved,
+        )
+    return len(moved)

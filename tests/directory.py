@@ -64,3 +64,32 @@ class Directory:
     def read(self, cursor: str | None) -> ReadResult:
         self.reads.append(cursor)
         return self.result
+
+
+DIRECTORIES: dict[str, Directory] = {}
+"""Directories by the ``path`` a config's file source names, for the stand-in connector below."""
+
+
+@dataclass(frozen=True)
+class StandInSettings:
+    path: str
+    format: str = "csv"
+
+
+class StandInConnector:
+    """Serves ``DIRECTORIES[path]`` under ``connectors.file``'s name, so CLI tests run whole commands in-process."""
+
+    def __init__(self, name: str, settings: StandInSettings) -> None:
+        self.directory = DIRECTORIES[settings.path]
+
+    def read(self, cursor: str | None) -> ReadResult:
+        return self.directory.read(cursor)
+
+
+def stand_in_module():
+    import types
+
+    module = types.ModuleType("connectors.file")
+    module.Settings = StandInSettings  # type: ignore[attr-defined]
+    module.Connector = StandInConnector  # type: ignore[attr-defined]
+    return module

@@ -33,3 +33,24 @@ def test_demo_sets_up_members_token_and_ledger_and_reruns_cleanly(cli, tmp_path)
 def test_demo_refuses_a_config_of_its_own(cli, tmp_path):
     result = cli("--config", str(tmp_path / "x.toml"), "demo", "--no-serve", "--dir", str(tmp_path / "d"))
     assert result.code == 1 and "drop --config" in result.stderr
+
+
+def test_members_list_at_answers_for_a_past_moment_from_the_ledger(cli, tmp_path):
+    from syncd.clock import iso, utcnow
+
+    folder = tmp_path / "demo"
+    assert cli("demo", "--dir", str(folder), "--no-serve").code == 0
+    between = iso(utcnow())
+    people = folder / "people.csv"
+    people.write_text(people.read_text().replace("IT Admins;Leadership", "Leadership"), encoding="utf-8")
+    config = str(folder / "syncd.toml")
+    assert cli("--config", config, "sync", "hr").code == 0
+
+    def roles(*extra: str) -> dict[str, str]:
+        listed = cli("--config", config, "members", "list", "--org", "demo", "--format", "json", *extra)
+        assert listed.code == 0, listed.stderr
+        return {m["email"]: m["role"] for m in json.loads(listed.stdout)}
+
+    assert roles()["grace@demo.example"] == "member"
+    assert roles("--at", between)["grace@demo.example"] == "admin"
+    assert cli("--config", config, "members", "list", "--org", "demo", "--at", "yesterday-ish").code == 1

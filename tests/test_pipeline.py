@@ -180,6 +180,7 @@ def test_guard_holds_mass_suspension_without_moving_cursor_then_approve_applies(
     assert Identity.select().count() == 20, "the held read's stage is rolled back"
     assert Source.get(Source.name == "hr").cursor == "c1"
     assert LedgerEntry.select().where(LedgerEntry.action == "plan.held").count() == 1
+    assert OutboxEvent.select().where(OutboxEvent.event_type == "plan.held").count() == 1, "the hold alerts"
     again = pipeline.run_source(config, "hr", now=NOW)
     assert again.plan_id == held.plan_id
     assert LedgerEntry.select().where(LedgerEntry.action == "plan.held").count() == 1
@@ -280,3 +281,192 @@ def test_reconcile_touched_updates_only_named_members(config):
     assert changed == 1
     assert members() == {"alice@acme.com": ("active", "admin"), "bob@acme.com": ("active", "member")}
     assert LedgerEntry.select().where(LedgerEntry.actor == "token:1").count() == 1
+
+
+def test_group_rename_replans_everyone_inside_it_even_through_nesting(config):
+    groups = (
+        GroupRecord("g-x", "Helpers", member_keys=frozenset({"g-inner"})),
+        GroupRecord("g-inner", "Inner", member_keys=frozenset({"k-alice"})),
+    )
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob"), groups=groups), now=NOW)
+    assert members()["alice@acme.com"] == ("active", "member")
+    renamed = (replace(groups[0], display_name="IT Admins"), groups[1])
+    result = pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob"), groups=renamed), now=NOW)
+    assert members() == {"alice@acme.com": ("active", "admin"), "bob@acme.com": ("active", "member")}
+    assert result.actions == 1
+
+
+def test_a_rule_change_replans_every_member_on_the_next_run(store, database_url):
+    config = declare(make_config(database_url))
+    read = snapshot(user("alice", "Staff"), user("bob", "Staff"))
+    pipeline.apply_read(config, "hr", read, now=NOW)
+    promoting = (*config.orgs[0].rules, pipeline.Rule(group="Staff", role="admin"))
+    changed = declare(replace(config, orgs=(replace(config.orgs[0], rules=promoting),)))
+    result = pipeline.apply_read(changed, "hr", read, now=NOW)
+    assert result.actions == 2
+    assert members() == {"alice@acme.com": ("active", "admin"), "bob@acme.com": ("active", "admin")}
+    assert pipeline.apply_read(changed, "hr", read, now=NOW).actions == 0
+
+
+def test_unexpected_read_failure_records_no_secret(config, monkeypatch):
+    class Leaky:
+        def read(self, cursor):
+            raise RuntimeError("bind failed for cn=admin with password hunter2")
+
+    monkeypatch.setattr(pipeline, "connector_for", lambda settings: Leaky())
+    with pytest.raises(pipeline.PipelineError) as error:
+        pipeline.run_source(config, "hr", now=NOW)
+    source = Source.get(Source.name == "hr")
+    assert "hunter2" not in source.last_error and "hunter2" not in str(error.value)
+    assert source.last_error.startswith("source hr: read failed (RuntimeError)")
+
+
+def test_teams_nest_under_their_parent_and_deprovisioned_member_rejoins_on_return(store, database_url):
+    rules = (pipeline.Rule(group="Engineering", team="Platform", parent="Engineering Dept", team_role="maintainer"),)
+    config = declare(make_config(database_url, rules=rules))
+    pipeline.apply_read(config, "hr", snapshot(user("alice", "Engineering"), user("bob")), now=NOW)
+    platform = Team.get(Team.slug == "platform")
+    assert platform.name == "Platform" and platform.parent.slug == "engineering-dept"
+    pipeline.apply_read(config, "hr", snapshot(user("bob"), cursor="c2"), now=NOW)
+    pipeline.apply_read(config, "hr", snapshot(user("bob"), cursor="c3"), now=NOW + timedelta(days=31))
+    alice = Member.get(Member.email == "alice@acme.com")
+    assert alice.status == "deprovisioned" and TeamMember.select().where(TeamMember.member == alice).count() == 0
+    pipeline.apply_read(config, "hr", snapshot(user("alice", "Engineering"), user("bob"), cursor="c4"), now=NOW)
+    alice = Member.get(Member.email == "alice@acme.com")
+    assert alice.status == "active" and alice.deprovisioned_at is None and alice.transfer_to is None
+    assert [(t.team.slug, t.role) for t in TeamMember.select().where(TeamMember.member == alice)] == [
+        ("platform", "maintainer")
+    ]
+    actions = [e.action for e in LedgerEntry.select().where(LedgerEntry.target == "member:alice@acme.com")]
+    assert actions == ["member.join", "member.suspend", "member.deprovision", "member.reactivate", "team.join"]
+
+
+def test_identities_of_two_sources_join_into_one_member_by_match_key(config):
+    scim = Source.get(Source.name == "scim:acme")
+    Identity.create(
+        org=org_id(),
+        source=scim,
+        key="scim-1",
+        user_name="ALICE@ACME.COM",
+        user_name_lower="alice@acme.com",
+        email="Alice@Acme.com",
+        email_lower="alice@acme.com",
+        display_name="alice (idp)",
+        match_key="alice@acme.com",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    pipeline.apply_read(config, "hr", snapshot(user("alice")), now=NOW)
+    (member,) = Member.select()
+    assert member.display_name == "Alice", "the hr source (precedence 10) beats the SCIM source (0)"
+    from syncd.members import listing
+
+    assert listing(member.org)[0]["sources"] == ["hr", "scim:acme"]
+    pipeline.apply_read(config, "hr", snapshot(cursor="c2"), now=NOW)
+    assert Member.get().status == "active", "still asserted by the SCIM source"
+    assert Member.get().display_name == "alice (idp)"
+
+
+def test_delta_group_with_members_replaces_its_list_and_without_members_keeps_it(config):
+    groups = (
+        GroupRecord("g-it", "IT Admins", member_keys=frozenset({"k-alice"})),
+        GroupRecord("g-staff", "Staff", member_keys=frozenset({"k-alice", "k-bob"})),
+    )
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob"), groups=groups), now=NOW)
+    delta = Delta(
+        groups=[
+            GroupRecord("g-it", "IT Admins", member_keys=frozenset({"k-bob"})),
+            GroupRecord("g-staff", "All Staff", member_keys=None),
+        ]
+    )
+    pipeline.apply_read(config, "hr", delta, now=NOW)
+    assert members() == {"alice@acme.com": ("active", "member"), "bob@acme.com": ("active", "admin")}
+    staff = DirectoryGroup.get(DirectoryGroup.key == "g-staff")
+    assert staff.display_name == "All Staff"
+    assert {m.member_key for m in GroupMember.select().where(GroupMember.group == staff)} == {"k-alice", "k-bob"}
+    pipeline.apply_read(config, "hr", Delta(removed_group_keys=["g-it"]), now=NOW)
+    assert members()["bob@acme.com"] == ("active", "member")
+
+
+def test_org_plan_held_for_mass_deprovision_is_approved_without_a_source(store, database_url):
+    strict = Policy(grace_days=30, guard_max_percent=10.0, guard_max_count=3, transfer_to="it@acme.com")
+    lenient = declare(make_config(database_url))
+    people = [user(f"u{i}") for i in range(6)]
+    pipeline.apply_read(lenient, "hr", snapshot(*people, user("keep")), now=NOW)
+    pipeline.apply_read(lenient, "hr", snapshot(user("keep"), cursor="c2"), now=NOW)
+    config = declare(make_config(database_url, policy=strict))
+    held = pipeline.reconcile_org(config, "acme", now=NOW + timedelta(days=31))
+    assert held.held and "guard_max_count 3" in held.held_reason
+    assert Member.select().where(Member.status == "deprovisioned").count() == 0
+    approved = pipeline.approve(config, held.plan_id, now=NOW + timedelta(days=31))
+    assert approved.applied and not approved.stale
+    assert Member.select().where(Member.status == "deprovisioned").count() == 6
+    assert [e.action for e in LedgerEntry.select().where(LedgerEntry.target == f"plan:{held.plan_id}")] == [
+        "plan.held",
+        "plan.approved",
+    ]
+
+
+def test_two_concurrent_runs_of_the_same_read_apply_it_exactly_once(config):
+    import threading
+
+    from syncd.store import database
+
+    read = snapshot(*(user(f"u{i}") for i in range(40)))
+    results, errors = [], []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            start.wait()
+            results.append(pipeline.apply_read(config, "hr", read, now=NOW))
+        except Exception as error:  # collected for the assertion below
+            errors.append(error)
+        finally:
+            database.obj.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(r.actions for r in results) == [0, 40]
+    assert LedgerEntry.select().where(LedgerEntry.action == "member.join").count() == 40
+    assert Identity.select().count() == 40 and ledger.verify(org_id()).ok
+
+
+def test_gc_pause_nests_and_restores_the_collector():
+    import gc
+
+    assert gc.isenabled()
+    with pipeline.gc_paused():
+        with pipeline.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_changing_match_on_rekeys_every_identity_and_rejoins_members(store, database_url):
+    config = declare(make_config(database_url))
+    scim = Source.get(Source.name == "scim:acme")
+    Identity.create(
+        org=org_id(),
+        source=scim,
+        key="scim-1",
+        user_name="alice",
+        user_name_lower="alice",
+        email="alice@idp.example",
+        email_lower="alice@idp.example",
+        match_key="alice@idp.example",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    pipeline.apply_read(config, "hr", snapshot(user("alice")), now=NOW)
+    assert Member.select().count() == 2, "by email, the two identities are two people"
+    by_name = replace(config, orgs=(replace(config.orgs[0], match_on="userName"),))
+    declare(by_name)
+    pipeline.apply_read(by_name, "hr", snapshot(user("alice")), now=NOW)
+    assert {i.match_key for i in Identity.select()} == {"alice"}
+    assert Member.get(Member.match_key == "alice").status == "active"
+    assert {m.status for m in Member.select().where(Member.match_key != "alice")} == {"suspended"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import members, orgs, shell
+from syncd import history, members, orgs, shell
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.clock import utcnow
@@ -18,6 +18,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     listing = sub.add_parser("list", help="list members", description="List an org's members, roles and teams.")
     listing.add_argument("--org", required=True, help="org slug")
     listing.add_argument("--status", choices=("active", "suspended", "deprovisioned"), help="only this status")
+    listing.add_argument(
+        "--at", metavar="TIMESTAMP", help="answer for that moment, from the ledger (ISO 8601, UTC unless an offset)"
+    )
     add_format(listing)
     listing.set_defaults(handler=run_list)
     show = sub.add_parser(
@@ -48,11 +51,13 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def run_list(args: argparse.Namespace) -> int:
     shell.start(args.config)
-    rows = members.listing(orgs.get(args.org))
+    org = orgs.get(args.org)
+    at = history.parse_moment(args.at, "--at") if args.at else None
+    rows = history.members_at(org.id, at) if at else members.listing(org)
     if args.status:
         rows = [r for r in rows if r["status"] == args.status]
     for row in rows:
-        row.pop("match_key")
+        row.pop("match_key", None)
     if args.format == "json":
         print_json(rows)
         return 0

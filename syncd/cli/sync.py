@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import pipeline, shell
+from syncd import orgs, pipeline, shell
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, print_json
 from syncd.cli.plan import EXIT_HELD, exit_code, plan_document, print_plan, progress_for
@@ -20,7 +20,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
             "With --dry-run, like 'syncd plan SOURCE' (exit 2 when changes are pending)."
         ),
     )
-    parser.add_argument("source", help="source name (see 'syncd sources list')")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("source", nargs="?", help="source name (see 'syncd sources list')")
+    target.add_argument(
+        "--org",
+        help="plan and apply the whole org from what is staged, without reading (rule changes, grace periods run out)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="show the plan, apply nothing")
     parser.add_argument("--full", action="store_true", help="read the source in full (ignore its cursor)")
     add_format(parser)
@@ -30,14 +35,20 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def run(args: argparse.Namespace) -> int:
     runtime = shell.start(args.config)
     try:
-        result = pipeline.run_source(
-            runtime.config,
-            args.source,
-            dry_run=args.dry_run,
-            full=args.full,
-            actor=None,
-            progress=progress_for(args.format),
-        )
+        if args.org:
+            slug = orgs.get(args.org).slug
+            result = pipeline.reconcile_org(
+                runtime.config, slug, dry_run=args.dry_run, actor="admin:cli", progress=progress_for(args.format)
+            )
+        else:
+            result = pipeline.run_source(
+                runtime.config,
+                args.source,
+                dry_run=args.dry_run,
+                full=args.full,
+                actor=None,
+                progress=progress_for(args.format),
+            )
     except pipeline.PipelineError as error:
         raise CliError(str(error)) from None
     if args.dry_run:
@@ -56,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(result: pipeline.RunResult) -> str:
     if result.held:
+        who = f"source {result.source}" if result.source else f"org {result.org}"
+        cursor = ", cursor not moved" if result.source else ""
         return (
-            f"source {result.source}: plan {result.plan_id} held by the guard ({result.held_reason}); nothing applied, "
-            f"cursor not moved. Review: syncd approve {result.plan_id} --show; apply: syncd approve {result.plan_id}"
+            f"{who}: plan {result.plan_id} held by the guard ({result.held_reason}); nothing applied{cursor}. "
+            f"Review: syncd approve {result.plan_id} --show; apply: syncd approve {result.plan_id}"
         )
     staged = result.stage
     read = ""
@@ -68,4 +81,6 @@ def summary(result: pipeline.RunResult) -> str:
             f"+{staged.memberships_added} -{staged.memberships_removed} memberships"
         )
     partial = " (incomplete read: nothing removed)" if not result.complete else ""
+    if not result.source:
+        return f"org {result.org}: {result.actions} change{'s' if result.actions != 1 else ''} applied"
     return f"source {result.source}: {result.actions} change{'s' if result.actions != 1 else ''} applied{read}{partial}"

@@ -135,7 +135,7 @@ class Action:
 
     def line(self) -> str:
         """The plan's text line: who, what and why."""
-        who = self.member or self.target
+        who = self.member or self.target.replace(":", " ", 1)
         return f"{who}: {self.summary} ({self.reason})"
 
     def as_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import peewee
 
 from syncd.store.db import database
-from syncd.store.models import ALL_MODELS
+from syncd.store.models import ALL_MODELS, PlanBasis
 
 
 class SchemaVersion(peewee.Model):
@@ -27,7 +27,14 @@ def _initial_schema(db: peewee.Database) -> None:
     db.create_tables(ALL_MODELS)
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema,)
+def _plan_basis(db: peewee.Database) -> None:
+    """Version 2: the digest of the config the org's last whole-org plan used (touched-only planning).
+
+    ``safe``: a database created at version 2 or later already has it from the initial schema (ALL_MODELS)."""
+    db.create_tables([PlanBasis], safe=True)
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema, _plan_basis)
 
 
 def current_version() -> int:

@@ -247,6 +247,16 @@ class OutboxEvent(BaseModel):
         indexes = ((("delivered_at", "next_attempt_at"), False),)
 
 
+class PlanBasis(BaseModel):
+    """What the org's last whole-org plan was computed under (a digest of rules, policy, domains, match key and
+    source precedences). While it still matches, a source run plans only the members its read touched; when the
+    config changes, the next run plans the whole org."""
+
+    org = peewee.ForeignKeyField(Organization, on_delete="CASCADE", unique=True)
+    fingerprint = peewee.CharField(max_length=64)
+    planned_at = peewee.DateTimeField()
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Organization,
     Token,
@@ -260,4 +270,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Plan,
     LedgerEntry,
     OutboxEvent,
+    PlanBasis,
 )

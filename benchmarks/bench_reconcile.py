@@ -1,0 +1,268 @@
+"""Reconciliation at scale: 100,000 people, 2,000 groups, 300,000 memberships (issue 3, "Done when").
+
+Prints wall time and peak RSS of three phases, each in its own process so that its peak RSS is its own: the first
+sync (everyone joins), a no-op re-sync (same input: nothing may be written) and a 1% change (1,000 people: new
+attributes, moved groups, leavers and joiners). With the file connector present the source is a real CSV read by
+``connectors.file`` (timed apart from the rest of the run: read, then ``pipeline.apply_read``); without it the same records are fed to
+``pipeline.apply_read`` as a Snapshot (the output says which). Aims on a 2-core machine: first < 60 s,
+no-op < 10 s, 1% < 5 s, peak RSS < 1 GiB.
+
+    python benchmarks/bench_reconcile.py [--people 100000] [--database-url postgresql://...] [--snapshot]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GROUPS = 2_000
+PER_PERSON = 3
+AIMS = {"first": 60.0, "noop": 10.0, "change": 5.0}
+RULES_TOML = """
+[[orgs.rules]]
+group = "Group 0007"
+role = "admin"
+[[orgs.rules]]
+group_glob = "Group 00*"
+team = "Core"
+team_role = "member"
+parent = "Engineering"
+[[orgs.rules]]
+attribute = {department = "Finance"}
+team = "finance"
+"""
+
+
+def person(i: int, version: int) -> dict[str, str]:
+    """Person i as version 1 or 2 of the export: in version 2, 1% of people changed (attributes, groups, leavers,
+    joiners), the rest are identical."""
+    groups = [f"Group {(i * 7 + k * 613) % GROUPS:04d}" for k in range(PER_PERSON)]
+    department = ["Sales", "Engineering", "Finance", "Support"][i % 4]
+    title = "Engineer"
+    if version == 2 and i % 100 == 1:
+        title = "Senior Engineer"
+    if version == 2 and i % 100 == 2:
+        groups = [f"Group {(i * 11 + k * 37) % GROUPS:04d}" for k in range(PER_PERSON)]
+    return {
+        "employee id": f"E{i:06d}",
+        "email": f"person{i:06d}@acme.com",
+        "name": f"Person {i:06d}",
+        "department": department,
+        "title": title,
+        "groups": ";".join(groups),
+    }
+
+
+def people(count: int, version: int) -> list[dict[str, str]]:
+    rows = [person(i, version) for i in range(count) if not (version == 2 and i % 100 == 3)]
+    if version == 2:
+        rows += [person(count + i, 2) for i in range(count // 100)]
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def snapshot_of(rows: list[dict[str, str]]):
+    from connectors.interface import GroupRecord, Snapshot, UserRecord
+
+    users = [
+        UserRecord(
+            key=row["employee id"],
+            user_name=row["email"],
+            email=row["email"],
+            display_name=row["name"],
+            department=row["department"],
+            title=row["title"],
+            employee_number=row["employee id"],
+            groups=tuple(row["groups"].split(";")),
+        )
+        for row in rows
+    ]
+    names = sorted({g for row in rows for g in row["groups"].split(";")})
+    return Snapshot(users, [GroupRecord(n, n, member_keys=frozenset()) for n in names], cursor=f"v{len(rows)}")
+
+
+def config_text(url: str, csv_path: Path) -> str:
+    return f"""
+[database]
+url = "{url}"
+
+[[orgs]]
+slug = "bench"
+name = "Bench"
+domains = ["acme.com"]
+[orgs.policy]
+guard_max_percent = 5
+guard_max_count = 5000
+{RULES_TOML}
+[[sources]]
+name = "hr"
+org = "bench"
+kind = "file"
+path = "{csv_path}"
+format = "csv"
+"""
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_phase(args: argparse.Namespace) -> None:
+    """One phase in this process: time it, then report peak RSS (ru_maxrss is KiB on Linux)."""
+    from syncd import pipeline, shell
+    from syncd.config import parse
+
+    work = Path(args.workdir)
+    version = 2 if args.phase == "change" else 1
+    csv_path = work / "hr.csv"
+    if args.phase != "noop" and args.mode == "csv":
+        write_csv(csv_path, people(args.people, version))
+    import tomllib
+
+    document = tomllib.loads(config_text(args.database_url, csv_path))
+    read_seconds = 0.0
+    if args.mode == "csv":
+        config = parse(document, base=work)
+        shell.start(config=config)
+        from syncd.store.models import Source
+
+        # run_source's steps, timed apart: the connector's read, then stage → plan → guard → apply → commit.
+        cursor = Source.get(Source.name == "hr").cursor
+        began = time.perf_counter()
+        cpu_began = cpu_seconds()
+        read = pipeline.connector_for(config.source("hr")).read(cursor)
+        read_seconds = time.perf_counter() - began
+        started = time.perf_counter()
+        result = pipeline.apply_read(config, "hr", read, read_cursor=cursor, full=cursor is None)
+    else:
+        document["sources"][0].pop("path")
+        document["sources"][0].pop("format")
+        sources = document.pop("sources")
+        config = parse(document, base=work)
+        from dataclasses import replace
+
+        from syncd.config import SourceSettings
+
+        config = replace(
+            config,
+            sources=(
+                SourceSettings(
+                    name="hr",
+                    org="bench",
+                    kind="file",
+                    **{k: v for k, v in sources[0].items() if k not in ("name", "org", "kind")},
+                ),
+            ),
+        )
+        shell.start(config=config)
+        began = time.perf_counter()
+        read = snapshot_of(people(args.people, 2 if args.phase == "change" else 1))
+        read_seconds = time.perf_counter() - began
+        started = time.perf_counter()
+        cpu_began = cpu_seconds()
+        result = pipeline.apply_read(config, "hr", read, read_cursor="bench")
+    seconds = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    staged = result.stage
+    print(
+        json.dumps(
+            {
+                "phase": args.phase,
+                "seconds": round(seconds + (read_seconds if args.mode == "csv" else 0), 2),
+                "reconcile_seconds": round(seconds, 2),
+                "cpu_seconds": round(cpu, 2),
+                "read_seconds": round(read_seconds, 2),
+                "peak_rss_mib": round(peak, 1),
+                "actions": result.actions,
+                "applied": result.applied,
+                "held": result.held,
+                "staged_changes": staged.changed if staged else None,
+            }
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=100_000)
+    parser.add_argument("--database-url", help="default: a SQLite file in a temp dir")
+    parser.add_argument("--snapshot", action="store_true", help="feed a Snapshot even if the file connector exists")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        run_phase(args)
+        return 0
+    mode = "csv" if importlib.util.find_spec("connectors.file") and not args.snapshot else "snapshot"
+    with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as work:
+        url = args.database_url or f"sqlite:///{Path(work) / 'bench.db'}"
+        if url.startswith("postgresql"):
+            _fresh_postgres(url)
+        memberships = args.people * PER_PERSON
+        print(
+            f"bench_reconcile: {args.people} people, {GROUPS} groups, {memberships} memberships; "
+            f"source fed as {'a CSV file read by connectors.file' if mode == 'csv' else 'an in-memory Snapshot'}; "
+            f"database {url.split(':')[0]}"
+        )
+        results = {}
+        for phase in ("first", "noop", "change"):
+            command = [sys.executable, __file__, "--phase", phase, "--workdir", work, "--mode", mode]
+            command += ["--people", str(args.people), "--database-url", url]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+            if done.returncode != 0:
+                print(done.stderr, file=sys.stderr)
+                return 1
+            results[phase] = json.loads(done.stdout.strip().splitlines()[-1])
+        load = os.getloadavg()[0]
+        print(f"load average at the end: {load:.2f} on {os.cpu_count()} CPUs (wall times grow with other load)")
+        for phase, figures in results.items():
+            aim = AIMS[phase] * args.people / 100_000
+            rate = args.people / figures["seconds"] if figures["seconds"] else float("inf")
+            print(
+                f"{phase:>6}: {figures['seconds']:7.2f} s (aim < {aim:.1f} s, ratio {figures['seconds'] / aim:.2f}; "
+                f"{figures['cpu_seconds']:.2f} s CPU in this process), "
+                f"peak RSS {figures['peak_rss_mib']:7.1f} MiB (aim < 1024), {figures['actions']} actions, "
+                f"{figures['staged_changes']} staged changes, {rate:,.0f} people/s"
+                + (
+                    f", records built in {figures['read_seconds']:.2f} s (not counted)"
+                    if mode == "snapshot"
+                    else f" (CSV read {figures['read_seconds']:.2f} s + reconcile {figures['reconcile_seconds']:.2f} s)"
+                )
+            )
+    return 0
+
+
+def _fresh_postgres(url: str) -> None:
+    """Empty the benchmark's PostgreSQL database (it must be one made for benchmarks)."""
+    import psycopg2
+
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    connection.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Incremental reads: the changes since a cursor as a :class:`Delta`, or ``None`` when only a full read is sound.
+
+Three modes, chosen per flavour (``incremental = "auto"``) or by the ``incremental`` setting:
+
+- ``syncrepl`` (OpenLDAP; RFC 4533 refreshOnly): one search per user partition and one for groups, each with its
+  cookie. Changed entries come with their attributes; deletes come as a syncIdSet or delete states when the
+  provider's session log covers the cookie (``refreshDeletes`` TRUE, §3.3.2). When the server falls back to the
+  present phase (§3.3.1) or answers e-syncRefreshRequired (§3.3.3), deletions cannot be known without the full
+  list of keys, so the caller reads a full snapshot instead.
+- ``usn`` (Active Directory): entries with ``uSNChanged`` above the watermark, tombstones via the Show Deleted
+  control; valid only on the same DC and invocationId (see :mod:`connectors.ldap.vendor.ad`).
+- ``timestamp``: entries with ``modifyTimestamp`` at or after a watermark. It cannot see deletions, so its deltas
+  remove nobody; the source's periodic full snapshot (``full_snapshot_every``) catches those.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.interface import Delta
+from connectors.ldap import cursor as cursors
+from connectors.ldap import syncrepl
+from connectors.ldap.mapping import PendingGroup, PendingUser, Unmappable
+from connectors.ldap.reader import DirectoryReader
+from connectors.ldap.vendor import ad
+
+log = logging.getLogger(__name__)
+
+SYNC_REFRESH_REQUIRED = 4096
+NEVER_MATCHES = "(&(objectClass=*)(!(objectClass=*)))"
+#: How far before the read's start a timestamp watermark is set, to absorb clock skew between syncd and the server.
+TIMESTAMP_OVERLAP = timedelta(minutes=5)
+
+
+def start_position(reader: DirectoryReader, mode: str, now: datetime | None = None) -> dict[str, Any] | None:
+    """The position to store with a full read, taken before the read so that changes made during it are read
+    again next time (an upsert twice is harmless; a change never read is not)."""
+    if mode == "syncrepl":
+        cookie = _refresh_cookie(reader)
+        if cookie is None:
+            return None
+        searches = _syncrepl_searches(reader)
+        return {name: cursors.pack(cookie) for name in searches}
+    if mode == "usn":
+        return _usn_position(reader).as_dict()
+    if mode == "timestamp":
+        moment = (now or datetime.now(UTC)) - TIMESTAMP_OVERLAP
+        return {"since": moment.strftime("%Y%m%d%H%M%SZ")}
+    return None
+
+
+def read_changes(reader: DirectoryReader, mode: str, position: dict[str, Any]) -> tuple[Delta, dict[str, Any]] | None:
+    if mode == "syncrepl":
+        return _syncrepl_changes(reader, position)
+    if mode == "usn":
+        return _usn_changes(reader, position)
+    if mode == "timestamp":
+        return _timestamp_changes(reader, position)
+    return None
+
+
+# -- syncrepl (RFC 4533) ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Refresh:
+    """What one refreshOnly search said."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    cookie: bytes | None = None
+    deletes_known: bool = True
+
+
+def _syncrepl_searches(reader: DirectoryReader) -> dict[str, tuple[str, str, str, list[str], bool | None]]:
+    """name → (base, filter, scope, attributes, active) for each search; ``active`` is None for groups."""
+    settings = reader.settings
+    searches: dict[str, tuple[str, str, str, list[str], bool | None]] = {}
+    for index, (search_filter, active) in enumerate(reader.user_partitions()):
+        searches[f"users{index}"] = (
+            settings.users_base,
+            search_filter,
+            settings.users_scope,
+            reader.mapping.user_attributes,
+            active,
+        )
+    searches["groups"] = (
+        settings.group_base,
+        reader.groups_filter,
+        settings.groups_scope,
+        reader.mapping.group_attributes,
+        None,
+    )
+    return searches
+
+
+def _refresh_cookie(reader: DirectoryReader) -> bytes | None:
+    """A cookie for "now": a refreshOnly search matching nothing returns the provider's current state (§3.3.1)."""
+    refresh = refresh_only(
+        reader, "users (syncrepl cookie)", reader.settings.users_base, NEVER_MATCHES, "base", ["1.1"], None
+    )
+    return refresh.cookie
+
+
+def refresh_only(
+    reader: DirectoryReader,
+    what: str,
+    base: str,
+    search_filter: str,
+    scope: str,
+    attributes: list[str],
+    cookie: bytes | None,
+) -> Refresh:
+    """One refreshOnly search (RFC 4533 §3.3.1), decoded."""
+    session = reader.session
+    response = session.search(
+        what,
+        base,
+        search_filter,
+        scope,
+        attributes,
+        [syncrepl.request_control(cookie)],
+        accept=(SYNC_REFRESH_REQUIRED,),
+    )
+    result = session.last_result()
+    refresh = Refresh(cookie=cookie)
+    if result.get("result") == SYNC_REFRESH_REQUIRED:
+        refresh.deletes_known = False
+        return refresh
+    for item in response:
+        if item["type"] == "intermediateResponse" and item.get("responseName") == syncrepl.SYNC_INFO_OID:
+            info = syncrepl.decode_info(item["responseValue"])
+            refresh.cookie = info.cookie or refresh.cookie
+            refresh.deleted.extend(info.deleted_uuids)
+            if info.present_phase:
+                refresh.deletes_known = False
+        elif item["type"] == "searchResEntry":
+            control = (item.get("controls") or {}).get(syncrepl.SYNC_STATE_OID)
+            if control is None:
+                continue
+            state = syncrepl.decode_state(control["value"])
+            if state.state == syncrepl.STATE_DELETE:
+                refresh.deleted.append(state.entry_uuid)
+            elif state.state == syncrepl.STATE_PRESENT:
+                refresh.deletes_known = False
+            else:
+                refresh.entries.append(item)
+            refresh.cookie = state.cookie or refresh.cookie
+        elif item["type"] == "searchResRef":
+            reader.problems.append(f"{what}: part of the tree is on another server, not read")
+    done = (result.get("controls") or {}).get(syncrepl.SYNC_DONE_OID)
+    if done is None:
+        refresh.deletes_known = False
+        return refresh
+    decoded = syncrepl.decode_done(done["value"])
+    refresh.cookie = decoded.cookie or refresh.cookie
+    if not decoded.refresh_deletes:
+        refresh.deletes_known = False
+    return refresh
+
+
+def _syncrepl_changes(reader: DirectoryReader, position: dict[str, Any]) -> tuple[Delta, dict[str, Any]] | None:
+    searches = _syncrepl_searches(reader)
+    if set(position) != set(searches):
+        return None
+    users: list[PendingUser] = []
+    groups: list[PendingGroup] = []
+    removed_users: list[str] = []
+    removed_groups: list[str] = []
+    new_position: dict[str, Any] = {}
+    for name, (base, search_filter, scope, attributes, active) in searches.items():
+        refresh = refresh_only(
+            reader,
+            f"syncrepl refresh of {name.rstrip('0123456789')}",
+            base,
+            search_filter,
+            scope,
+            attributes,
+            cursors.unpack(position[name]),
+        )
+        if not refresh.deletes_known:
+            log.info("syncrepl cookie for %s no longer covered by the session log; reading fully", name)
+            return None
+        new_position[name] = cursors.pack(refresh.cookie) or position[name]
+        for entry in refresh.entries:
+            try:
+                if active is None:
+                    groups.append(reader.group(entry))
+                else:
+                    users.append(reader.mapping.user(entry, active))
+            except Unmappable as error:
+                reader.problems.append(f"entry skipped: {error}")
+        (removed_groups if active is None else removed_users).extend(refresh.deleted)
+    if reader.problems:
+        return None
+    user_records, group_records = reader.finish(users, groups)
+    # slapd's session log is not scoped to the search base: every refresh names every deleted entryUUID, and a
+    # deleted entry's class is gone with it. Each deleted key is therefore named as a removed user and a removed
+    # group; the one that never existed is a no-op (keys are UUIDs, so they cannot collide).
+    changed = {record.key for record in user_records} | {record.key for record in group_records}
+    removed = sorted((set(removed_users) | set(removed_groups)) - changed)
+    delta = Delta(users=user_records, groups=group_records, removed_user_keys=removed, removed_group_keys=removed)
+    return delta, new_position
+
+
+# -- Active Directory USN -----------------------------------------------------------------------------------------
+
+
+def _usn_position(reader: DirectoryReader) -> ad.UsnPosition:
+    root = reader.session.root_dse
+    service = str((root.get("dsServiceName") or [""])[0])
+    invocation: list[bytes] = []
+    if service:
+        found = reader.session.search("the DC's invocationId", service, "(objectClass=*)", "base", ["invocationId"])
+        entries = [item for item in found if item["type"] == "searchResEntry"]
+        invocation = list(entries[0]["raw_attributes"].get("invocationId") or []) if entries else []
+    return ad.position(root, invocation)
+
+
+def _usn_changes(reader: DirectoryReader, position: dict[str, Any]) -> tuple[Delta, dict[str, Any]] | None:
+    previous = ad.UsnPosition.from_dict(position)
+    current = _usn_position(reader)
+    reason = ad.full_read_reason(previous, current)
+    if reason:
+        log.info("USN watermark unusable (%s); reading fully", reason)
+        return None
+    usn_filter = f"(uSNChanged>={previous.usn + 1})"
+    users = list(reader.users(usn_filter))
+    groups = list(reader.groups(usn_filter))
+    removed_users: list[str] = []
+    removed_groups: list[str] = []
+    naming_context = str((reader.session.root_dse.get("defaultNamingContext") or [reader.settings.users_base])[0])
+    for entry in reader.session.paged(
+        "deleted objects",
+        naming_context,
+        ad.deleted_filter(previous),
+        "sub",
+        ["objectGUID", "objectClass"],
+        [(ad.SHOW_DELETED_OID, True, None)],
+    ):
+        if entry["type"] != "searchResEntry":
+            continue
+        classes = {str(c).lower() for c in entry["attributes"].get("objectClass") or []}
+        key = ad.guid_text(list(entry["raw_attributes"].get("objectGUID") or []))
+        if key and "group" in classes:
+            removed_groups.append(key)
+        elif key and "user" in classes:
+            removed_users.append(key)
+    if reader.problems:
+        return None
+    user_records, group_records = reader.finish(users, groups)
+    delta = Delta(
+        users=user_records, groups=group_records, removed_user_keys=removed_users, removed_group_keys=removed_groups
+    )
+    return delta, current.as_dict()
+
+
+# -- modifyTimestamp watermark ------------------------------------------------------------------------------------
+
+
+def _timestamp_changes(reader: DirectoryReader, position: dict[str, Any]) -> tuple[Delta, dict[str, Any]] | None:
+    since = str(position.get("since") or "")
+    if not since:
+        return None
+    following = start_position(reader, "timestamp")
+    assert following is not None
+    changed = f"(modifyTimestamp>={since})"
+    users = list(reader.users(changed))
+    groups = list(reader.groups(changed))
+    if reader.problems:
+        return None
+    user_records, group_records = reader.finish(users, groups)
+    return Delta(users=user_records, groups=group_records), following

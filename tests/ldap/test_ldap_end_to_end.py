@@ -1,0 +1,61 @@
+"""``syncd sync`` with an LDAP source drives the whole pipeline: members and roles come out right, and the ledger
+says why (issue 7, "Done when")."""
+
+from __future__ import annotations
+
+import json
+
+from syncd import pipeline, shell
+from syncd.store.models import LedgerEntry
+from tests.ldap.directory import GROUPS, PEOPLE, SYNCD_DN
+
+
+def test_syncd_sync_of_an_ldap_source_grants_admin_from_its_group_and_ledgers_why(
+    cli, write_config, sqlite_url, slapd, password_file
+):
+    path = write_config(
+        f"""
+[database]
+url = "{sqlite_url}"
+
+[[orgs]]
+slug = "acme"
+name = "Acme"
+domains = ["example.org"]
+match_on = "email"
+
+[[orgs.rules]]
+group = "IT Admins"
+role = "admin"
+
+[[sources]]
+name = "corp-ldap"
+org = "acme"
+kind = "ldap"
+url = "{slapd.url}"
+bind_dn = "{SYNCD_DN}"
+bind_password_file = "{password_file}"
+users_base = "{PEOPLE}"
+groups_base = "{GROUPS}"
+"""
+    )
+    runtime = shell.start(str(path))
+
+    planned = pipeline.run_source(runtime.config, "corp-ldap", dry_run=True)
+    synced = cli("--config", str(path), "sync", "corp-ldap")
+    listed = cli("--config", str(path), "members", "list", "--org", "acme", "--format", "json")
+    ledgered = LedgerEntry.select().count()
+    again = cli("--config", str(path), "sync", "corp-ldap")
+
+    assert planned.actions > 0 and not planned.applied
+    assert synced.code == 0, synced.stderr
+    members = {member["email"]: member for member in json.loads(listed.stdout)}
+    assert members["alice@example.org"]["role"] == "admin"
+    assert members["bob@example.org"]["role"] == "admin"
+    assert members["eve@example.org"]["role"] == "member"
+    assert members["alice@example.org"]["status"] == "active"
+    assert "corp-ldap" in members["alice@example.org"]["sources"]
+    reasons = [entry.reason for entry in LedgerEntry.select() if "alice@example.org" in entry.target]
+    assert any("IT Admins" in reason for reason in reasons), reasons
+    assert again.code == 0, again.stderr
+    assert LedgerEntry.select().count() == ledgered  # the same directory read again changes nothing
