@@ -244,7 +244,7 @@ def test_export_fixed_after_a_hold_makes_approve_plan_again_from_the_file(admin)
     admin.exports(*STAFF[:9], ALICE)
     approved = admin("approve", plan_id)
     assert approved.code == 0, approved.stderr
-    assert f"plan {plan_id} is stale" in approved.stdout and "applied the new plan: 1 changes" in approved.stdout
+    assert f"plan {plan_id} is stale" in approved.stdout and "applied the new plan: 1 change" in approved.stdout
     assert {e for e, s in statuses().items() if s != "active"} == {"u9@acme.com"}
     assert [e.action for e in ledger(f"plan:{plan_id}")] == ["plan.held", "plan.stale"]
 
