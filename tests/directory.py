@@ -1,7 +1,8 @@
 """An in-memory directory for pipeline tests: records, a config around them, and a connector that reads them.
 
 The connector serves what the test put in the directory, as a real one serves what the directory holds; the code
-under test is everything after the read (stage, plan, guard, apply).
+under test is everything after the read (stage, plan, guard, apply). Tests of whole commands write real export
+files for the real file connector instead (``tests/test_cli_reconcile.py``).
 """
 
 from __future__ import annotations
@@ -64,32 +65,3 @@ class Directory:
     def read(self, cursor: str | None) -> ReadResult:
         self.reads.append(cursor)
         return self.result
-
-
-DIRECTORIES: dict[str, Directory] = {}
-"""Directories by the ``path`` a config's file source names, for the stand-in connector below."""
-
-
-@dataclass(frozen=True)
-class StandInSettings:
-    path: str
-    format: str = "csv"
-
-
-class StandInConnector:
-    """Serves ``DIRECTORIES[path]`` under ``connectors.file``'s name, so CLI tests run whole commands in-process."""
-
-    def __init__(self, name: str, settings: StandInSettings) -> None:
-        self.directory = DIRECTORIES[settings.path]
-
-    def read(self, cursor: str | None) -> ReadResult:
-        return self.directory.read(cursor)
-
-
-def stand_in_module():
-    import types
-
-    module = types.ModuleType("connectors.file")
-    module.Settings = StandInSettings  # type: ignore[attr-defined]
-    module.Connector = StandInConnector  # type: ignore[attr-defined]
-    return module

@@ -7,7 +7,7 @@ import json
 
 from syncd import pipeline, shell
 from syncd.cli.errors import CliError
-from syncd.cli.output import add_format, print_json
+from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import EXIT_HELD
 from syncd.reconcile import Action
 from syncd.store.models import Organization
@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
         if result.held:
             print(f"the new plan {result.plan_id} is held too ({result.held_reason}); review it before approving")
         else:
-            print(f"applied the new plan: {result.actions} changes")
+            print(f"applied the new plan: {changes(result.actions)}")
     else:
-        print(f"plan {args.plan_id} approved: {result.actions} changes applied")
+        print(f"plan {args.plan_id} approved: {changes(result.actions)} applied")
     return EXIT_HELD if result.held else 0
 
 
@@ -79,7 +79,7 @@ def show(plan_id: str, fmt: str) -> int:
             }
         )
     else:
-        print(f"plan {row.id} for org {org.slug}: {row.status}, {len(actions)} changes ({summary.get('reason')})")
+        print(f"plan {row.id} for org {org.slug}: {row.status}, {changes(len(actions))} ({summary.get('reason')})")
         for action in actions:
             print(f"  {action.line()}")
     return EXIT_HELD if row.status == "held" else 0

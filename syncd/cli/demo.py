@@ -8,6 +8,7 @@ from pathlib import Path
 
 from syncd import demo, shell
 from syncd.cli.errors import CliError
+from syncd.cli.output import changes
 from syncd.pipeline import run_source
 from syncd.store.models import Member
 
@@ -38,7 +39,7 @@ def run_demo(args: argparse.Namespace) -> int:
     listen = args.listen
     config_arg = shlex.quote(str(folder.config))
     print(f"syncd demo: org '{demo.DEMO_ORG}' has {members} active members from {folder.people}")
-    print(f"  first sync: {result.actions} changes applied" + (" (held by the guard)" if result.held else ""))
+    print(f"  first sync: {changes(result.actions)} applied" + (" (held by the guard)" if result.held else ""))
     print()
     print(f"SCIM base URL:  http://{listen}/scim/v2")
     print(f"SCIM token:     {token}   (also in {folder.token_file})")

@@ -46,3 +46,8 @@ class Progress:
         if self.enabled and self.done:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def changes(count: int) -> str:
+    """``1 change``, ``14 changes``: counts in plain English."""
+    return f"{count} change" if count == 1 else f"{count} changes"

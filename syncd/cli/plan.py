@@ -12,7 +12,7 @@ from typing import Any
 
 from syncd import orgs, pipeline, shell
 from syncd.cli.errors import CliError
-from syncd.cli.output import Progress, add_format, print_json
+from syncd.cli.output import Progress, add_format, changes, print_json
 from syncd.store.models import Plan as PlanRow
 
 EXIT_PENDING = 2
@@ -82,7 +82,7 @@ def print_plan(result: pipeline.RunResult, fmt: str) -> None:
     plan = result.plan
     where = f"source {result.source}" if result.source else f"org {result.org}"
     count = len(plan.actions) if plan else 0
-    print(f"plan for {where} (org {result.org}): {count} change{'s' if count != 1 else ''}")
+    print(f"plan for {where} (org {result.org}): {changes(count)}")
     for action in plan.actions if plan else ():
         print(f"  {action.line()}")
     for problem in result.problems:

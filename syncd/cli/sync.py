@@ -6,7 +6,7 @@ import argparse
 
 from syncd import orgs, pipeline, shell
 from syncd.cli.errors import CliError
-from syncd.cli.output import add_format, print_json
+from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import EXIT_HELD, exit_code, plan_document, print_plan, progress_for
 
 
@@ -82,5 +82,5 @@ def summary(result: pipeline.RunResult) -> str:
         )
     partial = " (incomplete read: nothing removed)" if not result.complete else ""
     if not result.source:
-        return f"org {result.org}: {result.actions} change{'s' if result.actions != 1 else ''} applied"
-    return f"source {result.source}: {result.actions} change{'s' if result.actions != 1 else ''} applied{read}{partial}"
+        return f"org {result.org}: {changes(result.actions)} applied"
+    return f"source {result.source}: {changes(result.actions)} applied{read}{partial}"
