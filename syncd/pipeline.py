@@ -112,9 +112,11 @@ def gc_paused() -> Iterator[None]:
 def lock_org(org_id: int) -> None:
     """Serialize changes of one org's state before reading it (PostgreSQL: a row lock on the org, the same one the
     ledger takes; SQLite's write transaction already holds the database's single write lock). Taking it first, in
-    every writer, means no two writers plan from the same stale state and none waits on another in a cycle."""
+    every writer, means no two writers plan from the same stale state and none waits on another in a cycle.
+    ``FOR NO KEY UPDATE`` like the ledger's: a writer that already inserted rows referencing the org (a SCIM write)
+    holds ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` would wait for in a cycle."""
     if is_postgres():
-        Organization.select(Organization.id).where(Organization.id == org_id).for_update().execute()
+        Organization.select(Organization.id).where(Organization.id == org_id).for_update("FOR NO KEY UPDATE").execute()
 
 
 def _fault(step: str) -> None:

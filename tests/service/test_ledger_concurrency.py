@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from syncd import ledger
+from syncd import ledger, pipeline
 from syncd.store import open_database, upgrade
 from syncd.store.models import Organization, Token
 from syncd.store.tx import write_transaction
@@ -22,9 +22,10 @@ def postgres_store(postgres_url):
     db.close()
 
 
-def test_writers_that_insert_org_rows_then_append_to_the_ledger_never_deadlock(postgres_store):
+@pytest.mark.parametrize("lock_first", [False, True], ids=["ledger-head", "pipeline-lock-org"])
+def test_writers_that_insert_org_rows_then_lock_the_org_never_deadlock(postgres_store, lock_first):
     """A write inserts rows referencing the org (PostgreSQL takes FOR KEY SHARE on the org row for the foreign key)
-    and then locks the org's ledger head. A head lock that conflicts with KEY SHARE (FOR UPDATE) deadlocks two such
+    and then locks the org (``pipeline.lock_org``, the ledger head). A head lock that conflicts with KEY SHARE (FOR UPDATE) deadlocks two such
     writers; FOR NO KEY UPDATE still serializes appenders but lets foreign-key inserts through."""
     org = Organization.create(slug="acme", name="Acme", created_at=datetime(2026, 1, 1))
     both_inserted = threading.Barrier(2, timeout=10)
@@ -37,6 +38,8 @@ def test_writers_that_insert_org_rows_then_append_to_the_ledger_never_deadlock(p
                     org=org, scope="scim", token_hash=f"{number:064d}", prefix="x", created_at=datetime(2026, 1, 1)
                 )
                 both_inserted.wait()
+                if lock_first:
+                    pipeline.lock_org(org.id)
                 ledger.append(org.id, actor=f"token:{number}", action="token.create", target=f"token:{number}")
         except BaseException as error:
             failures.append(error)
