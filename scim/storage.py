@@ -30,9 +30,10 @@ from scim2_models import (
     SearchRequest,
     UniquenessException,
 )
+from scim2_models.path import CompareOperator, Comparison
 from scim2_server.storage import ScimStorage, SearchPage
 
-from scim import reconciliation
+from scim import reconciliation, statements
 from scim.dialect import Dialect, fold
 from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
@@ -114,7 +115,7 @@ class SyncdStorage(ScimStorage):
         self.tenant = tenant
         self.models = models
         self.writing = writing
-        self._read: dict[str, tuple[Identity, list[dict[str, Any]]]] = {}
+        self._read: dict[str, tuple[statements.UserRow, list[dict[str, Any]]]] = {}
 
     # -- transactions -------------------------------------------------------
 
@@ -130,12 +131,8 @@ class SyncdStorage(ScimStorage):
     def _model(self, resource_type: ResourceType) -> type[Resource[Any]]:
         return self.models[str(resource_type.name)]
 
-    def user_row(self, key: str) -> Identity:
-        row = (
-            Identity.select(*USER_FIELDS)
-            .where((Identity.source == self.tenant.source_id) & (Identity.key == key))
-            .first()
-        )
+    def user_row(self, key: str) -> statements.UserRow:
+        row = statements.user_by_key(self.tenant.source_id, key)
         if row is None:
             raise NotFoundException(detail=f"User {key!r} not found")
         return row
@@ -176,13 +173,7 @@ class SyncdStorage(ScimStorage):
         found: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
         if not keys:
             return found
-        query = (
-            GroupMember.select(GroupMember.member_key, DirectoryGroup.key, DirectoryGroup.display_name)
-            .join(DirectoryGroup)
-            .where((GroupMember.source == self.tenant.source_id) & GroupMember.member_key.in_(keys))
-            .order_by(DirectoryGroup.id)
-            .tuples()
-        )
+        query = statements.groups_of(self.tenant.source_id, keys)
         for member_key, group_key, display in query:
             found[member_key].append(
                 {"value": group_key, "display": display, "$ref": f"Groups/{group_key}", "type": "direct"}
@@ -270,6 +261,9 @@ class SyncdStorage(ScimStorage):
             condition = condition & compiler.compile(search_request.filter.ast)
         query = (DirectoryGroup.select() if is_group else Identity.select(*USER_FIELDS)).where(condition)
         count = search_request.count
+        lookup = None if is_group or search_request.sort_by else _lookup(search_request)
+        if lookup is not None:
+            return self._lookup_page(resource_type, search_request, *lookup)
         if count == 0:
             return SearchPage(query.count(), [])
         offset = max((search_request.start_index or 1) - 1, 0)
@@ -287,6 +281,24 @@ class SyncdStorage(ScimStorage):
                 self._load(resource_type, r, {"groups": groups[r.key]} if r.key in groups else {}) for r in rows
             ]
         return SearchPage(total, resources)
+
+    def _lookup_page(
+        self, resource_type: ResourceType, search_request: SearchRequest[Any], column: str, value: str
+    ) -> SearchPage:
+        """``userName`` / ``externalId`` / ``id`` eq a value: one indexed statement (what IdPs send most)."""
+        source = self.tenant.source_id
+        count = search_request.count
+        offset = max((search_request.start_index or 1) - 1, 0)
+        if count == 0:
+            return SearchPage(statements.count_where(source, column, value), [])
+        rows = statements.users_where(source, column, value, offset, count)
+        total = len(rows) if offset == 0 and (count is None or len(rows) < count) else None
+        if total is None:
+            total = statements.count_where(source, column, value)
+        groups = self._groups_of([r.key for r in rows]) if wants(search_request, "groups") else {}
+        return SearchPage(
+            total, [self._load(resource_type, r, {"groups": groups[r.key]} if r.key in groups else {}) for r in rows]
+        )
 
     def _order(
         self, table: type[peewee.Model], model: type[Any], search_request: SearchRequest[Any], is_group: bool
@@ -394,10 +406,9 @@ class SyncdStorage(ScimStorage):
             self._reconcile(self._member_match_keys(k for k, _ in members))
             return self.get(resource_type, key)
         columns = self._user_columns(data)
+        values = {"org_id": self.tenant.org_id, "source_id": self.tenant.source_id, "key": key, **columns}
         with self._unique("userName"):
-            Identity.insert(
-                org=self.tenant.org_id, source=self.tenant.source_id, key=key, created_at=now, updated_at=now, **columns
-            ).execute()
+            statements.insert_user({**values, "version": 1, "created_at": now, "updated_at": now})
         self._reconcile([columns["match_key"]])
         return self._stored(resource_type, resource, key, now, now, 1, [])
 
@@ -419,8 +430,12 @@ class SyncdStorage(ScimStorage):
         # PUT and PATCH read the user first, in this same transaction: reuse that read.
         user, groups = self._read.pop(key, None) or (self.user_row(key), self._groups_of([key])[key])
         columns = self._user_columns(data)
+        now = utcnow()
         with self._unique("userName"):
-            self.bump(user, expected_version, **columns)
+            if statements.update_user(user.id, version_number(expected_version), {**columns, "updated_at": now}) == 0:
+                raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
+        user.version += 1
+        user.updated_at = now
         self._reconcile([user.match_key, columns["match_key"]])
         return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
 
@@ -476,10 +491,7 @@ class SyncdStorage(ScimStorage):
         user = self.user_row(resource_id)
         if expected is not None and user.version != expected:
             raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
-        GroupMember.delete().where(
-            (GroupMember.source == self.tenant.source_id) & (GroupMember.member_key == user.key)
-        ).execute()
-        user.delete_instance()
+        statements.delete_user(self.tenant.source_id, user.id, user.key)
         self._reconcile([user.match_key])
 
     # -- members -----------------------------------------------------------------
@@ -571,6 +583,26 @@ class SyncdStorage(ScimStorage):
         added = [(k, kind) for k, kind in members if k not in current]
         self._insert_members(row, added)
         return removed + [k for k, _ in added]
+
+
+LOOKUPS = {"username": "user_name_lower", "externalid": "external_id", "id": "key"}
+CORE_USER_URN = "urn:ietf:params:scim:schemas:core:2.0:user"
+
+
+def _lookup(search_request: SearchRequest[Any]) -> tuple[str, str] | None:
+    """(column, value) when the filter is ``userName``, ``externalId`` or ``id`` eq a string, else None."""
+    if search_request.filter is None:
+        return None
+    node = search_request.filter.ast
+    if not isinstance(node, Comparison) or node.op != CompareOperator.eq or not isinstance(node.value, str):
+        return None
+    path = node.attr_path
+    if path.sub_attr is not None or (path.uri is not None and path.uri.lower() != CORE_USER_URN):
+        return None
+    column = LOOKUPS.get(path.attr.lower())
+    if column is None:
+        return None
+    return column, (fold(node.value) or "") if column == "user_name_lower" else node.value
 
 
 def _new_id() -> str:
