@@ -253,6 +253,9 @@ class SyncdStorage(ScimStorage):
             raise NotImplementedException(detail="search at the root is not supported; search /Users or /Groups")
         resource_type = resource_types[0]
         is_group = self.is_group(resource_type)
+        lookup = None if is_group or search_request.sort_by else _lookup(search_request)
+        if lookup is not None:
+            return self._lookup_page(resource_type, search_request, *lookup)
         table = DirectoryGroup if is_group else Identity
         model = self._model(resource_type)
         condition = table.source == self.tenant.source_id
@@ -261,9 +264,6 @@ class SyncdStorage(ScimStorage):
             condition = condition & compiler.compile(search_request.filter.ast)
         query = (DirectoryGroup.select() if is_group else Identity.select(*USER_FIELDS)).where(condition)
         count = search_request.count
-        lookup = None if is_group or search_request.sort_by else _lookup(search_request)
-        if lookup is not None:
-            return self._lookup_page(resource_type, search_request, *lookup)
         if count == 0:
             return SearchPage(query.count(), [])
         offset = max((search_request.start_index or 1) - 1, 0)
