@@ -118,3 +118,105 @@ def delete_user(source_id: int, row_id: int, key: str) -> None:
     p = _p()
     _db().execute_sql(f'DELETE FROM "group_member" WHERE "source_id" = {p} AND "member_key" = {p}', (source_id, key))
     _db().execute_sql(f'DELETE FROM "identity" WHERE "id" = {p}', (row_id,))
+
+
+@dataclass
+class GroupRow:
+    """The columns of a directory group a SCIM request reads."""
+
+    id: int
+    key: str
+    display_name: str
+    resource: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+_SELECT_GROUP = (
+    'SELECT "id", "key", "display_name", "resource", "version", "created_at", "updated_at" FROM "directory_group"'
+)
+
+
+def group_by_key(source_id: int, key: str) -> GroupRow | None:
+    p = _p()
+    row = _db().execute_sql(f'{_SELECT_GROUP} WHERE "source_id" = {p} AND "key" = {p}', (source_id, key)).fetchone()
+    if not row:
+        return None
+    return GroupRow(row[0], row[1], row[2], row[3], row[4], _moment(row[5]), _moment(row[6]))
+
+
+def update_group(row_id: int, expected: int | None, values: dict[str, Any]) -> int:
+    p = _p()
+    assignments = ", ".join(f'"{name}" = {p}' for name in values)
+    sql = f'UPDATE "directory_group" SET "version" = "version" + 1, {assignments} WHERE "id" = {p}'
+    params: list[Any] = [*values.values(), row_id]
+    if expected is not None:
+        sql += f' AND "version" = {p}'
+        params.append(expected)
+    return int(_db().execute_sql(sql, tuple(params)).rowcount)
+
+
+def _keys_in(sql_head: str, head_params: tuple[Any, ...], keys: Sequence[str]) -> list[Any]:
+    found: list[Any] = []
+    p = _p()
+    for start in range(0, len(keys), 500):
+        chunk = list(keys[start : start + 500])
+        marks = ", ".join([p] * len(chunk))
+        cursor = _db().execute_sql(sql_head.format(marks=marks), (*head_params, *chunk))
+        found.extend(row[0] for row in cursor.fetchall())
+    return found
+
+
+def present_members(group_id: int, keys: Sequence[str]) -> list[str]:
+    """Which of these keys are members of the group (by the unique (group, member_key) index)."""
+    p = _p()
+    return _keys_in(
+        f'SELECT "member_key" FROM "group_member" WHERE "group_id" = {p} AND "member_key" IN ({{marks}})',
+        (group_id,),
+        keys,
+    )
+
+
+def existing_keys(table: str, source_id: int, keys: Sequence[str]) -> list[str]:
+    """Which of these keys are users (``identity``) or groups (``directory_group``) of the source."""
+    if table not in ("identity", "directory_group"):
+        raise ValueError(table)
+    p = _p()
+    return _keys_in(f'SELECT "key" FROM "{table}" WHERE "source_id" = {p} AND "key" IN ({{marks}})', (source_id,), keys)
+
+
+def match_keys(source_id: int, keys: Sequence[str]) -> list[str | None]:
+    p = _p()
+    return _keys_in(
+        f'SELECT "match_key" FROM "identity" WHERE "source_id" = {p} AND "key" IN ({{marks}})', (source_id,), keys
+    )
+
+
+def insert_members(org_id: int, source_id: int, group_id: int, members: Sequence[tuple[str, str]]) -> None:
+    p = _p()
+    for start in range(0, len(members), 500):
+        chunk = members[start : start + 500]
+        rows = ", ".join([f"({p}, {p}, {p}, {p}, {p})"] * len(chunk))
+        params = [value for key, kind in chunk for value in (org_id, source_id, group_id, key, kind)]
+        _db().execute_sql(
+            'INSERT INTO "group_member" ("org_id", "source_id", "group_id", "member_key", "member_kind") '
+            f"VALUES {rows} ON CONFLICT DO NOTHING",
+            tuple(params),
+        )
+
+
+def delete_members(group_id: int, keys: Sequence[str]) -> None:
+    p = _p()
+    for start in range(0, len(keys), 500):
+        chunk = list(keys[start : start + 500])
+        marks = ", ".join([p] * len(chunk))
+        _db().execute_sql(
+            f'DELETE FROM "group_member" WHERE "group_id" = {p} AND "member_key" IN ({marks})', (group_id, *chunk)
+        )
+
+
+def delete_group(group_id: int) -> None:
+    p = _p()
+    _db().execute_sql(f'DELETE FROM "group_member" WHERE "group_id" = {p}', (group_id,))
+    _db().execute_sql(f'DELETE FROM "directory_group" WHERE "id" = {p}', (group_id,))

@@ -137,8 +137,8 @@ class SyncdStorage(ScimStorage):
             raise NotFoundException(detail=f"User {key!r} not found")
         return row
 
-    def group_row(self, key: str) -> DirectoryGroup:
-        row = DirectoryGroup.get_or_none((DirectoryGroup.source == self.tenant.source_id) & (DirectoryGroup.key == key))
+    def group_row(self, key: str) -> statements.GroupRow:
+        row = statements.group_by_key(self.tenant.source_id, key)
         if row is None:
             raise NotFoundException(detail=f"Group {key!r} not found")
         return row
@@ -209,17 +209,7 @@ class SyncdStorage(ScimStorage):
         reconciliation.touched(self.tenant.org_id, keys, self.tenant.actor)
 
     def _member_match_keys(self, member_keys: Iterable[str]) -> list[str | None]:
-        wanted = list(set(member_keys))
-        found: list[str | None] = []
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            found.extend(
-                key
-                for (key,) in Identity.select(Identity.match_key)
-                .where((Identity.source == self.tenant.source_id) & Identity.key.in_(chunk))
-                .tuples()
-            )
-        return found
+        return statements.match_keys(self.tenant.source_id, sorted(set(member_keys)))
 
     # -- ScimStorage ----------------------------------------------------------
 
@@ -303,12 +293,12 @@ class SyncdStorage(ScimStorage):
     def _order(
         self, table: type[peewee.Model], model: type[Any], search_request: SearchRequest[Any], is_group: bool
     ) -> list[Any]:
-        """sortBy/sortOrder (RFC 7644 §3.4.2.3), then the row id: a stable order for startIndex paging."""
+        """sortBy/sortOrder (RFC 7644 §3.4.2.3), then the id: a stable order for startIndex paging, in the index."""
         if search_request.sort_by is None:
-            return [table.id]
+            return [table.key]
         binding = search_request.sort_binding(model)
         if binding is None:
-            return [table.id]
+            return [table.key]
         dialect = Dialect()
         columns = GROUP_COLUMNS if is_group else USER_COLUMNS
         column = columns.get(binding.urn.lower())
@@ -463,15 +453,10 @@ class SyncdStorage(ScimStorage):
         )
         return stored
 
-    def bump(self, row: Identity | DirectoryGroup, expected_version: str | None, **columns: Any) -> int:
-        """Write columns and move the version on, unless another write moved it first (RFC 7644 §3.14)."""
-        table = type(row)
-        expected = version_number(expected_version)
+    def bump(self, row: statements.GroupRow, expected_version: str | None, **columns: Any) -> int:
+        """Write a group's columns and move its version on, unless another write moved it first (RFC 7644 §3.14)."""
         now = utcnow()
-        query = table.update(version=table.version + 1, updated_at=now, **columns).where(table.id == row.id)
-        if expected is not None:
-            query = query.where(table.version == expected)
-        if query.execute() == 0:
+        if statements.update_group(row.id, version_number(expected_version), {**columns, "updated_at": now}) == 0:
             raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
         row.version = row.version + 1
         row.updated_at = now
@@ -484,8 +469,7 @@ class SyncdStorage(ScimStorage):
             if expected is not None and row.version != expected:
                 raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
             keys = self.member_keys(row)
-            GroupMember.delete().where(GroupMember.group == row.id).execute()
-            row.delete_instance()
+            statements.delete_group(row.id)
             self._reconcile(self._member_match_keys(keys))
             return
         user = self.user_row(resource_id)
@@ -502,23 +486,12 @@ class SyncdStorage(ScimStorage):
         return self.resolve_members(values)
 
     def resolve_members(self, values: list[str]) -> list[tuple[str, str]]:
-        kinds: dict[str, str] = {}
-        for start in range(0, len(values), 500):
-            chunk = values[start : start + 500]
-            for (key,) in (
-                Identity.select(Identity.key)
-                .where((Identity.source == self.tenant.source_id) & Identity.key.in_(chunk))
-                .tuples()
-            ):
-                kinds[key] = "User"
-            missing = [v for v in chunk if v not in kinds]
-            if missing:
-                for (key,) in (
-                    DirectoryGroup.select(DirectoryGroup.key)
-                    .where((DirectoryGroup.source == self.tenant.source_id) & DirectoryGroup.key.in_(missing))
-                    .tuples()
-                ):
-                    kinds[key] = "Group"
+        kinds = dict.fromkeys(statements.existing_keys("identity", self.tenant.source_id, values), "User")
+        missing = [v for v in values if v not in kinds]
+        if missing:
+            kinds.update(
+                dict.fromkeys(statements.existing_keys("directory_group", self.tenant.source_id, missing), "Group")
+            )
         unknown = [v for v in values if v not in kinds]
         if unknown:
             raise InvalidValueException(
@@ -526,60 +499,36 @@ class SyncdStorage(ScimStorage):
             )
         return [(v, kinds[v]) for v in values]
 
-    def member_keys(self, row: DirectoryGroup) -> list[str]:
+    def member_keys(self, row: statements.GroupRow) -> list[str]:
         return [k for (k,) in GroupMember.select(GroupMember.member_key).where(GroupMember.group == row.id).tuples()]
 
-    def _insert_members(self, row: DirectoryGroup, members: list[tuple[str, str]]) -> None:
-        rows = [
-            {
-                "org": self.tenant.org_id,
-                "source": self.tenant.source_id,
-                "group": row.id,
-                "member_key": key,
-                "member_kind": kind,
-            }
-            for key, kind in members
-        ]
-        for start in range(0, len(rows), 500):
-            GroupMember.insert_many(rows[start : start + 500]).on_conflict_ignore().execute()
+    def _insert_members(self, row: statements.GroupRow, members: list[tuple[str, str]]) -> None:
+        statements.insert_members(self.tenant.org_id, self.tenant.source_id, row.id, members)
 
-    def add_members(self, row: DirectoryGroup, values: list[str]) -> list[str]:
+    def add_members(self, row: statements.GroupRow, values: list[str]) -> list[str]:
         """Insert the members not there yet; return the keys added. Costs O(added), whatever the group size."""
         if not values:
             return []
-        present = {
-            k
-            for (k,) in GroupMember.select(GroupMember.member_key)
-            .where((GroupMember.group == row.id) & GroupMember.member_key.in_(values))
-            .tuples()
-        }
+        present = set(statements.present_members(row.id, values))
         new = self.resolve_members([v for v in dict.fromkeys(values) if v not in present])
         self._insert_members(row, new)
         return [k for k, _ in new]
 
-    def remove_members(self, row: DirectoryGroup, values: list[str]) -> list[str]:
+    def remove_members(self, row: statements.GroupRow, values: list[str]) -> list[str]:
         """Delete exactly the listed members; return the keys removed."""
         if not values:
             return []
-        present = [
-            k
-            for (k,) in GroupMember.select(GroupMember.member_key)
-            .where((GroupMember.group == row.id) & GroupMember.member_key.in_(values))
-            .tuples()
-        ]
+        present = statements.present_members(row.id, values)
         if present:
-            GroupMember.delete().where((GroupMember.group == row.id) & GroupMember.member_key.in_(present)).execute()
+            statements.delete_members(row.id, present)
         return present
 
-    def set_members(self, row: DirectoryGroup, members: list[tuple[str, str]]) -> list[str]:
+    def set_members(self, row: statements.GroupRow, members: list[tuple[str, str]]) -> list[str]:
         """Make the member list exactly ``members``; return the keys added or removed."""
         current = set(self.member_keys(row))
         wanted = {k for k, _ in members}
         removed = sorted(current - wanted)
-        for start in range(0, len(removed), 500):
-            GroupMember.delete().where(
-                (GroupMember.group == row.id) & GroupMember.member_key.in_(removed[start : start + 500])
-            ).execute()
+        statements.delete_members(row.id, removed)
         added = [(k, kind) for k, kind in members if k not in current]
         self._insert_members(row, added)
         return removed + [k for k, _ in added]
