@@ -113,11 +113,20 @@ def update_user(row_id: int, expected: int | None, values: dict[str, Any]) -> in
     return int(_db().execute_sql(sql, tuple(params)).rowcount)
 
 
-def delete_user(source_id: int, row_id: int, key: str) -> None:
-    """Delete a user and its memberships in this source."""
+def delete_user(source_id: int, row_id: int, key: str, expected: int | None = None) -> int:
+    """Delete a user and its memberships in this source; the number of users deleted (0: the version moved)."""
     p = _p()
-    _db().execute_sql(f'DELETE FROM "group_member" WHERE "source_id" = {p} AND "member_key" = {p}', (source_id, key))
-    _db().execute_sql(f'DELETE FROM "identity" WHERE "id" = {p}', (row_id,))
+    sql = f'DELETE FROM "identity" WHERE "id" = {p}'
+    params: tuple[Any, ...] = (row_id,)
+    if expected is not None:
+        sql += f' AND "version" = {p}'
+        params = (row_id, expected)
+    deleted = int(_db().execute_sql(sql, params).rowcount)
+    if deleted:
+        _db().execute_sql(
+            f'DELETE FROM "group_member" WHERE "source_id" = {p} AND "member_key" = {p}', (source_id, key)
+        )
+    return deleted
 
 
 @dataclass

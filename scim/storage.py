@@ -472,10 +472,12 @@ class SyncdStorage(ScimStorage):
             statements.delete_group(row.id)
             self._reconcile(self._member_match_keys(keys))
             return
-        user = self.user_row(resource_id)
+        cached = self._read.pop(resource_id, None)  # DELETE reads the user first, in this transaction
+        user = cached[0] if cached else self.user_row(resource_id)
         if expected is not None and user.version != expected:
             raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
-        statements.delete_user(self.tenant.source_id, user.id, user.key)
+        if statements.delete_user(self.tenant.source_id, user.id, user.key, expected) == 0:
+            raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
         self._reconcile([user.match_key])
 
     # -- members -----------------------------------------------------------------
