@@ -39,7 +39,7 @@ from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from syncd.clock import utcnow
 from syncd.matching import match_key
-from syncd.store.db import database
+from syncd.store.db import database, is_postgres
 from syncd.store.models import DirectoryGroup, GroupMember, Identity
 from syncd.store.tx import write_transaction
 
@@ -369,9 +369,16 @@ class SyncdStorage(ScimStorage):
 
     @contextmanager
     def _unique(self, what: str) -> Iterator[None]:
-        """A savepoint around a write, so that a uniqueness violation answers 409 and the transaction goes on."""
+        """A uniqueness violation answers 409 and the transaction goes on.
+
+        PostgreSQL aborts the whole transaction on a failed statement, so the write gets a savepoint there; SQLite
+        undoes only the failed statement (https://www.sqlite.org/lang_conflict.html, ABORT), so it needs none.
+        """
         try:
-            with database.obj.atomic():
+            if is_postgres():
+                with database.obj.atomic():
+                    yield
+            else:
                 yield
         except peewee.IntegrityError:
             raise UniquenessException(detail=f"{what} is already taken in this organization") from None
@@ -440,17 +447,19 @@ class SyncdStorage(ScimStorage):
         groups: list[dict[str, Any]],
     ) -> Resource[Any]:
         """The user as a read would return it, without reading it back: the row holds exactly what was written."""
-        data = self._dump(resource)
-        if groups:
-            data["groups"] = groups
-        data["id"] = key
-        stored = self._model(resource_type).model_validate(data)
-        stored.meta = Meta(
+        meta = Meta(
             resource_type=str(resource_type.name),
             created=_aware(created),
             last_modified=_aware(updated),
             version=version_tag(version),
         )
+        if not groups:
+            return resource.model_copy(update={"id": key, "meta": meta, "password": None, "groups": None})
+        data = self._dump(resource)
+        data["groups"] = groups
+        data["id"] = key
+        stored = self._model(resource_type).model_validate(data)
+        stored.meta = meta
         return stored
 
     def bump(self, row: statements.GroupRow, expected_version: str | None, **columns: Any) -> int:
