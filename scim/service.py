@@ -105,7 +105,11 @@ class SyncdService(ScimService):
         return super().read_patch(resource_type, body, content_type)
 
     def read_search(self, resource_types: list[ResourceType], payload: Any) -> tuple[SearchRequest[Any], Any]:
-        if isinstance(payload, dict) and isinstance(payload.get("filter"), str):
+        if (
+            isinstance(payload, dict)
+            and isinstance(payload.get("filter"), str)
+            and "manager" in payload["filter"].lower()
+        ):
             try:
                 parsed = ScimFilter(payload["filter"])
             except Exception:  # the parent step reports the invalid filter as invalidFilter
