@@ -2,8 +2,8 @@
 
 Both run on gunicorn on 127.0.0.1 and are driven by the same client (``requests``, several processes):
 
-- ours: ``scim.create_app`` on the embedded SQLite store (or ``--database URL``), gunicorn ``-w WORKERS`` sync
-  workers; the reconciler is stubbed to a no-op while ``syncd.pipeline.reconcile_touched`` is not built yet;
+- ours: ``scim.create_app`` on the embedded SQLite store (or ``--database URL``), gunicorn ``-w WORKERS`` gthread
+  workers (keep-alive, like the reference); the reconciler is stubbed to a no-op while ``syncd.pipeline.reconcile_touched`` is not built yet;
 - reference: scim2-server's test server application (``BearerTokenApplication`` over ``InMemoryStorage``, the
   default RFC 7643 schemas and configuration), gunicorn with one worker and threads, since its storage lives in the
   memory of one process.
@@ -137,7 +137,7 @@ def start(name: str, app: str, args: list[str], env: dict[str, str], base_path: 
     raise SystemExit(f"{name} server did not answer on {base} within 60 s")
 
 
-def start_ours(workdir: Path, workers: int, database: str | None) -> Server:
+def start_ours(workdir: Path, workers: int, threads: int, database: str | None) -> Server:
     from syncd import orgs, tokens
     from syncd.store import open_database, upgrade
 
@@ -152,7 +152,7 @@ def start_ours(workdir: Path, workers: int, database: str | None) -> Server:
     return start(
         "ours",
         "bench_scim:ours_app()",
-        ["-w", str(workers)],
+        ["-w", str(workers), "--threads", str(threads)],
         {"SYNCD_CONFIG": str(config)},
         "/scim/v2",
         token,
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=20, help="extra 10-member groups to seed (default 20)")
     parser.add_argument("--clients", type=int, default=2, help="client processes (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for ours (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads for the reference (default 4)")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker, both servers (default 4)")
     parser.add_argument("--time-box", type=float, default=20.0, help="seconds per measurement at most (default 20)")
     parser.add_argument(
         "--page-sample",
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.only != "reference":
                 log("starting ours ...")
-                servers.append(start_ours(Path(workdir), args.workers, args.database))
+                servers.append(start_ours(Path(workdir), args.workers, args.threads, args.database))
             if args.only != "ours":
                 log("starting reference ...")
                 servers.append(start_reference(args.threads))
