@@ -2,8 +2,8 @@
 
 Both run on gunicorn on 127.0.0.1 and are driven by the same client (``requests``, several processes):
 
-- ours: ``scim.create_app`` on the embedded SQLite store (or ``--database URL``), gunicorn ``-w WORKERS`` sync
-  workers; the reconciler is stubbed to a no-op while ``syncd.pipeline.reconcile_touched`` is not built yet;
+- ours: ``scim.create_app`` on the embedded SQLite store (or ``--database URL``), gunicorn ``-w WORKERS`` gthread
+  workers (keep-alive, like the reference), each write reconciling the members it touched in its transaction;
 - reference: scim2-server's test server application (``BearerTokenApplication`` over ``InMemoryStorage``, the
   default RFC 7643 schemas and configuration), gunicorn with one worker and threads, since its storage lives in the
   memory of one process.
@@ -16,6 +16,8 @@ comes first. The machine is shared: figures are noisy, compare ratios from the s
 
     python benchmarks/bench_scim.py                 # N=10,000 users
     python benchmarks/bench_scim.py --users 100000  # paging samples pages above 20,000 users
+    python benchmarks/bench_scim.py --baseline no-reconcile   # the cost of reconciling each SCIM write:
+        # the baseline is ours with syncd.pipeline.reconcile_touched replaced by a no-op (aim: within 20%)
 """
 
 from __future__ import annotations
@@ -60,12 +62,8 @@ def ours_app() -> Any:
     def no_reconciler(org_id: int, match_keys: Any, actor: str, now: Any = None) -> int:
         return 0
 
-    try:
-        pipeline.reconcile_touched(0, [], actor="bench")
-    except NotImplementedError:
-        pipeline.reconcile_touched = no_reconciler  # the reconciler is not built yet: measure SCIM alone
-    except Exception:
-        pass
+    if os.environ.get("SYNCD_BENCH_RECONCILE") == "off":
+        pipeline.reconcile_touched = no_reconciler  # the --baseline no-reconcile server: SCIM alone
     return create_app(config.load(os.environ["SYNCD_CONFIG"]))
 
 
@@ -137,7 +135,9 @@ def start(name: str, app: str, args: list[str], env: dict[str, str], base_path: 
     raise SystemExit(f"{name} server did not answer on {base} within 60 s")
 
 
-def start_ours(workdir: Path, workers: int, database: str | None) -> Server:
+def start_ours(
+    workdir: Path, workers: int, threads: int, database: str | None, name: str = "ours", reconcile: bool = True
+) -> Server:
     from syncd import orgs, tokens
     from syncd.store import open_database, upgrade
 
@@ -150,10 +150,10 @@ def start_ours(workdir: Path, workers: int, database: str | None) -> Server:
     config = workdir / "syncd.toml"
     config.write_text(f'[database]\nurl = "{url}"\n\n[server]\nmax_body_bytes = 4194304\n', encoding="utf-8")
     return start(
-        "ours",
+        name,
         "bench_scim:ours_app()",
-        ["-w", str(workers)],
-        {"SYNCD_CONFIG": str(config)},
+        ["-w", str(workers), "--threads", str(threads)],
+        {"SYNCD_CONFIG": str(config), "SYNCD_BENCH_RECONCILE": "on" if reconcile else "off"},
         "/scim/v2",
         token,
     )
@@ -344,9 +344,11 @@ def run_server(server: Server, plan: Plan, log: Callable[[str], None]) -> Iterat
     yield "DELETE", measure(server, deletes, plan.clients, plan.time_box)
 
 
-def report(plan: Plan, ours: dict[str, Figure], reference: dict[str, Figure]) -> None:
+def report(plan: Plan, ours: dict[str, Figure], reference: dict[str, Figure], baseline: str = "reference") -> None:
     print()
     print(f"SCIM benchmark: {plan.users:,} users, {plan.groups + 2} groups, {plan.clients} client processes")
+    if baseline == "no-reconcile":
+        print("baseline ('ref' columns): ours with reconciliation of SCIM writes switched off")
     print("(shared 2-core machine: figures are noisy; compare the ratio column of one run)")
     header = f"{'operation':<38}{'ours ops/s':>11}{'p50 ms':>9}{'p99 ms':>9}   {'ref ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}"
     print(header)
@@ -386,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=20, help="extra 10-member groups to seed (default 20)")
     parser.add_argument("--clients", type=int, default=2, help="client processes (default 2)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for ours (default 2)")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads for the reference (default 4)")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker, both servers (default 4)")
     parser.add_argument("--time-box", type=float, default=20.0, help="seconds per measurement at most (default 20)")
     parser.add_argument(
         "--page-sample",
@@ -396,6 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--database", help="database URL for ours (default: a fresh SQLite file)")
     parser.add_argument("--only", choices=["ours", "reference"], help="run one server only")
+    parser.add_argument(
+        "--baseline",
+        choices=["reference", "no-reconcile"],
+        default="reference",
+        help="compare with scim2-server's reference server (default) or with ours without reconciliation",
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     page_sample = args.page_sample or (0 if args.users <= 20_000 else 100)
@@ -410,8 +418,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.only != "reference":
                 log("starting ours ...")
-                servers.append(start_ours(Path(workdir), args.workers, args.database))
-            if args.only != "ours":
+                servers.append(start_ours(Path(workdir), args.workers, args.threads, args.database))
+            if args.only != "ours" and args.baseline == "no-reconcile":
+                log("starting ours without reconciliation ...")
+                baseline_dir = Path(workdir) / "baseline"
+                baseline_dir.mkdir()
+                servers.append(
+                    start_ours(baseline_dir, args.workers, args.threads, None, name="reference", reconcile=False)
+                )
+            elif args.only != "ours":
                 log("starting reference ...")
                 servers.append(start_reference(args.threads))
             # Both servers run the same measurements in turn, so that both see the same load on a shared machine.
@@ -428,7 +443,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in servers:
                 server.stop()
-    report(plan, results["ours"] or results["reference"], results["reference"] if results["ours"] else {})
+    report(
+        plan,
+        results["ours"] or results["reference"],
+        results["reference"] if results["ours"] else {},
+        args.baseline,
+    )
     return 0
 
 

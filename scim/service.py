@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from scim2_models import (
+    Meta,
     PatchOp,
     PatchOperation,
     Resource,
@@ -40,7 +41,7 @@ from scim2_server.utils import parametrize
 
 from scim import reconciliation
 from scim.schema import ENTERPRISE_URN
-from scim.storage import SyncdStorage
+from scim.storage import SyncdStorage, version_tag
 
 MEMBERS = "members"
 
@@ -104,7 +105,11 @@ class SyncdService(ScimService):
         return super().read_patch(resource_type, body, content_type)
 
     def read_search(self, resource_types: list[ResourceType], payload: Any) -> tuple[SearchRequest[Any], Any]:
-        if isinstance(payload, dict) and isinstance(payload.get("filter"), str):
+        if (
+            isinstance(payload, dict)
+            and isinstance(payload.get("filter"), str)
+            and "manager" in payload["filter"].lower()
+        ):
             try:
                 parsed = ScimFilter(payload["filter"])
             except Exception:  # the parent step reports the invalid filter as invalidFilter
@@ -234,6 +239,24 @@ class SyncdHandler(ScimHandler):
             # No body is sent back (204, or a Bulk outcome): the members need not be read.
             return self.service.read_response_parameters(resource_type, {"excludedAttributes": MEMBERS})
         return parameters
+
+    def delete_resource(self, resource_type: ResourceType, resource_id: str, conditions: Conditions) -> None:
+        """Check the preconditions on the row's version alone: a DELETE needs no attribute (RFC 7644 §3.6, §3.14).
+
+        scim2-server reads the whole resource first; for a group that would read every member.
+        """
+        storage = self.storage
+        if storage.is_group(resource_type):
+            row: Any = storage.group_row(resource_id)
+        else:
+            row = storage.user_row(resource_id)
+            storage._read[row.key] = (row, [])
+        version = version_tag(row.version)
+        current = self.service.get_model(resource_type).model_construct(
+            id=row.key, meta=Meta(resource_type=str(resource_type.name), version=version)
+        )
+        self.service.check_deletion(current, conditions)
+        storage.delete(resource_type, resource_id, expected_version=version)
 
     def patch_resource(
         self,

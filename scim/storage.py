@@ -30,15 +30,16 @@ from scim2_models import (
     SearchRequest,
     UniquenessException,
 )
+from scim2_models.path import CompareOperator, Comparison
 from scim2_server.storage import ScimStorage, SearchPage
 
-from scim import reconciliation
+from scim import reconciliation, statements
 from scim.dialect import Dialect, fold
 from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from syncd.clock import utcnow
 from syncd.matching import match_key
-from syncd.store.db import database
+from syncd.store.db import database, is_postgres
 from syncd.store.models import DirectoryGroup, GroupMember, Identity
 from syncd.store.tx import write_transaction
 
@@ -114,7 +115,7 @@ class SyncdStorage(ScimStorage):
         self.tenant = tenant
         self.models = models
         self.writing = writing
-        self._read: dict[str, tuple[Identity, list[dict[str, Any]]]] = {}
+        self._read: dict[str, tuple[statements.UserRow, list[dict[str, Any]]]] = {}
 
     # -- transactions -------------------------------------------------------
 
@@ -130,18 +131,14 @@ class SyncdStorage(ScimStorage):
     def _model(self, resource_type: ResourceType) -> type[Resource[Any]]:
         return self.models[str(resource_type.name)]
 
-    def user_row(self, key: str) -> Identity:
-        row = (
-            Identity.select(*USER_FIELDS)
-            .where((Identity.source == self.tenant.source_id) & (Identity.key == key))
-            .first()
-        )
+    def user_row(self, key: str) -> statements.UserRow:
+        row = statements.user_by_key(self.tenant.source_id, key)
         if row is None:
             raise NotFoundException(detail=f"User {key!r} not found")
         return row
 
-    def group_row(self, key: str) -> DirectoryGroup:
-        row = DirectoryGroup.get_or_none((DirectoryGroup.source == self.tenant.source_id) & (DirectoryGroup.key == key))
+    def group_row(self, key: str) -> statements.GroupRow:
+        row = statements.group_by_key(self.tenant.source_id, key)
         if row is None:
             raise NotFoundException(detail=f"Group {key!r} not found")
         return row
@@ -176,13 +173,7 @@ class SyncdStorage(ScimStorage):
         found: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
         if not keys:
             return found
-        query = (
-            GroupMember.select(GroupMember.member_key, DirectoryGroup.key, DirectoryGroup.display_name)
-            .join(DirectoryGroup)
-            .where((GroupMember.source == self.tenant.source_id) & GroupMember.member_key.in_(keys))
-            .order_by(DirectoryGroup.id)
-            .tuples()
-        )
+        query = statements.groups_of(self.tenant.source_id, keys)
         for member_key, group_key, display in query:
             found[member_key].append(
                 {"value": group_key, "display": display, "$ref": f"Groups/{group_key}", "type": "direct"}
@@ -218,17 +209,7 @@ class SyncdStorage(ScimStorage):
         reconciliation.touched(self.tenant.org_id, keys, self.tenant.actor)
 
     def _member_match_keys(self, member_keys: Iterable[str]) -> list[str | None]:
-        wanted = list(set(member_keys))
-        found: list[str | None] = []
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            found.extend(
-                key
-                for (key,) in Identity.select(Identity.match_key)
-                .where((Identity.source == self.tenant.source_id) & Identity.key.in_(chunk))
-                .tuples()
-            )
-        return found
+        return statements.match_keys(self.tenant.source_id, sorted(set(member_keys)))
 
     # -- ScimStorage ----------------------------------------------------------
 
@@ -262,6 +243,9 @@ class SyncdStorage(ScimStorage):
             raise NotImplementedException(detail="search at the root is not supported; search /Users or /Groups")
         resource_type = resource_types[0]
         is_group = self.is_group(resource_type)
+        lookup = None if is_group or search_request.sort_by else _lookup(search_request)
+        if lookup is not None:
+            return self._lookup_page(resource_type, search_request, *lookup)
         table = DirectoryGroup if is_group else Identity
         model = self._model(resource_type)
         condition = table.source == self.tenant.source_id
@@ -288,15 +272,33 @@ class SyncdStorage(ScimStorage):
             ]
         return SearchPage(total, resources)
 
+    def _lookup_page(
+        self, resource_type: ResourceType, search_request: SearchRequest[Any], column: str, value: str
+    ) -> SearchPage:
+        """``userName`` / ``externalId`` / ``id`` eq a value: one indexed statement (what IdPs send most)."""
+        source = self.tenant.source_id
+        count = search_request.count
+        offset = max((search_request.start_index or 1) - 1, 0)
+        if count == 0:
+            return SearchPage(statements.count_where(source, column, value), [])
+        rows = statements.users_where(source, column, value, offset, count)
+        total = len(rows) if offset == 0 and (count is None or len(rows) < count) else None
+        if total is None:
+            total = statements.count_where(source, column, value)
+        groups = self._groups_of([r.key for r in rows]) if wants(search_request, "groups") else {}
+        return SearchPage(
+            total, [self._load(resource_type, r, {"groups": groups[r.key]} if r.key in groups else {}) for r in rows]
+        )
+
     def _order(
         self, table: type[peewee.Model], model: type[Any], search_request: SearchRequest[Any], is_group: bool
     ) -> list[Any]:
-        """sortBy/sortOrder (RFC 7644 §3.4.2.3), then the row id: a stable order for startIndex paging."""
+        """sortBy/sortOrder (RFC 7644 §3.4.2.3), then the id: a stable order for startIndex paging, in the index."""
         if search_request.sort_by is None:
-            return [table.id]
+            return [table.key]
         binding = search_request.sort_binding(model)
         if binding is None:
-            return [table.id]
+            return [table.key]
         dialect = Dialect()
         columns = GROUP_COLUMNS if is_group else USER_COLUMNS
         column = columns.get(binding.urn.lower())
@@ -367,9 +369,16 @@ class SyncdStorage(ScimStorage):
 
     @contextmanager
     def _unique(self, what: str) -> Iterator[None]:
-        """A savepoint around a write, so that a uniqueness violation answers 409 and the transaction goes on."""
+        """A uniqueness violation answers 409 and the transaction goes on.
+
+        PostgreSQL aborts the whole transaction on a failed statement, so the write gets a savepoint there; SQLite
+        undoes only the failed statement (https://www.sqlite.org/lang_conflict.html, ABORT), so it needs none.
+        """
         try:
-            with database.obj.atomic():
+            if is_postgres():
+                with database.obj.atomic():
+                    yield
+            else:
                 yield
         except peewee.IntegrityError:
             raise UniquenessException(detail=f"{what} is already taken in this organization") from None
@@ -394,10 +403,9 @@ class SyncdStorage(ScimStorage):
             self._reconcile(self._member_match_keys(k for k, _ in members))
             return self.get(resource_type, key)
         columns = self._user_columns(data)
+        values = {"org_id": self.tenant.org_id, "source_id": self.tenant.source_id, "key": key, **columns}
         with self._unique("userName"):
-            Identity.insert(
-                org=self.tenant.org_id, source=self.tenant.source_id, key=key, created_at=now, updated_at=now, **columns
-            ).execute()
+            statements.insert_user({**values, "version": 1, "created_at": now, "updated_at": now})
         self._reconcile([columns["match_key"]])
         return self._stored(resource_type, resource, key, now, now, 1, [])
 
@@ -419,8 +427,12 @@ class SyncdStorage(ScimStorage):
         # PUT and PATCH read the user first, in this same transaction: reuse that read.
         user, groups = self._read.pop(key, None) or (self.user_row(key), self._groups_of([key])[key])
         columns = self._user_columns(data)
+        now = utcnow()
         with self._unique("userName"):
-            self.bump(user, expected_version, **columns)
+            if statements.update_user(user.id, version_number(expected_version), {**columns, "updated_at": now}) == 0:
+                raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
+        user.version += 1
+        user.updated_at = now
         self._reconcile([user.match_key, columns["match_key"]])
         return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
 
@@ -435,28 +447,25 @@ class SyncdStorage(ScimStorage):
         groups: list[dict[str, Any]],
     ) -> Resource[Any]:
         """The user as a read would return it, without reading it back: the row holds exactly what was written."""
-        data = self._dump(resource)
-        if groups:
-            data["groups"] = groups
-        data["id"] = key
-        stored = self._model(resource_type).model_validate(data)
-        stored.meta = Meta(
+        meta = Meta(
             resource_type=str(resource_type.name),
             created=_aware(created),
             last_modified=_aware(updated),
             version=version_tag(version),
         )
+        if not groups:
+            return resource.model_copy(update={"id": key, "meta": meta, "password": None, "groups": None})
+        data = self._dump(resource)
+        data["groups"] = groups
+        data["id"] = key
+        stored = self._model(resource_type).model_validate(data)
+        stored.meta = meta
         return stored
 
-    def bump(self, row: Identity | DirectoryGroup, expected_version: str | None, **columns: Any) -> int:
-        """Write columns and move the version on, unless another write moved it first (RFC 7644 §3.14)."""
-        table = type(row)
-        expected = version_number(expected_version)
+    def bump(self, row: statements.GroupRow, expected_version: str | None, **columns: Any) -> int:
+        """Write a group's columns and move its version on, unless another write moved it first (RFC 7644 §3.14)."""
         now = utcnow()
-        query = table.update(version=table.version + 1, updated_at=now, **columns).where(table.id == row.id)
-        if expected is not None:
-            query = query.where(table.version == expected)
-        if query.execute() == 0:
+        if statements.update_group(row.id, version_number(expected_version), {**columns, "updated_at": now}) == 0:
             raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
         row.version = row.version + 1
         row.updated_at = now
@@ -469,17 +478,15 @@ class SyncdStorage(ScimStorage):
             if expected is not None and row.version != expected:
                 raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
             keys = self.member_keys(row)
-            GroupMember.delete().where(GroupMember.group == row.id).execute()
-            row.delete_instance()
+            statements.delete_group(row.id)
             self._reconcile(self._member_match_keys(keys))
             return
-        user = self.user_row(resource_id)
+        cached = self._read.pop(resource_id, None)  # DELETE reads the user first, in this transaction
+        user = cached[0] if cached else self.user_row(resource_id)
         if expected is not None and user.version != expected:
             raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
-        GroupMember.delete().where(
-            (GroupMember.source == self.tenant.source_id) & (GroupMember.member_key == user.key)
-        ).execute()
-        user.delete_instance()
+        if statements.delete_user(self.tenant.source_id, user.id, user.key, expected) == 0:
+            raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
         self._reconcile([user.match_key])
 
     # -- members -----------------------------------------------------------------
@@ -490,23 +497,12 @@ class SyncdStorage(ScimStorage):
         return self.resolve_members(values)
 
     def resolve_members(self, values: list[str]) -> list[tuple[str, str]]:
-        kinds: dict[str, str] = {}
-        for start in range(0, len(values), 500):
-            chunk = values[start : start + 500]
-            for (key,) in (
-                Identity.select(Identity.key)
-                .where((Identity.source == self.tenant.source_id) & Identity.key.in_(chunk))
-                .tuples()
-            ):
-                kinds[key] = "User"
-            missing = [v for v in chunk if v not in kinds]
-            if missing:
-                for (key,) in (
-                    DirectoryGroup.select(DirectoryGroup.key)
-                    .where((DirectoryGroup.source == self.tenant.source_id) & DirectoryGroup.key.in_(missing))
-                    .tuples()
-                ):
-                    kinds[key] = "Group"
+        kinds = dict.fromkeys(statements.existing_keys("identity", self.tenant.source_id, values), "User")
+        missing = [v for v in values if v not in kinds]
+        if missing:
+            kinds.update(
+                dict.fromkeys(statements.existing_keys("directory_group", self.tenant.source_id, missing), "Group")
+            )
         unknown = [v for v in values if v not in kinds]
         if unknown:
             raise InvalidValueException(
@@ -514,63 +510,59 @@ class SyncdStorage(ScimStorage):
             )
         return [(v, kinds[v]) for v in values]
 
-    def member_keys(self, row: DirectoryGroup) -> list[str]:
+    def member_keys(self, row: statements.GroupRow) -> list[str]:
         return [k for (k,) in GroupMember.select(GroupMember.member_key).where(GroupMember.group == row.id).tuples()]
 
-    def _insert_members(self, row: DirectoryGroup, members: list[tuple[str, str]]) -> None:
-        rows = [
-            {
-                "org": self.tenant.org_id,
-                "source": self.tenant.source_id,
-                "group": row.id,
-                "member_key": key,
-                "member_kind": kind,
-            }
-            for key, kind in members
-        ]
-        for start in range(0, len(rows), 500):
-            GroupMember.insert_many(rows[start : start + 500]).on_conflict_ignore().execute()
+    def _insert_members(self, row: statements.GroupRow, members: list[tuple[str, str]]) -> None:
+        statements.insert_members(self.tenant.org_id, self.tenant.source_id, row.id, members)
 
-    def add_members(self, row: DirectoryGroup, values: list[str]) -> list[str]:
+    def add_members(self, row: statements.GroupRow, values: list[str]) -> list[str]:
         """Insert the members not there yet; return the keys added. Costs O(added), whatever the group size."""
         if not values:
             return []
-        present = {
-            k
-            for (k,) in GroupMember.select(GroupMember.member_key)
-            .where((GroupMember.group == row.id) & GroupMember.member_key.in_(values))
-            .tuples()
-        }
+        present = set(statements.present_members(row.id, values))
         new = self.resolve_members([v for v in dict.fromkeys(values) if v not in present])
         self._insert_members(row, new)
         return [k for k, _ in new]
 
-    def remove_members(self, row: DirectoryGroup, values: list[str]) -> list[str]:
+    def remove_members(self, row: statements.GroupRow, values: list[str]) -> list[str]:
         """Delete exactly the listed members; return the keys removed."""
         if not values:
             return []
-        present = [
-            k
-            for (k,) in GroupMember.select(GroupMember.member_key)
-            .where((GroupMember.group == row.id) & GroupMember.member_key.in_(values))
-            .tuples()
-        ]
+        present = statements.present_members(row.id, values)
         if present:
-            GroupMember.delete().where((GroupMember.group == row.id) & GroupMember.member_key.in_(present)).execute()
+            statements.delete_members(row.id, present)
         return present
 
-    def set_members(self, row: DirectoryGroup, members: list[tuple[str, str]]) -> list[str]:
+    def set_members(self, row: statements.GroupRow, members: list[tuple[str, str]]) -> list[str]:
         """Make the member list exactly ``members``; return the keys added or removed."""
         current = set(self.member_keys(row))
         wanted = {k for k, _ in members}
         removed = sorted(current - wanted)
-        for start in range(0, len(removed), 500):
-            GroupMember.delete().where(
-                (GroupMember.group == row.id) & GroupMember.member_key.in_(removed[start : start + 500])
-            ).execute()
+        statements.delete_members(row.id, removed)
         added = [(k, kind) for k, kind in members if k not in current]
         self._insert_members(row, added)
         return removed + [k for k, _ in added]
+
+
+LOOKUPS = {"username": "user_name_lower", "externalid": "external_id", "id": "key"}
+CORE_USER_URN = "urn:ietf:params:scim:schemas:core:2.0:user"
+
+
+def _lookup(search_request: SearchRequest[Any]) -> tuple[str, str] | None:
+    """(column, value) when the filter is ``userName``, ``externalId`` or ``id`` eq a string, else None."""
+    if search_request.filter is None:
+        return None
+    node = search_request.filter.ast
+    if not isinstance(node, Comparison) or node.op != CompareOperator.eq or not isinstance(node.value, str):
+        return None
+    path = node.attr_path
+    if path.sub_attr is not None or (path.uri is not None and path.uri.lower() != CORE_USER_URN):
+        return None
+    column = LOOKUPS.get(path.attr.lower())
+    if column is None:
+        return None
+    return column, (fold(node.value) or "") if column == "user_name_lower" else node.value
 
 
 def _new_id() -> str:

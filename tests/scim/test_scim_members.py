@@ -190,3 +190,14 @@ def test_a_member_patch_with_a_filter_the_fast_path_cannot_take_still_applies(sc
     answer = scim.a.patch(f"/Groups/{group['id']}", [{"op": "remove", "path": 'members[type eq "User"]'}])
     assert answer.status == 204
     assert "members" not in scim.a.get(f"/Groups/{group['id']}").body
+
+
+def test_deleting_a_group_checks_its_etag_and_removes_its_members(scim):
+    big, _ = seed_group(scim, 1_000, "doomed")
+    stale = scim.a.delete(f"/Groups/{big}", headers={"If-Match": 'W/"0"'})
+    assert stale.status == 412
+    current = scim.a.get(f"/Groups/{big}", query={"excludedAttributes": "members"}).headers["ETag"]
+    assert scim.a.delete(f"/Groups/{big}", headers={"If-Match": current}).status == 204
+    assert scim.a.get(f"/Groups/{big}").status == 404
+    assert GroupMember.select().count() == 0
+    assert len(scim.reconciliations.calls[-1][1]) == 1_000
