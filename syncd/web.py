@@ -22,6 +22,7 @@ from typing import Any
 import peewee
 from flask import Flask, Response, g, jsonify, request
 
+import scim
 from syncd import metrics, tokens
 from syncd.clock import iso
 from syncd.config import Config
@@ -50,18 +51,6 @@ class ServiceState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def scim_blueprint(config: Config) -> Any:
-    """The SCIM blueprint when the ``scim`` package is installed; None (and one log line) while it is absent."""
-    try:
-        import scim
-    except ModuleNotFoundError as error:
-        if error.name != "scim":
-            raise
-        log_event(log, "scim.unavailable", logging.WARNING, reason="package scim is not installed")
-        return None
-    return scim.create_blueprint(config)
-
-
 def create_app(config: Config, state: ServiceState | None = None, *, with_scim: bool = True) -> Flask:
     """Build the app for ``config``; ``state`` links it to the running scheduler (tests may leave it out)."""
     app = Flask("syncd")
@@ -69,7 +58,7 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
     service = state or ServiceState(config=config)
     app.extensions["syncd"] = service
     metrics.install_store_collector(service.scheduler.quarantined if service.scheduler else _default_quarantine(config))
-    blueprint = scim_blueprint(config) if with_scim else None
+    blueprint = scim.create_blueprint(config) if with_scim else None
     if blueprint is not None:
         app.register_blueprint(blueprint, url_prefix=SCIM_PREFIX)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import orgs, pipeline, shell
+from syncd import config, orgs, pipeline, shell, web_client
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import EXIT_HELD, exit_code, plan_document, print_plan, progress_for
@@ -28,11 +28,21 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     parser.add_argument("--dry-run", action="store_true", help="show the plan, apply nothing")
     parser.add_argument("--full", action="store_true", help="read the source in full (ignore its cursor)")
+    parser.add_argument(
+        "--remote",
+        action="store_true",
+        help=(
+            "ask the running 'syncd serve' (server.public_url, else server.listen) to run SOURCE now, under its "
+            "lease; the admin token comes from SYNCD_ADMIN_TOKEN_FILE or SYNCD_ADMIN_TOKEN"
+        ),
+    )
     add_format(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.remote:
+        return run_remote(args)
     runtime = shell.start(args.config)
     try:
         if args.org:
@@ -84,3 +94,32 @@ def summary(result: pipeline.RunResult) -> str:
     if not result.source:
         return f"org {result.org}: {changes(result.actions)} applied"
     return f"source {result.source}: {changes(result.actions)} applied{read}{partial}"
+
+
+def run_remote(args: argparse.Namespace) -> int:
+    """Trigger the run in the service instead of here, so it takes the same lease as the scheduler's runs."""
+    if args.org or args.dry_run:
+        raise CliError("--remote runs a SOURCE; drop --org / --dry-run (use 'syncd plan' for a dry run)")
+    token = web_client.admin_token()
+    if not token:
+        raise CliError(
+            "--remote needs an admin token: 'syncd tokens create --org ORG --scope admin', then set "
+            "SYNCD_ADMIN_TOKEN_FILE to a file holding it"
+        )
+    cfg = config.load(args.config)
+    try:
+        answer = web_client.trigger_sync(web_client.service_url(cfg), token, args.source, full=args.full)
+    except web_client.ServiceError as error:
+        raise CliError(str(error)) from None
+    if args.format == "json":
+        print_json(answer)
+    elif answer.get("error"):
+        print(f"source {args.source}: run {answer.get('run_id')} failed: {answer['error']}")
+    else:
+        applied = changes(int(answer.get("actions") or 0))
+        print(f"source {args.source}: run {answer.get('run_id')} {answer.get('result')}: {applied}")
+        for problem in answer.get("problems") or []:
+            print(f"problem: {problem}")
+    if answer.get("error"):
+        return 1
+    return EXIT_HELD if answer.get("held") else 0

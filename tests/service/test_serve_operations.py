@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -116,3 +117,31 @@ def test_admin_sync_runs_a_source_now_for_its_own_org_only(serve, tmp_path, cli)
         trigger_sync(base, "syncd_not-a-real-token-at-all", "hr")
     assert admin not in service.log_text() and "syncd_not-a-real" not in service.log_text()
     assert service.post("/admin/v1/sources/hr/sync").status_code == 401
+
+
+def test_syncd_sync_remote_asks_the_running_service_to_run_the_source(serve, tmp_path, cli, monkeypatch):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(url, {"hr": "1h"}, folder=tmp_path))
+    admin = _token(cli, config, "acme", "admin")
+    service = serve(config, SYNCD_TEST_STEPS="1", SYNCD_TEST_DELAY="0")
+    service.wait_ready()
+    service.wait_event("source.run.ok")
+    client_config = tmp_path / "client.toml"
+    client_config.write_text(f'[database]\nurl = "{url}"\n\n[server]\npublic_url = "{service.url("")}"\n')
+
+    missing = cli("--config", str(client_config), "sync", "hr", "--remote")
+    assert missing.code == 1 and "SYNCD_ADMIN_TOKEN_FILE" in missing.stderr
+
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(admin + "\n")
+    monkeypatch.setenv("SYNCD_ADMIN_TOKEN_FILE", str(token_file))
+    remote = cli("--config", str(client_config), "sync", "hr", "--remote", "--format", "json")
+
+    assert remote.code == 0, remote.stderr
+    answer = json.loads(remote.stdout)
+    assert answer["result"] == "ok" and answer["source"] == "hr"
+    assert len({row["run"] for row in recorded(url)}) == 2
+    assert service.events("source.run.start")[-1]["run"] == answer["run_id"]
+    unknown = cli("--config", str(client_config), "sync", "nope", "--remote")
+    assert unknown.code == 1 and "no source named 'nope'" in unknown.stderr
