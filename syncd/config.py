@@ -40,6 +40,7 @@ class ServerSettings:
     lease_seconds: int = 60
     quarantine_after: int = 3
     max_backoff: str = "6h"
+    housekeeping_every: str = "15m"
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def parse(document: Mapping[str, Any], base: Path | None = None, path: Path | No
     database = parse_settings(DatabaseSettings, _table(document, "database"), "database")
     server = parse_settings(ServerSettings, _table(document, "server"), "server")
     parse_interval(server.max_backoff, "server.max_backoff")
+    parse_interval(server.housekeeping_every, "server.housekeeping_every")
     logging = parse_settings(LoggingSettings, _table(document, "logging"), "logging")
     orgs = tuple(_parse_org(table, f"orgs[{i}]") for i, table in enumerate(_array(document, "orgs")))
     _unique([o.slug for o in orgs], "orgs", "slug")

@@ -33,18 +33,43 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd import lease, metrics, worker
+from syncd import lease, metrics, webhooks, worker
 from syncd.clock import utcnow
 from syncd.config import Config, SourceSettings, parse_interval
 from syncd.logs import bound, log_event, redact_text
+from syncd.orgs import scim_source_name
 from syncd.store.db import database
-from syncd.store.models import Source
+from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
 
 log = logging.getLogger("syncd.scheduler")
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 BEAT_SECONDS = 1.0
+WEBHOOK_SECONDS = 10.0
+WEBHOOK_BATCH = 500
+WEBHOOK_TICK_BUDGET = 30.0
+
+
+def housekeep_org(
+    config: Config,
+    source_name: str,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> Any:
+    """Plan and apply a whole org from its staged state, as a run function of the org's SCIM source.
+
+    An org fed only by SCIM pushes has no scheduled read, so without this its suspended members would never pass
+    their grace period into deprovisioning, and a rule change in the config would reach a member only when the IdP
+    next touched them. Module-level, since it is pickled to the run's child process.
+    """
+    from syncd import pipeline
+
+    slug = source_name.removeprefix("scim:")
+    return pipeline.reconcile_org(config, slug, dry_run=dry_run, actor=actor or "system:housekeeping", now=now)
 
 
 class RunFunction(Protocol):
@@ -162,6 +187,11 @@ class SourceScheduler:
     def start(self) -> None:
         self._last_beat = time.monotonic()
         self._scheduler.add_job(self._beat, "interval", seconds=BEAT_SECONDS, id="__beat__", executor="beat")
+        every = parse_interval(self.config.server.housekeeping_every, "server.housekeeping_every")
+        self._scheduler.add_job(self.housekeep, "interval", seconds=every, id="__housekeeping__", name="housekeeping")
+        self._scheduler.add_job(
+            self.deliver_webhooks, "interval", seconds=WEBHOOK_SECONDS, id="__webhooks__", name="webhooks"
+        )
         self.apply(self.config)
         self._scheduler.start()
         log_event(log, "scheduler.started", owner=self.owner, sources=len(self._plain))
@@ -235,6 +265,52 @@ class SourceScheduler:
 
     def _beat(self) -> None:
         self._last_beat = time.monotonic()
+
+    def housekeep(self) -> None:
+        """Reconcile every org from its staged state (grace periods, rule changes), one replica per org.
+
+        The org's SCIM source lease (``scim:<slug>``) makes exactly one replica do it per period; SCIM writes take
+        no lease, so nothing else waits on it.
+        """
+        if not self._accepting:
+            return
+        period = parse_interval(self.config.server.housekeeping_every, "server.housekeeping_every")
+        for (slug,) in Organization.select(Organization.slug).tuples():
+            name = scim_source_name(slug)
+            now = self.clock()
+            try:
+                if not lease.claim(name, self.owner, now, self.config.server.lease_seconds, scheduled=True):
+                    continue
+            except Exception as error:
+                log_event(log, "org.housekeeping.lease_failed", logging.WARNING, org=slug, error=_one_line(error))
+                continue
+            try:
+                context = {"org": slug, "source": name, "run": uuid.uuid4().hex[:12]}
+                if self.isolate:
+                    detail = worker.run_in_child(
+                        housekeep_org, self.config, name, full=False, actor=None, now=now, context=context
+                    )
+                else:
+                    detail = housekeep_org(self.config, name, now=now)
+                if getattr(detail, "actions", 0):
+                    log_event(log, "org.housekeeping", org=slug, actions=detail.actions, held=detail.held)
+            except Exception as error:
+                log_event(log, "org.housekeeping.failed", logging.WARNING, org=slug, error=_one_line(error))
+            finally:
+                lease.release(name, self.owner, now + timedelta(seconds=period) - timedelta(seconds=BEAT_SECONDS))
+
+    def deliver_webhooks(self) -> None:
+        """Send due outbox events (syncd.webhooks), in batches, for at most a bounded time per tick."""
+        started = time.monotonic()
+        while self._accepting and time.monotonic() - started < WEBHOOK_TICK_BUDGET:
+            try:
+                report = webhooks.deliver_due(self.config, limit=WEBHOOK_BATCH)
+            except Exception as error:
+                log_event(log, "webhooks.failed", logging.WARNING, error=_one_line(error))
+                return
+            handled = len(report.delivered) + len(report.failed) + len(report.gave_up) + len(report.deferred)
+            if handled < WEBHOOK_BATCH:
+                return
 
     # ----- runs -------------------------------------------------------------------------------------------------
     def _tick(self, name: str) -> None:
