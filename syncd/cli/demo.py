@@ -13,6 +13,12 @@ from syncd.pipeline import run_source
 from syncd.store.models import Member
 
 
+SCIM_USER = (
+    '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"eve@demo.example",'
+    '"name":{"givenName":"Eve","familyName":"Example"},"emails":[{"value":"eve@demo.example","primary":true}]}'
+)
+
+
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser(
         "demo",
@@ -52,7 +58,11 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"  # edit {folder.people} (remove a row, change a group), then:")
     print(f"  syncd plan {demo.DEMO_SOURCE}                   # what would change and why; nothing is applied")
     print(f"  syncd sync {demo.DEMO_SOURCE}")
-    print(f"  curl -s -H 'Authorization: Bearer {token}' 'http://{listen}/scim/v2/Users?count=2'")
+    print("  # push a user as an identity provider would (RFC 7644 §3.3), then list the members again:")
+    print(
+        f"  curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/scim+json' "
+        f"-d '{SCIM_USER}' http://{listen}/scim/v2/Users"
+    )
     if args.no_serve:
         return 0
     print()
