@@ -12,7 +12,6 @@ from syncd.cli.output import changes
 from syncd.pipeline import run_source
 from syncd.store.models import Member
 
-
 SCIM_USER = (
     '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"eve@demo.example",'
     '"name":{"givenName":"Eve","familyName":"Example"},"emails":[{"value":"eve@demo.example","primary":true}]}'
