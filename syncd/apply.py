@@ -12,11 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from syncd import ledger
+from syncd import ledger, prepared
 from syncd.clock import iso
 from syncd.gather import Inputs
 from syncd.reconcile import Action, MemberState, Plan
 from syncd.stage import batches, insert_many, update_many
+from syncd.store.db import is_postgres
 from syncd.store.models import LedgerEntry, Member, Organization, OutboxEvent, Team, TeamMember
 
 Advance = Callable[[int], None]
@@ -58,7 +59,7 @@ def apply_plan(
                 )
                 team_ids[slug] = team.id
     _write_members(org, actions, inputs, team_ids, now, advance)
-    chain = ledger.head(org.id)
+    chain = _ledger_head(org.id)
     entries = [
         ledger.make_entry(
             org.id,
@@ -112,6 +113,30 @@ def apply_plan(
     ]
     insert_many(OutboxEvent, outbox_fields, events)
     return len(actions)
+
+
+def _ledger_head(org_id: int) -> ledger.LedgerHead:
+    """``ledger.head`` (the org row lock on PostgreSQL, then the last entry) with statements composed once: every
+    SCIM write that changes a member reads it."""
+    if is_postgres():
+        prepared.execute(
+            "lock org",
+            lambda: (
+                Organization.select(Organization.id).where(Organization.id == org_id).for_update("FOR NO KEY UPDATE")
+            ),
+            [org_id],
+        )
+    last = prepared.rows(
+        "ledger head",
+        lambda: (
+            LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash)
+            .where(LedgerEntry.org == org_id)
+            .order_by(LedgerEntry.seq.desc())
+            .limit(1)
+        ),
+        [org_id, 1],
+    )
+    return ledger.LedgerHead(last[0][0], last[0][1]) if last else ledger.LedgerHead(0, ledger.GENESIS_HASH)
 
 
 def _ledger_reason(action: Action) -> str:
