@@ -214,10 +214,14 @@ def _write_members(
             advance(len(chunk))
     if joins:
         for chunk in batches([j["match_key"] for j in joins]):
-            query = Member.select(Member.match_key, Member.id).where(
-                (Member.org == org.id) & Member.match_key.in_(chunk)
+            found = prepared.rows(
+                "joined member ids",
+                lambda chunk=chunk: Member.select(Member.match_key, Member.id).where(
+                    (Member.org == org.id) & Member.match_key.in_(chunk)
+                ),
+                [org.id, *chunk],
             )
-            member_ids.update(dict(query.tuples()))
+            member_ids.update(dict(found))
     _update_members(updates)
     if advance and updates:
         advance(len(updates))
@@ -260,8 +264,20 @@ def _write_teams(
             elif old[slug] != role:
                 role_updates.append((role, team_ids[slug], member_id))
     for team_id, member_id in deletes:
-        TeamMember.delete().where((TeamMember.team == team_id) & (TeamMember.member == member_id)).execute()
+        prepared.execute(
+            "team leave",
+            lambda team_id=team_id, member_id=member_id: TeamMember.delete().where(
+                (TeamMember.team == team_id) & (TeamMember.member == member_id)
+            ),
+            [team_id, member_id],
+        )
     fields = [TeamMember.org, TeamMember.team, TeamMember.member, TeamMember.role]
     insert_many(TeamMember, fields, inserts)
     for role, team_id, member_id in role_updates:
-        TeamMember.update(role=role).where((TeamMember.team == team_id) & (TeamMember.member == member_id)).execute()
+        prepared.execute(
+            "team role",
+            lambda role=role, team_id=team_id, member_id=member_id: TeamMember.update(role=role).where(
+                (TeamMember.team == team_id) & (TeamMember.member == member_id)
+            ),
+            [role, team_id, member_id],
+        )
