@@ -115,9 +115,13 @@ def apply_plan(
     return len(actions)
 
 
-def _ledger_head(org_id: int) -> ledger.LedgerHead:
-    """``ledger.head`` (the org row lock on PostgreSQL, then the last entry) with statements composed once: every
-    SCIM write that changes a member reads it."""
+def lock_org(org_id: int) -> None:
+    """Serialize changes of one org's state before reading it (PostgreSQL: a row lock on the org, the same one the
+    ledger takes; SQLite's write transaction already holds the database's single write lock). Taking it first, in
+    every writer, means no two writers plan from the same stale state and none waits on another in a cycle.
+    ``FOR NO KEY UPDATE`` like the ledger's: a writer that already inserted rows referencing the org (a SCIM write)
+    holds ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` would wait for in a cycle. Composed once (``syncd.prepared``):
+    every SCIM write takes it."""
     if is_postgres():
         prepared.execute(
             "lock org",
@@ -126,6 +130,12 @@ def _ledger_head(org_id: int) -> ledger.LedgerHead:
             ),
             [org_id],
         )
+
+
+def _ledger_head(org_id: int) -> ledger.LedgerHead:
+    """``ledger.head`` (the org row lock on PostgreSQL, then the last entry) with statements composed once: every
+    SCIM write that changes a member reads it."""
+    lock_org(org_id)
     last = prepared.rows(
         "ledger head",
         lambda: (
@@ -212,8 +222,10 @@ def _write_members(
         insert_many(Member, join_fields, [tuple(j[name] for name in JOIN_COLUMNS) for j in chunk])
         if advance:
             advance(len(chunk))
-    if joins:
-        for chunk in batches([j["match_key"] for j in joins]):
+    # Only joined members who also join teams need their new row ids (most SCIM creates join none).
+    joined_teams = {key for key, _, _ in team_changes} - member_ids.keys()
+    if joined_teams:
+        for chunk in batches(sorted(joined_teams)):
             found = prepared.rows(
                 "joined member ids",
                 lambda chunk=chunk: Member.select(Member.match_key, Member.id).where(

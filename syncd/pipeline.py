@@ -24,13 +24,12 @@ from datetime import datetime, timedelta
 
 from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
 from syncd import guard, orgs, prepared
-from syncd.apply import apply_plan
+from syncd.apply import apply_plan, lock_org
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
 from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather
 from syncd.reconcile import Action, Plan, reconcile
 from syncd.stage import StageResult, rekey, stage, touched_match_keys
-from syncd.store.db import is_postgres
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
@@ -107,22 +106,6 @@ def gc_paused() -> Iterator[None]:
             _gc_pauses -= 1
             if _gc_pauses == 0 and _gc_resume:
                 gc.enable()
-
-
-def lock_org(org_id: int) -> None:
-    """Serialize changes of one org's state before reading it (PostgreSQL: a row lock on the org, the same one the
-    ledger takes; SQLite's write transaction already holds the database's single write lock). Taking it first, in
-    every writer, means no two writers plan from the same stale state and none waits on another in a cycle.
-    ``FOR NO KEY UPDATE`` like the ledger's: a writer that already inserted rows referencing the org (a SCIM write)
-    holds ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` would wait for in a cycle."""
-    if is_postgres():
-        prepared.execute(
-            "lock org",
-            lambda: (
-                Organization.select(Organization.id).where(Organization.id == org_id).for_update("FOR NO KEY UPDATE")
-            ),
-            [org_id],
-        )
 
 
 def _organization(org_id: int) -> Organization:
