@@ -12,11 +12,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from syncd import ledger
+from syncd import ledger, prepared
 from syncd.clock import iso
 from syncd.gather import Inputs
 from syncd.reconcile import Action, MemberState, Plan
 from syncd.stage import batches, insert_many, update_many
+from syncd.store.db import is_postgres
 from syncd.store.models import LedgerEntry, Member, Organization, OutboxEvent, Team, TeamMember
 
 Advance = Callable[[int], None]
@@ -58,7 +59,7 @@ def apply_plan(
                 )
                 team_ids[slug] = team.id
     _write_members(org, actions, inputs, team_ids, now, advance)
-    chain = ledger.head(org.id)
+    chain = _ledger_head(org.id)
     entries = [
         ledger.make_entry(
             org.id,
@@ -112,6 +113,40 @@ def apply_plan(
     ]
     insert_many(OutboxEvent, outbox_fields, events)
     return len(actions)
+
+
+def lock_org(org_id: int) -> None:
+    """Serialize changes of one org's state before reading it (PostgreSQL: a row lock on the org, the same one the
+    ledger takes; SQLite's write transaction already holds the database's single write lock). Taking it first, in
+    every writer, means no two writers plan from the same stale state and none waits on another in a cycle.
+    ``FOR NO KEY UPDATE`` like the ledger's: a writer that already inserted rows referencing the org (a SCIM write)
+    holds ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` would wait for in a cycle. Composed once (``syncd.prepared``):
+    every SCIM write takes it."""
+    if is_postgres():
+        prepared.execute(
+            "lock org",
+            lambda: (
+                Organization.select(Organization.id).where(Organization.id == org_id).for_update("FOR NO KEY UPDATE")
+            ),
+            [org_id],
+        )
+
+
+def _ledger_head(org_id: int) -> ledger.LedgerHead:
+    """``ledger.head`` (the org row lock on PostgreSQL, then the last entry) with statements composed once: every
+    SCIM write that changes a member reads it."""
+    lock_org(org_id)
+    last = prepared.rows(
+        "ledger head",
+        lambda: (
+            LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash)
+            .where(LedgerEntry.org == org_id)
+            .order_by(LedgerEntry.seq.desc())
+            .limit(1)
+        ),
+        [org_id, 1],
+    )
+    return ledger.LedgerHead(last[0][0], last[0][1]) if last else ledger.LedgerHead(0, ledger.GENESIS_HASH)
 
 
 def _ledger_reason(action: Action) -> str:
@@ -187,12 +222,18 @@ def _write_members(
         insert_many(Member, join_fields, [tuple(j[name] for name in JOIN_COLUMNS) for j in chunk])
         if advance:
             advance(len(chunk))
-    if joins:
-        for chunk in batches([j["match_key"] for j in joins]):
-            query = Member.select(Member.match_key, Member.id).where(
-                (Member.org == org.id) & Member.match_key.in_(chunk)
+    # Only joined members who also join teams need their new row ids (most SCIM creates join none).
+    joined_teams = {key for key, _, _ in team_changes} - member_ids.keys()
+    if joined_teams:
+        for chunk in batches(sorted(joined_teams)):
+            found = prepared.rows(
+                "joined member ids",
+                lambda chunk=chunk: Member.select(Member.match_key, Member.id).where(
+                    (Member.org == org.id) & Member.match_key.in_(chunk)
+                ),
+                [org.id, *chunk],
             )
-            member_ids.update(dict(query.tuples()))
+            member_ids.update(dict(found))
     _update_members(updates)
     if advance and updates:
         advance(len(updates))
@@ -235,8 +276,20 @@ def _write_teams(
             elif old[slug] != role:
                 role_updates.append((role, team_ids[slug], member_id))
     for team_id, member_id in deletes:
-        TeamMember.delete().where((TeamMember.team == team_id) & (TeamMember.member == member_id)).execute()
+        prepared.execute(
+            "team leave",
+            lambda team_id=team_id, member_id=member_id: TeamMember.delete().where(
+                (TeamMember.team == team_id) & (TeamMember.member == member_id)
+            ),
+            [team_id, member_id],
+        )
     fields = [TeamMember.org, TeamMember.team, TeamMember.member, TeamMember.role]
     insert_many(TeamMember, fields, inserts)
     for role, team_id, member_id in role_updates:
-        TeamMember.update(role=role).where((TeamMember.team == team_id) & (TeamMember.member == member_id)).execute()
+        prepared.execute(
+            "team role",
+            lambda role=role, team_id=team_id, member_id=member_id: TeamMember.update(role=role).where(
+                (TeamMember.team == team_id) & (TeamMember.member == member_id)
+            ),
+            [role, team_id, member_id],
+        )

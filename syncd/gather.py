@@ -2,7 +2,8 @@
 
 Two scopes: the whole org (source runs, ``syncd plan --org``), read as tuples in a few set-based queries, and a
 handful of members by match key (SCIM writes), read through the indexes on match key, group and member key so
-that its cost does not grow with the org.
+that its cost does not grow with the org. The narrow reads run on every SCIM write, so their statements are composed
+once (``syncd.prepared``): peewee composing them cost more than SQLite answering them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import peewee
+
+from syncd import prepared
 from syncd.orgs import policy_of
 from syncd.reconcile import (
     Current,
@@ -85,7 +89,7 @@ def gather(
     if count_active is None:
         count_active = match_keys is None
     keys = None if match_keys is None else sorted(set(match_keys))
-    sources = {row.id: (row.name, row.precedence) for row in Source.select().where(Source.org == org.id)}
+    sources = {source_id: (name, precedence) for source_id, name, precedence in _sources(org.id)}
     want_attributes = any(getattr(rule, "attribute", None) for rule in rules)
     identity_rows = _identity_rows(org, keys, want_attributes)
     direct = _direct_groups(org, keys, identity_rows)
@@ -151,22 +155,35 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
         Identity.active,
     ]
     extra = [getattr(Identity, name) for name in ATTRIBUTE_COLUMNS] + [Identity.resource] if want_attributes else []
-    base = Identity.select(*columns, *extra).where((Identity.org == org.id) & Identity.match_key.is_null(False))
-    queries = [base] if keys is None else [base.where(Identity.match_key.in_(chunk)) for chunk in batches(keys)]
+
+    # Narrow reads build their query only when its text is not cached yet (``syncd.prepared``).
+    def base() -> peewee.Select:
+        return Identity.select(*columns, *extra).where((Identity.org == org.id) & Identity.match_key.is_null(False))
+
+    if keys is None:
+        found: Iterable[tuple[Any, ...]] = raw_rows(base())
+    else:
+        statement = "identities+attributes" if want_attributes else "identities"
+        found = [
+            row
+            for chunk in batches(keys)
+            for row in prepared.rows(
+                statement, lambda chunk=chunk: base().where(Identity.match_key.in_(chunk)), [org.id, *chunk]
+            )
+        ]
     rows = []
-    for query in queries:
-        for row in raw_rows(query):
-            attributes: dict[str, Any] = {}
-            if want_attributes:
-                resource = row[-1]
-                if resource and resource != "{}":
-                    loaded = json.loads(resource)
-                    if isinstance(loaded, dict):
-                        attributes.update(loaded)
-                for name, value in zip(ATTRIBUTE_COLUMNS, row[7:-1], strict=True):
-                    if value is not None:
-                        attributes[name] = value
-            rows.append((*row[:7], attributes))
+    for row in found:
+        attributes: dict[str, Any] = {}
+        if want_attributes:
+            resource = row[-1]
+            if resource and resource != "{}":
+                loaded = json.loads(resource)
+                if isinstance(loaded, dict):
+                    attributes.update(loaded)
+            for name, value in zip(ATTRIBUTE_COLUMNS, row[7:-1], strict=True):
+                if value is not None:
+                    attributes[name] = value
+        rows.append((*row[:7], attributes))
     return rows
 
 
@@ -175,24 +192,33 @@ def _direct_groups(
 ) -> dict[tuple[int, str], set[int]]:
     """(source id, identity key) → ids of the groups the identity is directly in."""
     direct: dict[tuple[int, str], set[int]] = {}
+
     # The narrow lookups name only (source, member_key), so that SQLite picks that index over the org's.
-    base = GroupMember.select(GroupMember.source, GroupMember.member_key, GroupMember.group).where(
-        GroupMember.member_kind == "User"
-    )
+    def base() -> peewee.Select:
+        return GroupMember.select(GroupMember.source, GroupMember.member_key, GroupMember.group).where(
+            GroupMember.member_kind == "User"
+        )
+
     if keys is None:
-        queries = [base.where(GroupMember.org == org.id)]
+        found: Iterable[tuple[Any, ...]] = raw_rows(base().where(GroupMember.org == org.id))
     else:
         by_source: dict[int, list[str]] = {}
         for row in identity_rows:
             by_source.setdefault(row[0], []).append(row[1])
-        queries = [
-            base.where((GroupMember.source == source_id) & GroupMember.member_key.in_(chunk))
+        found = [
+            row
             for source_id, identity_keys in by_source.items()
             for chunk in batches(identity_keys)
+            for row in prepared.rows(
+                "direct groups",
+                lambda source_id=source_id, chunk=chunk: base().where(
+                    (GroupMember.source == source_id) & GroupMember.member_key.in_(chunk)
+                ),
+                ["User", source_id, *chunk],
+            )
         ]
-    for query in queries:
-        for source_id, member_key, group_id in raw_rows(query):
-            direct.setdefault((source_id, member_key), set()).add(group_id)
+    for source_id, member_key, group_id in found:
+        direct.setdefault((source_id, member_key), set()).add(group_id)
     return direct
 
 
@@ -207,16 +233,18 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
         DirectoryGroup.external_id,
     )
     found: dict[int, tuple[int, str, str, str | None, set[str]]] = {}
-    nested = GroupMember.select(GroupMember.group, GroupMember.source, GroupMember.member_key).where(
-        GroupMember.member_kind == "Group"
-    )
+
+    def nested() -> peewee.Select:
+        return GroupMember.select(GroupMember.group, GroupMember.source, GroupMember.member_key).where(
+            GroupMember.member_kind == "Group"
+        )
+
     if start is None:
-        nested = nested.where(GroupMember.org == org.id)
         for gid, source_id, key, name, external_id in (
             DirectoryGroup.select(*columns).where(DirectoryGroup.org == org.id).tuples()
         ):
             found[gid] = (source_id, key, name, external_id, set())
-        for parent, _, child in raw_rows(nested):
+        for parent, _, child in raw_rows(nested().where(GroupMember.org == org.id)):
             if parent in found:
                 found[parent][4].add(child)
         return found
@@ -225,8 +253,10 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
     while frontier:
         loaded = []
         for chunk in batches(sorted(frontier)):
-            for gid, source_id, key, name, external_id in (
-                DirectoryGroup.select(*columns).where(DirectoryGroup.id.in_(chunk)).tuples()
+            for gid, source_id, key, name, external_id in prepared.rows(
+                "groups by id",
+                lambda chunk=chunk: DirectoryGroup.select(*columns).where(DirectoryGroup.id.in_(chunk)),
+                chunk,
             ):
                 found[gid] = (source_id, key, name, external_id, set())
                 loaded.append((source_id, key))
@@ -236,8 +266,13 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
         parents: set[int] = set()
         for source_id, child_keys in by_source.items():
             for chunk in batches(child_keys):
-                query = nested.where((GroupMember.source == source_id) & GroupMember.member_key.in_(chunk))
-                for parent, _, child in query.tuples():
+                for parent, _, child in prepared.rows(
+                    "enclosing groups",
+                    lambda source_id=source_id, chunk=chunk: nested().where(
+                        (GroupMember.source == source_id) & GroupMember.member_key.in_(chunk)
+                    ),
+                    ["Group", source_id, *chunk],
+                ):
                     edges.append((parent, child))
                     parents.add(parent)
         frontier = parents - set(found)
@@ -261,23 +296,44 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
         Member.deprovisioned_at,
         Member.transfer_to,
     )
-    base = Member.select(*columns).where(Member.org == org.id)
-    queries = [base] if keys is None else [base.where(Member.match_key.in_(chunk)) for chunk in batches(keys)]
-    raw = [row for query in queries for row in raw_rows(query)]
+
+    def base() -> peewee.Select:
+        return Member.select(*columns).where(Member.org == org.id)
+
+    if keys is None:
+        raw = list(raw_rows(base()))
+    else:
+        raw = [
+            row
+            for chunk in batches(keys)
+            for row in prepared.rows(
+                "members", lambda chunk=chunk: base().where(Member.match_key.in_(chunk)), [org.id, *chunk]
+            )
+        ]
     as_datetime = Member.suspended_at.python_value
     teams: dict[int, list[tuple[str, str]]] = {}
-    team_query = (
-        TeamMember.select(TeamMember.member, Team.slug, TeamMember.role)
-        .join(Team, on=(TeamMember.team == Team.id))
-        .where(TeamMember.org == org.id)
-    )
+
+    def team_query() -> peewee.Select:
+        return (
+            TeamMember.select(TeamMember.member, Team.slug, TeamMember.role)
+            .join(Team, on=(TeamMember.team == Team.id))
+            .where(TeamMember.org == org.id)
+        )
+
     if keys is None:
-        team_queries = [team_query]
+        memberships: Iterable[tuple[Any, ...]] = raw_rows(team_query())
     else:
-        team_queries = [team_query.where(TeamMember.member.in_(chunk)) for chunk in batches([r[0] for r in raw])]
-    for query in team_queries:
-        for member_id, slug, role in raw_rows(query):
-            teams.setdefault(member_id, []).append((slug, role))
+        memberships = [
+            row
+            for chunk in batches([r[0] for r in raw])
+            for row in prepared.rows(
+                "team memberships",
+                lambda chunk=chunk: team_query().where(TeamMember.member.in_(chunk)),
+                [org.id, *chunk],
+            )
+        ]
+    for member_id, slug, role in memberships:
+        teams.setdefault(member_id, []).append((slug, role))
     members: dict[str, CurrentMember] = {}
     rows: dict[str, MemberRow] = {}
     for member_id, key, email, user_name, display_name, status, role, pinned, suspended, gone, transfer in raw:
@@ -291,15 +347,27 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
     return members, rows
 
 
+def _sources(org_id: int) -> list[tuple[int, str, int]]:
+    return prepared.rows(
+        "sources",
+        lambda: Source.select(Source.id, Source.name, Source.precedence).where(Source.org == org_id),
+        [org_id],
+    )
+
+
 def _teams(org: Organization) -> list[tuple[int, str, int | None]]:
-    return list(Team.select(Team.id, Team.slug, Team.parent).where(Team.org == org.id).tuples())
+    return prepared.rows(
+        "teams", lambda: Team.select(Team.id, Team.slug, Team.parent).where(Team.org == org.id), [org.id]
+    )
 
 
 def _count(org: Organization, owners: bool) -> int:
-    query = Member.select().where((Member.org == org.id) & (Member.status == "active"))
+    query = Member.select(peewee.fn.COUNT(Member.id)).where((Member.org == org.id) & (Member.status == "active"))
+    params: list[Any] = [org.id, "active"]
     if owners:
         query = query.where(Member.role == "owner")
-    return query.count()
+        params.append("owner")
+    return int(prepared.rows("owner count" if owners else "active count", lambda: query, params)[0][0])
 
 
 def due_for_deprovision(org: Organization, grace_days: int, now: datetime) -> list[str]:

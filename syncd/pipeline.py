@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
-from syncd import guard, orgs
-from syncd.apply import apply_plan
+from syncd import guard, orgs, prepared
+from syncd.apply import apply_plan, lock_org
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
 from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather
 from syncd.reconcile import Action, Plan, reconcile
 from syncd.stage import StageResult, rekey, stage, touched_match_keys
-from syncd.store.db import is_postgres
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
@@ -109,14 +108,13 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def lock_org(org_id: int) -> None:
-    """Serialize changes of one org's state before reading it (PostgreSQL: a row lock on the org, the same one the
-    ledger takes; SQLite's write transaction already holds the database's single write lock). Taking it first, in
-    every writer, means no two writers plan from the same stale state and none waits on another in a cycle.
-    ``FOR NO KEY UPDATE`` like the ledger's: a writer that already inserted rows referencing the org (a SCIM write)
-    holds ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` would wait for in a cycle."""
-    if is_postgres():
-        Organization.select(Organization.id).where(Organization.id == org_id).for_update("FOR NO KEY UPDATE").execute()
+def _organization(org_id: int) -> Organization:
+    """The org row by id, through a statement composed once (a SCIM write reads it on every request)."""
+    fields = Organization._meta.sorted_fields
+    found = prepared.rows("org by id", lambda: Organization.select(*fields).where(Organization.id == org_id), [org_id])
+    if not found:
+        raise PipelineError(f"org id {org_id}: no such org; it may have been deleted while the request ran")
+    return Organization(**{f.name: f.python_value(v) for f, v in zip(fields, found[0], strict=True)})
 
 
 def _fault(step: str) -> None:
@@ -457,7 +455,7 @@ def reconcile_touched(org_id: int, match_keys: Iterable[str], actor: str, now: d
         return 0
     now = now or utcnow()
     lock_org(org_id)
-    org = Organization.get_by_id(org_id)
+    org = _organization(org_id)
     rules = rules_for(org.slug)
     inputs = gather(org, rules, keys)
     plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
