@@ -344,7 +344,7 @@ class SyncdStorage(ScimStorage):
             "email": email,
             "email_lower": fold(email),
             "external_id": external_id,
-            "display_name": data.get("displayName"),
+            "display_name": _person_name(data, name),
             "given_name": name.get("givenName"),
             "family_name": name.get("familyName"),
             "active": data.get("active") is not False,
@@ -569,3 +569,11 @@ def _new_id() -> str:
     import uuid
 
     return str(uuid.uuid4())
+
+
+def _person_name(data: dict[str, Any], name: dict[str, Any]) -> str | None:
+    """The name a person goes by: ``displayName``, else ``name.formatted``, else given and family names
+    (RFC 7643 §4.1.1). Okta and Entra often send only ``name``; the member and a group's ``display`` still get one.
+    The stored SCIM resource keeps exactly what the IdP sent."""
+    parts = " ".join(str(part) for part in (name.get("givenName"), name.get("familyName")) if part)
+    return data.get("displayName") or name.get("formatted") or parts or None

@@ -201,3 +201,13 @@ def test_deleting_a_group_checks_its_etag_and_removes_its_members(scim):
     assert scim.a.get(f"/Groups/{big}").status == 404
     assert GroupMember.select().count() == 0
     assert len(scim.reconciliations.calls[-1][1]) == 1_000
+
+
+def test_a_user_without_display_name_is_known_by_given_and_family_name(scim):
+    created = scim.a.create_user("eve@acme.com", name={"givenName": "Eve", "familyName": "Example"})
+    assert "displayName" not in created
+    assert Identity.get(Identity.key == created["id"]).display_name == "Eve Example"
+    group = scim.a.create_group("Staff", [created["id"]])
+    assert scim.a.get(f"/Groups/{group['id']}").body["members"][0]["display"] == "Eve Example"
+    formatted = scim.a.create_user("zed@acme.com", name={"formatted": "Dr. Zed", "givenName": "Zed"})
+    assert Identity.get(Identity.key == formatted["id"]).display_name == "Dr. Zed"
