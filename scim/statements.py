@@ -15,7 +15,7 @@ from typing import Any
 
 import peewee
 
-from syncd.store.db import database
+from syncd.store.db import database, stored_time
 
 USER_COLUMNS = ("id", "key", "resource", "version", "created_at", "updated_at", "match_key")
 LOOKUP_COLUMNS = {"key", "user_name_lower", "external_id"}
@@ -34,15 +34,8 @@ class UserRow:
     match_key: str | None
 
 
-def _moment(value: Any) -> datetime:
-    """SQLite hands timestamps back as text (as peewee stored them); PostgreSQL as datetimes."""
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
 def _user(row: Sequence[Any]) -> UserRow:
-    return UserRow(row[0], row[1], row[2], row[3], _moment(row[4]), _moment(row[5]), row[6])
+    return UserRow(row[0], row[1], row[2], row[3], stored_time(row[4]), stored_time(row[5]), row[6])
 
 
 def _db() -> peewee.Database:
@@ -103,9 +96,15 @@ def insert_user(values: dict[str, Any]) -> None:
 
 def update_user(row_id: int, expected: int | None, values: dict[str, Any]) -> int:
     """Write columns and move the version on; the number of rows changed (0: the version moved first)."""
+    return _update_versioned("identity", row_id, expected, values)
+
+
+def _update_versioned(table: str, row_id: int, expected: int | None, values: dict[str, Any]) -> int:
+    """``UPDATE`` a row's columns and its version, only while the version is still ``expected`` (If-Match,
+    RFC 7644 §3.14) when one is given."""
     p = _p()
     assignments = ", ".join(f'"{name}" = {p}' for name in values)
-    sql = f'UPDATE "identity" SET "version" = "version" + 1, {assignments} WHERE "id" = {p}'
+    sql = f'UPDATE "{table}" SET "version" = "version" + 1, {assignments} WHERE "id" = {p}'
     params: list[Any] = [*values.values(), row_id]
     if expected is not None:
         sql += f' AND "version" = {p}'
@@ -152,18 +151,11 @@ def group_by_key(source_id: int, key: str) -> GroupRow | None:
     row = _db().execute_sql(f'{_SELECT_GROUP} WHERE "source_id" = {p} AND "key" = {p}', (source_id, key)).fetchone()
     if not row:
         return None
-    return GroupRow(row[0], row[1], row[2], row[3], row[4], _moment(row[5]), _moment(row[6]))
+    return GroupRow(row[0], row[1], row[2], row[3], row[4], stored_time(row[5]), stored_time(row[6]))
 
 
 def update_group(row_id: int, expected: int | None, values: dict[str, Any]) -> int:
-    p = _p()
-    assignments = ", ".join(f'"{name}" = {p}' for name in values)
-    sql = f'UPDATE "directory_group" SET "version" = "version" + 1, {assignments} WHERE "id" = {p}'
-    params: list[Any] = [*values.values(), row_id]
-    if expected is not None:
-        sql += f' AND "version" = {p}'
-        params.append(expected)
-    return int(_db().execute_sql(sql, tuple(params)).rowcount)
+    return _update_versioned("directory_group", row_id, expected, values)
 
 
 def _keys_in(sql_head: str, head_params: tuple[Any, ...], keys: Sequence[str]) -> list[Any]:

@@ -6,16 +6,17 @@ right hash (a slow password hash buys nothing), and lookup by hash needs no scan
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from syncd import ledger
+import peewee
+
+from syncd import ledger, prepared
 from syncd.clock import iso, utcnow
-from syncd.store.db import database
+from syncd.store.db import stored_time
 from syncd.store.models import Organization, Token
 from syncd.store.tx import write_transaction
 
@@ -97,30 +98,29 @@ def revoke(token_id: int, actor: str = "admin:cli") -> Token:
 def authenticate(presented: str | None, now: datetime | None = None) -> Principal | None:
     """Return the principal a bearer token stands for, or None when it is unknown, revoked or expired.
 
-    Every SCIM request runs this, so the statement's text is built once per database kind (peewee spends far
-    longer composing a query than the indexed lookup takes) and only executed here.
+    Every SCIM request runs this, so its statement is composed once (:mod:`syncd.prepared`): peewee spends far
+    longer composing a query than the indexed lookup takes.
     """
     if not presented or not presented.startswith(PREFIX):
         return None
     wanted = digest(presented)
-    row = database.obj.execute_sql(_lookup_sql(type(database.obj)), (wanted,)).fetchone()
-    if row is None:
+    found = prepared.rows("token.lookup", lambda: _lookup_query(wanted), (wanted,))
+    if not found:
         return None
+    row = found[0]
     token_id, org_id, scope, token_hash, expires_at, revoked_at, org_slug, org_status = row
     if not hmac.compare_digest(token_hash, wanted):
         return None
     moment = now or utcnow()
-    if revoked_at is not None or (expires_at is not None and _moment(expires_at) <= moment):
+    if revoked_at is not None or (expires_at is not None and stored_time(expires_at) <= moment):
         return None
     if org_status != "active":
         return None
     return Principal(org_id=org_id, org_slug=org_slug, scope=scope, token_id=token_id)
 
 
-@functools.cache
-def _lookup_sql(_database_kind: type) -> str:
-    """The token lookup's SQL for one kind of database (the placeholder style differs), composed once."""
-    query = (
+def _lookup_query(token_hash: str) -> peewee.Query:
+    return (
         Token.select(
             Token.id,
             Token.org,
@@ -132,12 +132,5 @@ def _lookup_sql(_database_kind: type) -> str:
             Organization.status,
         )
         .join(Organization)
-        .where(Token.token_hash == "")
+        .where(Token.token_hash == token_hash)
     )
-    sql, _ = query.sql()
-    return sql
-
-
-def _moment(value: datetime | str) -> datetime:
-    """SQLite hands stored times back as text; PostgreSQL as datetimes."""
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)

@@ -6,6 +6,7 @@ wait instead of failing (https://www.sqlite.org/wal.html, https://www.sqlite.org
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlparse
 
 import peewee
@@ -37,6 +38,11 @@ def open_database(url: str) -> peewee.Database:
         )
     database.initialize(db)
     return db
+
+
+def stored_time(value: datetime | str) -> datetime:
+    """A time column read with raw SQL: SQLite hands back the text peewee stored, PostgreSQL a datetime."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def is_postgres() -> bool:
