@@ -8,6 +8,7 @@ the key's dotted path. Source settings beyond the common keys belong to the conn
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
 import tomllib
@@ -18,11 +19,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from connectors.interface import ConfigError, parse_settings
+from syncd.logs import log_event
 
 SOURCE_KINDS = ("file", "ldap", "okta", "azure")
 ROLES = ("owner", "admin", "team_admin", "member", "guest")
 TEAM_ROLES = ("maintainer", "member")
 DEFAULT_DATABASE_URL = "sqlite:///syncd.db"
+SYSTEM_CONFIG = Path("/etc/syncd/syncd.toml")
+"""Read when neither ``--config`` nor ``SYNCD_CONFIG`` names a file: where the README's service install puts it."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,12 +139,26 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _COMMON_SOURCE_KEYS = {"name", "org", "kind", "schedule", "precedence", "full_snapshot_every", "enabled"}
 
 
+def locate(path: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """Which config file to read, and how it was chosen: ``--config``, else ``SYNCD_CONFIG``, else the system
+    location (:data:`SYSTEM_CONFIG`) when it exists. Nothing else is guessed: with no config a command would work on
+    an empty store it made in the current directory, so it is refused, naming both ways to pass one."""
+    if path:
+        return Path(path), "--config"
+    if os.environ.get("SYNCD_CONFIG"):
+        return Path(os.environ["SYNCD_CONFIG"]), "SYNCD_CONFIG"
+    if SYSTEM_CONFIG.is_file():
+        return SYSTEM_CONFIG, "the system location"
+    raise ConfigError(
+        f"no config: pass --config FILE or set SYNCD_CONFIG=FILE (or install one at {SYSTEM_CONFIG}); "
+        "'syncd demo' writes one to try"
+    )
+
+
 def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate the config file named by ``path`` or ``SYNCD_CONFIG``; no file gives the defaults."""
-    chosen = path or os.environ.get("SYNCD_CONFIG")
-    if not chosen:
-        return Config()
-    file = Path(chosen)
+    """Read and validate the config file chosen by :func:`locate`; ``--verbose`` logs which file that was."""
+    file, how = locate(path)
+    log_event(log, "config.file", logging.DEBUG, path=str(file), chosen_by=how)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as error:

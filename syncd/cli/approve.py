@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from syncd import pipeline, shell
+from syncd import pipeline
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import EXIT_HELD
+from syncd.cli.runtime import start_runtime
 from syncd.reconcile import Action
 from syncd.store.models import Organization
 from syncd.store.models import Plan as PlanRow
@@ -31,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(args: argparse.Namespace) -> int:
-    runtime = shell.start(args.config)
+    runtime = start_runtime(args)
     if args.show:
         return show(args.plan_id, args.format)
     try:

@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from syncd import ledger, orgs, shell
+from syncd import ledger, orgs
 from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, print_json
+from syncd.cli.runtime import start_runtime
 from syncd.clock import iso
 from syncd.history import parse_moment
 from syncd.store.models import LedgerEntry
@@ -124,7 +125,7 @@ def _query(args: argparse.Namespace, org_id: int) -> Any:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     query = _query(args, org.id)
     if args.last:
@@ -152,7 +153,7 @@ def printable(text: str) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     progress = Progress(f"audit export {org.slug}")
     entries = _counted(ledger.stream(org.id, _query(args, org.id)), progress)
@@ -177,7 +178,7 @@ def run_verify(args: argparse.Namespace) -> int:
         subject = f"export {args.file}"
         result = ledger.verify_entries(_file_entries(args.file), _file_anchors(args.file), expect)
     else:
-        shell.start(args.config)
+        start_runtime(args)
         org = orgs.get(args.org)
         subject = f"ledger of org {org.slug}"
         progress = Progress(f"audit verify {org.slug}")
@@ -251,7 +252,7 @@ def _file_anchors(path: str) -> list[ledger.Anchor]:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     before = parse_moment(args.before, "--before")
     result = ledger.prune(org.id, before)

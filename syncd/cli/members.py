@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import history, members, orgs, shell
+from syncd import history, members, orgs
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, print_json, print_table
+from syncd.cli.runtime import start_runtime
 from syncd.clock import utcnow
 from syncd.config import ROLES
 from syncd.store.models import Identity, LedgerEntry, Source
@@ -50,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run_list(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     at = history.parse_moment(args.at, "--at") if args.at else None
     rows = history.members_at(org.id, at) if at else members.listing(org)
@@ -79,7 +80,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     try:
         member = members.find(org, args.member)
@@ -133,7 +134,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_set_role(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     try:
         lines = members.set_role(org, args.member, args.role, args.pin, "admin:cli", utcnow())

@@ -10,9 +10,10 @@ import json
 import sys
 from typing import Any
 
-from syncd import orgs, pipeline, shell
+from syncd import orgs, pipeline
 from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, changes, print_json
+from syncd.cli.runtime import start_runtime
 from syncd.store.models import Plan as PlanRow
 
 EXIT_PENDING = 2
@@ -38,7 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(args: argparse.Namespace) -> int:
-    runtime = shell.start(args.config)
+    runtime = start_runtime(args)
     try:
         if args.org:
             result = pipeline.plan_org(runtime.config, orgs.get(args.org).slug)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import config, orgs, pipeline, shell, web_client
+from syncd import config, orgs, pipeline, web_client
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import EXIT_HELD, exit_code, plan_document, print_plan, progress_for
+from syncd.cli.runtime import start_runtime
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -43,7 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def run(args: argparse.Namespace) -> int:
     if args.remote:
         return run_remote(args)
-    runtime = shell.start(args.config)
+    runtime = start_runtime(args)
     try:
         if args.org:
             slug = orgs.get(args.org).slug
