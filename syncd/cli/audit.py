@@ -217,6 +217,11 @@ def _file_documents(path: str) -> Iterator[tuple[int, Any]]:
             while first.isspace():
                 first = handle.read(1)
             handle.seek(0)
+            if first not in ("[", "{", ""):
+                raise CliError(
+                    f"{path}: not a json or jsonl export; only 'syncd audit export --format jsonl' (or json) files can "
+                    "be verified (csv is for spreadsheets and does not keep the exact values the hashes cover)"
+                )
             if first == "[":
                 try:
                     array = json.load(handle)
