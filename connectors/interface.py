@@ -124,9 +124,7 @@ class Connector(Protocol):
     def read(self, cursor: str | None) -> ReadResult: ...
 
 
-def parse_settings(
-    settings_type: type[T], table: Mapping[str, Any], where: str, also_known: Iterable[str] = ()
-) -> T:
+def parse_settings(settings_type: type[T], table: Mapping[str, Any], where: str, also_known: Iterable[str] = ()) -> T:
     """Build a settings dataclass from a TOML table, naming the exact key that is unknown or of the wrong type.
 
     ``where`` is the dotted location of the table in the config file (``sources[2]``), so an error reads

@@ -156,4 +156,3 @@ def test_a_sqlite_store_in_a_missing_folder_is_one_line(cli, write_config, tmp_p
     path = write_config(f'[database]\nurl = "sqlite:///{tmp_path}/missing/syncd.db"\n')
     error = one_line_error(cli("--config", str(path), "orgs", "list"))
     assert f"sqlite:///{tmp_path}/missing/syncd.db" in error and "folder exists" in error
-
