@@ -25,7 +25,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
             "and guarded like any run. Exit 0: applied; 3: the new plan is held again."
         ),
     )
-    parser.add_argument("plan_id", metavar="PLAN_ID", help="the id printed by 'syncd sync' or 'syncd plan'")
+    parser.add_argument(
+        "plan_id",
+        metavar="PLAN_ID",
+        help=(
+            "a held plan's id: printed by the 'syncd sync' that was held, listed as 'pending: plan ID' by "
+            "'syncd plan --org ORG' (and by 'syncd plan SOURCE'), and in the service's log line for a held run"
+        ),
+    )
     parser.add_argument("--show", action="store_true", help="print the held plan, apply nothing")
     add_format(parser)
     parser.set_defaults(handler=run)

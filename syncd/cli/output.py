@@ -48,6 +48,10 @@ class Progress:
             self.stream.flush()
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 member``, ``14 members``: counts in plain English."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def changes(count: int) -> str:
-    """``1 change``, ``14 changes``: counts in plain English."""
-    return f"{count} change" if count == 1 else f"{count} changes"
+    return plural(count, "change")

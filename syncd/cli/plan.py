@@ -18,6 +18,8 @@ from syncd.store.models import Plan as PlanRow
 
 EXIT_PENDING = 2
 EXIT_HELD = 3
+EXIT_INCOMPLETE = 4
+"""``syncd sync``: applied what was read, but the read was incomplete (rows skipped; nothing removed)."""
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,8 +28,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="show what a sync would change",
         description=(
             "Read SOURCE and show the plan it would produce, or plan --org ORG from what is already staged "
-            "(after a rule change, or to see grace periods run out). Nothing is applied. "
-            "Exit 0: nothing to do; 2: changes pending; 3: the guard would hold the plan."
+            "(after a rule change, or to see grace periods run out). Nothing is applied. Plans the guard holds "
+            "are listed after the plan with their ids for 'syncd approve'. "
+            "Exit 0: nothing to do; 2: changes pending; 3: the guard would hold the plan, or a held plan awaits "
+            "approval."
         ),
     )
     target = parser.add_mutually_exclusive_group(required=True)
@@ -50,11 +54,12 @@ def run(args: argparse.Namespace) -> int:
     except pipeline.PipelineError as error:
         raise CliError(str(error)) from None
     print_plan(result, args.format)
-    return exit_code(result)
+    return exit_code(result, pending_held=bool(held_plans(result.org)))
 
 
-def exit_code(result: pipeline.RunResult) -> int:
-    if result.held:
+def exit_code(result: pipeline.RunResult, pending_held: bool = False) -> int:
+    """3 when this plan would be held or one already is (a held plan waits for a person: scripts must notice)."""
+    if result.held or pending_held:
         return EXIT_HELD
     return EXIT_PENDING if result.actions else 0
 
@@ -81,9 +86,9 @@ def print_plan(result: pipeline.RunResult, fmt: str) -> None:
         print_json(document)
         return
     plan = result.plan
-    where = f"source {result.source}" if result.source else f"org {result.org}"
+    where = f"source {result.source} (org {result.org})" if result.source else f"org {result.org}"
     count = len(plan.actions) if plan else 0
-    print(f"plan for {where} (org {result.org}): {changes(count)}")
+    print(f"plan for {where}: {changes(count)}")
     for action in plan.actions if plan else ():
         print(f"  {action.line()}")
     for problem in result.problems:
