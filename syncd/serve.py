@@ -54,25 +54,23 @@ class ServeError(Exception):
     """The service cannot start; the message says what to fix."""
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:8080`` for IPv6) → (host, port)."""
+def parse_listen(text: str, where: str = "server.listen") -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6) → (host, port); ``where`` names the flag or key in the error."""
     host, _, port = text.strip().rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"server.listen: expected HOST:PORT like 127.0.0.1:8080, got {text!r}")
+        raise ConfigError(f"{where}: expected HOST:PORT like 127.0.0.1:8080, got {text!r}")
     return host, int(port)
 
 
-def check_listen(text: str) -> tuple[str, int]:
+def check_listen(text: str, where: str = "--listen") -> tuple[str, int]:
     """Refuse an address that cannot be served before anything is printed or set up: ``HOST:PORT`` must parse and
     the port must be free to bind (a probe with ``SO_REUSEADDR``, as cheroot binds, so a port in TIME_WAIT passes)."""
-    host, port = parse_listen(text)
+    host, port = parse_listen(text, where)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
-        raise ServeError(
-            f"--listen {text}: unknown host {host!r} ({error.strerror}); use e.g. 127.0.0.1:8080"
-        ) from None
+        raise ServeError(f"{where} {text}: unknown host {host!r} ({error.strerror}); use e.g. 127.0.0.1:8080") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -80,7 +78,7 @@ def check_listen(text: str) -> tuple[str, int]:
             probe.bind(address)
         except OSError as error:
             raise ServeError(
-                f"--listen {text}: cannot listen ({error.strerror or error}); another program may use the port: "
+                f"{where} {text}: cannot listen ({error.strerror or error}); another program may use the port: "
                 "choose another with --listen HOST:PORT"
             ) from None
     return host, port
@@ -218,6 +216,7 @@ def serve(config_path: str | None = None, *, listen: str | None = None, run: Run
     """Run the service until SIGTERM; ``run`` replaces the pipeline's run function (tests, benchmarks)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     config = config_module.load(config_path)
+    check_listen(listen or config.server.listen, "--listen" if listen else "server.listen")
     logs.configure(config.logging.format, config.logging.level)
     open_database(config.database.url)
     try:

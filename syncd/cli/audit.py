@@ -237,6 +237,8 @@ def _file_documents(path: str) -> Iterator[tuple[int, Any]]:
                         raise CliError(f"{path} line {number}: not valid JSON ({error.msg})") from None
     except OSError as error:
         raise CliError(f"{path}: cannot read it ({error.strerror}); give an 'audit export' file") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not UTF-8 text, so not an 'audit export --format jsonl' (or json) file") from None
 
 
 def _file_entries(path: str) -> Iterator[ledger.StoredEntry]:

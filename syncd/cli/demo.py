@@ -8,7 +8,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from connectors.interface import ConfigError
 from syncd import demo, shell
 from syncd.cli.errors import CliError
 from syncd.cli.output import changes, plural
@@ -41,16 +40,18 @@ def run_demo(args: argparse.Namespace) -> int:
         raise CliError("syncd demo makes its own config; drop --config (or use 'syncd serve --config FILE')")
     from syncd.serve import ServeError, check_listen, parse_listen, serve
 
-    try:
-        parse_listen(args.listen)
-    except ConfigError:
-        raise CliError(f"--listen: expected HOST:PORT like 127.0.0.1:8080, got {args.listen!r}") from None
+    parse_listen(args.listen, "--listen")
     if not args.no_serve:
         try:
             check_listen(args.listen)
         except ServeError as error:
             raise CliError(f"{error} (or --no-serve to only set up and sync)") from None
-    folder = demo.prepare(Path(args.dir), args.listen)
+    try:
+        folder = demo.prepare(Path(args.dir), args.listen)
+    except OSError as error:
+        raise CliError(
+            f"--dir {args.dir}: cannot make the demo folder there ({error.strerror}); choose another with --dir"
+        ) from None
     runtime = shell.start(str(folder.config))
     result = run_source(runtime.config, demo.DEMO_SOURCE, actor=f"source:{demo.DEMO_SOURCE}")
     token = demo.scim_token(folder)
