@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from syncd import ledger, orgs
 from syncd.cli.errors import CliError
-from syncd.cli.output import Progress, add_format, print_json
+from syncd.cli.output import Progress, add_format, plural, print_json
 from syncd.cli.runtime import start_runtime
 from syncd.clock import iso
 from syncd.history import parse_moment
@@ -169,6 +169,8 @@ def run_export(args: argparse.Namespace) -> int:
             for entry in entries:
                 writer.writerow([defuse_formula(_csv_cell(value)) for value in entry])
     progress.finish()
+    if args.output:
+        print(f"audit export: {plural(progress.done, 'entry')} of org {org.slug} written to {args.output}")
     return 0
 
 

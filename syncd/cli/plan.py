@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from syncd import orgs, pipeline
@@ -48,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
         if args.org:
             result = pipeline.plan_org(runtime.config, orgs.get(args.org).slug)
         else:
-            result = pipeline.run_source(
-                runtime.config, args.source, dry_run=True, full=args.full, progress=progress_for(args.format)
-            )
+            with closed_after(progress_for(args.format)) as progress:
+                result = pipeline.run_source(
+                    runtime.config, args.source, dry_run=True, full=args.full, progress=progress
+                )
     except pipeline.PipelineError as error:
         raise CliError(str(error)) from None
     print_plan(result, args.format)
@@ -117,21 +120,40 @@ def held_plans(org_slug: str) -> list[dict[str, Any]]:
     ]
 
 
-def progress_for(fmt: str) -> pipeline.Progress | None:
-    """Phase names and an apply counter on stderr, when it is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    bars: dict[str, Progress] = {}
+class PhaseProgress:
+    """The pipeline's ``progress(phase, done, total)`` on a terminal: a line per phase, a counter for counted ones.
 
-    def report(phase: str, done: int, total: int | None) -> None:
-        if phase not in bars:
-            for bar in bars.values():
-                bar.finish()
-            bars[phase] = Progress(phase, total)
+    :meth:`close` ends an open counter line; the commands call it before printing their result (or an error).
+    """
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Progress] = {}
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        if phase not in self.bars:
+            self.close()
+            self.bars[phase] = Progress(phase, total)
             if total is None:
                 sys.stderr.write(f"{phase}…\n")
-        bar = bars[phase]
+        bar = self.bars[phase]
         if total is not None:
             bar.advance(done - bar.done)
 
-    return report
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.finish()
+
+
+def progress_for(fmt: str) -> PhaseProgress | None:
+    """Phase names and an apply counter on stderr, when it is a terminal."""
+    return PhaseProgress() if sys.stderr.isatty() else None
+
+
+@contextmanager
+def closed_after(progress: PhaseProgress | None) -> Iterator[PhaseProgress | None]:
+    """Run the block with ``progress``, then close its line, so the result or an error starts on a line of its own."""
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.close()

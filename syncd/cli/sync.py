@@ -7,7 +7,16 @@ import argparse
 from syncd import config, orgs, pipeline, web_client
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
-from syncd.cli.plan import EXIT_HELD, EXIT_INCOMPLETE, exit_code, held_plans, plan_document, print_plan, progress_for
+from syncd.cli.plan import (
+    EXIT_HELD,
+    EXIT_INCOMPLETE,
+    closed_after,
+    exit_code,
+    held_plans,
+    plan_document,
+    print_plan,
+    progress_for,
+)
 from syncd.cli.runtime import start_runtime
 
 
@@ -47,20 +56,16 @@ def run(args: argparse.Namespace) -> int:
         return run_remote(args)
     runtime = start_runtime(args)
     try:
-        if args.org:
-            slug = orgs.get(args.org).slug
-            result = pipeline.reconcile_org(
-                runtime.config, slug, dry_run=args.dry_run, actor="admin:cli", progress=progress_for(args.format)
-            )
-        else:
-            result = pipeline.run_source(
-                runtime.config,
-                args.source,
-                dry_run=args.dry_run,
-                full=args.full,
-                actor=None,
-                progress=progress_for(args.format),
-            )
+        with closed_after(progress_for(args.format)) as progress:
+            if args.org:
+                slug = orgs.get(args.org).slug
+                result = pipeline.reconcile_org(
+                    runtime.config, slug, dry_run=args.dry_run, actor="admin:cli", progress=progress
+                )
+            else:
+                result = pipeline.run_source(
+                    runtime.config, args.source, dry_run=args.dry_run, full=args.full, actor=None, progress=progress
+                )
     except pipeline.PipelineError as error:
         raise CliError(str(error)) from None
     if args.dry_run:
