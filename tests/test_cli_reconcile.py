@@ -324,3 +324,37 @@ def test_a_guard_reason_counts_one_member_in_the_singular(admin, write_config, d
     admin.exports(*STAFF[:9], ALICE)
     held = admin("sync", "hr")
     assert held.code == 3 and "would suspend or deprovision 1 member, over guard_max_count 0" in held.stdout
+
+
+def test_a_suspended_members_role_and_teams_read_as_dormant(admin):
+    admin("sync", "hr")
+    admin.exports(*STAFF)
+    assert admin("sync", "hr").code == 0
+    listed = admin("members", "list", "--org", "acme", "--status", "suspended")
+    (line,) = [row for row in listed.stdout.splitlines() if row.startswith("alice@acme.com")]
+    assert "admin (dormant)" in line and "engineering (maintainer, dormant)" in line
+    shown = admin("members", "show", "--org", "acme", "alice@acme.com")
+    assert "role: admin (dormant)" in shown.stdout and "role and teams are dormant" in shown.stdout
+    active = admin("members", "list", "--org", "acme", "--status", "active").stdout
+    assert "dormant" not in active
+
+
+def test_set_role_orgs_create_tokens_revoke_and_audit_prune_answer_in_json(admin):
+    admin("sync", "hr")
+    role = admin("members", "set-role", "--org", "acme", "u1@acme.com", "admin", "--pin", "--format", "json")
+    answer = json.loads(role.stdout)
+    assert answer["role"] == "admin" and answer["pinned"] is True and answer["changed"] is True
+    created = json.loads(admin("orgs", "create", "beta", "--name", "Beta", "--format", "json").stdout)
+    assert created["slug"] == "beta" and created["scim_source"] == "scim:beta"
+    token = admin("tokens", "create", "--org", "beta", "--scope", "read").stdout
+    token_id = token.split()[1]
+    revoked = json.loads(admin("tokens", "revoke", token_id, "--format", "json").stdout)
+    assert revoked["id"] == int(token_id) and revoked["org"] == "beta" and revoked["revoked_at"]
+    pruned = json.loads(admin("audit", "prune", "--org", "acme", "--before", "2000-01-01", "--format", "json").stdout)
+    assert pruned == {
+        "org": "acme",
+        "before": "2000-01-01T00:00:00.000000Z",
+        "pruned": 0,
+        "through_seq": None,
+        "checkpoint_seq": None,
+    }

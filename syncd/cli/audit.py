@@ -97,6 +97,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     _add_org(prune)
     prune.add_argument("--before", required=True, metavar="TIME", help=f"delete entries older than this; {_TIME_HELP}")
+    add_format(prune)
     prune.set_defaults(handler=run_prune)
 
 
@@ -265,7 +266,17 @@ def run_prune(args: argparse.Namespace) -> int:
     org = orgs.get(args.org)
     before = parse_moment(args.before, "--before")
     result = ledger.prune(org.id, before)
-    if not result.pruned:
+    if args.format == "json":
+        print_json(
+            {
+                "org": org.slug,
+                "before": iso(before),
+                "pruned": result.pruned,
+                "through_seq": result.through_seq,
+                "checkpoint_seq": result.checkpoint_seq,
+            }
+        )
+    elif not result.pruned:
         print(f"ledger of org {org.slug}: no entries before {iso(before)}; nothing pruned")
     else:
         print(

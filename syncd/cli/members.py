@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from syncd import history, members, orgs
 from syncd.cli.errors import CliError
@@ -47,6 +48,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "--pin", dest="pin", action="store_const", const=True, help="keep this role whatever the rules say"
     )
     pin.add_argument("--unpin", dest="pin", action="store_const", const=False, help="let the rules decide again")
+    add_format(set_role)
     set_role.set_defaults(handler=run_set_role, pin=None)
 
 
@@ -69,14 +71,26 @@ def run_list(args: argparse.Namespace) -> int:
                 r["email"] or r["user_name"],
                 r["display_name"],
                 r["status"],
-                r["role"] + (" (pinned)" if r["pinned"] else ""),
-                ", ".join(f"{t['team']} ({t['role']})" for t in r["teams"]),
+                role_text(r),
+                teams_text(r),
                 ", ".join(r["sources"]),
             )
             for r in rows
         ],
     )
     return 0
+
+
+def role_text(row: dict[str, Any]) -> str:
+    """The role as a person should read it: a suspended member keeps role and teams, but they grant nothing until
+    the member is reactivated, so the text says they are dormant."""
+    notes = [n for n, on in (("pinned", row["pinned"]), ("dormant", row["status"] == "suspended")) if on]
+    return row["role"] + (f" ({', '.join(notes)})" if notes else "")
+
+
+def teams_text(row: dict[str, Any]) -> str:
+    dormant = ", dormant" if row["status"] == "suspended" else ""
+    return ", ".join(f"{t['team']} ({t['role']}{dormant})" for t in row["teams"])
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -119,12 +133,14 @@ def run_show(args: argparse.Namespace) -> int:
         print_json(row)
         return 0
     print(f"{row['email'] or row['user_name']} ({row['display_name']})")
-    print(f"  status: {row['status']}  role: {row['role']}{' (pinned)' if row['pinned'] else ''}")
+    print(f"  status: {row['status']}  role: {role_text(row)}")
+    if row["status"] == "suspended":
+        print("  role and teams are dormant: they grant nothing until the member is active again")
     if row["suspended_at"]:
         print(f"  suspended at: {row['suspended_at']}")
     if row["deprovisioned_at"]:
         print(f"  deprovisioned at: {row['deprovisioned_at']} (data transferred to {row['transfer_to'] or 'nobody'})")
-    print("  teams: " + (", ".join(f"{t['team']} ({t['role']})" for t in row["teams"]) or "none"))
+    print("  teams: " + (teams_text(row) or "none"))
     for identity in identities:
         state = "active" if identity["active"] else "disabled"
         print(f"  identity: source {identity['source']}, key {identity['key']}, {identity['user_name']} ({state})")
@@ -140,6 +156,11 @@ def run_set_role(args: argparse.Namespace) -> int:
         lines = members.set_role(org, args.member, args.role, args.pin, "admin:cli", utcnow())
     except members.MemberError as error:
         raise CliError(str(error)) from None
+    if args.format == "json":
+        (row,) = members.listing(org, [members.find(org, args.member).match_key])
+        row.pop("match_key", None)
+        print_json({"org": org.slug, "member": args.member, "changed": bool(lines), "changes": lines, **row})
+        return 0
     for line in lines or [f"{args.member}: already {args.role}; nothing changed"]:
         print(line)
     return 0

@@ -39,6 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "revoke", help="revoke a token", description="Revoke a token by id; it stops working at once."
     )
     revoke.add_argument("id", type=int, help="token id from 'syncd tokens list'")
+    add_format(revoke)
     revoke.set_defaults(handler=run_revoke)
 
 
@@ -92,5 +93,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_revoke(args: argparse.Namespace) -> int:
     start_runtime(args)
     row = tokens.revoke(args.id)
+    if args.format == "json":
+        print_json({"id": row.id, "org": row.org.slug, "scope": row.scope, "revoked_at": iso(row.revoked_at)})
+        return 0
     print(f"token {row.id} revoked")
     return 0
