@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NoReturn
 
 import peewee
@@ -83,8 +85,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.verbose:
-        logs.configure("logfmt", "debug")
+    with verbose_logging(args.verbose):
+        return run(args)
+
+
+@contextmanager
+def verbose_logging(on: bool) -> Iterator[None]:
+    """``--verbose``: debug events on stderr for this command, the logging set-up restored after it (``main`` may
+    run several commands in one process, as the tests do)."""
+    if not on:
+        yield
+        return
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    logs.configure("logfmt", "debug")
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen command; every failure is one line on stderr (see the module docstring)."""
     try:
         return int(args.handler(args) or 0)
     except KNOWN_ERRORS as error:
