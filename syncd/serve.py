@@ -54,23 +54,23 @@ class ServeError(Exception):
     """The service cannot start; the message says what to fix."""
 
 
-def parse_listen(text: str, where: str = "server.listen") -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:8080`` for IPv6) → (host, port); ``where`` names the flag or key in the error."""
+def parse_listen(text: str, key: str = "server.listen") -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6) → (host, port)."""
     host, _, port = text.strip().rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{where}: expected HOST:PORT like 127.0.0.1:8080, got {text!r}")
+        raise ConfigError(f"{key}: expected HOST:PORT like 127.0.0.1:8080, got {text!r}")
     return host, int(port)
 
 
-def check_listen(text: str, where: str = "--listen") -> tuple[str, int]:
+def check_listen(text: str, key: str = "--listen") -> tuple[str, int]:
     """Refuse an address that cannot be served before anything is printed or set up: ``HOST:PORT`` must parse and
     the port must be free to bind (a probe with ``SO_REUSEADDR``, as cheroot binds, so a port in TIME_WAIT passes)."""
-    host, port = parse_listen(text, where)
+    host, port = parse_listen(text, key)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
-        raise ServeError(f"{where} {text}: unknown host {host!r} ({error.strerror}); use e.g. 127.0.0.1:8080") from None
+        raise ServeError(f"{key} {text}: unknown host {host!r} ({error.strerror}); use e.g. 127.0.0.1:8080") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,7 +78,7 @@ def check_listen(text: str, where: str = "--listen") -> tuple[str, int]:
             probe.bind(address)
         except OSError as error:
             raise ServeError(
-                f"{where} {text}: cannot listen ({error.strerror or error}); another program may use the port: "
+                f"{key} {text}: cannot listen ({error.strerror or error}); another program may use the port: "
                 "choose another with --listen HOST:PORT"
             ) from None
     return host, port

@@ -38,29 +38,48 @@ def start(config_path: str | None = None, config: Config | None = None) -> Runti
     try:
         db = open_database(cfg.database.url)
         upgrade()
-        declared = declare(cfg)
+        declared = declare_and_describe(cfg)
     except (peewee.OperationalError, peewee.InterfaceError) as error:
         raise unavailable(error, cfg.database.url) from None
     pipeline.use_config(cfg)
     return Runtime(config=cfg, db=db, declared=declared)
 
 
-def declare(cfg: Config) -> list[str]:
-    """Make the store agree with the config's orgs and sources (created or updated; nothing deleted).
+def declare_and_describe(cfg: Config) -> list[str]:
+    """:func:`declare`, returning one line per org the config created or changed.
 
-    Returns one line per org the config created or changed: every command that loads the config declares it, so
-    the user is told once, on the run that recorded the change in the ledger, rather than finding it there later.
+    Every command that loads the config declares it, so the user is told once, by the command that recorded the
+    change in the ledger, rather than finding ``org.update`` entries there later.
     """
+    existing = {org.slug: orgs.org_state(org) for org in Organization.select()}
+    declare(cfg)
     said = []
-    for org_settings in cfg.orgs:
-        existing = Organization.get_or_none(Organization.slug == org_settings.slug)
-        before = orgs.org_state(existing) if existing is not None else None
-        after = orgs.org_state(orgs.declare(org_settings))
+    for settings in cfg.orgs:
+        before, after = existing.get(settings.slug), orgs.org_state(orgs.get(settings.slug))
         if before is None:
-            said.append(f"org {org_settings.slug} created from the config (ledgered as org.create)")
+            said.append(f"org {settings.slug} created from the config (ledgered as org.create)")
         elif after != before:
             keys = ", ".join(_changed_keys(before, after))
-            said.append(f"org {org_settings.slug} updated from the config: {keys} (ledgered as org.update)")
+            said.append(f"org {settings.slug} updated from the config: {keys} (ledgered as org.update)")
+    return said
+
+
+def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Dotted names of what differs (``policy.guard_max_count``), so the note says what the edit did."""
+    keys = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            keys += [f"{key}.{inner}" for inner in _changed_keys(old, new)]
+        elif old != new:
+            keys.append(key)
+    return keys
+
+
+def declare(cfg: Config) -> None:
+    """Make the store agree with the config's orgs and sources (created or updated; nothing deleted)."""
+    for org_settings in cfg.orgs:
+        orgs.declare(org_settings)
     for source in cfg.sources:
         org = Organization.get_or_none(Organization.slug == source.org)
         if org is None:
@@ -79,16 +98,3 @@ def declare(cfg: Config) -> list[str]:
                     )
                 row.kind, row.precedence = source.kind, source.precedence
                 row.save()
-    return said
-
-
-def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """Dotted names of what differs (``policy.guard_max_count``), so the note says what the edit did."""
-    keys = []
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            keys += [f"{key}.{inner}" for inner in _changed_keys(old, new)]
-        elif old != new:
-            keys.append(key)
-    return keys

@@ -77,4 +77,5 @@ def test_audit_export_to_a_file_ends_with_a_line_saying_what_was_written(cli, tm
     target = tmp_path / "audit.jsonl"
     result = cli("--config", str(config), "audit", "export", "--org", "demo", "--output", str(target))
     count = len(target.read_text(encoding="utf-8").splitlines())
-    assert result.code == 0 and result.stdout == f"audit export: {count} entries of org demo written to {target}\n"
+    assert result.code == 0 and result.stdout == ""
+    assert result.stderr == f"audit export: {count} entries of org demo written to {target}\n"

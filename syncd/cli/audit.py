@@ -171,7 +171,11 @@ def run_export(args: argparse.Namespace) -> int:
                 writer.writerow([defuse_formula(_csv_cell(value)) for value in entry])
     progress.finish()
     if args.output:
-        print(f"audit export: {plural(progress.done, 'entry')} of org {org.slug} written to {args.output}")
+        # On stderr with the progress: standard output stays for data, empty when the data went to a file.
+        print(
+            f"audit export: {plural(progress.done, 'entry')} of org {org.slug} written to {args.output}",
+            file=sys.stderr,
+        )
     return 0
 
 
