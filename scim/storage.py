@@ -550,7 +550,7 @@ class SyncdStorage(ScimStorage):
 
 def _refuse_identifiers(values: dict[str, Any]) -> None:
     """400 naming the attribute the store cannot index (syncd.store.limits), alike on SQLite and PostgreSQL."""
-    problem = first_problem({k: v if isinstance(v, str) or v is None else str(v) for k, v in values.items()})
+    problem = first_problem((k, v if isinstance(v, str) or v is None else str(v)) for k, v in values.items())
     if problem is not None:
         raise InvalidValueException(detail=problem)
 

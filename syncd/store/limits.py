@@ -12,6 +12,8 @@ NUL is refused everywhere too: PostgreSQL text cannot hold it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 MAX_IDENTIFIER_CHARS = 512
 
 
@@ -26,9 +28,9 @@ def identifier_problem(attribute: str, value: str | None) -> str | None:
     return None
 
 
-def first_problem(values: dict[str, str | None]) -> str | None:
-    """The first :func:`identifier_problem` among ``attribute: value`` pairs."""
-    for attribute, value in values.items():
+def first_problem(values: Iterable[tuple[str, str | None]]) -> str | None:
+    """The first :func:`identifier_problem` among ``(attribute, value)`` pairs."""
+    for attribute, value in values:
         problem = identifier_problem(attribute, value)
         if problem is not None:
             return problem
