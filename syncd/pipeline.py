@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
+from connectors.redaction import redact
 from syncd import guard, orgs, prepared
 from syncd.apply import apply_plan, lock_org
 from syncd.clock import utcnow
@@ -321,9 +322,9 @@ def _advance_source(row: Source, result: ReadResult, staged: StageResult, now: d
 def _record_failure(row: Source, message: str, now: datetime) -> None:
     """Record a failed run on the source row, in its own transaction (the run's own rolled back)."""
     with write_transaction():
-        Source.update(last_run_at=now, last_error=message, consecutive_failures=Source.consecutive_failures + 1).where(
-            Source.id == row.id
-        ).execute()
+        Source.update(
+            last_run_at=now, last_error=redact(message), consecutive_failures=Source.consecutive_failures + 1
+        ).where(Source.id == row.id).execute()
 
 
 def _source_row(name: str) -> Source:

@@ -17,6 +17,7 @@ from typing import Any
 import peewee
 
 from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
+from connectors.redaction import redact
 from syncd.ledger import canonical_json
 from syncd.matching import match_key
 from syncd.store.db import database, is_postgres
@@ -227,7 +228,7 @@ class _Staging:
 
     def _problem(self, text: str) -> None:
         self.result.complete = False
-        self.result.problems.append(f"source {self.source.name}: {text}")
+        self.result.problems.append(redact(f"source {self.source.name}: {text}"))
 
     # -- reads --------------------------------------------------------------------------------------------------
 
@@ -269,7 +270,8 @@ class _Staging:
     def snapshot(self, snapshot: Snapshot) -> None:
         if not snapshot.complete:
             self.result.complete = False
-            self.result.problems.extend(snapshot.problems or [f"source {self.source.name}: read was incomplete"])
+            problems = snapshot.problems or [f"source {self.source.name}: read was incomplete"]
+            self.result.problems.extend(redact(problem) for problem in problems)
         users = self._unique_users(snapshot.users)
         groups = self._unique_groups(snapshot.groups)
         implied = {key for user in users.values() for key in user.groups if key not in groups}
