@@ -689,6 +689,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(seen, fault.status, "E0000009", rate_headers)
         if fault is not None and fault.kind == "echo":
             quoted = f"Authorization: {self.headers.get('Authorization')} body: {body.decode('utf-8', 'replace')}"
+            if path.startswith("/oauth2/"):
+                form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
+                echo = f"client_assertion as received: {form.get('client_assertion')}"
+                answer = {"error": "invalid_client", "error_description": echo}
+                return self._send(seen, fault.status, json.dumps(answer).encode(), rate_headers)
             return self._error(seen, fault.status, "E0000009", rate_headers, summary=quoted)
         if method == "POST" and path == "/oauth2/v1/token":
             form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
