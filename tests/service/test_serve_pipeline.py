@@ -84,7 +84,10 @@ def test_sigterm_during_a_real_sync_applies_all_of_it_or_none(serve, tmp_path, c
         assert _last_success(cli, config) is not None
     else:
         assert code == 1 and timeout == 1 and service.events("service.stop_timeout")
-        assert members == [] and _last_success(cli, config) is None
+        # The run may have committed in the instant between the timeout and its process being ended: then all of
+        # it is there, with its cursor; otherwise none of it is.
+        committed = _last_success(cli, config) is not None
+        assert len(members) == (PEOPLE if committed else 0)
     assert cli("--config", str(config), "audit", "verify", "--org", "acme").code == 0
     if timeout == 60:
         assert code == 0, "a generous shutdown timeout lets the run commit"
