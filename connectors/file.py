@@ -52,8 +52,9 @@ a user's email, user name, employee id or key, or another group's name (a nested
 **Broken rows.** A row without email and user name, with an unknown ``active`` value, a field count unlike the
 header's, an unparsable quote, or a key seen before is left out and named in ``problems`` (``line 7: ...``; for
 JSON ``line 12 (users[6]): ...``); the snapshot is then incomplete, so it updates who it saw and implies no absence
-(DESIGN.md, invariant 1). An email, user name, employee id or external id holding a control character (NUL, a line
-break, a zero-width or bidi mark: Unicode Cc/Cf) is such a broken row: it would otherwise be a new person.
+(invariant 1 in docs/architecture.md). An email, user name, employee id or external id holding a control character
+(NUL, a line break, a zero-width or bidi mark: Unicode Cc/Cf) is such a broken row: it would otherwise be a new
+person.
 
 **Damaged files.** A file can look whole and not be: an export cut short, or read while being rewritten in place.
 So the snapshot is also incomplete (named in ``problems``) when a CSV's last record has no line end (a writer
