@@ -184,7 +184,9 @@ def unavailable(exception: Exception) -> ScimResponse | None:
         cause = "the database connection was lost"
     elif isinstance(exception, peewee.OperationalError):
         text = str(exception).lower()
-        code = getattr(exception.__cause__ or exception, "pgcode", None) or getattr(exception, "pgcode", None)
+        # peewee wraps the driver's error: the original (with psycopg2's pgcode) is its first argument.
+        origins = (exception, *exception.args[:1], exception.__cause__, exception.__context__)
+        code = next((getattr(o, "pgcode", None) for o in origins if getattr(o, "pgcode", None)), None)
         if "locked" in text or "busy" in text:
             cause = "the database is busy with a long write (a sync)"
         elif code in RETRYABLE_SQLSTATES or "could not connect" in text or "server closed" in text:

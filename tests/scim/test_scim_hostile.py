@@ -153,3 +153,38 @@ def test_a_write_that_cannot_get_the_sqlite_lock_in_time_is_a_503_with_retry_aft
     assert answer.headers["Retry-After"].isdigit()
     assert client.get("/Users").body["totalResults"] == 0
     assert client.post("/Users", {"schemas": [USER], "userName": "blocked"}).status == 201
+
+
+def test_a_write_that_cannot_get_the_postgresql_org_lock_in_time_is_a_503_with_retry_after(postgres_url):
+    """Another connection holds the org's row lock, as a sync applying to the org does. The app's connection gets a
+    ``lock_timeout`` of 50 ms so the test need not wait for the sync; what happens when it runs out is checked."""
+    import psycopg2
+
+    from scim import create_app
+    from syncd import orgs, tokens
+    from syncd.store import open_database, upgrade
+    from tests.conftest import _empty_tables
+    from tests.scim.conftest import Client, make_config
+
+    db = open_database(postgres_url)
+    upgrade()
+    _empty_tables(db)
+    try:
+        org = orgs.create("acme", "Acme", ["acme.com"])
+        _, token = tokens.create(org, "scim")
+        client = Client(create_app(make_config()).test_client(), token)
+        blocked = {"schemas": [USER], "userName": "blocked", "emails": [{"value": "blocked@acme.com", "primary": True}]}
+        db.execute_sql("SET lock_timeout = '50ms'")
+        holder = psycopg2.connect(postgres_url)
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT id FROM organization WHERE id = %s FOR NO KEY UPDATE", (org.id,))
+            answer = client.post("/Users", blocked)
+        holder.rollback()
+        holder.close()
+        assert_error(answer, 503)
+        assert answer.headers["Retry-After"].isdigit()
+        assert client.get("/Users").body["totalResults"] == 0
+        assert client.post("/Users", blocked).status == 201
+    finally:
+        db.execute_sql("SET lock_timeout = 0")
+        db.close()
