@@ -140,13 +140,17 @@ def run_source(
     now = now or utcnow()
     row = _source_row(source_name)
     cursor = row.cursor
+    asked_full = full
     if full or cursor is None or _full_due(row, settings.full_snapshot_every, now):
         cursor, full = None, True
     try:
         connector = connector_for(settings)
         if progress:
             progress("reading", 0, None)
-        result = connector.read(cursor)
+        # A connector whose every read is whole (a file) compares each read with the last complete one through the
+        # cursor: only an explicit --full reads without that comparison, not the periodic full read.
+        whole_always = getattr(connector, "every_read_is_whole", False)
+        result = connector.read(row.cursor if whole_always and not asked_full else cursor)
     except ConnectorError as error:
         if not dry_run:
             _record_failure(row, str(error), now)

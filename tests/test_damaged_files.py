@@ -103,3 +103,24 @@ def test_a_nul_in_an_email_makes_the_row_invalid_instead_of_a_new_person(export)
     result = export.sync("email,department\na@acme.test,Sales\nb\x00@acme.test,Sales\nc@acme.test,Sales\n")
     assert "line 3: email holds the control character U+0000; row skipped" in result.stdout
     assert statuses() == {"a@acme.test": "active", "b@acme.test": "active", "c@acme.test": "active"}
+
+
+def test_a_short_file_is_still_caught_when_the_periodic_full_read_falls_due(store, database_url, write_config, tmp_path):
+    """A day of short exports (each an incomplete read) makes the next scheduled run a full read; that one must still
+    compare with the last complete read. Run through the pipeline's entry point with ``now`` a day on, as the
+    scheduler calls it (the CLI cannot move the clock)."""
+    from datetime import timedelta
+
+    from syncd import shell
+    from syncd.clock import utcnow
+    from syncd.pipeline import run_source
+
+    config = shell.start(str(write_config(CONFIG.format(url=database_url)))).config
+    people = [f"p{i}@acme.test" for i in range(20)]
+    (tmp_path / "hr.csv").write_text("email\n" + "".join(f"{p}\n" for p in people), encoding="utf-8")
+    start = utcnow()
+    assert run_source(config, "hr", now=start).complete
+    (tmp_path / "hr.csv").write_text("email\n" + "".join(f"{p}\n" for p in people[:5]), encoding="utf-8")
+    later = run_source(config, "hr", now=start + timedelta(hours=25))
+    assert not later.complete and any("held 20" in problem for problem in later.problems)
+    assert set(statuses().values()) == {"active"}
