@@ -105,7 +105,9 @@ def test_a_nul_in_an_email_makes_the_row_invalid_instead_of_a_new_person(export)
     assert statuses() == {"a@acme.test": "active", "b@acme.test": "active", "c@acme.test": "active"}
 
 
-def test_a_short_file_is_still_caught_when_the_periodic_full_read_falls_due(store, database_url, write_config, tmp_path):
+def test_a_short_file_is_still_caught_when_the_periodic_full_read_falls_due(
+    store, database_url, write_config, tmp_path
+):
     """A day of short exports (each an incomplete read) makes the next scheduled run a full read; that one must still
     compare with the last complete read. Run through the pipeline's entry point with ``now`` a day on, as the
     scheduler calls it (the CLI cannot move the clock)."""
