@@ -7,6 +7,7 @@ take the org from the token, and serve the request with a handler over that org'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -180,19 +181,21 @@ def unavailable(exception: Exception) -> ScimResponse | None:
     §10.2.3): SQLite's ``database is locked`` once its busy timeout ran out behind a big sync, or PostgreSQL's lock,
     serialization and connection failures. IdPs retry a 503; a 500 would be reported as a failed provisioning.
     """
-    if isinstance(exception, peewee.InterfaceError):
+    text = str(exception).lower()
+    lost = isinstance(exception, peewee.InterfaceError) or "could not connect" in text or "server closed" in text
+    if not isinstance(exception, peewee.InterfaceError | peewee.OperationalError):
+        return None
+    # peewee wraps the driver's error: the original (with psycopg2's pgcode) is its first argument.
+    origins = (exception, *exception.args[:1], exception.__cause__, exception.__context__)
+    code = next((getattr(o, "pgcode", None) for o in origins if getattr(o, "pgcode", None)), None)
+    if lost:
         cause = "the database connection was lost"
-    elif isinstance(exception, peewee.OperationalError):
-        text = str(exception).lower()
-        # peewee wraps the driver's error: the original (with psycopg2's pgcode) is its first argument.
-        origins = (exception, *exception.args[:1], exception.__cause__, exception.__context__)
-        code = next((getattr(o, "pgcode", None) for o in origins if getattr(o, "pgcode", None)), None)
-        if "locked" in text or "busy" in text:
-            cause = "the database is busy with a long write (a sync)"
-        elif code in RETRYABLE_SQLSTATES or "could not connect" in text or "server closed" in text:
-            cause = "the database could not serve the request now"
-        else:
-            return None
+        with contextlib.suppress(Exception):  # the next request reconnects
+            database.obj.close()
+    elif "locked" in text or "busy" in text:
+        cause = "the database is busy with a long write (a sync)"
+    elif code in RETRYABLE_SQLSTATES:
+        cause = "the database could not serve the request now"
     else:
         return None
     log.warning("SCIM request answered 503: %s (%s)", cause, exception)
