@@ -159,7 +159,9 @@ _INACTIVE = {
     "former",
 }
 _GROUP_SEPARATOR = re.compile(r"[;|]")
-DROP_BASELINE = 10
+# A drop is judged only from this many people up: a small file's size swings with every leaver, and the guard's
+# thresholds already hold a plan that suspends a large share of a small org (approve is the way on from there).
+DROP_BASELINE = 100
 _IDENTIFIERS = ("email", "user_name", "employee_number", "external_id")
 _DELIMITERS = (",", ";", "\t", "|")
 

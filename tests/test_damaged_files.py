@@ -83,19 +83,19 @@ def test_an_unclosed_quote_suspends_no_one(export):
 
 
 def test_far_fewer_records_than_the_last_complete_read_suspend_no_one_until_a_full_read_accepts_them(export):
-    people = [f"p{i}@acme.test" for i in range(20)]
+    people = [f"p{i}@acme.test" for i in range(200)]
     assert export.sync("email\n" + "".join(f"{p}\n" for p in people)).code == 0
-    cut = "email\n" + "".join(f"{p}\n" for p in people[:6])
+    cut = "email\n" + "".join(f"{p}\n" for p in people[:60])
     result = export.sync(cut)
-    assert "the file holds 6 people where the last complete read held 20" in result.stdout
+    assert "the file holds 60 people where the last complete read held 200" in result.stdout
     assert "syncd sync hr --full" in result.stdout
     assert set(statuses().values()) == {"active"}
     again = export.sync(cut)
-    assert "held 20" in again.stdout, "an incomplete read keeps the baseline of the last complete one"
+    assert "held 200" in again.stdout, "an incomplete read keeps the baseline of the last complete one"
     assert set(statuses().values()) == {"active"}
     accepted = export.sync(cut, "--full")
     assert accepted.code == 0 and "problem" not in accepted.stdout
-    assert sorted(statuses().values()).count("suspended") == 14
+    assert sorted(statuses().values()).count("suspended") == 140
 
 
 def test_a_nul_in_an_email_makes_the_row_invalid_instead_of_a_new_person(export):
@@ -118,11 +118,11 @@ def test_a_short_file_is_still_caught_when_the_periodic_full_read_falls_due(
     from syncd.pipeline import run_source
 
     config = shell.start(str(write_config(CONFIG.format(url=database_url)))).config
-    people = [f"p{i}@acme.test" for i in range(20)]
+    people = [f"p{i}@acme.test" for i in range(200)]
     (tmp_path / "hr.csv").write_text("email\n" + "".join(f"{p}\n" for p in people), encoding="utf-8")
     start = utcnow()
     assert run_source(config, "hr", now=start).complete
-    (tmp_path / "hr.csv").write_text("email\n" + "".join(f"{p}\n" for p in people[:5]), encoding="utf-8")
+    (tmp_path / "hr.csv").write_text("email\n" + "".join(f"{p}\n" for p in people[:50]), encoding="utf-8")
     later = run_source(config, "hr", now=start + timedelta(hours=25))
-    assert not later.complete and any("held 20" in problem for problem in later.problems)
+    assert not later.complete and any("held 200" in problem for problem in later.problems)
     assert set(statuses().values()) == {"active"}
