@@ -12,6 +12,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from connectors.redaction import redact
 from syncd import __version__
 from syncd.cli.errors import KNOWN_ERRORS, CliError
 
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except KNOWN_ERRORS as error:
-        print(f"syncd: error: {error}", file=sys.stderr)
+        print(f"syncd: error: {redact(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("syncd: interrupted", file=sys.stderr)
