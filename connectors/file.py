@@ -1,8 +1,8 @@
 """The file source: an HR export or bulk-invite list as CSV (RFC 4180) or JSON (RFC 8259), read whole every time.
 
 A file has no change feed, so every :meth:`Connector.read` returns a full :class:`Snapshot`; its cursor is the
-SHA-256 of the file's bytes (``sha256:<hex>``). Staging a snapshot is idempotent, so an unchanged file re-read
-changes nothing downstream.
+SHA-256 of the file's bytes and the number of people it held (``sha256:<hex>;records=<n>``). Staging a snapshot is
+idempotent, so an unchanged file re-read changes nothing downstream.
 
 CSV headers are matched case- and punctuation-insensitively (``First Name``, ``first_name`` and ``FIRSTNAME`` are
 one header) against these aliases:
@@ -52,8 +52,21 @@ a user's email, user name, employee id or key, or another group's name (a nested
 **Broken rows.** A row without email and user name, with an unknown ``active`` value, a field count unlike the
 header's, an unparsable quote, or a key seen before is left out and named in ``problems`` (``line 7: ...``; for
 JSON ``line 12 (users[6]): ...``); the snapshot is then incomplete, so it updates who it saw and implies no absence
-(DESIGN.md, invariant 1). A file that is missing, unreadable, undecodable, changed while being read, not JSON, or
-without an email or user name column raises :class:`ConnectorError`: nothing in it can be trusted.
+(invariant 1 in docs/architecture.md). An email, user name, employee id or external id holding a control character
+(NUL, a line break, a zero-width or bidi mark: Unicode Cc/Cf) is such a broken row: it would otherwise be a new
+person.
+
+**Damaged files.** A file can look whole and not be: an export cut short, or read while being rewritten in place.
+So the snapshot is also incomplete (named in ``problems``) when a CSV's last record has no line end (a writer
+stopped mid-line, perhaps mid-field), when a quote is never closed, and when the file holds fewer than half the
+people of the last complete read (the cursor's ``records``; from :data:`DROP_BASELINE` people up). ``syncd sync
+NAME --full`` reads without that last comparison, to accept a real drop (the guard still holds a plan suspending
+more than its thresholds). A file whose size or modification time changes during the read is read again once;
+changed again, the read fails. Exporters should write to a temporary name and rename it into place (an atomic
+replace), so that a read sees the old file or the new one, never half of each.
+
+A file that is missing, unreadable, undecodable, changed while being read twice, not JSON, or without an email or
+user name column raises :class:`ConnectorError`: nothing in it can be trusted.
 """
 
 from __future__ import annotations
@@ -62,7 +75,9 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +159,10 @@ _INACTIVE = {
     "former",
 }
 _GROUP_SEPARATOR = re.compile(r"[;|]")
+# A drop is judged only from this many people up: a small file's size swings with every leaver, and the guard's
+# thresholds already hold a plan that suspends a large share of a small org (approve is the way on from there).
+DROP_BASELINE = 100
+_IDENTIFIERS = ("email", "user_name", "employee_number", "external_id")
 _DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -204,6 +223,10 @@ class _Row:
 class Connector:
     """Reads the whole file on every call and returns a :class:`Snapshot` (see the module docstring)."""
 
+    # Every read is whole, so the pipeline passes the last cursor even on a periodic full read: the drop check
+    # against the last complete read then holds on every run but an explicit ``syncd sync NAME --full``.
+    every_read_is_whole = True
+
     def __init__(self, name: str, settings: Settings) -> None:
         self.name = name
         self.settings = settings
@@ -212,7 +235,6 @@ class Connector:
     def read(self, cursor: str | None) -> Snapshot:
         """Return every user and group in the file; ``cursor`` is not needed, since a file has no change feed."""
         raw = self._read_bytes()
-        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
         text = self._decode(raw)
         if self.format == "json":
             rows, groups_in, problems = self._parse_json(text)
@@ -221,30 +243,45 @@ class Connector:
             groups_in = []
         users, groups = _build(rows, groups_in, problems)
         problems.sort(key=_problem_order)
-        return Snapshot(users=users, groups=groups, cursor=digest, complete=not problems, problems=problems)
+        baseline = _records_of(cursor)
+        if not problems and baseline is not None and baseline >= DROP_BASELINE and len(users) < baseline / 2:
+            problems.append(
+                f"the file holds {len(users)} people where the last complete read held {baseline} (cut short or "
+                f"partly exported?); nothing is removed. If the drop is real, run 'syncd sync {self.name} --full'"
+            )
+        cursor_out = f"sha256:{hashlib.sha256(raw).hexdigest()};records={len(users)}"
+        return Snapshot(users=users, groups=groups, cursor=cursor_out, complete=not problems, problems=problems)
 
     def _fail(self, what: str, fix: str) -> ConnectorError:
         return ConnectorError(f"source {self.name}: {self.settings.path}: {what}; {fix}")
 
     def _read_bytes(self) -> bytes:
-        """The file's bytes, refusing a file that changed while it was read (an export still being written)."""
+        """The file's bytes, read again once when it changed during the read (rewritten in place); then refused."""
+        for _ in range(2):
+            raw, changed = self._read_once()
+            if not changed:
+                return raw
+        raise self._fail(
+            "changed while it was read, twice (rewritten in place?)",
+            "the next run reads it again; have the exporter write to a temp name and rename it into place",
+        )
+
+    def _read_once(self) -> tuple[bytes, bool]:
+        """Read through one open handle; changed when its size or modification time moved meanwhile."""
         path = Path(self.settings.path)
         try:
-            before = path.stat()
-            raw = path.read_bytes()
-            after = path.stat()
+            with path.open("rb") as handle:
+                before = os.fstat(handle.fileno())
+                raw = _read_all(handle)
+                after = os.fstat(handle.fileno())
         except FileNotFoundError:
             raise self._fail("file not found", "check the source's path") from None
         except IsADirectoryError:
             raise self._fail("is a directory, not a file", "point path at the export file") from None
         except OSError as error:
             raise self._fail(f"cannot read it ({error.strerror})", "check the path and its permissions") from None
-        if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(raw) != after.st_size:
-            raise self._fail(
-                "changed while it was read (still being written?)",
-                "the next run reads it again; have the exporter write to a temp name and rename it into place",
-            )
-        return raw
+        moved = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+        return raw, moved or len(raw) != after.st_size
 
     def _decode(self, raw: bytes) -> str:
         encoding = self.settings.encoding
@@ -272,7 +309,9 @@ class Connector:
         columns = self._map_columns(header)
         rows: list[_Row] = []
         problems: list[str] = []
+        last_line = 1
         for line, cells in _records(reader, problems):
+            last_line = line
             if not any(cell.strip() for cell in cells):
                 continue
             if len(cells) != len(header):
@@ -289,6 +328,11 @@ class Connector:
                 elif value:
                     values[target] = value
             rows.append(_Row(f"line {line}", values, extra))
+        if rows and not text.endswith(("\n", "\r")):
+            problems.append(
+                f"line {last_line}: the last record has no line end, so the file may be cut short; read as "
+                "incomplete (nothing removed). An export ends every record with a line break"
+            )
         return rows, problems
 
     def _map_columns(self, header: list[str]) -> list[str | None]:
@@ -440,6 +484,24 @@ def _records(reader: Any, problems: list[str]) -> Iterator[tuple[int, list[str]]
         yield line, cells
 
 
+def _read_all(handle: io.BufferedReader) -> bytes:
+    return handle.read()
+
+
+def _records_of(cursor: str | None) -> int | None:
+    """The number of people of the last complete read, from a cursor ``sha256:<hex>;records=<n>``."""
+    match = re.search(r";records=(\d+)$", cursor or "")
+    return int(match.group(1)) if match else None
+
+
+def _control_character(value: str) -> str | None:
+    """The first control or format character (Unicode Cc/Cf) of an identifier, as ``U+XXXX``."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cf"):
+            return f"U+{ord(char):04X}"
+    return None
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -477,6 +539,12 @@ def _build(rows: list[_Row], groups_in: list[Any], problems: list[str]) -> tuple
     first_seen: dict[str, str] = {}
     for row in rows:
         values = {name: _text(v) if name != "groups" and name != "active" else v for name, v in row.values.items()}
+        hidden = next(
+            ((name, char) for name in _IDENTIFIERS if (char := _control_character(values.get(name) or ""))), None
+        )
+        if hidden is not None:
+            problems.append(f"{row.where}: {hidden[0]} holds the control character {hidden[1]}; row skipped")
+            continue
         email = values.get("email")
         user_name = values.get("user_name") or email
         if not user_name:

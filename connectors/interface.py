@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from connectors.errors import ConfigError, ConnectorError
+from connectors.redaction import remember
 
 __all__ = [
     "ConfigError",
@@ -210,13 +211,16 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
 def read_secret(settings: Any, name: str, source: str) -> str | None:
     """Read the secret ``name`` of a source from ``<name>_file`` or the variable ``<name>_env`` names.
 
-    Secrets are never inline in the config (DESIGN.md, "Config"); the error names the key to fix, never the value.
+    Secrets are never inline in the config; the error names the key to fix, never the value. Every secret read is
+    remembered for redaction (:mod:`connectors.redaction`), so no error text can carry it, even echoed by a server.
     """
     path = getattr(settings, f"{name}_file", None)
     variable = getattr(settings, f"{name}_env", None)
     if path:
         try:
-            return Path(path).read_text(encoding="utf-8").strip()
+            secret = Path(path).read_text(encoding="utf-8").strip()
+            remember(secret)
+            return secret
         except OSError as error:
             raise ConnectorError(
                 f"source {source}: cannot read {name}_file {path} ({error.strerror}); check the path and its permissions"
@@ -225,5 +229,6 @@ def read_secret(settings: Any, name: str, source: str) -> str | None:
         secret = os.environ.get(variable)
         if not secret:
             raise ConnectorError(f"source {source}: environment variable {variable} ({name}_env) is not set")
+        remember(secret)
         return secret
     return None

@@ -7,6 +7,6 @@ policy (:mod:`scim.schema`), the member fast path (:mod:`scim.service`) and the 
 (:mod:`scim.reconciliation`).
 """
 
-from scim.web import create_app, create_blueprint
+from scim.web import create_app, create_blueprint, install
 
-__all__ = ["create_app", "create_blueprint"]
+__all__ = ["create_app", "create_blueprint", "install"]

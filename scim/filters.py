@@ -160,11 +160,7 @@ class FilterCompiler(FilterVisitor[peewee.Node]):
     # -- nodes --------------------------------------------------------------
 
     def visit_logical_expr(self, node: LogicalExpr) -> peewee.Node:
-        terms = [self.visit(term) for term in node.terms]
-        result = terms[0]
-        for term in terms[1:]:
-            result = (result & term) if node.op == LogicalOperator.and_ else (result | term)
-        return result
+        return _join(node.op, [self.visit(term) for term in node.terms])
 
     def visit_not(self, node: Not) -> peewee.Node:
         return _negate(self.visit(node.expr))
@@ -217,6 +213,11 @@ class FilterCompiler(FilterVisitor[peewee.Node]):
             return self._compare_relation(binding, node.op, expected)
         if urn in self.columns:
             column = self.columns[urn]
+            if column.stored and expected is not None and not isinstance(expected, datetime):
+                raise InvalidFilterException(
+                    detail=f"{node.attr_path} is a dateTime: compare it with eq, ne, gt, ge, lt or le and a "
+                    'timestamp such as "2026-01-31T00:00:00Z" (RFC 7644 §3.4.2.2)'
+                )
             operand = column.stored(expected) if column.stored and expected is not None else expected
             return self._compare(column.node, node.op, operand, binding, folded=column.folded)
         if urn.endswith(":meta.resourcetype"):
@@ -380,14 +381,19 @@ class _ElementCompiler(FilterVisitor[peewee.Node]):
         return _negate(self.visit(node.expr))
 
     def visit_logical_expr(self, node: LogicalExpr) -> peewee.Node:
-        terms = [self.visit(term) for term in node.terms]
-        result = terms[0]
-        for term in terms[1:]:
-            result = (result & term) if node.op == LogicalOperator.and_ else (result | term)
-        return result
+        return _join(node.op, [self.visit(term) for term in node.terms])
 
     def visit_value_path(self, node: ValuePath) -> peewee.Node:
         raise InvalidFilterException(detail="a value path cannot be nested in another (RFC 7644 §3.4.2.2)")
+
+
+def _join(op: LogicalOperator, terms: list[peewee.Node]) -> peewee.Node:
+    """``a AND b AND c`` flat: peewee's binary ``&`` nests a parenthesis per term, which overflows SQLite's parser
+    stack near 90 terms (``parser stack overflow``)."""
+    if len(terms) == 1:
+        return terms[0]
+    glue = " AND " if op == LogicalOperator.and_ else " OR "
+    return peewee.NodeList(terms, glue=glue, parens=True)
 
 
 def _negate(condition: peewee.Node) -> peewee.Node:

@@ -40,6 +40,7 @@ from scim2_server.service import ScimService
 from scim2_server.utils import parametrize
 
 from scim import reconciliation
+from scim.limits import bounded_start_index, check_filter
 from scim.schema import ENTERPRISE_URN
 from scim.storage import SyncdStorage, version_tag
 
@@ -67,7 +68,7 @@ def _qualify_manager_paths(body: bytes) -> bytes:
     """Entra's documented ``"path": "manager"`` names the enterprise manager (RFC 7643 §4.3): qualify it."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # scim2-models answers the same body with invalidSyntax
         return body
     operations = payload.get("Operations") if isinstance(payload, dict) else None
     if not isinstance(operations, list):
@@ -100,11 +101,22 @@ class SyncdService(ScimService):
         return self.max_body_bytes
 
     def read_patch(self, resource_type: ResourceType, body: bytes, content_type: str | None) -> PatchOp[Any]:
+        _check_patch_paths(body)
         if resource_type.name == "User":
             body = _qualify_manager_paths(body)
         return super().read_patch(resource_type, body, content_type)
 
     def read_search(self, resource_types: list[ResourceType], payload: Any) -> tuple[SearchRequest[Any], Any]:
+        """Bound the filter and startIndex (scim.limits), and read Entra's unqualified ``manager``."""
+        if isinstance(payload, dict):
+            for key, value in payload.items():
+                if isinstance(key, str) and key.lower() == "filter" and isinstance(value, str):
+                    check_filter(value)
+        search_request, position = self._read_search(resource_types, payload)
+        search_request.start_index = bounded_start_index(search_request.start_index)
+        return search_request, position
+
+    def _read_search(self, resource_types: list[ResourceType], payload: Any) -> tuple[SearchRequest[Any], Any]:
         if (
             isinstance(payload, dict)
             and isinstance(payload.get("filter"), str)
@@ -119,6 +131,19 @@ class SyncdService(ScimService):
                 if rewritten != parsed.ast:
                     payload = {**payload, "filter": str(rewritten)}
         return super().read_search(resource_types, payload)
+
+
+def _check_patch_paths(body: bytes) -> None:
+    """Bound the value filters of PATCH paths (``members[value eq "a" or ...]``) as search filters are."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # scim2-models answers it with invalidSyntax
+        return
+    operations = payload.get("Operations") if isinstance(payload, dict) else None
+    for operation in operations if isinstance(operations, list) else []:
+        path = operation.get("path") if isinstance(operation, dict) else None
+        if isinstance(path, str):
+            check_filter(path, "the PATCH path")
 
 
 @dataclass

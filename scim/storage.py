@@ -40,6 +40,7 @@ from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from syncd.clock import utcnow
 from syncd.matching import match_key
 from syncd.store.db import database, is_postgres
+from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity
 from syncd.store.tx import write_transaction
 
@@ -337,6 +338,7 @@ class SyncdStorage(ScimStorage):
         user_name = str(data.get("userName") or "")
         email = _primary_email(data)
         external_id = data.get("externalId")
+        _refuse_identifiers({"userName": user_name, "externalId": external_id, "emails.value": email})
         return {
             "user_name": user_name,
             "user_name_lower": fold(user_name),
@@ -359,6 +361,7 @@ class SyncdStorage(ScimStorage):
     @staticmethod
     def _group_columns(data: dict[str, Any]) -> dict[str, Any]:
         display_name = str(data.get("displayName") or "")
+        _refuse_identifiers({"displayName": display_name, "externalId": data.get("externalId")})
         return {
             "display_name": display_name,
             "display_name_lower": fold(display_name),
@@ -543,6 +546,13 @@ class SyncdStorage(ScimStorage):
         added = [(k, kind) for k, kind in members if k not in current]
         self._insert_members(row, added)
         return removed + [k for k, _ in added]
+
+
+def _refuse_identifiers(values: dict[str, Any]) -> None:
+    """400 naming the attribute the store cannot index (syncd.store.limits), alike on SQLite and PostgreSQL."""
+    problem = first_problem((k, v if isinstance(v, str) or v is None else str(v)) for k, v in values.items())
+    if problem is not None:
+        raise InvalidValueException(detail=problem)
 
 
 LOOKUPS = {"username": "user_name_lower", "externalid": "external_id", "id": "key"}

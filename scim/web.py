@@ -7,14 +7,18 @@ take the org from the token, and serve the request with a handler over that org'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import time
+from http import HTTPStatus
 from typing import Any
 
 import flask
+import peewee
 from scim2_models import (
+    Error,
     ForbiddenException,
     InvalidFilterException,
     InvalidValueException,
@@ -27,6 +31,7 @@ from scim2_server.applications.base import BaseApplication
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
+from werkzeug.exceptions import HTTPException
 
 from scim.dialect import register_functions
 from scim.schema import build_provider
@@ -40,7 +45,12 @@ from syncd.store.db import database
 from syncd.store.models import Organization, Source
 
 log = logging.getLogger("syncd.scim")
+SCIM_PREFIX = "/scim/v2"
 TENANT_TTL_SECONDS = 5.0
+RETRY_AFTER_SECONDS = 5
+# PostgreSQL SQLSTATEs of a write that lost a race for a lock or the connection: lock_not_available,
+# serialization_failure, deadlock_detected, query_canceled (lock/statement timeout), admin_shutdown.
+RETRYABLE_SQLSTATES = {"55P03", "40001", "40P01", "57014", "57P01"}
 
 # A NUL character, raw or as the JSON escape \u0000 (not preceded by an escaping backslash). PostgreSQL text cannot
 # hold it, so it is refused up front on every backend alike.
@@ -169,13 +179,66 @@ class FlaskScim(BaseApplication):
                 storage = SyncdStorage(self.tenant_of(principal), self.models, writing=operation not in READ_OPERATIONS)
                 response = SyncdHandler(self.service, storage).handle(request)
         except Exception as exception:
-            response = self.handle_exception(request, exception)
+            response = unavailable(exception) or self.handle_exception(request, exception)
         return self.send(self.finalize_response(request, response))
 
     @staticmethod
     def send(response: ScimResponse) -> flask.Response:
         body = b"" if response.body is None else json.dumps(response.body).encode()
         return flask.Response(body, status=int(response.status), headers=dict(response.headers))
+
+
+def unavailable(exception: Exception) -> ScimResponse | None:
+    """503 with ``Retry-After`` for a write that could not get the database in time (RFC 7644 §3.12, RFC 9110
+    §10.2.3): SQLite's ``database is locked`` once its busy timeout ran out behind a big sync, or PostgreSQL's lock,
+    serialization and connection failures. IdPs retry a 503; a 500 would be reported as a failed provisioning.
+    """
+    text = str(exception).lower()
+    lost = isinstance(exception, peewee.InterfaceError) or "could not connect" in text or "server closed" in text
+    if not isinstance(exception, peewee.InterfaceError | peewee.OperationalError):
+        return None
+    # peewee wraps the driver's error: the original (with psycopg2's pgcode) is its first argument.
+    origins = (exception, *exception.args[:1], exception.__cause__, exception.__context__)
+    code = next((getattr(o, "pgcode", None) for o in origins if getattr(o, "pgcode", None)), None)
+    if lost:
+        cause = "the database connection was lost"
+        with contextlib.suppress(Exception):  # the next request reconnects
+            database.obj.close()
+    elif "locked" in text or "busy" in text:
+        cause = "the database is busy with a long write (a sync)"
+    elif code in RETRYABLE_SQLSTATES:
+        cause = "the database could not serve the request now"
+    else:
+        return None
+    log_event(log, "scim.request.unavailable", logging.WARNING, status=503, detail=f"{cause} ({exception})")
+    error = Error(status=503, detail=f"{cause}; nothing was changed, retry after {RETRY_AFTER_SECONDS} seconds")
+    response = ScimResponse(HTTPStatus.SERVICE_UNAVAILABLE, error.model_dump())
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def http_error(exception: HTTPException) -> flask.Response | HTTPException:
+    """Flask's own answers under ``/scim/v2`` (an unknown method, a body over the limit) in RFC 7644 §3.12 form;
+    elsewhere Flask's answer stands. Registered on the app, because routing fails before a blueprint is chosen."""
+    if not flask.request.path.startswith(SCIM_PREFIX):
+        return exception
+    status = exception.code or 500
+    detail = {
+        405: f"method {flask.request.method} is not supported here; SCIM uses GET, POST, PUT, PATCH and DELETE",
+        404: "no SCIM endpoint at this path; see /scim/v2/ResourceTypes",
+        413: "the request body exceeds server.max_body_bytes",
+    }.get(status, exception.description or HTTPStatus(status).phrase)
+    body = json.dumps(Error(status=status, detail=detail).model_dump()).encode()
+    response = flask.Response(body, status=status, content_type="application/scim+json")
+    if status == 405:
+        response.headers["Allow"] = "GET, POST, PUT, PATCH, DELETE"
+    return response
+
+
+def install(app: flask.Flask, blueprint: flask.Blueprint) -> None:
+    """Mount the SCIM blueprint at ``/scim/v2`` with its SCIM-shaped HTTP errors."""
+    app.register_blueprint(blueprint, url_prefix=SCIM_PREFIX)
+    app.register_error_handler(HTTPException, http_error)
 
 
 def create_blueprint(config: Config) -> flask.Blueprint:
@@ -203,5 +266,6 @@ def create_app(config: Config) -> flask.Flask:
         upgrade()
     register_functions(database.obj)
     app = flask.Flask("syncd.scim")
-    app.register_blueprint(create_blueprint(config), url_prefix="/scim/v2")
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    install(app, create_blueprint(config))
     return app

@@ -3,8 +3,9 @@
 An event is a name plus key/value fields (``log_event(logger, "source.run.ok", duration_ms=12)``). The formatter
 renders only the event name, the bound context (org, source, run) and the fields; a field whose key names a secret
 (password, token, secret, authorization, private key, ...) is written as ``[redacted]`` whatever its value, and any
-text that looks like a syncd bearer token or an HTTP ``Bearer``/``Basic`` credential is masked inside free text and
-tracebacks too (DESIGN.md, invariant 7). logfmt follows https://brandur.org/logfmt.
+text that holds a secret syncd read or obtained, or looks like a credential (a syncd token, an HTTP ``Bearer``/``Basic``
+or Okta ``SSWS`` value), is masked inside free text and tracebacks too, by :func:`connectors.redaction.redact`, the
+same function every stored or printed error goes through. logfmt follows https://brandur.org/logfmt.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-REDACTED = "[redacted]"
+from connectors.redaction import REDACTED, redact
+
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|authorization|private_key|api_key|credential|cookie", re.I)
-_SECRET_TEXT = re.compile(
-    r"(syncd_[A-Za-z0-9_-]{8,})|((?:Bearer|Basic|SSWS)\s+[A-Za-z0-9._~+/=-]+)|((?:password|secret|token)=\S+)", re.I
-)
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("syncd_log_context", default={})  # noqa: B039
 _RESERVED = ("ts", "level", "event", "logger")
 
@@ -33,8 +32,8 @@ def is_secret_key(key: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """Mask anything in free text that looks like a credential (tokens, Authorization values, key=secret pairs)."""
-    return _SECRET_TEXT.sub(REDACTED, text)
+    """Mask every known secret and anything shaped like a credential (the one redaction, connectors.redaction)."""
+    return redact(text)
 
 
 @contextlib.contextmanager

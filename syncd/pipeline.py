@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
+from connectors.redaction import redact
 from syncd import guard, orgs, prepared
 from syncd.apply import apply_plan, lock_org
 from syncd.clock import utcnow
@@ -139,13 +140,17 @@ def run_source(
     now = now or utcnow()
     row = _source_row(source_name)
     cursor = row.cursor
+    asked_full = full
     if full or cursor is None or _full_due(row, settings.full_snapshot_every, now):
         cursor, full = None, True
     try:
         connector = connector_for(settings)
         if progress:
             progress("reading", 0, None)
-        result = connector.read(cursor)
+        # A connector whose every read is whole (a file) compares each read with the last complete one through the
+        # cursor: only an explicit --full reads without that comparison, not the periodic full read.
+        whole_always = getattr(connector, "every_read_is_whole", False)
+        result = connector.read(row.cursor if whole_always and not asked_full else cursor)
     except ConnectorError as error:
         if not dry_run:
             _record_failure(row, str(error), now)
@@ -321,9 +326,9 @@ def _advance_source(row: Source, result: ReadResult, staged: StageResult, now: d
 def _record_failure(row: Source, message: str, now: datetime) -> None:
     """Record a failed run on the source row, in its own transaction (the run's own rolled back)."""
     with write_transaction():
-        Source.update(last_run_at=now, last_error=message, consecutive_failures=Source.consecutive_failures + 1).where(
-            Source.id == row.id
-        ).execute()
+        Source.update(
+            last_run_at=now, last_error=redact(message), consecutive_failures=Source.consecutive_failures + 1
+        ).where(Source.id == row.id).execute()
 
 
 def _source_row(name: str) -> Source:

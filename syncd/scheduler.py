@@ -418,7 +418,10 @@ class SourceScheduler:
                 changes: dict[Any, Any] = {Source.last_run_at: started}
                 if error is not None:
                     changes.update(
-                        {Source.consecutive_failures: row.consecutive_failures + 1, Source.last_error: error}
+                        {
+                            Source.consecutive_failures: row.consecutive_failures + 1,
+                            Source.last_error: redact_text(error),
+                        }
                     )
                 elif result == "ok":
                     changes.update({Source.consecutive_failures: 0, Source.last_error: None})

@@ -102,7 +102,9 @@ class Service:
             shutdown_timeout=config.server.shutdown_timeout,
             timeout=30,
         )
-        self.server.max_request_body_size = config.server.max_body_bytes
+        # The app bounds every body by server.max_body_bytes itself (reading at most that much), so that a 413 under
+        # /scim/v2 is a SCIM error (RFC 7644 §3.12); cheroot's own limit would answer text/plain first.
+        self.server.max_request_body_size = 0
         self._leaked: list[int] = []
 
     def run(self) -> int:

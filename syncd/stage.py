@@ -17,9 +17,11 @@ from typing import Any
 import peewee
 
 from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
+from connectors.redaction import redact
 from syncd.ledger import canonical_json
 from syncd.matching import match_key
 from syncd.store.db import database, is_postgres
+from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
 
 BATCH = 500
@@ -226,7 +228,7 @@ class _Staging:
 
     def _problem(self, text: str) -> None:
         self.result.complete = False
-        self.result.problems.append(f"source {self.source.name}: {text}")
+        self.result.problems.append(redact(f"source {self.source.name}: {text}"))
 
     # -- reads --------------------------------------------------------------------------------------------------
 
@@ -235,6 +237,10 @@ class _Staging:
         names: set[str] = set()
         for record in users:
             name = record.user_name.lower()
+            unfit = _user_problem(record)
+            if unfit is not None:
+                self._problem(f"user {_shown(record.key)}: {unfit}; record skipped")
+                continue
             if record.key in by_key:
                 self._problem(f"user key {record.key!r} appears twice in one read; kept the first")
                 continue
@@ -248,6 +254,13 @@ class _Staging:
     def _unique_groups(self, groups: list[GroupRecord]) -> dict[str, GroupRecord]:
         by_key: dict[str, GroupRecord] = {}
         for record in groups:
+            unfit = first_problem(
+                [("key", record.key), ("displayName", record.display_name), ("externalId", record.external_id)]
+                + [("member key", key) for key in record.member_keys or ()]
+            )
+            if unfit is not None:
+                self._problem(f"group {_shown(record.key)}: {unfit}; record skipped")
+                continue
             if record.key in by_key:
                 self._problem(f"group key {record.key!r} appears twice in one read; kept the first")
                 continue
@@ -257,7 +270,8 @@ class _Staging:
     def snapshot(self, snapshot: Snapshot) -> None:
         if not snapshot.complete:
             self.result.complete = False
-            self.result.problems.extend(snapshot.problems or [f"source {self.source.name}: read was incomplete"])
+            problems = snapshot.problems or [f"source {self.source.name}: read was incomplete"]
+            self.result.problems.extend(redact(problem) for problem in problems)
         users = self._unique_users(snapshot.users)
         groups = self._unique_groups(snapshot.groups)
         implied = {key for user in users.values() for key in user.groups if key not in groups}
@@ -557,3 +571,23 @@ def rekey(org: Organization) -> int:
             moved,
         )
     return len(moved)
+
+
+def _user_problem(record: UserRecord) -> str | None:
+    """Why the store cannot keep this record (syncd.store.limits): an identifier too long, or a NUL anywhere."""
+    unfit = first_problem(
+        [("key", record.key), ("userName", record.user_name), ("email", record.email)]
+        + [("externalId", record.external_id)]
+        + [("group key", key) for key in record.groups]
+    )
+    if unfit is not None:
+        return unfit
+    texts = (record.display_name, record.given_name, record.family_name, record.department, record.title)
+    if any("\x00" in text for text in (*texts, record.employee_number, record.manager_key) if text):
+        return "an attribute holds a NUL character"
+    return None
+
+
+def _shown(key: str) -> str:
+    """A record's key for a problem line: printable (repr), and short enough for one line."""
+    return repr(key if len(key) <= 80 else key[:77] + "...")

@@ -60,7 +60,7 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
     metrics.install_store_collector(service.scheduler.quarantined if service.scheduler else _default_quarantine(config))
     blueprint = scim.create_blueprint(config) if with_scim else None
     if blueprint is not None:
-        app.register_blueprint(blueprint, url_prefix=SCIM_PREFIX)
+        scim.install(app, blueprint)
 
     @app.before_request
     def start_request() -> None:

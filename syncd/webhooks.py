@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import requests
 
 from connectors.interface import ConnectorError, read_secret
+from connectors.redaction import redact
 from syncd.clock import iso, utcnow
 from syncd.config import Config, WebhookSettings
 from syncd.store.models import Organization, OutboxEvent
@@ -210,7 +211,7 @@ def _record(event: OutboxEvent, moment: datetime, errors: list[_Failure], report
         ).execute()
         report.delivered.append(event.id)
         return
-    text = "; ".join(error.text for error in errors)
+    text = redact("; ".join(error.text for error in errors))
     if attempts >= MAX_ATTEMPTS:
         OutboxEvent.update(
             attempts=attempts, next_attempt_at=None, last_error=f"gave up after {attempts} attempts: {text}"

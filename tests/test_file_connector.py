@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors import file as file_connector
 from connectors.file import Connector, Settings
 from connectors.interface import ConfigError, ConnectorError, parse_settings
 
@@ -162,19 +163,41 @@ def test_unreadable_path_raises_an_error_naming_the_path_and_the_fix(tmp_path):
         read(parent / "export.csv")
 
 
-def test_a_file_still_being_written_is_refused_rather_than_read_half(tmp_path, monkeypatch):
+def test_a_file_still_being_written_on_every_read_is_refused_rather_than_read_half(tmp_path, monkeypatch):
+    """The read of the open handle is replaced by one that lets an exporter append in the middle of every read."""
     path = write(tmp_path, "email\na@acme.com\n")
-    original = Path.read_bytes
 
-    def read_while_exporter_appends(self):
-        data = original(self)
-        with open(self, "a", encoding="utf-8") as exporter:
+    def read_while_exporter_appends(handle):
+        data = handle.read(6)
+        with open(path, "a", encoding="utf-8") as exporter:
             exporter.write("b@acme.com\n")
-        return data
+        return data + handle.read()
 
-    monkeypatch.setattr(Path, "read_bytes", read_while_exporter_appends)
-    with pytest.raises(ConnectorError, match="changed while it was read"):
+    monkeypatch.setattr(file_connector, "_read_all", read_while_exporter_appends)
+    with pytest.raises(ConnectorError, match="changed while it was read, twice"):
         read(path)
+
+
+def test_a_file_swapped_in_place_during_a_read_is_read_again_whole(tmp_path, monkeypatch):
+    """The first read of the open handle is interrupted halfway by the exporter rewriting the file in place (the
+    2,000-person export becomes the next day's, one person fewer); the connector must notice and read again."""
+    people = [f"p{i}@acme.com" for i in range(2000)]
+    path = write(tmp_path, "email\n" + "".join(f"{p}\n" for p in people))
+    swaps = []
+
+    def read_during_a_rewrite(handle):
+        data = handle.read(20_000)
+        if not swaps:
+            with open(path, "r+", encoding="utf-8") as exporter:
+                exporter.write("email\n" + "".join(f"{p}\n" for p in people[1:]))
+                exporter.truncate()
+            swaps.append(True)
+        return data + handle.read()
+
+    monkeypatch.setattr(file_connector, "_read_all", read_during_a_rewrite)
+    snapshot = read(path)
+    assert swaps and snapshot.complete, snapshot.problems
+    assert sorted(u.email for u in snapshot.users) == sorted(people[1:])
 
 
 def test_a_directory_instead_of_a_file_raises(tmp_path):
@@ -342,3 +365,18 @@ def test_whatever_an_hr_system_writes_as_csv_reads_back_the_same(tmp_path, peopl
         (f"{local}@acme.com", name.strip() or None, title.strip() or None, active)
         for local, name, title, active in people
     ]
+
+
+@pytest.mark.parametrize("hidden", ["\x00", "\u200b", "\x1b", "\u202e"])
+def test_a_control_or_format_character_in_an_identifier_makes_the_row_invalid(tmp_path, hidden):
+    path = write(tmp_path, f"email,employee id\na@acme.com,1\nbo{hidden}b@acme.com,2\nc@acme.com,3{hidden}\n")
+    snapshot = read(path)
+    assert not snapshot.complete
+    assert [u.email for u in snapshot.users] == ["a@acme.com"]
+    assert snapshot.problems[0].startswith("line 3: email holds the control character U+")
+    assert snapshot.problems[1].startswith("line 4: employee_number holds the control character U+")
+
+
+def test_the_cursor_carries_the_record_count_of_the_read(tmp_path):
+    path = write(tmp_path, "email\na@acme.com\nb@acme.com\n")
+    assert read(path).cursor.endswith(";records=2")

@@ -19,6 +19,7 @@ import requests
 from connectors.azure.settings import Settings
 from connectors.errors import ConnectorError
 from connectors.interface import read_secret
+from connectors.redaction import remember
 
 #: What to check for the AADSTS codes an unattended client-credentials app meets.
 AADSTS_ADVICE = {
@@ -55,6 +56,7 @@ class TokenSource:
             raise ConnectorError(self._unreachable(error)) from None
         token = result.get("access_token") if isinstance(result, dict) else None
         if token:
+            remember(str(token))
             return str(token)
         self._app = None  # the next read builds a new app, so a rotated secret or certificate file is read again
         raise ConnectorError(self._refusal(result if isinstance(result, dict) else {}))

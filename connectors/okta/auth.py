@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from connectors.errors import ConnectorError
+from connectors.redaction import remember
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RENEW_BEFORE_SECONDS = 60
@@ -113,7 +114,9 @@ class ServiceAppAuth(requests.auth.AuthBase):
             "jti": uuid.uuid4().hex,
         }
         headers = {"kid": self._key_id} if self._key_id else None
-        return jwt.encode(claims, self._key, algorithm=self._algorithm, headers=headers)
+        assertion = jwt.encode(claims, self._key, algorithm=self._algorithm, headers=headers)
+        remember(assertion)
+        return assertion
 
     def _fetch(self) -> tuple[str, float]:
         form = {
@@ -138,6 +141,7 @@ class ServiceAppAuth(requests.auth.AuthBase):
                 "check that url points at the Okta org"
             )
         self.tokens_fetched += 1
+        remember(token)
         lifetime = body.get("expires_in")
         return token, float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else 3600.0
 
@@ -146,6 +150,7 @@ def _load_key(source: str, path: str) -> tuple[Any, str]:
     """Read the PEM private key and pick the JWS algorithm its type implies (RS256 or ES256/384/512)."""
     try:
         data = Path(path).read_bytes()
+        remember(data)
     except OSError as error:
         raise ConnectorError(
             f"source {source}: cannot read private_key_file {path} ({error.strerror}); check the path and permissions"

@@ -20,6 +20,7 @@ from typing import NoReturn
 
 import peewee
 
+from connectors.redaction import redact
 from syncd import __version__, logs
 from syncd.cli.errors import KNOWN_ERRORS, CliError
 from syncd.store.db import unavailable
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # the last line of defence: a bug is one line, not a traceback
         if args.verbose:
             traceback.print_exc()
-        first = logs.redact_text(str(error).strip().splitlines()[0] if str(error).strip() else "")
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         return fail(
             f"unexpected {type(error).__name__}: {first} (a bug in syncd; rerun with --verbose for the traceback "
             "and report it)"
@@ -130,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fail(message: str) -> int:
-    print(f"syncd: error: {message}", file=sys.stderr)
+    """The one-line error: secrets masked (connectors.redaction), whatever the message came from."""
+    print(f"syncd: error: {redact(message)}", file=sys.stderr)
     return EXIT_ERROR
 
 

@@ -34,7 +34,31 @@ def _plan_basis(db: peewee.Database) -> None:
     db.create_tables([PlanBasis], safe=True)
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema, _plan_basis)
+def _text_columns(db: peewee.Database) -> None:
+    """Version 3: identity, group, member, team and ledger strings become ``TEXT`` (limits in syncd.store.limits).
+
+    PostgreSQL created them as ``varchar(255)``, which refused a valid 254-octet email inside a longer userName, a
+    256-character group name and the like with an error that stopped a whole sync; SQLite never enforced the length.
+    Only PostgreSQL columns still ``character varying`` where the model now says ``TEXT`` are altered, so the step is
+    a no-op on SQLite and on a database created at version 3 or later.
+    """
+    if not isinstance(db, peewee.PostgresqlDatabase):
+        return
+    for model in ALL_MODELS:
+        table = model._meta.table_name
+        for field in model._meta.sorted_fields:
+            if not isinstance(field, peewee.TextField):
+                continue
+            kind = db.execute_sql(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s AND column_name = %s",
+                (table, field.column_name),
+            ).fetchone()
+            if kind is not None and kind[0] == "character varying":
+                db.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{field.column_name}" TYPE text')
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema, _plan_basis, _text_columns)
 
 
 def current_version() -> int:

@@ -51,7 +51,7 @@ class Fault:
     """An answer to give instead of the real one to requests whose path contains ``path``."""
 
     path: str
-    kind: str  # "status" | "invalid-json" | "no-links" | "cut"
+    kind: str  # "status" | "invalid-json" | "no-links" | "cut" | "echo" (an error quoting the request, as proxies do)
     status: int = 500
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -339,7 +339,7 @@ class FakeGraph:
         if path.startswith("/v1.0/") and self.latency:
             time.sleep(self.latency)
         if fault is not None:
-            return self._fault_answer(fault)
+            return self._fault_answer(fault, headers, body)
         parts = path.strip("/").split("/")
         with self._lock:
             if method == "GET" and len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
@@ -362,7 +362,14 @@ class FakeGraph:
                 return fault
         return None
 
-    def _fault_answer(self, fault: Fault) -> tuple[int, dict[str, str], bytes | None]:
+    def _fault_answer(
+        self, fault: Fault, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes | None]:
+        if fault.kind == "echo":
+            quoted = f"Authorization: {headers.get('authorization')} body: {body.decode('utf-8', 'replace')}"
+            if fault.path.startswith("/v1.0/"):
+                return _json(fault.status, {"error": {"code": f"BadRequest {quoted}", "message": quoted}})
+            return self._aad_error(fault.status, "invalid_request", 90014, f"Bad request as received: {quoted}")
         if fault.kind == "cut":
             return 200, {}, None
         if fault.kind == "invalid-json":

@@ -65,7 +65,7 @@ class Fault:
     """Misbehave on requests whose path starts with ``path``: after ``skip`` good ones, ``times`` bad ones."""
 
     path: str
-    kind: str  # "status" | "truncate" | "malformed" | "cut"
+    kind: str  # "status" | "truncate" | "malformed" | "cut" | "echo" (an error quoting the request, as proxies do)
     status: int = 500
     skip: int = 0
     times: int = 1
@@ -687,6 +687,14 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if fault is not None and fault.kind == "status":
             return self._error(seen, fault.status, "E0000009", rate_headers)
+        if fault is not None and fault.kind == "echo":
+            quoted = f"Authorization: {self.headers.get('Authorization')} body: {body.decode('utf-8', 'replace')}"
+            if path.startswith("/oauth2/"):
+                form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
+                echo = f"client_assertion as received: {form.get('client_assertion')}"
+                answer = {"error": "invalid_client", "error_description": echo}
+                return self._send(seen, fault.status, json.dumps(answer).encode(), rate_headers)
+            return self._error(seen, fault.status, "E0000009", rate_headers, summary=quoted)
         if method == "POST" and path == "/oauth2/v1/token":
             form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
             status, answer = fake._token(base, form)
@@ -728,10 +736,10 @@ class _Handler(BaseHTTPRequestHandler):
         payload = (b"[" + b",".join(items) + b"]").replace(BASE.encode(), base.encode())
         return self._send(seen, 200, payload, rate_headers, links=links, fault=fault)
 
-    def _error(self, seen: Seen, status: int, code: str, headers: dict[str, str]) -> None:
+    def _error(self, seen: Seen, status: int, code: str, headers: dict[str, str], summary: str | None = None) -> None:
         body = {
             "errorCode": code,
-            "errorSummary": _ERRORS.get(code, "Error"),
+            "errorSummary": summary or _ERRORS.get(code, "Error"),
             "errorLink": code,
             "errorId": "oae" + secrets.token_hex(8),
             "errorCauses": [],
