@@ -9,10 +9,11 @@ someone is absent (DESIGN.md, invariant 1).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,17 +125,22 @@ class Connector(Protocol):
     def read(self, cursor: str | None) -> ReadResult: ...
 
 
-def parse_settings(settings_type: type[T], table: Mapping[str, Any], where: str) -> T:
+def parse_settings(settings_type: type[T], table: Mapping[str, Any], where: str, also_known: Iterable[str] = ()) -> T:
     """Build a settings dataclass from a TOML table, naming the exact key that is unknown or of the wrong type.
 
     ``where`` is the dotted location of the table in the config file (``sources[2]``), so an error reads
-    ``sources[2].page_size: expected an integer, got "a lot"``.
+    ``sources[2].page_size: expected an integer, got "a lot"``. An unknown key is answered with every key valid
+    there (the dataclass's and ``also_known``, the keys a caller reads from the same table itself) and the closest
+    one: ``sources[0].schedul: unknown key; did you mean 'schedule'? (known keys: ...)``.
     """
     fields = {f.name: f for f in dataclasses.fields(settings_type)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(settings_type)
     unknown = sorted(set(table) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known keys: {', '.join(sorted(fields))})")
+        known = sorted(set(fields) | set(also_known))
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key{hint} (known keys: {', '.join(known)})")
     values: dict[str, Any] = {}
     for name, value in table.items():
         values[name] = _check_type(value, hints[name], f"{where}.{name}")

@@ -139,14 +139,17 @@ def _ledger_head(org_id: int) -> ledger.LedgerHead:
     last = prepared.rows(
         "ledger head",
         lambda: (
-            LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash)
+            LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.at)
             .where(LedgerEntry.org == org_id)
             .order_by(LedgerEntry.seq.desc())
             .limit(1)
         ),
         [org_id, 1],
     )
-    return ledger.LedgerHead(last[0][0], last[0][1]) if last else ledger.LedgerHead(0, ledger.GENESIS_HASH)
+    if not last:
+        return ledger.LedgerHead(0, ledger.GENESIS_HASH)
+    seq, digest, at = last[0]
+    return ledger.LedgerHead(seq, digest, ledger.stored_at(at))
 
 
 def _ledger_reason(action: Action) -> str:

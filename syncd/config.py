@@ -8,6 +8,7 @@ the key's dotted path. Source settings beyond the common keys belong to the conn
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
 import tomllib
@@ -18,11 +19,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from connectors.interface import ConfigError, parse_settings
+from syncd.logs import log_event
 
 SOURCE_KINDS = ("file", "ldap", "okta", "azure")
 ROLES = ("owner", "admin", "team_admin", "member", "guest")
 TEAM_ROLES = ("maintainer", "member")
 DEFAULT_DATABASE_URL = "sqlite:///syncd.db"
+SYSTEM_CONFIG = Path("/etc/syncd/syncd.toml")
+"""Read when neither ``--config`` nor ``SYNCD_CONFIG`` names a file: where the README's service install puts it."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,16 @@ class Policy:
     guard_max_count: int = 50
     transfer_to: str | None = None
     default_role: Literal["admin", "team_admin", "member", "guest"] = "member"
+
+    def __post_init__(self) -> None:
+        """Ranges a type cannot say: a percentage beyond 100 or a negative count would make the guard meaningless
+        (a plan once read "over guard_max_count -5")."""
+        if not 0 <= self.guard_max_percent <= 100:
+            raise ConfigError(f"guard_max_percent: expected 0 to 100 (percent), got {self.guard_max_percent!r}")
+        if self.guard_max_count < 0:
+            raise ConfigError(f"guard_max_count: expected 0 or more (people), got {self.guard_max_count!r}")
+        if self.grace_days < 0:
+            raise ConfigError(f"grace_days: expected 0 or more (days), got {self.grace_days!r}")
 
 
 @dataclass(frozen=True)
@@ -130,15 +146,31 @@ class Config:
 
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"^(?:{_LABEL}\.)+{_LABEL}$")
 _COMMON_SOURCE_KEYS = {"name", "org", "kind", "schedule", "precedence", "full_snapshot_every", "enabled"}
 
 
+def locate(path: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """Which config file to read, and how it was chosen: ``--config``, else ``SYNCD_CONFIG``, else the system
+    location (:data:`SYSTEM_CONFIG`) when it exists. Nothing else is guessed: with no config a command would work on
+    an empty store it made in the current directory, so it is refused, naming both ways to pass one."""
+    if path:
+        return Path(path), "--config"
+    if os.environ.get("SYNCD_CONFIG"):
+        return Path(os.environ["SYNCD_CONFIG"]), "SYNCD_CONFIG"
+    if SYSTEM_CONFIG.is_file():
+        return SYSTEM_CONFIG, "the system location"
+    raise ConfigError(
+        f"no config: pass --config FILE or set SYNCD_CONFIG=FILE (or install one at {SYSTEM_CONFIG}); "
+        "'syncd demo' writes one to try"
+    )
+
+
 def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read and validate the config file named by ``path`` or ``SYNCD_CONFIG``; no file gives the defaults."""
-    chosen = path or os.environ.get("SYNCD_CONFIG")
-    if not chosen:
-        return Config()
-    file = Path(chosen)
+    """Read and validate the config file chosen by :func:`locate`; ``--verbose`` logs which file that was."""
+    file, how = locate(path)
+    log_event(log, "config.file", logging.DEBUG, path=str(file), chosen_by=how)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as error:
@@ -209,6 +241,8 @@ def _parse_org(table: Mapping[str, Any], where: str) -> OrgSettings:
     if not isinstance(rules_tables, list):
         raise ConfigError(f"{where}.rules: expected an array of tables")
     rules = tuple(_parse_rule(rule, f"{where}.rules[{i}]") for i, rule in enumerate(rules_tables))
+    for i, domain in enumerate(org.domains):
+        check_domain(domain, f"{where}.domains[{i}]")
     return OrgSettings(
         slug=org.slug,
         name=org.name or org.slug,
@@ -242,7 +276,7 @@ def _parse_source(table: Mapping[str, Any], where: str, base: Path | None) -> So
     for key, value in list(specific.items()):
         if base is not None and isinstance(value, str) and (key == "path" or key.endswith("_file")):
             specific[key] = str((base / value).resolve()) if not Path(value).is_absolute() else value
-    settings = parse_settings(module.Settings, specific, where)
+    settings = parse_settings(module.Settings, specific, where, also_known=_COMMON_SOURCE_KEYS)
     parse_interval(common.full_snapshot_every, f"{where}.full_snapshot_every")
     check_schedule(common.schedule, f"{where}.schedule")
     return SourceSettings(**{**common.__dict__, "connector": settings})
@@ -295,3 +329,10 @@ def check_schedule(text: str, where: str) -> None:
         CronTrigger.from_crontab(text)
     except ValueError as error:
         raise ConfigError(f"{where}: invalid cron expression {text!r} ({error})") from None
+
+
+def check_domain(text: str, where: str) -> None:
+    """An email domain as in RFC 1035 §2.3.1 (dot-separated labels of letters, digits and inner hyphens; at least
+    two labels; 253 characters at most), compared case-insensitively; internationalized names in their xn-- form."""
+    if len(text) > 253 or not _DOMAIN.match(text.lower()):
+        raise ConfigError(f"{where}: {text!r} is not a domain name; expected a form like example.com")

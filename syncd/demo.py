@@ -57,7 +57,8 @@ team_role = "maintainer"
 name = "{source}"
 org = "{org}"
 kind = "file"
-schedule = "1m"
+# Once a day, so that an edit to people.csv waits for you: 'syncd plan hr' shows it, 'syncd sync hr' applies it.
+schedule = "1d"
 path = "people.csv"
 """
 

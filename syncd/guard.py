@@ -30,7 +30,8 @@ def verdict(plan: Plan, active: int, policy: Policy) -> str | None:
         return None
     percent = 100.0 * removals / active if active else 100.0
     if removals > policy.guard_max_count:
-        return f"would suspend or deprovision {removals} members, over guard_max_count {policy.guard_max_count}"
+        who = "1 member" if removals == 1 else f"{removals} members"
+        return f"would suspend or deprovision {who}, over guard_max_count {policy.guard_max_count}"
     if percent > policy.guard_max_percent:
         return (
             f"would suspend or deprovision {removals} of {active} active members ({percent:.1f}%), "

@@ -76,10 +76,15 @@ def entry_hash(
 
 @dataclass
 class LedgerHead:
-    """The last sequence number and hash of an org's chain, carried while a transaction appends many entries."""
+    """The last sequence number, hash and time of an org's chain, carried while a transaction appends many entries.
+
+    ``at`` keeps time monotonic along the chain: an entry is never stamped earlier than its predecessor (see
+    :func:`make_entry`).
+    """
 
     seq: int
     hash: str
+    at: datetime | None = None
 
 
 def head(org_id: int, lock: bool = True) -> LedgerHead:
@@ -92,13 +97,26 @@ def head(org_id: int, lock: bool = True) -> LedgerHead:
     if lock and is_postgres():
         Organization.select(Organization.id).where(Organization.id == org_id).for_update("FOR NO KEY UPDATE").execute()
     last = (
-        LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash)
+        LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.at)
         .where(LedgerEntry.org == org_id)
         .order_by(LedgerEntry.seq.desc())
         .limit(1)
         .first()
     )
-    return LedgerHead(last.seq, last.hash) if last else LedgerHead(0, GENESIS_HASH)
+    return LedgerHead(last.seq, last.hash, stored_at(last.at)) if last else LedgerHead(0, GENESIS_HASH)
+
+
+def stored_at(value: object) -> datetime | None:
+    """A stored ``at`` (a datetime, or SQLite's text from raw SQL) as a datetime; a value that is not a time (an
+    edited row) gives None, so it bounds nothing and :func:`verify` names it."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
 
 
 def make_entry(
@@ -113,8 +131,15 @@ def make_entry(
     reason: str = "",
     at: datetime | None = None,
 ) -> dict[str, Any]:
-    """Build the next entry's row (advancing ``chain``) without writing it, for bulk inserts."""
+    """Build the next entry's row (advancing ``chain``) without writing it, for bulk inserts.
+
+    Entries are stamped in commit order: ``at`` (default now) is raised to the predecessor's time when it is
+    earlier. A run's changes carry the time the run started, but an approval or another writer may have appended
+    after that; an auditor reads a chain whose times go backwards as tampering.
+    """
     moment = at or utcnow()
+    if chain.at is not None and moment < chain.at:
+        moment = chain.at
     before_text, after_text = canonical_json(before), canonical_json(after)
     seq = chain.seq + 1
     digest = entry_hash(
@@ -141,7 +166,7 @@ def make_entry(
         "prev_hash": chain.hash,
         "hash": digest,
     }
-    chain.seq, chain.hash = seq, digest
+    chain.seq, chain.hash, chain.at = seq, digest, moment
     return row
 
 
@@ -198,7 +223,7 @@ def entry_document(entry: StoredEntry) -> dict[str, Any]:
     """The public shape of an entry (``audit export``/``list --format json``): before/after as JSON values."""
     return {
         "seq": entry.seq,
-        "at": iso(entry.at),
+        "at": iso(entry.at) if isinstance(entry.at, datetime) else str(entry.at),
         "actor": entry.actor,
         "action": entry.action,
         "target": entry.target,
@@ -363,7 +388,11 @@ def verify_entries(
     for entry in _chain(first, iterator):
         if entry.seq != expected_seq:
             return VerifyResult(
-                False, checked, expected_seq, f"expected seq {expected_seq}, found {entry.seq}", first_seq=start
+                False, checked, expected_seq, f"missing (found {entry.seq} in its place)", first_seq=start
+            )
+        if not isinstance(entry.at, datetime):
+            return VerifyResult(
+                False, checked, entry.seq, f"time is not a timestamp ({str(entry.at)[:40]!r})", first_seq=start
             )
         if entry.prev_hash != prev:
             return VerifyResult(
@@ -395,7 +424,7 @@ def verify_entries(
             result.problem = f"the chain ends at seq {last.seq} but head {seq} was recorded: newer entries are missing"
         elif seen_head is not None and seen_head != digest:
             result.ok, result.bad_seq = False, seq
-            result.problem = f"seq {seq} no longer has the recorded head hash"
+            result.problem = "no longer has the recorded head hash (an entry up to the head was rewritten)"
     return result
 
 

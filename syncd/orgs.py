@@ -8,7 +8,7 @@ import re
 
 from syncd import ledger
 from syncd.clock import utcnow
-from syncd.config import OrgSettings, Policy
+from syncd.config import ConfigError, OrgSettings, Policy, check_domain
 from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
 
@@ -46,6 +46,11 @@ def create(
     """Create an org and its SCIM source, ledgered as the org's first entry."""
     if not _SLUG.match(slug):
         raise OrgError(f"org slug {slug!r} is invalid; use lowercase letters, digits and dashes (e.g. acme-corp)")
+    for domain in domains:
+        try:
+            check_domain(domain, "--domain")
+        except ConfigError as error:
+            raise OrgError(str(error)) from None
     now = utcnow()
     with write_transaction():
         if Organization.select().where(Organization.slug == slug).exists():

@@ -25,10 +25,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import peewee
 from cheroot.wsgi import Server
@@ -38,10 +38,11 @@ from syncd import config as config_module
 from syncd import logs, shell, worker
 from syncd.config import Config
 from syncd.lease import declaration_lock
-from syncd.logs import log_event, redact_text
+from syncd.logs import log_event
 from syncd.notify import notify, watchdog_interval
 from syncd.scheduler import RunFunction, SourceScheduler
 from syncd.store import open_database, upgrade
+from syncd.store.db import unavailable
 from syncd.store.models import Organization
 from syncd.web import ServiceState, create_app
 
@@ -53,13 +54,34 @@ class ServeError(Exception):
     """The service cannot start; the message says what to fix."""
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str, key: str = "server.listen") -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:8080`` for IPv6) → (host, port)."""
     host, _, port = text.strip().rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"server.listen: expected HOST:PORT like 127.0.0.1:8080, got {text!r}")
+        raise ConfigError(f"{key}: expected HOST:PORT like 127.0.0.1:8080, got {text!r}")
     return host, int(port)
+
+
+def check_listen(text: str, key: str = "--listen") -> tuple[str, int]:
+    """Refuse an address that cannot be served before anything is printed or set up: ``HOST:PORT`` must parse and
+    the port must be free to bind (a probe with ``SO_REUSEADDR``, as cheroot binds, so a port in TIME_WAIT passes)."""
+    host, port = parse_listen(text, key)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise ServeError(f"{key} {text}: unknown host {host!r} ({error.strerror}); use e.g. 127.0.0.1:8080") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ServeError(
+                f"{key} {text}: cannot listen ({error.strerror or error}); another program may use the port: "
+                "choose another with --listen HOST:PORT"
+            ) from None
+    return host, port
 
 
 class Service:
@@ -196,19 +218,15 @@ def serve(config_path: str | None = None, *, listen: str | None = None, run: Run
     """Run the service until SIGTERM; ``run`` replaces the pipeline's run function (tests, benchmarks)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     config = config_module.load(config_path)
+    check_listen(listen or config.server.listen, "--listen" if listen else "server.listen")
     logs.configure(config.logging.format, config.logging.level)
     open_database(config.database.url)
     try:
         upgrade()
         with declaration_lock():
             shell.declare(config)
-    except peewee.OperationalError as error:
-        where = urlsplit(config.database.url)
-        raise ServeError(
-            f"database.url {where.scheme}://{where.hostname or ''}{where.path if where.scheme == 'sqlite' else ''}: "
-            f"cannot open the store ({redact_text(str(error).strip().splitlines()[0] if str(error).strip() else '')}); "
-            "check that the database is up and reachable, and the path or credentials"
-        ) from None
+    except (peewee.OperationalError, peewee.InterfaceError) as error:
+        raise ServeError(str(unavailable(error, config.database.url))) from None
     if config.path is not None:
         log_event(log, "config.loaded", path=str(Path(config.path)), sources=len(config.sources))
     service = Service(config_path, config, listen or config.server.listen, run)

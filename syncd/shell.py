@@ -5,7 +5,8 @@ Only the shell (CLI, ``serve``, scheduler jobs) wires the parts together (DESIGN
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import peewee
 
@@ -13,6 +14,7 @@ from syncd import config as config_module
 from syncd import orgs, pipeline
 from syncd.config import Config
 from syncd.store import open_database, upgrade
+from syncd.store.db import unavailable
 from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
 
@@ -23,16 +25,55 @@ class Runtime:
 
     config: Config
     db: peewee.Database
+    declared: list[str] = field(default_factory=list)
+    """What loading the config changed in the store (orgs created or updated, each ledgered), for the CLI to say."""
 
 
 def start(config_path: str | None = None, config: Config | None = None) -> Runtime:
-    """Load the config (unless given), open the database, apply migrations, declare orgs and sources."""
+    """Load the config (unless given), open the database, apply migrations, declare orgs and sources.
+
+    A database that cannot be opened or reached is one :class:`StoreUnavailable` naming it without its password.
+    """
     cfg = config or config_module.load(config_path)
-    db = open_database(cfg.database.url)
-    upgrade()
-    declare(cfg)
+    try:
+        db = open_database(cfg.database.url)
+        upgrade()
+        declared = declare_and_describe(cfg)
+    except (peewee.OperationalError, peewee.InterfaceError) as error:
+        raise unavailable(error, cfg.database.url) from None
     pipeline.use_config(cfg)
-    return Runtime(config=cfg, db=db)
+    return Runtime(config=cfg, db=db, declared=declared)
+
+
+def declare_and_describe(cfg: Config) -> list[str]:
+    """:func:`declare`, returning one line per org the config created or changed.
+
+    Every command that loads the config declares it, so the user is told once, by the command that recorded the
+    change in the ledger, rather than finding ``org.update`` entries there later.
+    """
+    existing = {org.slug: orgs.org_state(org) for org in Organization.select()}
+    declare(cfg)
+    said = []
+    for settings in cfg.orgs:
+        before, after = existing.get(settings.slug), orgs.org_state(orgs.get(settings.slug))
+        if before is None:
+            said.append(f"org {settings.slug} created from the config (ledgered as org.create)")
+        elif after != before:
+            keys = ", ".join(_changed_keys(before, after))
+            said.append(f"org {settings.slug} updated from the config: {keys} (ledgered as org.update)")
+    return said
+
+
+def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Dotted names of what differs (``policy.guard_max_count``), so the note says what the edit did."""
+    keys = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            keys += [f"{key}.{inner}" for inner in _changed_keys(old, new)]
+        elif old != new:
+            keys.append(key)
+    return keys
 
 
 def declare(cfg: Config) -> None:

@@ -7,7 +7,9 @@ import hashlib
 import io
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import peewee
 import pytest
 
 from syncd import ledger, orgs
@@ -446,3 +448,40 @@ def test_prune_refuses_a_moment_in_the_future(cli, config_path, org):
     result = cli("--config", config_path, "audit", "prune", "--org", "acme", "--before", "2999-01-01")
     assert result.code == 1 and "is in the future" in result.stderr
     assert ledger.head(org.id).seq == 2
+
+
+def test_an_entry_is_never_stamped_earlier_than_its_predecessor(org):
+    append_entries(org.id, 1, start=T0 + timedelta(hours=1))
+    chain = ledger.head(org.id)
+    late = ledger.make_entry(org.id, chain, actor="source:hr", action="member.join", target="member:x", at=T0)
+    LedgerEntry.insert(**late).execute()
+    assert late["at"] == T0 + timedelta(hours=1)
+    assert ledger.verify(org.id).ok
+
+
+def test_an_entry_whose_time_was_edited_to_text_is_named_in_one_line(cli, config_path, org):
+    append_entries(org.id, 3)
+    LedgerEntry.update(at=peewee.SQL("'yesterday'")).where(LedgerEntry.org == org.id, LedgerEntry.seq == 2).execute()
+    result = cli("--config", config_path, "audit", "verify", "--org", "acme")
+    assert result.code == 1 and "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    if "sqlite" in Path(config_path).read_text():
+        assert "seq 2: time is not a timestamp" in result.stderr
+    else:  # PostgreSQL reads 'yesterday' as a timestamp: the hash no longer matches
+        assert "seq 2: hash does not match" in result.stderr
+
+
+def test_a_rewritten_head_is_named_once_by_its_seq(cli, config_path, org):
+    rows = append_entries(org.id, 3)
+    LedgerEntry.delete().where(LedgerEntry.org == org.id, LedgerEntry.seq == 3).execute()
+    chain = ledger.LedgerHead(2, rows[1]["hash"])
+    LedgerEntry.insert(**ledger.make_entry(org.id, chain, actor="x", action="y", target="z", at=T0)).execute()
+    result = cli("--config", config_path, "audit", "verify", "--org", "acme", "--expect-head", f"3:{rows[2]['hash']}")
+    assert result.code == 1 and result.stderr.count("seq 3") == 1, result.stderr
+
+
+def test_a_csv_export_is_refused_saying_only_json_exports_verify(cli, config_path, org, tmp_path):
+    append_entries(org.id, 2)
+    path = tmp_path / "audit.csv"
+    cli("--config", config_path, "audit", "export", "--org", "acme", "--format", "csv", "--output", str(path))
+    result = cli("audit", "verify", "--file", str(path))
+    assert result.code == 1 and "only 'syncd audit export --format jsonl' (or json)" in result.stderr

@@ -192,7 +192,7 @@ def test_broken_row_makes_the_read_incomplete_so_sync_suspends_nobody_and_names_
     promoted = person("u4", "IT Admins")
     admin.exports(promoted, *STAFF[5:], ALICE, raw={3: "E-u3,u3@acme.com,u3,U3,,active,surplus"})
     synced = admin("sync", "hr")
-    assert synced.code == 0, synced.stderr
+    assert synced.code == 4, synced.stderr
     assert "(incomplete read: nothing removed)" in synced.stdout
     assert "problem: line 3: 7 fields where the header has 6; row skipped" in synced.stdout
     assert set(statuses().values()) == {"active"}
@@ -211,7 +211,7 @@ def test_broken_entry_in_a_json_export_is_named_by_line_and_suspends_nobody(admi
     admin.export.with_suffix(".json").write_text(json.dumps({"users": users}, indent=2), encoding="utf-8")
     config = write_config(CONFIG.format(url=database_url, path="hr.json"), "json.toml")
     synced = admin.cli("--config", str(config), "sync", "hr")
-    assert synced.code == 0, synced.stderr
+    assert synced.code == 4, synced.stderr
     assert "problem: line 13 (users[2]): no email and no user name; row skipped" in synced.stdout
     assert set(statuses().values()) == {"active"} and len(statuses()) == 11
 
@@ -226,7 +226,8 @@ def test_guard_hold_exits_3_and_approve_applies_it(admin):
     plan_id = json.loads(held.stdout)["plan_id"]
     assert Member.select().where(Member.status == "suspended").count() == 0
     listing = admin("plan", "--org", "acme")
-    assert f"pending: plan {plan_id}" in listing.stdout
+    assert listing.code == 3 and f"pending: plan {plan_id}" in listing.stdout
+    assert listing.stdout.startswith("plan for org acme: 0 changes\n")
     shown = admin("approve", plan_id, "--show")
     assert shown.code == 3 and shown.stdout.count("active -> suspended") == 9
     assert shown.stdout.count("active -> suspended (no source asserts them any more)") == 9
@@ -306,3 +307,54 @@ def test_rule_change_shows_in_plan_org_and_sync_org_applies_it(admin, write_conf
     applied = cli("--config", str(moved), "sync", "--org", "acme")
     assert applied.code == 0 and "org acme: 1 change applied" in applied.stdout
     assert Member.get(Member.email == "u1@acme.com").role == "admin"
+
+
+def test_times_never_go_backwards_along_the_chain_after_an_approval(admin):
+    admin("sync", "hr")
+    admin.exports(ALICE, person("u0"))
+    plan_id = json.loads(admin("sync", "hr", "--format", "json").stdout)["plan_id"]
+    assert admin("approve", plan_id).code == 0
+    times = [e.at for e in LedgerEntry.select().order_by(LedgerEntry.seq)]
+    assert times == sorted(times)
+
+
+def test_a_guard_reason_counts_one_member_in_the_singular(admin, write_config, database_url):
+    admin.config.write_text(admin.config.read_text().replace("guard_max_count = 50", "guard_max_count = 0"))
+    admin("sync", "hr")
+    admin.exports(*STAFF[:9], ALICE)
+    held = admin("sync", "hr")
+    assert held.code == 3 and "would suspend or deprovision 1 member, over guard_max_count 0" in held.stdout
+
+
+def test_a_suspended_members_role_and_teams_read_as_dormant(admin):
+    admin("sync", "hr")
+    admin.exports(*STAFF)
+    assert admin("sync", "hr").code == 0
+    listed = admin("members", "list", "--org", "acme", "--status", "suspended")
+    (line,) = [row for row in listed.stdout.splitlines() if row.startswith("alice@acme.com")]
+    assert "admin (dormant)" in line and "engineering (maintainer, dormant)" in line
+    shown = admin("members", "show", "--org", "acme", "alice@acme.com")
+    assert "role: admin (dormant)" in shown.stdout and "role and teams are dormant" in shown.stdout
+    active = admin("members", "list", "--org", "acme", "--status", "active").stdout
+    assert "dormant" not in active
+
+
+def test_set_role_orgs_create_tokens_revoke_and_audit_prune_answer_in_json(admin):
+    admin("sync", "hr")
+    role = admin("members", "set-role", "--org", "acme", "u1@acme.com", "admin", "--pin", "--format", "json")
+    answer = json.loads(role.stdout)
+    assert answer["role"] == "admin" and answer["pinned"] is True and answer["changed"] is True
+    created = json.loads(admin("orgs", "create", "beta", "--name", "Beta", "--format", "json").stdout)
+    assert created["slug"] == "beta" and created["scim_source"] == "scim:beta"
+    token = admin("tokens", "create", "--org", "beta", "--scope", "read").stdout
+    token_id = token.split()[1]
+    revoked = json.loads(admin("tokens", "revoke", token_id, "--format", "json").stdout)
+    assert revoked["id"] == int(token_id) and revoked["org"] == "beta" and revoked["revoked_at"]
+    pruned = json.loads(admin("audit", "prune", "--org", "acme", "--before", "2000-01-01", "--format", "json").stdout)
+    assert pruned == {
+        "org": "acme",
+        "before": "2000-01-01T00:00:00.000000Z",
+        "pruned": 0,
+        "through_seq": None,
+        "checkpoint_seq": None,
+    }

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
+import socket
+from pathlib import Path
 
+from syncd import config as config_module
 from syncd import tokens
 
 
@@ -13,7 +18,7 @@ def test_demo_sets_up_members_token_and_ledger_and_reruns_cleanly(cli, tmp_path)
     assert first.code == 0, first.stderr
     token = next(line.split()[2] for line in first.stdout.splitlines() if line.startswith("SCIM token:"))
     assert tokens.authenticate(token) is not None
-    assert "http://127.0.0.1:8080/scim/v2" in first.stdout
+    assert "/scim/v2" not in first.stdout and "Serving on" not in first.stdout  # --no-serve: nothing is served
 
     config = str(folder / "syncd.toml")
     members = json.loads(cli("--config", config, "members", "list", "--org", "demo", "--format", "json").stdout)
@@ -54,3 +59,38 @@ def test_members_list_at_answers_for_a_past_moment_from_the_ledger(cli, tmp_path
     assert roles()["grace@demo.example"] == "member"
     assert roles("--at", between)["grace@demo.example"] == "admin"
     assert cli("--config", config, "members", "list", "--org", "demo", "--at", "yesterday-ish").code == 1
+
+
+def test_demo_with_its_port_taken_is_one_line_before_anything_is_set_up(cli, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("demo", "--dir", str(tmp_path / "demo"), "--listen", f"127.0.0.1:{port}")
+    assert result.code == 1 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and f"--listen 127.0.0.1:{port}: cannot listen" in result.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_refuses_a_listen_address_that_is_not_one_before_serving(cli, tmp_path):
+    result = cli("demo", "--dir", str(tmp_path / "demo"), "--listen", "nonsense")
+    assert result.code == 1 and "Serving on" not in result.stdout and result.stdout == ""
+    assert "--listen: expected HOST:PORT" in result.stderr and not (tmp_path / "demo").exists()
+
+
+def test_demo_schedule_leaves_time_to_plan_an_edit_before_it_is_applied(cli, tmp_path):
+    folder = tmp_path / "demo"
+    assert cli("demo", "--dir", str(folder), "--no-serve").code == 0
+    (source,) = config_module.load(folder / "syncd.toml").sources
+    assert config_module.parse_interval(source.schedule, "schedule") >= 3600
+
+
+def test_demo_next_steps_are_commands_this_shell_can_run(cli, tmp_path):
+    result = cli("demo", "--dir", str(tmp_path / "demo"), "--no-serve")
+    steps = [line.strip() for line in result.stdout.split("Try next:")[1].splitlines() if line.strip()]
+    commands = [shlex.split(step.split("   #")[0]) for step in steps if not step.startswith(("#", "export"))]
+    assert len(commands) >= 6
+    for command in commands:
+        program = command[0]
+        assert shutil.which(program) is not None or Path(program).is_file(), program
+        assert command[1] in ("members", "audit", "plan", "sync", "serve", "-m")

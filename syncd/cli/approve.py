@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from syncd import pipeline, shell
+from syncd import pipeline
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import EXIT_HELD
+from syncd.cli.runtime import start_runtime
 from syncd.reconcile import Action
 from syncd.store.models import Organization
 from syncd.store.models import Plan as PlanRow
@@ -24,14 +25,21 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
             "and guarded like any run. Exit 0: applied; 3: the new plan is held again."
         ),
     )
-    parser.add_argument("plan_id", metavar="PLAN_ID", help="the id printed by 'syncd sync' or 'syncd plan'")
+    parser.add_argument(
+        "plan_id",
+        metavar="PLAN_ID",
+        help=(
+            "a held plan's id: printed by the 'syncd sync' that was held, listed as 'pending: plan ID' by "
+            "'syncd plan --org ORG' (and by 'syncd plan SOURCE'), and in the service's log line for a held run"
+        ),
+    )
     parser.add_argument("--show", action="store_true", help="print the held plan, apply nothing")
     add_format(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    runtime = shell.start(args.config)
+    runtime = start_runtime(args)
     if args.show:
         return show(args.plan_id, args.format)
     try:

@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from syncd import ledger, orgs, shell
+from syncd import ledger, orgs
 from syncd.cli.errors import CliError
-from syncd.cli.output import Progress, add_format, print_json
+from syncd.cli.output import Progress, add_format, plural, print_json
+from syncd.cli.runtime import start_runtime
 from syncd.clock import iso
 from syncd.history import parse_moment
 from syncd.store.models import LedgerEntry
@@ -96,6 +97,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     _add_org(prune)
     prune.add_argument("--before", required=True, metavar="TIME", help=f"delete entries older than this; {_TIME_HELP}")
+    add_format(prune)
     prune.set_defaults(handler=run_prune)
 
 
@@ -124,7 +126,7 @@ def _query(args: argparse.Namespace, org_id: int) -> Any:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     query = _query(args, org.id)
     if args.last:
@@ -152,7 +154,7 @@ def printable(text: str) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     progress = Progress(f"audit export {org.slug}")
     entries = _counted(ledger.stream(org.id, _query(args, org.id)), progress)
@@ -168,6 +170,12 @@ def run_export(args: argparse.Namespace) -> int:
             for entry in entries:
                 writer.writerow([defuse_formula(_csv_cell(value)) for value in entry])
     progress.finish()
+    if args.output:
+        # On stderr with the progress: standard output stays for data, empty when the data went to a file.
+        print(
+            f"audit export: {plural(progress.done, 'entry')} of org {org.slug} written to {args.output}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -177,7 +185,7 @@ def run_verify(args: argparse.Namespace) -> int:
         subject = f"export {args.file}"
         result = ledger.verify_entries(_file_entries(args.file), _file_anchors(args.file), expect)
     else:
-        shell.start(args.config)
+        start_runtime(args)
         org = orgs.get(args.org)
         subject = f"ledger of org {org.slug}"
         progress = Progress(f"audit verify {org.slug}")
@@ -216,6 +224,11 @@ def _file_documents(path: str) -> Iterator[tuple[int, Any]]:
             while first.isspace():
                 first = handle.read(1)
             handle.seek(0)
+            if first not in ("[", "{", ""):
+                raise CliError(
+                    f"{path}: not a json or jsonl export; only 'syncd audit export --format jsonl' (or json) files can "
+                    "be verified (csv is for spreadsheets and does not keep the exact values the hashes cover)"
+                )
             if first == "[":
                 try:
                     array = json.load(handle)
@@ -231,6 +244,8 @@ def _file_documents(path: str) -> Iterator[tuple[int, Any]]:
                         raise CliError(f"{path} line {number}: not valid JSON ({error.msg})") from None
     except OSError as error:
         raise CliError(f"{path}: cannot read it ({error.strerror}); give an 'audit export' file") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not UTF-8 text, so not an 'audit export --format jsonl' (or json) file") from None
 
 
 def _file_entries(path: str) -> Iterator[ledger.StoredEntry]:
@@ -251,11 +266,21 @@ def _file_anchors(path: str) -> list[ledger.Anchor]:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     before = parse_moment(args.before, "--before")
     result = ledger.prune(org.id, before)
-    if not result.pruned:
+    if args.format == "json":
+        print_json(
+            {
+                "org": org.slug,
+                "before": iso(before),
+                "pruned": result.pruned,
+                "through_seq": result.through_seq,
+                "checkpoint_seq": result.checkpoint_seq,
+            }
+        )
+    elif not result.pruned:
         print(f"ledger of org {org.slug}: no entries before {iso(before)}; nothing pruned")
     else:
         print(

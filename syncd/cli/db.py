@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import shell
+from syncd.cli.runtime import start_runtime
 from syncd.store import current_version
 from syncd.store.migrations import latest_version
 
@@ -21,6 +21,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     print(f"schema at version {current_version()} (latest {latest_version()})")
     return 0

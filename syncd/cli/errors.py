@@ -5,8 +5,12 @@ from __future__ import annotations
 from connectors.interface import ConfigError, ConnectorError
 from syncd.history import HistoryError
 from syncd.ledger import LedgerError
+from syncd.members import MemberError
 from syncd.orgs import OrgError
+from syncd.pipeline import PipelineError
+from syncd.store.db import StoreUnavailable
 from syncd.tokens import TokenError
+from syncd.web_client import ServiceError
 
 
 class CliError(Exception):
@@ -19,6 +23,10 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (
     ConnectorError,
     HistoryError,
     LedgerError,
+    MemberError,
     OrgError,
+    PipelineError,
+    ServiceError,
+    StoreUnavailable,
     TokenError,
 )

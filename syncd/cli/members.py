@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from syncd import history, members, orgs, shell
+from syncd import history, members, orgs
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, print_json, print_table
+from syncd.cli.runtime import start_runtime
 from syncd.clock import utcnow
 from syncd.config import ROLES
 from syncd.store.models import Identity, LedgerEntry, Source
@@ -46,11 +48,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "--pin", dest="pin", action="store_const", const=True, help="keep this role whatever the rules say"
     )
     pin.add_argument("--unpin", dest="pin", action="store_const", const=False, help="let the rules decide again")
+    add_format(set_role)
     set_role.set_defaults(handler=run_set_role, pin=None)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     at = history.parse_moment(args.at, "--at") if args.at else None
     rows = history.members_at(org.id, at) if at else members.listing(org)
@@ -68,8 +71,8 @@ def run_list(args: argparse.Namespace) -> int:
                 r["email"] or r["user_name"],
                 r["display_name"],
                 r["status"],
-                r["role"] + (" (pinned)" if r["pinned"] else ""),
-                ", ".join(f"{t['team']} ({t['role']})" for t in r["teams"]),
+                role_text(r),
+                teams_text(r),
                 ", ".join(r["sources"]),
             )
             for r in rows
@@ -78,8 +81,20 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def role_text(row: dict[str, Any]) -> str:
+    """The role as a person should read it: a suspended member keeps role and teams, but they grant nothing until
+    the member is reactivated, so the text says they are dormant."""
+    notes = [n for n, on in (("pinned", row["pinned"]), ("dormant", row["status"] == "suspended")) if on]
+    return row["role"] + (f" ({', '.join(notes)})" if notes else "")
+
+
+def teams_text(row: dict[str, Any]) -> str:
+    dormant = ", dormant" if row["status"] == "suspended" else ""
+    return ", ".join(f"{t['team']} ({t['role']}{dormant})" for t in row["teams"])
+
+
 def run_show(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     try:
         member = members.find(org, args.member)
@@ -118,12 +133,14 @@ def run_show(args: argparse.Namespace) -> int:
         print_json(row)
         return 0
     print(f"{row['email'] or row['user_name']} ({row['display_name']})")
-    print(f"  status: {row['status']}  role: {row['role']}{' (pinned)' if row['pinned'] else ''}")
+    print(f"  status: {row['status']}  role: {role_text(row)}")
+    if row["status"] == "suspended":
+        print("  role and teams are dormant: they grant nothing until the member is active again")
     if row["suspended_at"]:
         print(f"  suspended at: {row['suspended_at']}")
     if row["deprovisioned_at"]:
         print(f"  deprovisioned at: {row['deprovisioned_at']} (data transferred to {row['transfer_to'] or 'nobody'})")
-    print("  teams: " + (", ".join(f"{t['team']} ({t['role']})" for t in row["teams"]) or "none"))
+    print("  teams: " + (teams_text(row) or "none"))
     for identity in identities:
         state = "active" if identity["active"] else "disabled"
         print(f"  identity: source {identity['source']}, key {identity['key']}, {identity['user_name']} ({state})")
@@ -133,12 +150,17 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_set_role(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     try:
         lines = members.set_role(org, args.member, args.role, args.pin, "admin:cli", utcnow())
     except members.MemberError as error:
         raise CliError(str(error)) from None
+    if args.format == "json":
+        (row,) = members.listing(org, [members.find(org, args.member).match_key])
+        row.pop("match_key", None)
+        print_json({"org": org.slug, "member": args.member, "changed": bool(lines), "changes": lines, **row})
+        return 0
     for line in lines or [f"{args.member}: already {args.role}; nothing changed"]:
         print(line)
     return 0

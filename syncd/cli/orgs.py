@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from syncd import orgs, shell
+from syncd import orgs
 from syncd.cli.output import add_format, print_json, print_table
+from syncd.cli.runtime import start_runtime
 from syncd.store.models import Member, Organization
 
 
@@ -25,6 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         metavar="D",
         help="an email domain of the org (repeatable); others become guests unless a rule says otherwise",
     )
+    add_format(create)
     create.set_defaults(handler=run_create)
     listing = sub.add_parser("list", help="list organizations", description="List organizations.")
     add_format(listing)
@@ -32,15 +34,18 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run_create(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.create(args.slug, args.name, args.domain)
+    if args.format == "json":
+        print_json({**orgs.org_state(org), "scim_source": orgs.scim_source_name(org.slug)})
+        return 0
     print(f"created org {org.slug} ({org.name}); SCIM source {orgs.scim_source_name(org.slug)}")
     print(f"next: syncd tokens create --org {org.slug} --scope scim")
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     rows = []
     for org in Organization.select().order_by(Organization.slug):
         members = Member.select().where((Member.org == org) & (Member.status == "active")).count()

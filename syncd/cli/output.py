@@ -28,26 +28,43 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], stream: T
 
 
 class Progress:
-    """A one-line counter on stderr when it is a terminal; silent in pipes, files and under systemd."""
+    """A one-line counter on stderr when it is a terminal; silent in pipes, files and under systemd.
+
+    The counter redraws its line with ``\r``; the line is closed (a newline) as soon as the count reaches its total,
+    or by :meth:`finish`, so whatever is printed next starts on a line of its own.
+    """
 
     def __init__(self, label: str, total: int | None = None, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
         self.label, self.total, self.done = label, total, 0
+        self._open = False
 
     def advance(self, count: int = 1) -> None:
         self.done += count
         if self.enabled and (self.done % 1000 == 0 or self.done == self.total):
             of = f"/{self.total}" if self.total else ""
             self.stream.write(f"\r{self.label}: {self.done}{of}")
-            self.stream.flush()
+            self._open = True
+            if self.done == self.total:
+                self.finish()
+            else:
+                self.stream.flush()
 
     def finish(self) -> None:
-        if self.enabled and self.done:
+        """Close the counter's line, if one is open."""
+        if self._open:
             self.stream.write("\n")
             self.stream.flush()
+            self._open = False
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 member``, ``14 members``, ``3 entries``: counts in plain English."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun[:-1]}ies" if noun.endswith("y") else f"{count} {noun}s"
 
 
 def changes(count: int) -> str:
-    """``1 change``, ``14 changes``: counts in plain English."""
-    return f"{count} change" if count == 1 else f"{count} changes"
+    return plural(count, "change")

@@ -8,15 +8,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from syncd import orgs, pipeline, shell
+from syncd import orgs, pipeline
 from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, changes, print_json
+from syncd.cli.runtime import start_runtime
 from syncd.store.models import Plan as PlanRow
 
 EXIT_PENDING = 2
 EXIT_HELD = 3
+EXIT_INCOMPLETE = 4
+"""``syncd sync``: applied what was read, but the read was incomplete (rows skipped; nothing removed)."""
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,8 +30,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="show what a sync would change",
         description=(
             "Read SOURCE and show the plan it would produce, or plan --org ORG from what is already staged "
-            "(after a rule change, or to see grace periods run out). Nothing is applied. "
-            "Exit 0: nothing to do; 2: changes pending; 3: the guard would hold the plan."
+            "(after a rule change, or to see grace periods run out). Nothing is applied. Plans the guard holds "
+            "are listed after the plan with their ids for 'syncd approve'. "
+            "Exit 0: nothing to do; 2: changes pending; 3: the guard would hold the plan, or a held plan awaits "
+            "approval."
         ),
     )
     target = parser.add_mutually_exclusive_group(required=True)
@@ -38,22 +45,24 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(args: argparse.Namespace) -> int:
-    runtime = shell.start(args.config)
+    runtime = start_runtime(args)
     try:
         if args.org:
             result = pipeline.plan_org(runtime.config, orgs.get(args.org).slug)
         else:
-            result = pipeline.run_source(
-                runtime.config, args.source, dry_run=True, full=args.full, progress=progress_for(args.format)
-            )
+            with closed_after(progress_for(args.format)) as progress:
+                result = pipeline.run_source(
+                    runtime.config, args.source, dry_run=True, full=args.full, progress=progress
+                )
     except pipeline.PipelineError as error:
         raise CliError(str(error)) from None
     print_plan(result, args.format)
-    return exit_code(result)
+    return exit_code(result, pending_held=bool(held_plans(result.org)))
 
 
-def exit_code(result: pipeline.RunResult) -> int:
-    if result.held:
+def exit_code(result: pipeline.RunResult, pending_held: bool = False) -> int:
+    """3 when this plan would be held or one already is (a held plan waits for a person: scripts must notice)."""
+    if result.held or pending_held:
         return EXIT_HELD
     return EXIT_PENDING if result.actions else 0
 
@@ -80,9 +89,9 @@ def print_plan(result: pipeline.RunResult, fmt: str) -> None:
         print_json(document)
         return
     plan = result.plan
-    where = f"source {result.source}" if result.source else f"org {result.org}"
+    where = f"source {result.source} (org {result.org})" if result.source else f"org {result.org}"
     count = len(plan.actions) if plan else 0
-    print(f"plan for {where} (org {result.org}): {changes(count)}")
+    print(f"plan for {where}: {changes(count)}")
     for action in plan.actions if plan else ():
         print(f"  {action.line()}")
     for problem in result.problems:
@@ -111,21 +120,40 @@ def held_plans(org_slug: str) -> list[dict[str, Any]]:
     ]
 
 
-def progress_for(fmt: str) -> pipeline.Progress | None:
-    """Phase names and an apply counter on stderr, when it is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    bars: dict[str, Progress] = {}
+class PhaseProgress:
+    """The pipeline's ``progress(phase, done, total)`` on a terminal: a line per phase, a counter for counted ones.
 
-    def report(phase: str, done: int, total: int | None) -> None:
-        if phase not in bars:
-            for bar in bars.values():
-                bar.finish()
-            bars[phase] = Progress(phase, total)
+    :meth:`close` ends an open counter line; the commands call it before printing their result (or an error).
+    """
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Progress] = {}
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        if phase not in self.bars:
+            self.close()
+            self.bars[phase] = Progress(phase, total)
             if total is None:
                 sys.stderr.write(f"{phase}…\n")
-        bar = bars[phase]
+        bar = self.bars[phase]
         if total is not None:
             bar.advance(done - bar.done)
 
-    return report
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.finish()
+
+
+def progress_for(fmt: str) -> PhaseProgress | None:
+    """Phase names and an apply counter on stderr, when it is a terminal."""
+    return PhaseProgress() if sys.stderr.isatty() else None
+
+
+@contextmanager
+def closed_after(progress: PhaseProgress | None) -> Iterator[PhaseProgress | None]:
+    """Run the block with ``progress``, then close its line, so the result or an error starts on a line of its own."""
+    try:
+        yield progress
+    finally:
+        if progress is not None:
+            progress.close()

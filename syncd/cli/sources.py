@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import shell
 from syncd.cli.output import add_format, print_json, print_table
+from syncd.cli.runtime import start_runtime
 from syncd.store.models import Organization, Source
 
 
@@ -24,7 +24,7 @@ def _when(value: object) -> str | None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    runtime = shell.start(args.config)
+    runtime = start_runtime(args)
     configured = {s.name: s for s in runtime.config.sources}
     rows = []
     for source in Source.select(Source, Organization).join(Organization).order_by(Organization.slug, Source.name):

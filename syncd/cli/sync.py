@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import config, orgs, pipeline, shell, web_client
+from syncd import config, orgs, pipeline, web_client
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
-from syncd.cli.plan import EXIT_HELD, exit_code, plan_document, print_plan, progress_for
+from syncd.cli.plan import (
+    EXIT_HELD,
+    EXIT_INCOMPLETE,
+    closed_after,
+    exit_code,
+    held_plans,
+    plan_document,
+    print_plan,
+    progress_for,
+)
+from syncd.cli.runtime import start_runtime
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -16,8 +26,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="run a source now",
         description=(
             "Read SOURCE, stage what it says, plan, guard and apply in one transaction with its new cursor. "
-            "Exit 0: applied (or nothing to do); 3: the guard held the plan (see 'syncd approve'). "
-            "With --dry-run, like 'syncd plan SOURCE' (exit 2 when changes are pending)."
+            "Exit 0: applied (or nothing to do); 3: the guard held the plan (see 'syncd approve'); 4: the read was "
+            "incomplete (the problems are printed; what was read was applied, nobody was removed, the cursor did not "
+            "move). With --dry-run, like 'syncd plan SOURCE' (exit 2 when changes are pending)."
         ),
     )
     target = parser.add_mutually_exclusive_group(required=True)
@@ -43,27 +54,23 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def run(args: argparse.Namespace) -> int:
     if args.remote:
         return run_remote(args)
-    runtime = shell.start(args.config)
+    runtime = start_runtime(args)
     try:
-        if args.org:
-            slug = orgs.get(args.org).slug
-            result = pipeline.reconcile_org(
-                runtime.config, slug, dry_run=args.dry_run, actor="admin:cli", progress=progress_for(args.format)
-            )
-        else:
-            result = pipeline.run_source(
-                runtime.config,
-                args.source,
-                dry_run=args.dry_run,
-                full=args.full,
-                actor=None,
-                progress=progress_for(args.format),
-            )
+        with closed_after(progress_for(args.format)) as progress:
+            if args.org:
+                slug = orgs.get(args.org).slug
+                result = pipeline.reconcile_org(
+                    runtime.config, slug, dry_run=args.dry_run, actor="admin:cli", progress=progress
+                )
+            else:
+                result = pipeline.run_source(
+                    runtime.config, args.source, dry_run=args.dry_run, full=args.full, actor=None, progress=progress
+                )
     except pipeline.PipelineError as error:
         raise CliError(str(error)) from None
     if args.dry_run:
         print_plan(result, args.format)
-        return exit_code(result)
+        return exit_code(result, pending_held=bool(held_plans(result.org)))
     if args.format == "json":
         document = plan_document(result)
         document["applied"] = result.applied
@@ -72,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         print(summary(result))
         for problem in result.problems:
             print(f"problem: {problem}")
-    return EXIT_HELD if result.held else 0
+    if result.held:
+        return EXIT_HELD
+    return 0 if result.complete else EXIT_INCOMPLETE
 
 
 def summary(result: pipeline.RunResult) -> str:
@@ -122,4 +131,6 @@ def run_remote(args: argparse.Namespace) -> int:
             print(f"problem: {problem}")
     if answer.get("error"):
         return 1
-    return EXIT_HELD if answer.get("held") else 0
+    if answer.get("held"):
+        return EXIT_HELD
+    return EXIT_INCOMPLETE if answer.get("complete") is False else 0

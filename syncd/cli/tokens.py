@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from syncd import orgs, shell, tokens
+from syncd import orgs, tokens
 from syncd.cli.output import add_format, print_json, print_table
+from syncd.cli.runtime import start_runtime
 from syncd.clock import iso, utcnow
 from syncd.config import parse_interval
 from syncd.store.models import Organization, Token
@@ -38,11 +39,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "revoke", help="revoke a token", description="Revoke a token by id; it stops working at once."
     )
     revoke.add_argument("id", type=int, help="token id from 'syncd tokens list'")
+    add_format(revoke)
     revoke.set_defaults(handler=run_revoke)
 
 
 def run_create(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     org = orgs.get(args.org)
     expires = timedelta(seconds=parse_interval(args.expires_in, "--expires-in")) if args.expires_in else None
     row, secret = tokens.create(org, args.scope, expires, args.description)
@@ -53,7 +55,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     query = Token.select(Token, Organization).join(Organization).order_by(Token.id)
     if args.org:
         query = query.where(Organization.slug == orgs.get(args.org).slug)
@@ -89,7 +91,10 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     row = tokens.revoke(args.id)
+    if args.format == "json":
+        print_json({"id": row.id, "org": row.org.slug, "scope": row.scope, "revoked_at": iso(row.revoked_at)})
+        return 0
     print(f"token {row.id} revoked")
     return 0

@@ -7,8 +7,9 @@ import sys
 
 import peewee
 
-from syncd import orgs, shell, webhooks
+from syncd import orgs, webhooks
 from syncd.cli.output import add_format, print_json, print_table
+from syncd.cli.runtime import start_runtime
 from syncd.clock import iso
 from syncd.store.models import Organization, OutboxEvent
 
@@ -39,7 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run_deliver(args: argparse.Namespace) -> int:
-    runtime = shell.start(args.config)
+    runtime = start_runtime(args)
     revived = 0
     if args.retry_given_up:
         revived = (
@@ -70,7 +71,7 @@ def run_deliver(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    shell.start(args.config)
+    start_runtime(args)
     undelivered = OutboxEvent.delivered_at.is_null()
     given_up = OutboxEvent.attempts >= webhooks.MAX_ATTEMPTS
     query = (

@@ -7,7 +7,7 @@ wait instead of failing (https://www.sqlite.org/wal.html, https://www.sqlite.org
 from __future__ import annotations
 
 from datetime import datetime
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import peewee
 from playhouse.db_url import connect
@@ -47,3 +47,42 @@ def stored_time(value: datetime | str) -> datetime:
 
 def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be opened or reached; the message names it (never its password) and what to check."""
+
+
+def describe(url: str) -> str:
+    """``database.url`` as safe to print: the password, if any, is left out."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def unavailable(error: Exception, url: str | None = None) -> StoreUnavailable:
+    """One line for a database that failed to open or answer: which one, the driver's first line, what to check."""
+    where = describe(url) if url else _current_url()
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if where.startswith("sqlite"):
+        hint = "check that the folder exists and is writable by this user"
+    else:
+        hint = "check that PostgreSQL is running and reachable there, and the user, database and password"
+    return StoreUnavailable(f"database {where}: cannot open the store ({detail}); {hint} (database.url)")
+
+
+def _current_url() -> str:
+    db = database.obj
+    if isinstance(db, peewee.PostgresqlDatabase):
+        params = db.connect_params
+        user = f"{params['user']}@" if params.get("user") else ""
+        port = f":{params['port']}" if params.get("port") else ""
+        return f"postgresql://{user}{params.get('host', '')}{port}/{db.database}"
+    if isinstance(db, peewee.SqliteDatabase):
+        return f"sqlite:///{db.database}"
+    return "(not opened)"
