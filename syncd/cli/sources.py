@@ -42,6 +42,7 @@ def run_list(args: argparse.Namespace) -> int:
                 "last_full_at": _when(source.last_full_at),
                 "consecutive_failures": source.consecutive_failures,
                 "last_error": source.last_error,
+                "notes": source.last_notes.splitlines() if source.last_notes else [],
             }
         )
     if args.format == "json":

@@ -58,7 +58,20 @@ def _text_columns(db: peewee.Database) -> None:
                 db.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{field.column_name}" TYPE text')
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema, _plan_basis, _text_columns)
+def _source_notes(db: peewee.Database) -> None:
+    """``source.last_notes``: what a source's last read could not see (an AD account blind to deletions), shown by
+    ``syncd sources list``. Idempotent: skipped when the column exists (a database created with it)."""
+    columns = {column.name for column in db.get_columns("source")}
+    if "last_notes" not in columns:
+        db.execute_sql('ALTER TABLE "source" ADD COLUMN "last_notes" TEXT')
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
+    _initial_schema,
+    _plan_basis,
+    _text_columns,
+    _source_notes,
+)
 
 
 def current_version() -> int:
