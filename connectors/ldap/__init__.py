@@ -79,8 +79,8 @@ class Connector:
         wanted = self.settings.incremental
         if wanted == "dirsync" and (visibility is None or not visibility.dirsync):
             raise session.fail(
-                f"incremental = \"dirsync\" but {self.settings.bind_dn or 'the anonymous bind'} may not use DirSync "
-                "on this server; grant it \"Replicating Directory Changes\" (README) or set incremental = \"auto\""
+                f'incremental = "dirsync" but {self.settings.bind_dn or "the anonymous bind"} may not use DirSync '
+                'on this server; grant it "Replicating Directory Changes" (README) or set incremental = "auto"'
             )
         if wanted != "auto":
             return wanted
