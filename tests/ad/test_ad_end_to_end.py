@@ -152,3 +152,46 @@ groups_base = "{GROUPS}"
     assert source["last_error"] is None and source["last_full_at"] != source["last_success_at"]  # an increment
     assert "deletions visible: no (no tombstone under CN=Deleted Objects is readable by bind_dn)" in source["notes"]
     assert f"incremental {mode}: leavers found by an objectGUID census of the scope every increment" in source["notes"]
+
+
+def test_increments_between_leaver_checks_are_never_reported_complete(cli, write_config, sqlite_url, fresh_samba):
+    """With ``leaver_check_every = 2`` the increment between checks is applied but exits 4 and says why on the
+    source; the next one runs the census and suspends the leaver it could not see."""
+    path = write_config(
+        f"""
+[database]
+url = "{sqlite_url}"
+
+[[orgs]]
+slug = "acme"
+name = "Acme"
+domains = ["example.com"]
+
+[[sources]]
+name = "corp-ad"
+org = "acme"
+kind = "ldap"
+url = "{fresh_samba.ldaps_url}"
+ca_file = "{fresh_samba.ca}"
+bind_dn = "{READER}"
+bind_password_file = "{fresh_samba.reader_password_file}"
+users_base = "{STAFF}"
+groups_base = "{GROUPS}"
+leaver_check_every = 2
+"""
+    )
+    assert cli("--config", str(path), "sync", "corp-ad").code == 0
+    fresh_samba.admin().delete(user_dn(11))
+
+    blind = cli("--config", str(path), "sync", "corp-ad")
+    after_blind = observed(cli, path)["u00011@example.com"][0]
+    listed = json.loads(cli("--config", str(path), "sources", "list", "--format", "json").stdout)
+    checked = cli("--config", str(path), "sync", "corp-ad")
+    after_check = observed(cli, path)["u00011@example.com"][0]
+
+    assert blind.code == 4 and "incomplete view" in blind.stdout + blind.stderr
+    assert after_blind == "active"
+    (source,) = [row for row in listed if row["name"] == "corp-ad"]
+    assert source["last_error"].startswith("incomplete view: ") and "leaver check runs every 2" in source["last_error"]
+    assert checked.code == 0, checked.stderr
+    assert after_check == "suspended"
