@@ -77,8 +77,11 @@ class Layout:
     groups: dict[str, set[str]] = field(default_factory=dict)
 
 
-def layout(users: int) -> Layout:
+def layout(users: int, teams: int = 0) -> Layout:
+    """The groups for ``users`` people; ``teams`` more groups of 50 direct members each (for the benchmark)."""
     plan = Layout(users)
+    for team in range(teams):
+        plan.groups[f"Team {team:05d}"] = {user_dn((team * 50 + m) % users) for m in range(50)}
     for dept in range(DEPARTMENTS):
         plan.groups[f"Dept {dept:02d}"] = {user_dn(n) for n in range(users) if department_of(n) == dept}
     plan.groups["Division A"] = {group_dn(f"Dept {d:02d}") for d in range(0, DEPARTMENTS // 2)}
@@ -110,6 +113,7 @@ def directory_ldif(plan: Layout) -> str:
     parts = [f"dn: {ou}\nobjectClass: organizationalUnit\n" for ou in (STAFF, GROUPS, LEAVERS)]
     parts.extend(user_ldif(n) for n in range(plan.users))
     order = [f"Dept {d:02d}" for d in range(DEPARTMENTS)] + ["Division A", "Division B", "Everyone", "Big", "IT Admins"]
+    order += sorted(name for name in plan.groups if name.startswith("Team "))
     for name in order:
         members = "".join(f"member: {dn}\n" for dn in sorted(plan.groups[name]))
         parts.append(f"dn: {group_dn(name)}\nobjectClass: group\nsAMAccountName: {name.replace(' ', '-')}\n{members}")
@@ -128,9 +132,9 @@ class SambaDC:
     url = "ldap://127.0.0.1"
     ldaps_url = "ldaps://127.0.0.1"
 
-    def __init__(self, root: Path, users: int = 3000) -> None:
+    def __init__(self, root: Path, users: int = 3000, teams: int = 0) -> None:
         self.root = root
-        self.plan = layout(users)
+        self.plan = layout(users, teams)
         self.process: subprocess.Popen[bytes] | None = None
         self.ca, self.cert, self.key = make_certificates(root / "pki")
         self.key.chmod(0o600)  # Samba refuses a key others may read (CVE-2013-4476)
