@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from syncd import __version__
 from syncd.clock import utcnow
+from syncd.store.db import stored_time
 from syncd.store.models import LedgerEntry, Organization, OutboxEvent, Plan, Source
 
 log = logging.getLogger("syncd.metrics")
@@ -189,9 +190,10 @@ class StoreCollector(Collector):
         first = (
             OutboxEvent.select(peewee.fn.MIN(OutboxEvent.created_at))
             .where(undelivered, OutboxEvent.attempts < MAX_ATTEMPTS)
-            .scalar(convert=True)
+            .scalar()
         )
-        oldest.add_metric([], max((utcnow() - first).total_seconds(), 0.0) if first is not None else 0.0)
+        age = (utcnow() - stored_time(first)).total_seconds() if first is not None else 0.0
+        oldest.add_metric([], max(age, 0.0))
         yield oldest
 
 
