@@ -1,18 +1,23 @@
-"""Webhook delivery: outbox events, written in the apply transaction, POSTed after commit with retries.
+"""Webhook delivery: outbox events, written in the apply transaction (:mod:`syncd.outbox`), POSTed after commit
+with retries (docs/architecture.md, "Contracts").
 
 Requests follow Standard Webhooks 1.0 (https://github.com/standard-webhooks/standard-webhooks,
-spec/standard-webhooks.md): a JSON body ``{"type", "timestamp", "org", "data"}`` and the headers ``webhook-id`` (the same on every
-retry, so a receiver can drop duplicates), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature: v1,<base64
-HMAC-SHA256(key, "<id>.<timestamp>.<body>")>``. The key is the secret read from ``secret_file``/``secret_env``; a
-``whsec_`` secret is base64-decoded as the spec describes, any other is used as its UTF-8 bytes.
+spec/standard-webhooks.md): a JSON body ``{"type", "timestamp", "org", "data"}`` and the headers ``webhook-id`` (the
+event's random ``msg_`` id, fixed when it was written, so unique across stores and the same on every retry: the
+receiver's de-duplication key), ``webhook-timestamp`` (Unix seconds, read at each send) and ``webhook-signature:
+v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>``. The key is the secret read from ``secret_file``/
+``secret_env``; a ``whsec_`` secret is base64-decoded as the spec describes, any other is used as its UTF-8 bytes.
 
 Delivery is at least once. An event is done when every webhook that subscribes to it answered 2xx; otherwise all its
 subscribers get it again after an exponential backoff (or the receiver's ``Retry-After``, when longer), up to
-:data:`MAX_ATTEMPTS` attempts, after which the event stays undelivered with its last error. Redirects are not
-followed, so a signed payload only ever goes to the configured URL. A replica claims an event before sending it, so
-replicas sharing a database do not send it twice at once. Once an endpoint is unreachable in a round, its other
-events wait for the next round instead of each waiting out a timeout. Order is not kept across retries. Errors name
-the endpoint as scheme://host/path only: URLs can carry tokens, and secrets never reach logs or the outbox.
+:data:`MAX_ATTEMPTS` attempts, after which the event stays undelivered with its last error (given up). One target's
+events (``order_key``, e.g. ``member:<key>``) are sent in order: only the first undelivered, not given-up one is due.
+Redirects are not followed, so a signed payload only ever goes to the configured URL. A replica claims an event
+before sending it, so replicas sharing a database do not send it twice at once (a replica that dies mid-send leaves
+the claim to expire, and the event is sent again). Once an endpoint is unreachable in a round, its other events wait
+for the next round instead of each waiting out a timeout. Each failed attempt is one log line, a give-up one warning.
+Errors and logs name the endpoint as scheme://host/path only: URLs can carry tokens, and secrets never reach logs or
+the outbox.
 """
 
 from __future__ import annotations
