@@ -243,3 +243,22 @@ def test_the_outbox_migration_gives_existing_rows_unique_ids_and_is_idempotent(s
     assert [r.message_id for r in OutboxEvent.select().order_by(OutboxEvent.id)] == before
     with pytest.raises(peewee.IntegrityError), db.atomic():
         OutboxEvent.update(message_id=before[0]).where(OutboxEvent.id == rows[1].id).execute()
+
+
+def test_two_installations_send_different_ids_for_their_first_events(cli, store, database_url, receiver, tmp_path):
+    """What an operator runs: two stores (this backend and a SQLite file), each with its org and a token, each
+    delivering with ``syncd webhooks deliver`` to one receiver. Both number their rows 1, 2; the ids differ."""
+    (tmp_path / "hook.secret").write_text(SECRET + "\n", encoding="utf-8")
+    hook = f'[[webhooks]]\nurl = "{receiver.url}"\nsecret_file = "hook.secret"\n'
+    for name, url in (("one", database_url), ("two", f"sqlite:///{tmp_path / 'two.db'}")):
+        config = tmp_path / f"{name}.toml"
+        config.write_text(f'[database]\nurl = "{url}"\n\n{hook}', encoding="utf-8")
+        assert cli("--config", str(config), "db", "upgrade").code == 0
+        assert cli("--config", str(config), "orgs", "create", "acme", "--name", "Acme").code == 0
+        assert cli("--config", str(config), "tokens", "create", "--org", "acme", "--scope", "scim").code == 0
+        delivered = cli("--config", str(config), "webhooks", "deliver", "--format", "json")
+        assert delivered.code == 0 and json.loads(delivered.stdout)["delivered"] == 2, delivered.stdout
+    accepted = receiver.accepted()
+    assert [r.payload["type"] for r in accepted] == ["org.create", "token.create"] * 2
+    assert [r.payload["data"]["seq"] for r in accepted] == [1, 2, 1, 2]
+    assert len({r.id for r in accepted}) == 4 and all(r.verified for r in receiver.received)
