@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from scim2_models import (
+    Context,
     Meta,
     PatchOp,
     PatchOperation,
@@ -41,7 +42,7 @@ from scim2_server.utils import parametrize
 
 from scim import reconciliation
 from scim.limits import bounded_start_index, check_filter
-from scim.schema import ENTERPRISE_URN
+from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from scim.storage import SyncdStorage, version_tag
 
 MEMBERS = "members"
@@ -99,6 +100,18 @@ class SyncdService(ScimService):
     def max_body_size(self, request: ScimRequest) -> int | None:
         """Every request body is bounded by ``server.max_body_bytes`` (413 above it)."""
         return self.max_body_bytes
+
+    def patch_response(
+        self, base_url: str, resource: Resource[Any], response_parameters: ResponseParameters[Any]
+    ) -> ScimResponse:
+        """A User PATCH answers 200 with the resource (RFC 7644 §3.5.2 allows it; Okta reads the body), honouring
+        ``attributes`` / ``excludedAttributes``; a Group PATCH keeps 204 unless attributes are asked for, so that a
+        member change never reads a 10,000-member list back."""
+        if resource.meta is None or resource.meta.resource_type == GROUP_TYPE.name:
+            return super().patch_response(base_url, resource, response_parameters)
+        return self.resource_response(
+            self.publish(base_url, resource), Context.RESOURCE_REPLACEMENT_RESPONSE, response_parameters
+        )
 
     def read_patch(self, resource_type: ResourceType, body: bytes, content_type: str | None) -> PatchOp[Any]:
         _check_patch_paths(body)

@@ -10,6 +10,7 @@ member is added or removed without rewriting the list) and the password, which i
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from scim2_models import (
     InvalidValueException,
     Meta,
     NotFoundException,
-    NotImplementedException,
     PreconditionFailedException,
     Resource,
     ResourceType,
@@ -41,10 +41,14 @@ from syncd.clock import utcnow
 from syncd.matching import match_key
 from syncd.store.db import database, is_postgres
 from syncd.store.limits import first_problem
-from syncd.store.models import DirectoryGroup, GroupMember, Identity
+from syncd.store.models import DirectoryGroup, GroupMember, Identity, Source
 from syncd.store.tx import write_transaction
 
 NOT_STORED = ("id", "meta", "password", "groups", "members")
+WRITE_STAMP_SECONDS = 1.0
+"""How often one process records a SCIM source's last successful write (``Source.last_success_at``)."""
+_stamped: dict[int, float] = {}
+"""Source id -> when this process last recorded a write on it (``time.monotonic``): a throttle, not configuration."""
 USER_FIELDS = (
     Identity.id,
     Identity.key,
@@ -122,7 +126,27 @@ class SyncdStorage(ScimStorage):
 
     def operation(self) -> AbstractContextManager[None]:
         """One SCIM operation (a request, or one operation of a Bulk) is one write transaction (RFC 7644 §3.7)."""
-        return write_transaction() if self.writing else nullcontext()
+        return self._write_operation() if self.writing else nullcontext()
+
+    @contextmanager
+    def _write_operation(self) -> Iterator[None]:
+        with write_transaction():
+            yield
+            self._stamp_write()
+
+    def _stamp_write(self) -> None:
+        """Record the SCIM source's last successful write, so ``syncd sources list`` and ``/metrics`` show it.
+
+        Written in the operation's own transaction (it commits only with a write that commits), at most once a second
+        per process and source: on PostgreSQL every writer would otherwise queue on the source's row lock.
+        """
+        source_id = self.tenant.source_id
+        moment = time.monotonic()
+        if moment - _stamped.get(source_id, float("-inf")) < WRITE_STAMP_SECONDS:
+            return
+        now = utcnow()
+        Source.update(last_success_at=now, last_run_at=now).where(Source.id == source_id).execute()
+        _stamped[source_id] = moment
 
     # -- helpers ------------------------------------------------------------
 
@@ -241,8 +265,35 @@ class SyncdStorage(ScimStorage):
         position: Any = None,
     ) -> SearchPage:
         if len(resource_types) != 1:
-            raise NotImplementedException(detail="search at the root is not supported; search /Users or /Groups")
-        resource_type = resource_types[0]
+            return self._search_root(resource_types, search_request)
+        return self._search_one(resource_types[0], search_request)
+
+    def _search_root(self, resource_types: list[ResourceType], search_request: SearchRequest[Any]) -> SearchPage:
+        """A search at the root (RFC 7644 §3.4.2.1, §3.4.3): every type's matches, Users before Groups, each in id
+        order, paged by ``startIndex`` / ``count`` across the whole list. A filter attribute a type does not have
+        matches none of its resources (the compiler reads it as false). ``sortBy`` across types is refused: the
+        types share no sort key we could index."""
+        if search_request.sort_by:
+            raise InvalidValueException(detail="sortBy is not supported at the root; search /Users or /Groups to sort")
+        ordered = sorted(resource_types, key=lambda rt: self.is_group(rt))
+        start = max((search_request.start_index or 1) - 1, 0)
+        remaining = search_request.count
+        total = 0
+        resources: list[Resource[Any]] = []
+        for resource_type in ordered:
+            found = self._search_one(resource_type, search_request.model_copy(update={"count": 0})).total or 0
+            if (remaining is None or remaining > 0) and start < found:
+                page = self._search_one(
+                    resource_type, search_request.model_copy(update={"start_index": start + 1, "count": remaining})
+                )
+                resources += page.resources
+                if remaining is not None:
+                    remaining -= len(page.resources)
+            start = max(start - found, 0)
+            total += found
+        return SearchPage(total, resources)
+
+    def _search_one(self, resource_type: ResourceType, search_request: SearchRequest[Any]) -> SearchPage:
         is_group = self.is_group(resource_type)
         lookup = None if is_group or search_request.sort_by else _lookup(search_request)
         if lookup is not None:
