@@ -45,7 +45,9 @@ class Scim:
         return created
 
     def group(self, name: str, members=()) -> dict:
-        status, created = self.call("POST", "/Groups", {"schemas": [GROUP_URN], "displayName": name, "members": members})
+        status, created = self.call(
+            "POST", "/Groups", {"schemas": [GROUP_URN], "displayName": name, "members": members}
+        )
         assert status == 201, created
         return created
 
@@ -89,7 +91,9 @@ def test_group_patch_keeps_204(running):
     acme, _, _ = running
     user = acme.user("gina")
     group = acme.group("Eng")
-    status, body = acme.patch(f"/Groups/{group['id']}", {"op": "add", "path": "members", "value": [{"value": user["id"]}]})
+    status, body = acme.patch(
+        f"/Groups/{group['id']}", {"op": "add", "path": "members", "value": [{"value": user["id"]}]}
+    )
     assert status == 204 and body is None
 
 
