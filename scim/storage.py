@@ -121,6 +121,7 @@ class SyncdStorage(ScimStorage):
         self.models = models
         self.writing = writing
         self._read: dict[str, tuple[statements.UserRow, list[dict[str, Any]]]] = {}
+        self._member_defaults: dict[str, tuple[str | None, str, str]] = {}
 
     # -- transactions -------------------------------------------------------
 
@@ -212,7 +213,14 @@ class SyncdStorage(ScimStorage):
         user = Identity.alias("u")
         query = (
             GroupMember.select(
-                GroupMember.group, GroupMember.member_key, GroupMember.member_kind, user.display_name, user.user_name
+                GroupMember.group,
+                GroupMember.member_key,
+                GroupMember.member_kind,
+                user.display_name,
+                user.user_name,
+                GroupMember.display,
+                GroupMember.ref,
+                GroupMember.member_type,
             )
             .join(
                 user,
@@ -223,12 +231,32 @@ class SyncdStorage(ScimStorage):
             .order_by(GroupMember.id)
             .tuples()
         )
-        for group_id, key, kind, display_name, user_name in query:
-            entry: dict[str, Any] = {"value": key, "type": kind, "$ref": f"{kind}s/{key}"}
-            if display_name or user_name:
-                entry["display"] = display_name or user_name
+        for group_id, key, kind, display_name, user_name, sent_display, sent_ref, sent_type in query:
+            # What the client sent wins (RFC 7643 §4.2: read back as written); else what the server knows.
+            shown = display_name or user_name
+            self._member_defaults[key] = (shown, f"{kind}s/{key}", kind)
+            entry: dict[str, Any] = {"value": key, "type": sent_type or kind, "$ref": sent_ref or f"{kind}s/{key}"}
+            if sent_display or shown:
+                entry["display"] = sent_display or shown
             found[group_id].append(entry)
         return found
+
+    def member_sent(self, members: Iterable[Any] | None) -> dict[str, statements.MemberSent]:
+        """What the client sent with each member (display, $ref, type), leaving out what only echoes the server's
+        own defaults (a PATCH that the library applies to the read group hands every member back with them)."""
+        sent: dict[str, statements.MemberSent] = {}
+        for member in members or ():
+            if member is None or not member.value:
+                continue
+            default = self._member_defaults.get(member.value, (None, None, None))
+            ref = str(member.ref) if member.ref is not None else None
+            display = member.display if member.display != default[0] else None
+            sent[member.value] = (
+                display,
+                ref if ref != default[1] else None,
+                member.type if member.type != default[2] else None,
+            )
+        return sent
 
     def _reconcile(self, keys: Iterable[str | None]) -> None:
         reconciliation.touched(self.tenant.org_id, keys, self.tenant.actor)
@@ -444,6 +472,7 @@ class SyncdStorage(ScimStorage):
         if self.is_group(resource_type):
             columns = self._group_columns(data)
             members = self._member_entries(cast(Group, resource).members)
+            sent = self.member_sent(cast(Group, resource).members)
             with self._unique("displayName"):
                 row = DirectoryGroup.create(
                     org=self.tenant.org_id,
@@ -453,7 +482,7 @@ class SyncdStorage(ScimStorage):
                     updated_at=now,
                     **columns,
                 )
-            self._insert_members(row, members)
+            self._insert_members(row, members, sent)
             self._reconcile(self._member_match_keys(k for k, _ in members))
             return self.get(resource_type, key)
         columns = self._user_columns(data)
@@ -473,7 +502,8 @@ class SyncdStorage(ScimStorage):
             columns = self._group_columns(data)
             with self._unique("displayName"):
                 self.bump(row, expected_version, **columns)
-            touched = self.set_members(row, self._member_entries(cast(Group, resource).members))
+            members = cast(Group, resource).members
+            touched = self.set_members(row, self._member_entries(members), self.member_sent(members))
             if columns["display_name"] != row.display_name:
                 touched = touched + self.member_keys(row)
             self._reconcile(self._member_match_keys(touched))
@@ -567,16 +597,23 @@ class SyncdStorage(ScimStorage):
     def member_keys(self, row: statements.GroupRow) -> list[str]:
         return [k for (k,) in GroupMember.select(GroupMember.member_key).where(GroupMember.group == row.id).tuples()]
 
-    def _insert_members(self, row: statements.GroupRow, members: list[tuple[str, str]]) -> None:
-        statements.insert_members(self.tenant.org_id, self.tenant.source_id, row.id, members)
+    def _insert_members(
+        self,
+        row: statements.GroupRow,
+        members: list[tuple[str, str]],
+        sent: dict[str, statements.MemberSent] | None = None,
+    ) -> None:
+        statements.insert_members(self.tenant.org_id, self.tenant.source_id, row.id, members, sent)
 
-    def add_members(self, row: statements.GroupRow, values: list[str]) -> list[str]:
+    def add_members(
+        self, row: statements.GroupRow, values: list[str], sent: dict[str, statements.MemberSent] | None = None
+    ) -> list[str]:
         """Insert the members not there yet; return the keys added. Costs O(added), whatever the group size."""
         if not values:
             return []
         present = set(statements.present_members(row.id, values))
         new = self.resolve_members([v for v in dict.fromkeys(values) if v not in present])
-        self._insert_members(row, new)
+        self._insert_members(row, new, sent)
         return [k for k, _ in new]
 
     def remove_members(self, row: statements.GroupRow, values: list[str]) -> list[str]:
@@ -588,14 +625,24 @@ class SyncdStorage(ScimStorage):
             statements.delete_members(row.id, present)
         return present
 
-    def set_members(self, row: statements.GroupRow, members: list[tuple[str, str]]) -> list[str]:
-        """Make the member list exactly ``members``; return the keys added or removed."""
-        current = set(self.member_keys(row))
+    def set_members(
+        self,
+        row: statements.GroupRow,
+        members: list[tuple[str, str]],
+        sent: dict[str, statements.MemberSent] | None = None,
+    ) -> list[str]:
+        """Make the member list exactly ``members`` (with what the client sent of each); return the keys added or
+        removed."""
+        sent = sent or {}
+        stored = statements.member_sent(row.id)
         wanted = {k for k, _ in members}
-        removed = sorted(current - wanted)
+        removed = sorted(set(stored) - wanted)
         statements.delete_members(row.id, removed)
-        added = [(k, kind) for k, kind in members if k not in current]
-        self._insert_members(row, added)
+        added = [(k, kind) for k, kind in members if k not in stored]
+        self._insert_members(row, added, sent)
+        for key, _ in members:
+            if key in stored and stored[key] != sent.get(key, statements.NOTHING_SENT):
+                statements.update_member_sent(row.id, key, sent.get(key, statements.NOTHING_SENT))
         return removed + [k for k, _ in added]
 
 

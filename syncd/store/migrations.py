@@ -12,7 +12,7 @@ from collections.abc import Callable
 import peewee
 
 from syncd.store.db import database
-from syncd.store.models import ALL_MODELS, PlanBasis
+from syncd.store.models import ALL_MODELS, GroupMember, PlanBasis
 
 
 class SchemaVersion(peewee.Model):
@@ -58,7 +58,23 @@ def _text_columns(db: peewee.Database) -> None:
                 db.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{field.column_name}" TYPE text')
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema, _plan_basis, _text_columns)
+def _group_member_attributes(db: peewee.Database) -> None:
+    """The ``display``, ``$ref`` and ``type`` a SCIM client sent with a group member (RFC 7643 §4.2), kept so a
+    group's ``members`` read back exactly as written. Only columns still missing are added (a database created
+    with them in the initial schema, or migrated before, is left alone)."""
+    table = GroupMember._meta.table_name
+    present = {column.name for column in db.get_columns(table)}
+    for field in (GroupMember.display, GroupMember.ref, GroupMember.member_type):
+        if field.column_name not in present:
+            db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{field.column_name}" TEXT')
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
+    _initial_schema,
+    _plan_basis,
+    _text_columns,
+    _group_member_attributes,
+)
 
 
 def current_version() -> int:

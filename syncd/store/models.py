@@ -138,6 +138,10 @@ class GroupMember(BaseModel):
     group = peewee.ForeignKeyField(DirectoryGroup, on_delete="CASCADE")
     member_key = peewee.TextField()
     member_kind = peewee.CharField(max_length=8, default="User")
+    # What a SCIM client sent with the member (RFC 7643 §4.2), read back as written; NULL: not sent.
+    display = peewee.TextField(null=True)
+    ref = peewee.TextField(null=True)
+    member_type = peewee.TextField(null=True)
 
     class Meta:
         indexes = (

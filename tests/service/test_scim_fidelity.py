@@ -156,3 +156,44 @@ def test_sources_list_shows_the_scim_sources_last_write(running, cli):
     table = cli("--config", str(config), "sources", "list").stdout
     line = next(text for text in table.splitlines() if text.startswith("scim:acme"))
     assert "never" not in line
+
+
+def members_of(scim: Scim, group_id: str) -> dict[str, dict]:
+    status, body = scim.call("GET", f"/Groups/{group_id}")
+    assert status == 200, body
+    return {m["value"]: m for m in body.get("members", [])}
+
+
+def test_group_members_read_back_exactly_as_written(running):
+    acme, _, _ = running
+    ann, bob, cat = (acme.user(name) for name in ("ann", "bob", "cat"))
+    base = acme.service.url("/scim/v2")
+    written = {"value": ann["id"], "$ref": f"{base}/Users/{ann['id']}", "type": "User", "display": "Ann (HR)"}
+    group = acme.group("Sales", members=[written, {"value": bob["id"]}])
+    members = members_of(acme, group["id"])
+    assert members[ann["id"]] == written
+    assert members[bob["id"]]["type"] == "User" and members[bob["id"]]["$ref"] == f"{base}/Users/{bob['id']}"
+    # Okta adds a member with its display; the one-row fast path keeps it.
+    status, _ = acme.patch(
+        f"/Groups/{group['id']}", {"op": "add", "path": "members", "value": [{"value": cat["id"], "display": "Cat"}]}
+    )
+    assert status == 204
+    assert members_of(acme, group["id"])[cat["id"]]["display"] == "Cat"
+    # A replace of the list states each member again: what it says now is what reads back.
+    again = {**written, "display": "Ann (Sales)"}
+    status, _ = acme.patch(f"/Groups/{group['id']}", {"op": "replace", "path": "members", "value": [again]})
+    assert status == 204
+    assert members_of(acme, group["id"]) == {ann["id"]: again}
+    # PUT, and a PATCH the library applies to the whole group (a filter it must evaluate), keep it too.
+    put = {"schemas": [GROUP_URN], "displayName": "Sales", "members": [written, {"value": cat["id"], "display": "C"}]}
+    status, _ = acme.call("PUT", f"/Groups/{group['id']}", put)
+    assert status == 200
+    assert members_of(acme, group["id"]) == {
+        ann["id"]: written,
+        cat["id"]: {"value": cat["id"], "$ref": f"{base}/Users/{cat['id']}", "type": "User", "display": "C"},
+    }
+    status, _ = acme.patch(
+        f"/Groups/{group['id']}", {"op": "remove", "path": f'members[value eq "{cat["id"]}" and type eq "User"]'}
+    )
+    assert status == 204
+    assert members_of(acme, group["id"]) == {ann["id"]: written}
