@@ -12,7 +12,7 @@ from collections.abc import Callable
 import peewee
 
 from syncd.store.db import database
-from syncd.store.models import ALL_MODELS, GroupMember, PlanBasis
+from syncd.store.models import ALL_MODELS, GroupMember, Member, PlanBasis
 
 
 class SchemaVersion(peewee.Model):
@@ -69,11 +69,20 @@ def _group_member_attributes(db: peewee.Database) -> None:
             db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{field.column_name}" TEXT')
 
 
+def _member_manager(db: peewee.Database) -> None:
+    """A member's ``manager`` (the manager's email, RFC 7643 §4.3), shown by ``syncd members list``. Added only when
+    missing, so a database created with it in the initial schema, or migrated before, is left alone."""
+    table = Member._meta.table_name
+    if Member.manager.column_name not in {column.name for column in db.get_columns(table)}:
+        db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{Member.manager.column_name}" TEXT')
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _plan_basis,
     _text_columns,
     _group_member_attributes,
+    _member_manager,
 )
 
 

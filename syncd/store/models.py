@@ -164,6 +164,7 @@ class Member(BaseModel):
     suspended_at = peewee.DateTimeField(null=True)
     deprovisioned_at = peewee.DateTimeField(null=True)
     transfer_to = peewee.TextField(null=True)
+    manager = peewee.TextField(null=True)  # the manager's email, as the top source names them
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()
 

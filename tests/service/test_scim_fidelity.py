@@ -197,3 +197,43 @@ def test_group_members_read_back_exactly_as_written(running):
     )
     assert status == 204
     assert members_of(acme, group["id"]) == {ann["id"]: written}
+
+
+def members_json(cli, config, *extra: str) -> dict[str, dict]:
+    result = cli("--config", str(config), "members", "list", "--org", "acme", "--format", "json", *extra)
+    assert result.code == 0, result.stderr
+    return {row["email"]: row for row in json.loads(result.stdout)}
+
+
+def test_entra_manager_shapes_are_kept_and_shown_on_the_member(running, cli):
+    acme, _, config = running
+    boss, deputy, report = acme.user("boss"), acme.user("deputy"), acme.user("report")
+    path = f"{ENTERPRISE}:manager"
+    shapes = [
+        ("Add", boss["id"], "boss@acme.com"),  # Entra's default: a bare id
+        ("replace", {"value": deputy["id"]}, "deputy@acme.com"),  # aadOptscim062020
+        ("Replace", [{"value": boss["id"], "$ref": f"../Users/{boss['id']}"}], "boss@acme.com"),  # a reference list
+    ]
+    for op, value, expected in shapes:
+        status, body = acme.patch(f"/Users/{report['id']}", {"op": op, "path": path, "value": value})
+        assert status == 200, body
+        assert body[ENTERPRISE]["manager"]["value"] == (boss if expected.startswith("boss") else deputy)["id"]
+        assert members_json(cli, config)["report@acme.com"]["manager"] == expected
+    status, body = acme.patch(f"/Users/{report['id']}", {"op": "replace", "path": "manager", "value": deputy["id"]})
+    assert status == 200 and members_json(cli, config)["report@acme.com"]["manager"] == "deputy@acme.com"
+    status, _ = acme.patch(f"/Users/{report['id']}", {"op": "remove", "path": path})
+    assert status == 200 and members_json(cli, config)["report@acme.com"]["manager"] is None
+    status, _ = acme.patch(f"/Users/{report['id']}", {"op": "add", "path": path, "value": boss["id"]})
+    live = members_json(cli, config)
+    assert live["report@acme.com"]["manager"] == "boss@acme.com" and live["boss@acme.com"]["manager"] is None
+    created = acme.user(
+        "newcomer", **{"schemas": [USER_URN, ENTERPRISE], ENTERPRISE: {"manager": [{"value": boss["id"]}]}}
+    )
+    assert created[ENTERPRISE]["manager"]["value"] == boss["id"]
+    live = members_json(cli, config)
+    assert live["newcomer@acme.com"]["manager"] == "boss@acme.com"
+    # The ledger's answer for now (syncd members list --at) agrees with the live one, manager included.
+    then = members_json(cli, config, "--at", "2999-01-01T00:00:00Z")
+    assert {k: (v["manager"], v["role"], v["status"]) for k, v in then.items()} == {
+        k: (v["manager"], v["role"], v["status"]) for k, v in live.items()
+    }
