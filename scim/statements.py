@@ -87,6 +87,14 @@ def groups_of(source_id: int, keys: Sequence[str]) -> list[tuple[str, str, str]]
     return [tuple(row) for row in _db().execute_sql(sql, (source_id, *keys)).fetchall()]  # type: ignore[misc]
 
 
+def reports_of(source_id: int, key: str) -> list[str | None]:
+    """Match keys of the users whose enterprise ``manager`` is this user (rare: only when a manager's email
+    changes)."""
+    p = _p()
+    sql = f'SELECT "match_key" FROM "identity" WHERE "source_id" = {p} AND "manager_key" = {p}'
+    return [row[0] for row in _db().execute_sql(sql, (source_id, key)).fetchall()]
+
+
 def insert_user(values: dict[str, Any]) -> None:
     p = _p()
     columns = ", ".join(f'"{name}"' for name in values)

@@ -517,7 +517,11 @@ class SyncdStorage(ScimStorage):
                 raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
         user.version += 1
         user.updated_at = now
-        self._reconcile([user.match_key, columns["match_key"]])
+        touched = [user.match_key, columns["match_key"]]
+        if columns["email"] != _primary_email(json.loads(user.resource)):
+            # The people this user manages show the manager's email: re-plan them too.
+            touched += statements.reports_of(self.tenant.source_id, key)
+        self._reconcile(touched)
         return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
 
     def _stored(

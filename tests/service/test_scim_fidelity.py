@@ -237,3 +237,15 @@ def test_entra_manager_shapes_are_kept_and_shown_on_the_member(running, cli):
     assert {k: (v["manager"], v["role"], v["status"]) for k, v in then.items()} == {
         k: (v["manager"], v["role"], v["status"]) for k, v in live.items()
     }
+
+
+def test_a_managers_new_email_reaches_the_people_they_manage(running, cli):
+    acme, _, config = running
+    boss = acme.user("boss")
+    acme.user("report", **{"schemas": [USER_URN, ENTERPRISE], ENTERPRISE: {"manager": {"value": boss["id"]}}})
+    assert members_json(cli, config)["report@acme.com"]["manager"] == "boss@acme.com"
+    status, _ = acme.patch(
+        f"/Users/{boss['id']}", {"op": "replace", "path": "emails", "value": [{"value": "chief@acme.com"}]}
+    )
+    assert status == 200
+    assert members_json(cli, config)["report@acme.com"]["manager"] == "chief@acme.com"
