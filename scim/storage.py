@@ -635,8 +635,8 @@ class SyncdStorage(ScimStorage):
         members: list[tuple[str, str]],
         sent: dict[str, statements.MemberSent] | None = None,
     ) -> list[str]:
-        """Make the member list exactly ``members`` (with what the client sent of each); return the keys added or
-        removed."""
+        """Make the member list exactly ``members`` (with what the client sent of each); return the keys added,
+        removed or restated with other attributes (so the group's version moves, RFC 7644 §3.14)."""
         sent = sent or {}
         stored = statements.member_sent(row.id)
         wanted = {k for k, _ in members}
@@ -644,10 +644,12 @@ class SyncdStorage(ScimStorage):
         statements.delete_members(row.id, removed)
         added = [(k, kind) for k, kind in members if k not in stored]
         self._insert_members(row, added, sent)
+        restated = []
         for key, _ in members:
             if key in stored and stored[key] != sent.get(key, statements.NOTHING_SENT):
                 statements.update_member_sent(row.id, key, sent.get(key, statements.NOTHING_SENT))
-        return removed + [k for k, _ in added]
+                restated.append(key)
+        return removed + [k for k, _ in added] + restated
 
 
 def _refuse_identifiers(values: dict[str, Any]) -> None:
