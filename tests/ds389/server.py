@@ -11,9 +11,9 @@ directly instead of calling ``systemctl``, nothing is written under /etc or /var
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
-import grp
 import shutil
 import subprocess
 import time
