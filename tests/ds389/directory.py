@@ -142,8 +142,8 @@ def plain_directory(count: int = PEOPLE_COUNT) -> tuple[list[Entry], Layout]:
     return entries, layout
 
 
-def ipa_person(uid: str, number: int, locked: bool = False) -> Entry:
-    dn, _, attributes = person(uid, base=IPA_USERS, locked=locked)
+def ipa_person(uid: str, number: int, locked: bool = False, base: str = IPA_USERS) -> Entry:
+    dn, _, attributes = person(uid, base=base, locked=locked)
     attributes.update(
         {
             "ipaUniqueID": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{uid}.ipa.example.org")),
@@ -156,8 +156,8 @@ def ipa_person(uid: str, number: int, locked: bool = False) -> Entry:
     return (dn, ["inetOrgPerson", "posixAccount", "ipaObject"], attributes)
 
 
-def ipa_group(name: str, members: list[str]) -> Entry:
-    dn, classes, attributes = group(name, members, base=IPA_GROUPS)
+def ipa_group(name: str, members: list[str], base: str = IPA_GROUPS) -> Entry:
+    dn, classes, attributes = group(name, members, base=base)
     attributes["ipaUniqueID"] = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.groups.ipa.example.org"))
     return (dn, [*classes, "ipaObject"], attributes)
 
