@@ -28,7 +28,7 @@ from ldap3.utils.conv import escape_filter_chars
 from connectors.interface import Delta
 from connectors.ldap import cursor as cursors
 from connectors.ldap import syncrepl
-from connectors.ldap.mapping import PendingGroup, PendingUser, Unmappable
+from connectors.ldap.mapping import PendingGroup, PendingUser, Unmappable, normal_dn
 from connectors.ldap.reader import DirectoryReader
 from connectors.ldap.vendor import ad, ds389
 
@@ -304,12 +304,6 @@ def _changelog_changes(reader: DirectoryReader, position: dict[str, Any]) -> tup
     if base is None or current is None:
         log.info("the server keeps no retro changelog now; reading fully")
         return None
-    if reader.flavor.key_attribute.lower() != "nsuniqueid":
-        log.info(
-            "the changelog names entries by nsUniqueId, %s keys by %s; reading fully",
-            *(reader.flavor.name, reader.flavor.key_attribute),
-        )
-        return None
     previous = ds389.ChangelogPosition.from_dict(position)
     first, _ = ds389.changelog_span(root)
     reason = ds389.changelog_full_read_reason(previous, current, first)
@@ -318,15 +312,53 @@ def _changelog_changes(reader: DirectoryReader, position: dict[str, Any]) -> tup
         return None
     if current.change == previous.change:
         return Delta(), current.as_dict()
-    deleted: set[str] = set()
-    changed: set[str] = set()
+    changes = _changelog_entries(reader, base, previous, current)
+    if changes is None:
+        return None
+    changed, deleted = changes
+    users: list[PendingUser] = []
+    groups: list[PendingGroup] = []
+    found: set[str] = set()
+    for chunk in _id_chunks(sorted(changed)):
+        either = "(|" + "".join(f"(nsUniqueId={escape_filter_chars(key)})" for key in chunk) + ")"
+        users.extend(reader.users(either))
+        groups.extend(reader.groups(either))
+        found |= _in_scope(reader, either)
+    if reader.problems:
+        return None
+    user_records, group_records = reader.finish(users, groups)
+    # A target deleted, or changed and no longer in scope (moved out of the base, filtered out), is gone from the
+    # source if it was under a base before the change. Its key is its nsUniqueId; a flavour keying by another
+    # attribute (FreeIPA's ipaUniqueID) cannot name it once it is gone, so that read is a full one instead.
+    bases = (reader.settings.users_base, reader.settings.group_base)
+    gone = [*deleted.items(), *((key, dn) for key, dn in changed.items() if key.lower() not in found)]
+    vanished = {unique_id for unique_id, dn in gone if any(_under(dn, base) for base in bases)}
+    present = {record.key for record in user_records} | {record.key for record in group_records}
+    removed = sorted(vanished - present)
+    if removed and reader.flavor.key_attribute.lower() != "nsuniqueid":
+        log.info(
+            "%d entries left the scope; %s keys are not in the changelog, reading fully",
+            *(len(removed), reader.flavor.key_attribute),
+        )
+        return None
+    delta = Delta(users=user_records, groups=group_records, removed_user_keys=removed, removed_group_keys=removed)
+    return delta, current.as_dict()
+
+
+def _changelog_entries(
+    reader: DirectoryReader, base: str, previous: ds389.ChangelogPosition, current: ds389.ChangelogPosition
+) -> tuple[dict[str, str], dict[str, str]] | None:
+    """(changed, deleted): nsUniqueId → the DN it had before the change, or ``None`` when the changelog cannot be
+    trusted for this span (an entry without targetUniqueId; fewer entries than change numbers)."""
+    deleted: dict[str, str] = {}
+    changed: dict[str, str] = {}
     seen = 0
     for entry in reader.session.paged(
         "retro changelog",
         base,
         ds389.changes_filter(previous, current),
         "one",
-        ["changeNumber", "changeType", ds389.TARGET_UNIQUE_ID],
+        ["changeNumber", "changeType", "targetDn", ds389.TARGET_UNIQUE_ID],
     ):
         if entry["type"] != "searchResEntry":
             continue
@@ -336,30 +368,40 @@ def _changelog_changes(reader: DirectoryReader, position: dict[str, Any]) -> tup
         if not target:
             log.info("changelog entry %s has no %s; reading fully", entry["dn"], ds389.TARGET_UNIQUE_ID)
             return None
-        kind = str((attributes.get("changetype") or [""])[0]).lower()
-        (deleted if kind == "delete" else changed).add(target)
+        dn = str((attributes.get("targetdn") or [""])[0])
+        if str((attributes.get("changetype") or [""])[0]).lower() == "delete":
+            deleted[target] = dn
+            changed.pop(target, None)
+        else:
+            changed.setdefault(target, dn)
     if seen < current.change - previous.change:
         # Numbers are contiguous: fewer entries than numbers means ACIs hid some, and a hidden delete would be missed.
         log.info(
             "bind_dn saw %d of changes %d to %d in %s; reading fully", seen, previous.change + 1, current.change, base
         )
         return None
-    changed -= deleted
-    users: list[PendingUser] = []
-    groups: list[PendingGroup] = []
-    for chunk in _id_chunks(sorted(changed)):
-        either = "(|" + "".join(f"(nsUniqueId={escape_filter_chars(key)})" for key in chunk) + ")"
-        users.extend(reader.users(either))
-        groups.extend(reader.groups(either))
-    if reader.problems:
-        return None
-    user_records, group_records = reader.finish(users, groups)
-    # A changed entry no longer in scope was moved out of the base or filtered out: as good as deleted here. A key
-    # never in scope is removed as a no-op, and keys are unique, so each is named as a removed user and group.
-    present = {record.key for record in user_records} | {record.key for record in group_records}
-    removed = sorted((deleted | changed) - present)
-    delta = Delta(users=user_records, groups=group_records, removed_user_keys=removed, removed_group_keys=removed)
-    return delta, current.as_dict()
+    return changed, deleted
+
+
+def _in_scope(reader: DirectoryReader, either: str) -> set[str]:
+    """The nsUniqueIds matching ``either`` among the users and groups in scope."""
+    settings = reader.settings
+    found: set[str] = set()
+    for base, search_filter, scope in (
+        (settings.users_base, reader.users_filter, settings.users_scope),
+        (settings.group_base, reader.groups_filter, settings.groups_scope),
+    ):
+        for entry in reader.session.paged(
+            "changed entries", base, f"(&{search_filter}{either})", scope, ["nsUniqueId"]
+        ):
+            if entry["type"] == "searchResEntry":
+                found.update(str(value).lower() for value in entry["attributes"].get("nsUniqueId") or [])
+    return found
+
+
+def _under(dn: str, base: str) -> bool:
+    entry, parent = normal_dn(dn), normal_dn(base)
+    return entry == parent or entry.endswith("," + parent)
 
 
 def _id_chunks(keys: list[str], size: int = 200) -> list[list[str]]:

@@ -1,6 +1,6 @@
 """Incremental reads of a real 389 Directory Server: the retro changelog mode (389-DS's default here) sees edits,
 locks, deletes, moves out of the base, renames, joiners and membership changes; it never hands back a delta it
-could not see whole; and a FreeIPA tree's increments come by modifyTimestamp."""
+could not see whole; and a FreeIPA tree, keyed by ipaUniqueID, never misses a leaver."""
 
 from __future__ import annotations
 
@@ -125,16 +125,19 @@ def test_a_changelog_position_holds_only_on_its_server_while_its_changes_are_kep
     assert (found is None) if reason is None else (reason in found)
 
 
-def test_a_freeipa_tree_reads_increments_by_modify_timestamp(ds_settings, subtree, ds_admin):
-    """FreeIPA keys by ipaUniqueID, which the changelog does not record for deletes: its increments come by
-    modifyTimestamp (deletions then wait for the periodic full read, ``full_snapshot_every``)."""
+def test_a_freeipa_tree_reads_changes_from_the_changelog_and_a_leaver_by_a_full_read(ds_settings, subtree, ds_admin):
+    """FreeIPA keys by ipaUniqueID, which the changelog does not record: changed people come as a delta, while a
+    change that takes someone out of scope (here a delete) makes the read a full one, so the leaver is not missed.
+    A delete elsewhere in the directory leaves the increment a delta."""
     users, groups = "cn=users,cn=accounts,{base}", "cn=groups,cn=accounts,{base}"
     base = subtree(
         [
             ("cn=accounts,{base}", ["nsContainer"], {"cn": "accounts"}),
             (users, ["nsContainer"], {"cn": "users"}),
             (groups, ["nsContainer"], {"cn": "groups"}),
-            *(ipa_person(f"fi{i}", 500 + i, base=users) for i in range(3)),
+            ("ou=elsewhere,{base}", ["organizationalUnit"], {"ou": "elsewhere"}),
+            *(ipa_person(f"fi{i}", 500 + i, base=users) for i in range(4)),
+            ipa_person("host1", 600, base="ou=elsewhere,{base}"),
             ipa_group("fi-team", [f"uid=fi0,{users}"], base=groups),
         ]
     )
@@ -142,11 +145,12 @@ def test_a_freeipa_tree_reads_increments_by_modify_timestamp(ds_settings, subtre
     connector = Connector("ds", ds_settings(users_base=users, groups_base=groups))
     first = connector.read(None)
     assert isinstance(first, Snapshot) and first.complete
-    assert '"mode": "timestamp"' in (first.cursor or "")
+    assert '"mode": "changelog"' in (first.cursor or "")
     keys = _keys(first)
 
     ds_admin.modify(f"uid=fi1,{users}", {"nsAccountLock": [(ldap3.MODIFY_REPLACE, ["true"])]})
     ds_admin.modify(f"cn=fi-team,{groups}", {"member": [(ldap3.MODIFY_ADD, [f"uid=fi2,{users}"])]})
+    ds_admin.delete(f"uid=host1,ou=elsewhere,{base}")
     delta = connector.read(first.cursor)
 
     assert isinstance(delta, Delta)
@@ -154,3 +158,10 @@ def test_a_freeipa_tree_reads_increments_by_modify_timestamp(ds_settings, subtre
     assert changed["fi1"].active is False and changed["fi1"].key == keys["fi1"]
     team = next(g for g in delta.groups if g.display_name == "fi-team")
     assert team.member_keys == {keys["fi0"], keys["fi2"]}
+    assert not delta.removed_user_keys
+
+    ds_admin.delete(f"uid=fi3,{users}")
+    after = connector.read(delta.cursor)
+
+    assert isinstance(after, Snapshot) and after.complete
+    assert set(_keys(after)) == {"fi0", "fi1", "fi2"}
