@@ -6,7 +6,8 @@ non-root installs). The fixture writes such a file with ``with_systemd = 0`` and
 database, logs, locks, pid file, LDAPI socket) under its temporary root, so ``dscreate`` starts ``ns-slapd``
 directly instead of calling ``systemctl``, nothing is written under /etc or /var, and ``dsctl NAME remove --do-it``
 (with the same ``PREFIX``) stops and removes it. The server runs as the user running the tests, on free ports of
-127.0.0.1 chosen at run time. Creating an instance takes about 9 s, so tests share one per session.
+127.0.0.1 chosen at run time. It works as root and as a plain user
+(checked as ``nobody``). Creating an instance takes about 9 s, so tests share one per session.
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ create_suffix_entry = True
 """
 
 
+#: What dscreate copies from /etc/dirsrv into an instance, as minimal files for a user who may not read it.
+_SYSCONF = {
+    "schema": {"99user.ldif": "dn: cn=schema\n"},
+    "config": {"certmap.conf": "certmap default default\n", "slapd-collations.conf": ""},
+}
+
+
 def _system_defaults() -> dict[str, str]:
     values: dict[str, str] = {}
     for line in Path("/usr/share/dirsrv/inf/defaults.inf").read_text(encoding="utf-8").splitlines():
@@ -118,8 +126,14 @@ class Ds389:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "share/dirsrv/inf").mkdir(parents=True, exist_ok=True)
         (self.root / "tmp").mkdir(exist_ok=True)
-        for folder in ("schema", "config"):
-            shutil.copytree(f"/etc/dirsrv/{folder}", self.root / "etc/dirsrv" / folder, dirs_exist_ok=True)
+        for folder, files in _SYSCONF.items():
+            target = self.root / "etc/dirsrv" / folder
+            if os.access(f"/etc/dirsrv/{folder}", os.R_OK | os.X_OK):
+                shutil.copytree(f"/etc/dirsrv/{folder}", target, dirs_exist_ok=True)
+                continue
+            target.mkdir(parents=True, exist_ok=True)  # /etc/dirsrv is dirsrv's alone: minimal stand-ins
+            for name, text in files.items():
+                (target / name).write_text(text, encoding="utf-8")
         (self.root / "share/dirsrv/inf/defaults.inf").write_text(
             _DEFAULTS.format(
                 root=self.root,
