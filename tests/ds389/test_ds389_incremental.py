@@ -165,3 +165,29 @@ def test_a_freeipa_tree_reads_changes_from_the_changelog_and_a_leaver_by_a_full_
 
     assert isinstance(after, Snapshot) and after.complete
     assert set(_keys(after)) == {"fi0", "fi1", "fi2"}
+
+
+def test_a_delta_resolves_members_with_escaped_and_multi_valued_rdns(ds_settings, subtree, ds_admin):
+    """A member DN whose RDN has an escaped comma or two values is looked up by 389-DS's entrydn."""
+    people = "ou=people,{base}"
+    odd = [
+        ("uid=o\\2Cbrien," + people, ["inetOrgPerson"], {"uid": "o,brien", "cn": "O Brien", "sn": "Brien"}),
+        ("cn=Ann Lee+uid=alee," + people, ["inetOrgPerson"], {"uid": "alee", "cn": "Ann Lee", "sn": "Lee"}),
+    ]
+    base = subtree([*_tree(6), *odd])
+    people, groups = people.format(base=base), f"ou=groups,{base}"
+    connector = Connector("ds", ds_settings(users_base=people, groups_base=groups, incremental="changelog"))
+    first = connector.read(None)
+    assert isinstance(first, Snapshot) and first.complete
+    keys = _keys(first)
+
+    ds_admin.modify(
+        f"cn=Team,{groups}",
+        {"member": [(ldap3.MODIFY_ADD, [f"uid=o\\2Cbrien,{people}", f"cn=Ann Lee+uid=alee,{people}"])]},
+    )
+    delta = connector.read(first.cursor)
+
+    assert isinstance(delta, Delta)
+    team = next(g for g in delta.groups if g.display_name == "Team")
+    assert {keys["o,brien"], keys["alee"]} <= team.member_keys
+    assert "unresolved_members" not in team.attributes, team.attributes
