@@ -349,7 +349,7 @@ def _changelog_entries(
     reader: DirectoryReader, base: str, previous: ds389.ChangelogPosition, current: ds389.ChangelogPosition
 ) -> tuple[dict[str, str], dict[str, str]] | None:
     """(changed, deleted): nsUniqueId → the DN it had before the change, or ``None`` when the changelog cannot be
-    trusted for this span (an entry without targetUniqueId; fewer entries than change numbers)."""
+    trusted for this span (an entry without targetUniqueId; a role lock changed; fewer entries than numbers)."""
     deleted: dict[str, str] = {}
     changed: dict[str, str] = {}
     seen = 0
@@ -369,6 +369,9 @@ def _changelog_entries(
             log.info("changelog entry %s has no %s; reading fully", entry["dn"], ds389.TARGET_UNIQUE_ID)
             return None
         dn = str((attributes.get("targetdn") or [""])[0])
+        if ds389.is_role_lock_entry(dn):
+            log.info("%s changed: role locks may have changed without a change to people; reading fully", dn)
+            return None
         if str((attributes.get("changetype") or [""])[0]).lower() == "delete":
             deleted[target] = dn
             changed.pop(target, None)

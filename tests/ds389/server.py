@@ -176,6 +176,10 @@ class Ds389:
         self._run(DSCTL, self.name, "restart")
         self.wait()
 
+    def dsidm(self, *args: str) -> None:
+        """Run ``dsidm`` against the instance as Directory Manager (over LDAP, so any user may)."""
+        self._run("/usr/sbin/dsidm", "-D", ROOT_DN, "-w", ROOT_PASSWORD, "-b", self.suffix, self.url, *args)
+
     def admin(self) -> ldap3.Connection:
         """A Directory Manager connection; the caller unbinds it."""
         server = ldap3.Server(self.url, get_info=ldap3.NONE)

@@ -10,6 +10,7 @@ import pytest
 from connectors.interface import Delta, Snapshot
 from connectors.ldap import Connector
 from connectors.ldap.vendor import ds389 as vendor
+from connectors.ldap.vendor import flavor_named
 from tests.ds389.directory import SUFFIX, group, ipa_group, ipa_person, person
 
 PEOPLE = "ou=people,{base}"
@@ -191,3 +192,55 @@ def test_a_delta_resolves_members_with_escaped_and_multi_valued_rdns(ds_settings
     team = next(g for g in delta.groups if g.display_name == "Team")
     assert {keys["o,brien"], keys["alee"]} <= team.member_keys
     assert "unresolved_members" not in team.attributes, team.attributes
+
+
+def test_a_role_lock_is_seen_by_the_next_increment(ds389, ds_settings, subtree, ds_admin):
+    """``dsidm role lock`` locks the role's members through a class of service: nsAccountLock turns true on people
+    whose entries did not change, so the changelog names only the role entries and the read must be full."""
+    server = ds389[0]
+    role = "cn=Temps,{base}"
+    base = subtree(
+        [
+            *_tree(4),
+            (role, ["nsSimpleRoleDefinition", "nsManagedRoleDefinition"], {"cn": "Temps"}),
+            person("temp1", base=PEOPLE, nsRoleDN=role),
+        ]
+    )
+    connector = Connector("ds", ds_settings(users_base=f"ou=people,{base}", groups_base=f"ou=groups,{base}"))
+    first = connector.read(None)
+    assert next(u for u in first.users if u.user_name == "temp1").active is True
+
+    server.dsidm("role", "lock", role.format(base=base))
+    after = connector.read(first.cursor)
+
+    assert next(u for u in after.users if u.user_name == "temp1").active is False
+    server.dsidm("role", "unlock", role.format(base=base))
+
+
+def test_without_a_retro_changelog_the_389_flavours_fall_back_to_modify_timestamp(ds389, ds_settings):
+    """The mode is chosen from the rootDSE. The session is replaced by its rootDSE alone (the session's instance
+    keeps a changelog, and a second instance without one would cost ~10 s for one attribute's absence)."""
+
+    class RootOnly:
+        def __init__(self, root_dse: dict) -> None:
+            self.root_dse = root_dse
+
+    settings = ds_settings(users_base="ou=people,dc=example,dc=org")
+    connector = Connector("ds", settings)
+    with_changelog = {"vendorName": ["389 Project"], "changelog": ["cn=changelog"], "lastchangenumber": ["7"]}
+    without = {"vendorName": ["389 Project"]}
+    for flavor in ("389ds", "freeipa"):
+        assert connector.mode(flavor_named(flavor), RootOnly(with_changelog)) == "changelog"
+        assert connector.mode(flavor_named(flavor), RootOnly(without)) == "timestamp"
+
+
+def test_forced_timestamp_mode_reads_changes_from_389ds(ds_settings, subtree, ds_admin):
+    base = subtree(_tree(3))
+    connector = Connector(
+        "ds", ds_settings(users_base=f"ou=people,{base}", groups_base=f"ou=groups,{base}", incremental="timestamp")
+    )
+    first = connector.read(None)
+    ds_admin.modify(f"uid=p1,ou=people,{base}", {"title": [(ldap3.MODIFY_REPLACE, ["Changed"])]})
+    delta = connector.read(first.cursor)
+    assert isinstance(delta, Delta)
+    assert {user.user_name: user.title for user in delta.users}["p1"] == "Changed"

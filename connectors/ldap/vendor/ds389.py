@@ -21,6 +21,12 @@ from connectors.ldap.vendor.openldap import USER_ATTRIBUTES
 
 #: The changelog entry attribute holding the target's nsUniqueId (the plugin's ``nsslapd-attribute`` alias).
 TARGET_UNIQUE_ID = "targetUniqueId"
+#: The entries behind a role lock (``dsidm role lock``): the nested role nsDisabledRole, the managed role
+#: nsManagedDisabledRole and the class of service computing ``nsAccountLock: true`` for their members. A change to
+#: them locks or unlocks people without changing their entries, so the changelog alone cannot say who.
+_ROLE_LOCK_RDNS = frozenset(
+    {"nsdisabledrole", "nsmanageddisabledrole", "nsaccountinactivation_cos", "nsaccountinactivationtmp"}
+)
 
 
 def is_account_locked(attributes: Attributes) -> bool:
@@ -86,6 +92,15 @@ def changelog_full_read_reason(previous: ChangelogPosition, current: ChangelogPo
     if current.change > previous.change and first > previous.change + 1:
         return f"changes {previous.change + 1} to {first - 1} were trimmed from the changelog"
     return None
+
+
+def is_role_lock_entry(dn: str) -> bool:
+    """Whether ``dn`` is (or is under) one of the entries that lock accounts through roles."""
+    for part in dn.split(","):
+        _, _, value = part.partition("=")
+        if value.strip().lower() in _ROLE_LOCK_RDNS:
+            return True
+    return False
 
 
 def changes_filter(previous: ChangelogPosition, current: ChangelogPosition) -> str:
