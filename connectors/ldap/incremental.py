@@ -1,6 +1,6 @@
 """Incremental reads: the changes since a cursor as a :class:`Delta`, or ``None`` when only a full read is sound.
 
-Three modes, chosen per flavour (``incremental = "auto"``) or by the ``incremental`` setting:
+Four modes, chosen per flavour (``incremental = "auto"``) or by the ``incremental`` setting:
 
 - ``syncrepl`` (OpenLDAP; RFC 4533 refreshOnly): one search per user partition and one for groups, each with its
   cookie. Changed entries come with their attributes; deletes come as a syncIdSet or delete states when the
@@ -327,18 +327,25 @@ def _changelog_changes(reader: DirectoryReader, position: dict[str, Any]) -> tup
     if reader.problems:
         return None
     user_records, group_records = reader.finish(users, groups)
-    # A target deleted, or changed and no longer in scope (moved out of the base, filtered out), is gone from the
-    # source if it was under a base before the change. Its key is its nsUniqueId; a flavour keying by another
-    # attribute (FreeIPA's ipaUniqueID) cannot name it once it is gone, so that read is a full one instead.
+    # A target deleted, or changed and found outside the scope now (moved out of the base, filtered out), has left
+    # the source if it was under a base before the change. Removal needs that evidence: a changed target found
+    # nowhere (nsUniqueId not searchable for bind_dn, an ACI) makes the read a full one. A target's key is its
+    # nsUniqueId; a flavour keying by another attribute (FreeIPA's ipaUniqueID) cannot name it once it has left,
+    # so that read is a full one too.
     bases = (reader.settings.users_base, reader.settings.group_base)
-    gone = [*deleted.items(), *((key, dn) for key, dn in changed.items() if key.lower() not in found)]
-    vanished = {unique_id for unique_id, dn in gone if any(_under(dn, base) for base in bases)}
+    ours = {key: dn for key, dn in changed.items() if key.lower() not in found and any(_under(dn, b) for b in bases)}
+    elsewhere = _found_anywhere(reader, sorted(ours))
+    if set(ours) - elsewhere:
+        log.info("%d changed entries are neither in scope nor elsewhere for bind_dn; reading fully", len(ours))
+        return None
+    vanished = {key for key, dn in deleted.items() if any(_under(dn, b) for b in bases)} | set(ours)
     present = {record.key for record in user_records} | {record.key for record in group_records}
     removed = sorted(vanished - present)
     if removed and reader.flavor.key_attribute.lower() != "nsuniqueid":
         log.info(
-            "%d entries left the scope; %s keys are not in the changelog, reading fully",
-            *(len(removed), reader.flavor.key_attribute),
+            "%d entries left the scope, and %s is not in the changelog; reading fully",
+            len(removed),
+            reader.flavor.key_attribute,
         )
         return None
     delta = Delta(users=user_records, groups=group_records, removed_user_keys=removed, removed_group_keys=removed)
@@ -400,6 +407,20 @@ def _in_scope(reader: DirectoryReader, either: str) -> set[str]:
             if entry["type"] == "searchResEntry":
                 found.update(str(value).lower() for value in entry["attributes"].get("nsUniqueId") or [])
     return found
+
+
+def _found_anywhere(reader: DirectoryReader, keys: list[str]) -> set[str]:
+    """Which of these nsUniqueIds name an entry anywhere in the naming context of ``users_base``."""
+    contexts = [str(c) for c in reader.session.root_dse.get("namingContexts") or []]
+    under = [c for c in contexts if _under(reader.settings.users_base, c)]
+    base = max(under, key=len) if under else reader.settings.users_base
+    found: set[str] = set()
+    for chunk in _id_chunks(keys):
+        either = "(|" + "".join(f"(nsUniqueId={escape_filter_chars(key)})" for key in chunk) + ")"
+        for entry in reader.session.paged("moved entries", base, either, "sub", ["nsUniqueId"]):
+            if entry["type"] == "searchResEntry":
+                found.update(str(value) for value in entry["attributes"].get("nsUniqueId") or [])
+    return {key for key in keys if key.lower() in {value.lower() for value in found}}
 
 
 def _under(dn: str, base: str) -> bool:

@@ -11,7 +11,7 @@ from connectors.interface import Delta, Snapshot
 from connectors.ldap import Connector
 from connectors.ldap.vendor import ds389 as vendor
 from connectors.ldap.vendor import flavor_named
-from tests.ds389.directory import SUFFIX, group, ipa_group, ipa_person, person
+from tests.ds389.directory import SUFFIX, SYNCD_DN, group, ipa_group, ipa_person, person
 
 PEOPLE = "ou=people,{base}"
 GROUPS = "ou=groups,{base}"
@@ -244,3 +244,22 @@ def test_forced_timestamp_mode_reads_changes_from_389ds(ds_settings, subtree, ds
     delta = connector.read(first.cursor)
     assert isinstance(delta, Delta)
     assert {user.user_name: user.title for user in delta.users}["p1"] == "Changed"
+
+
+def test_a_person_moved_where_the_account_cannot_see_is_removed_only_by_a_full_read(ds_settings, subtree, ds_admin):
+    """Removal needs evidence: a delete in the changelog, or the changed entry found outside the scope. A person
+    moved into a subtree bind_dn may not read is found nowhere, so the read is a full one (which no longer has
+    them), never a delta guessing. (389-DS lets a filter match nsUniqueId even without the search right, so the
+    other way to be found nowhere, an unsearchable key, could not be reproduced here.)"""
+    base = subtree([*_tree(4), ("ou=hidden,{base}", ["organizationalUnit"], {"ou": "hidden"})])
+    hide = f'(targetattr="*")(version 3.0; acl "hidden from syncd"; deny (all) userdn="ldap:///{SYNCD_DN}";)'
+    ds_admin.modify(f"ou=hidden,{base}", {"aci": [(ldap3.MODIFY_ADD, [hide])]})
+    connector = Connector("ds", ds_settings(users_base=f"ou=people,{base}", groups_base=f"ou=groups,{base}"))
+    first = connector.read(None)
+    assert isinstance(first, Snapshot) and first.complete and '"mode": "changelog"' in (first.cursor or "")
+
+    ds_admin.modify_dn(f"uid=p1,ou=people,{base}", "uid=p1", new_superior=f"ou=hidden,{base}")
+    after = connector.read(first.cursor)
+
+    assert isinstance(after, Snapshot) and after.complete
+    assert "p1" not in _keys(after)
