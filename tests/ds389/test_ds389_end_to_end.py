@@ -9,9 +9,10 @@ import logging
 from dataclasses import dataclass, field
 
 import ldap3
+import pytest
 
-from syncd.store.models import Source
-from tests.ds389.directory import SYNCD_DN, group, person
+from syncd.store.models import Identity, Source
+from tests.ds389.directory import SYNCD_DN, group, ipa_group, ipa_person, person
 
 
 @dataclass
@@ -82,20 +83,38 @@ def observed(cli, path) -> dict[str, tuple[str, str | None, set[str]]]:
     return result
 
 
-def _tree(directory: Directory) -> list:
-    people, groups = "ou=people,{base}", "ou=groups,{base}"
+#: Where each flavour's tree keeps people and groups, and how it makes them.
+LAYOUTS = {
+    "389ds": ("ou=people,{base}", "ou=groups,{base}", person, group),
+    "freeipa": ("cn=users,cn=accounts,{base}", "cn=groups,cn=accounts,{base}", None, ipa_group),
+}
+
+
+def _ipa_person(uid: str, base: str, locked: bool = False) -> tuple:
+    return ipa_person(uid, int(uid[1:]), locked=locked, base=base)
+
+
+def _tree(directory: Directory, flavor: str) -> list:
+    people, groups, _, make_group = LAYOUTS[flavor]
+    make_person = _ipa_person if flavor == "freeipa" else person
     entries = [
-        (people, ["organizationalUnit"], {"ou": "people"}),
-        (groups, ["organizationalUnit"], {"ou": "groups"}),
         ("ou=leavers,{base}", ["organizationalUnit"], {"ou": "leavers"}),
     ]
+    if flavor == "freeipa":
+        entries.append(("cn=accounts,{base}", ["nsContainer"], {"cn": "accounts"}))
+        entries += [(people, ["nsContainer"], {"cn": "users"}), (groups, ["nsContainer"], {"cn": "groups"})]
+    else:
+        entries += [
+            (people, ["organizationalUnit"], {"ou": "people"}),
+            (groups, ["organizationalUnit"], {"ou": "groups"}),
+        ]
     for index in range(30):
         uid = f"e{index:02d}"
         directory.emails[uid] = f"{uid}@example.org"
         locked = index == 29
         if locked:
             directory.locked.add(uid)
-        entries.append(person(uid, base=people, locked=locked))
+        entries.append(make_person(uid, base=people, locked=locked))
     directory.members = {
         "Admins": {"e00", "e01"},
         "Engineering": {f"e{i:02d}" for i in range(2, 10)},
@@ -107,17 +126,19 @@ def _tree(directory: Directory) -> list:
     for name, uids in directory.members.items():
         member_dns = [f"uid={uid},{people}" for uid in sorted(uids)]
         member_dns += [f"cn={child},{groups}" for child in sorted(directory.children.get(name, ()))]
-        entries.append(group(name, member_dns, base=groups))
+        entries.append(make_group(name, member_dns, base=groups))
     return entries
 
 
+@pytest.mark.parametrize("flavor", ["389ds", "freeipa"])
 def test_syncd_sync_of_389ds_first_read_then_changelog_increment_is_right_person_by_person(
-    cli, write_config, sqlite_url, ds389, ds_password_file, subtree, ds_admin, caplog
+    cli, write_config, sqlite_url, ds389, ds_password_file, subtree, ds_admin, caplog, flavor
 ):
+    """For FreeIPA (keyed by ipaUniqueID, which the changelog lacks) the leavers make the second read a full one."""
     server = ds389[0]
     directory = Directory()
-    base = subtree(_tree(directory))
-    people, groups = f"ou=people,{base}", f"ou=groups,{base}"
+    base = subtree(_tree(directory, flavor))
+    people, groups = (where.format(base=base) for where in LAYOUTS[flavor][:2])
     path = write_config(
         f"""
 [database]
@@ -151,6 +172,9 @@ page_size = 7
     assert before == expected(directory, gone=set(), were={})
     assert "e29@example.org" not in before, "a locked account never becomes a member"
     assert '"mode": "changelog"' in Source.get(Source.name == "ds389").cursor
+    key_attribute = "ipaUniqueID" if flavor == "freeipa" else "nsUniqueId"
+    ds_admin.search(people, "(uid=e00)", attributes=[key_attribute])
+    assert Identity.get(Identity.user_name == "e00").key == str(ds_admin.entries[0][key_attribute])
 
     # The change: leavers locked, deleted and moved out of the base; moves between (nested) groups; a rename; a
     # joiner; a returner unlocked.
@@ -171,7 +195,7 @@ page_size = 7
     directory.children["All Staff"].discard("Support")
     ds_admin.modify_dn(f"uid=e14,{people}", "uid=e14renamed")
     modify(f"uid=e14renamed,{people}", {"displayName": [(ldap3.MODIFY_REPLACE, ["E14 Renamed"])]})
-    ds_admin.add(*person("e30", base=people))
+    ds_admin.add(*(_ipa_person if flavor == "freeipa" else person)("e30", base=people))
     modify(f"cn=Engineering,{groups}", {"member": [(ldap3.MODIFY_ADD, [f"uid=e30,{people}"])]})
     directory.emails["e30"] = "e30@example.org"
     directory.members["Engineering"].add("e30")
@@ -181,7 +205,8 @@ page_size = 7
     with caplog.at_level(logging.INFO, logger="connectors.ldap"):
         second = cli("--config", str(path), "sync", "ds389")
     assert second.code == 0, second.stdout + second.stderr
-    assert not [r for r in caplog.records if r.getMessage() == "ldap full read"], "the second read was not a delta"
+    full_reads = [r for r in caplog.records if r.getMessage() == "ldap full read"]
+    assert len(full_reads) == (1 if flavor == "freeipa" else 0), "389-DS reads a delta, FreeIPA in full"
     want = expected(directory, gone={"e11", "e12"}, were=before)
     got = observed(cli, path)
     assert got == want, {
