@@ -12,10 +12,12 @@ directly instead of calling ``systemctl``, nothing is written under /etc or /var
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -186,8 +188,21 @@ class Ds389:
         return ldap3.Connection(server, ROOT_DN, ROOT_PASSWORD, auto_bind=True, raise_exceptions=True)
 
     def remove(self) -> None:
-        """``dsctl NAME remove --do-it`` stops the server and deletes the instance; then the root goes."""
+        """``dsctl NAME remove --do-it`` stops the server and deletes the instance; then the root goes. If dsctl
+        cannot (a half-made instance), the server is stopped by its pid file, so no ns-slapd outlives the tests."""
         try:
             self._run(DSCTL, self.name, "remove", "--do-it")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            self._kill()
+            raise
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _kill(self) -> None:
+        pid_file = self.root / f"run/slapd-{self.name}.pid"
+        try:
+            pid = int(pid_file.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
