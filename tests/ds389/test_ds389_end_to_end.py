@@ -83,20 +83,19 @@ def observed(cli, path) -> dict[str, tuple[str, str | None, set[str]]]:
     return result
 
 
-#: Where each flavour's tree keeps people and groups, and how it makes them.
-LAYOUTS = {
-    "389ds": ("ou=people,{base}", "ou=groups,{base}", person, group),
-    "freeipa": ("cn=users,cn=accounts,{base}", "cn=groups,cn=accounts,{base}", None, ipa_group),
-}
-
-
 def _ipa_person(uid: str, base: str, locked: bool = False) -> tuple:
     return ipa_person(uid, int(uid[1:]), locked=locked, base=base)
 
 
+#: Where each flavour's tree keeps people and groups, and how it makes them.
+LAYOUTS = {
+    "389ds": ("ou=people,{base}", "ou=groups,{base}", person, group),
+    "freeipa": ("cn=users,cn=accounts,{base}", "cn=groups,cn=accounts,{base}", _ipa_person, ipa_group),
+}
+
+
 def _tree(directory: Directory, flavor: str) -> list:
-    people, groups, _, make_group = LAYOUTS[flavor]
-    make_person = _ipa_person if flavor == "freeipa" else person
+    people, groups, make_person, make_group = LAYOUTS[flavor]
     entries = [
         ("ou=leavers,{base}", ["organizationalUnit"], {"ou": "leavers"}),
     ]
@@ -195,7 +194,7 @@ page_size = 7
     directory.children["All Staff"].discard("Support")
     ds_admin.modify_dn(f"uid=e14,{people}", "uid=e14renamed")
     modify(f"uid=e14renamed,{people}", {"displayName": [(ldap3.MODIFY_REPLACE, ["E14 Renamed"])]})
-    ds_admin.add(*(_ipa_person if flavor == "freeipa" else person)("e30", base=people))
+    ds_admin.add(*LAYOUTS[flavor][2]("e30", base=people))
     modify(f"cn=Engineering,{groups}", {"member": [(ldap3.MODIFY_ADD, [f"uid=e30,{people}"])]})
     directory.emails["e30"] = "e30@example.org"
     directory.members["Engineering"].add("e30")
