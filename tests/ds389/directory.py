@@ -23,11 +23,10 @@ PEOPLE_COUNT = 120
 LOCK_EVERY = 10
 DEPARTMENTS = ("Sales", "Support", "Platform", "Finance")
 
-#: The service account may search and read what syncd maps, including the operational attributes 389-DS only
-#: returns to those named in an ACI's targetattr (``*`` does not cover them).
+#: The service account may search and read everything (on 389-DS 2.3 ``targetattr="*"`` covers the operational
+#: nsUniqueId and nsAccountLock too).
 READ_ACI = (
-    '(targetattr="*||nsUniqueId||nsAccountLock||memberOf||modifyTimestamp||entrydn||ipaUniqueID")'
-    f'(version 3.0; acl "syncd reads"; allow (read, search, compare) userdn="ldap:///{SYNCD_DN}";)'
+    f'(targetattr="*")(version 3.0; acl "syncd reads"; allow (read, search, compare) userdn="ldap:///{SYNCD_DN}";)'
 )
 
 #: ipaUniqueID and ipaObject as FreeIPA defines them (freeipa install/share/60basev2.ldif), for the FreeIPA tree.

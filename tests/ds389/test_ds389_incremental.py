@@ -249,8 +249,7 @@ def test_forced_timestamp_mode_reads_changes_from_389ds(ds_settings, subtree, ds
 def test_a_person_moved_where_the_account_cannot_see_is_removed_only_by_a_full_read(ds_settings, subtree, ds_admin):
     """Removal needs evidence: a delete in the changelog, or the changed entry found outside the scope. A person
     moved into a subtree bind_dn may not read is found nowhere, so the read is a full one (which no longer has
-    them), never a delta guessing. (389-DS lets a filter match nsUniqueId even without the search right, so the
-    other way to be found nowhere, an unsearchable key, could not be reproduced here.)"""
+    them), never a delta guessing."""
     base = subtree([*_tree(4), ("ou=hidden,{base}", ["organizationalUnit"], {"ou": "hidden"})])
     hide = f'(targetattr="*")(version 3.0; acl "hidden from syncd"; deny (all) userdn="ldap:///{SYNCD_DN}";)'
     ds_admin.modify(f"ou=hidden,{base}", {"aci": [(ldap3.MODIFY_ADD, [hide])]})
