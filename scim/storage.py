@@ -38,6 +38,7 @@ from scim.dialect import Dialect, fold
 from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from syncd.clock import utcnow
+from syncd.config import Config
 from syncd.matching import match_key
 from syncd.store.db import database, is_postgres
 from syncd.store.limits import first_problem
@@ -112,8 +113,15 @@ def _primary_email(data: dict[str, Any]) -> str | None:
 class SyncdStorage(ScimStorage):
     """Reads and writes the SCIM source of one tenant; no protocol rule lives here."""
 
-    def __init__(self, tenant: Tenant, models: dict[str, type[Resource[Any]]], writing: bool = False) -> None:
+    def __init__(
+        self,
+        tenant: Tenant,
+        models: dict[str, type[Resource[Any]]],
+        writing: bool = False,
+        config: Config | None = None,
+    ) -> None:
         self.tenant = tenant
+        self.config = config or Config()
         self.models = models
         self.writing = writing
         self._read: dict[str, tuple[statements.UserRow, list[dict[str, Any]]]] = {}
@@ -207,7 +215,7 @@ class SyncdStorage(ScimStorage):
         return found
 
     def _reconcile(self, keys: Iterable[str | None]) -> None:
-        reconciliation.touched(self.tenant.org_id, keys, self.tenant.actor)
+        reconciliation.touched(self.config, self.tenant.org_id, keys, self.tenant.actor)
 
     def _member_match_keys(self, member_keys: Iterable[str]) -> list[str | None]:
         return statements.match_keys(self.tenant.source_id, sorted(set(member_keys)))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import peewee
 
 from syncd.store.db import database
-from syncd.store.models import ALL_MODELS, PlanBasis
+from syncd.store.models import ALL_MODELS, HeldRemoval, PlanBasis
 
 
 class SchemaVersion(peewee.Model):
@@ -58,7 +58,20 @@ def _text_columns(db: peewee.Database) -> None:
                 db.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{field.column_name}" TYPE text')
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema, _plan_basis, _text_columns)
+def _held_removals(db: peewee.Database) -> None:
+    """The SCIM guard (syncd/held.py): the ``held_removal`` table, and the ledger index on (org, action, at) that
+    counts an org's SCIM-caused removals in its rolling window. Idempotent: a database created with the current
+    models already has both."""
+    db.create_tables([HeldRemoval], safe=True)
+    db.execute_sql("CREATE INDEX IF NOT EXISTS ledger_entry_org_action_at ON ledger_entry (org_id, action, at)")
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
+    _initial_schema,
+    _plan_basis,
+    _text_columns,
+    _held_removals,
+)
 
 
 def current_version() -> int:
