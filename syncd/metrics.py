@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from syncd import held as held_module
 from syncd.store.models import LedgerEntry, Organization, OutboxEvent, Plan, Source
 
 log = logging.getLogger("syncd.metrics")
@@ -105,10 +106,17 @@ class StoreCollector(Collector):
         heads = dict(
             LedgerEntry.select(LedgerEntry.org, peewee.fn.MAX(LedgerEntry.seq)).group_by(LedgerEntry.org).tuples()
         )
+        scim_held = GaugeMetricFamily(
+            "syncd_scim_removals_held",
+            "Members whose SCIM-pushed suspension or deprovision waits in a held plan (the SCIM guard tripped).",
+            labels=["org"],
+        )
+        held_removals = held_module.counts()
         for org_id, slug in sorted(slugs.items(), key=lambda item: item[1]):
             held.add_metric([slug], counts.get(org_id, 0))
             head.add_metric([slug], heads.get(org_id) or 0)
-        yield from (held, head)
+            scim_held.add_metric([slug], held_removals.get(org_id, 0))
+        yield from (held, head, scim_held)
 
         backlog = GaugeMetricFamily("syncd_outbox_backlog", "Webhook events written but not yet delivered.")
         backlog.add_metric([], OutboxEvent.select().where(OutboxEvent.delivered_at.is_null()).count())
