@@ -10,6 +10,7 @@ member is added or removed without rewriting the list) and the password, which i
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -39,12 +40,14 @@ from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from syncd.clock import utcnow
 from syncd.config import Config
+from syncd.logs import log_event
 from syncd.matching import match_key
 from syncd.store.db import database, is_postgres
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity
 from syncd.store.tx import write_transaction
 
+log = logging.getLogger("syncd.scim")
 NOT_STORED = ("id", "meta", "password", "groups", "members")
 USER_FIELDS = (
     Identity.id,
@@ -216,6 +219,21 @@ class SyncdStorage(ScimStorage):
 
     def _reconcile(self, keys: Iterable[str | None]) -> None:
         reconciliation.touched(self.config, self.tenant.org_id, keys, self.tenant.actor)
+
+    def _unmatched(self, key: str, columns: dict[str, Any]) -> None:
+        """Log, once (when it becomes unmatched), a user stored without the org's match key: it joins no member.
+        It is also a note of ``syncd plan``, a metric and a line of ``syncd sources show``."""
+        log_event(
+            log,
+            "identity.unmatched",
+            logging.WARNING,
+            org_id=self.tenant.org_id,
+            source_id=self.tenant.source_id,
+            id=key,
+            user_name=columns["user_name"],
+            match_on=self.tenant.match_on,
+            effect="joins no member until it has one",
+        )
 
     def _member_match_keys(self, member_keys: Iterable[str]) -> list[str | None]:
         return statements.match_keys(self.tenant.source_id, sorted(set(member_keys)))
@@ -417,6 +435,8 @@ class SyncdStorage(ScimStorage):
         values = {"org_id": self.tenant.org_id, "source_id": self.tenant.source_id, "key": key, **columns}
         with self._unique("userName"):
             statements.insert_user({**values, "version": 1, "created_at": now, "updated_at": now})
+        if columns["match_key"] is None:
+            self._unmatched(key, columns)
         self._reconcile([columns["match_key"]])
         return self._stored(resource_type, resource, key, now, now, 1, [])
 
@@ -444,6 +464,8 @@ class SyncdStorage(ScimStorage):
                 raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
         user.version += 1
         user.updated_at = now
+        if columns["match_key"] is None and user.match_key is not None:
+            self._unmatched(key, columns)
         self._reconcile([user.match_key, columns["match_key"]])
         return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
 

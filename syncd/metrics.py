@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from syncd import held as held_module
-from syncd.store.models import LedgerEntry, Organization, OutboxEvent, Plan, Source
+from syncd.store.models import Identity, LedgerEntry, Organization, OutboxEvent, Plan, Source
 
 log = logging.getLogger("syncd.metrics")
 
@@ -93,7 +93,20 @@ class StoreCollector(Collector):
                 success.add_metric([source.name], source.last_success_at.replace(tzinfo=UTC).timestamp())
             failures.add_metric([source.name], source.consecutive_failures)
             quarantine.add_metric([source.name], 1 if self.quarantined(source.consecutive_failures) else 0)
-        yield from (success, failures, quarantine)
+        unmatched = GaugeMetricFamily(
+            "syncd_unmatched_identities",
+            "Identities of the source that join no member (no value for the org's match_on); see 'syncd sources show'.",
+            labels=["source"],
+        )
+        query = (
+            Identity.select(Source.name, peewee.fn.COUNT(Identity.id))
+            .join(Source, on=(Identity.source == Source.id))
+            .where(Identity.match_key.is_null())
+            .group_by(Source.name)
+        )
+        for name, count in query.tuples():
+            unmatched.add_metric([name], count)
+        yield from (success, failures, quarantine, unmatched)
 
         slugs = {org.id: org.slug for org in Organization.select(Organization.id, Organization.slug)}
         held = GaugeMetricFamily("syncd_plans_held", "Plans held by the guard, awaiting approval.", labels=["org"])

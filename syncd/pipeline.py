@@ -28,7 +28,7 @@ from syncd import guard, held, orgs, prepared
 from syncd.apply import apply_plan, lock_org
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
-from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather
+from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
 from syncd.reconcile import Action, Plan, reconcile
 from syncd.stage import StageResult, rekey, stage, touched_match_keys
 from syncd.store.models import Organization, PlanBasis, Source
@@ -269,8 +269,14 @@ def _scope(org: Organization, row: Source, staged: StageResult, now: datetime) -
 
 
 def _plan(org: Organization, rules: Sequence[Rule], now: datetime, keys: set[str] | None) -> tuple[Inputs, Plan]:
+    """Plan the members with these keys (all when None); a whole-org plan notes each identity that joins no one."""
     inputs = gather(org, rules, keys, count_active=True)
-    return inputs, _decide(org, rules, inputs, now)
+    plan = _decide(org, rules, inputs, now)
+    if keys is None:
+        notes = tuple(identity.note(org.match_on) for identity in unmatched(org))
+        if notes:
+            plan = Plan(plan.actions, plan.notes + notes)
+    return inputs, plan
 
 
 def _decide(org: Organization, rules: Sequence[Rule], inputs: Inputs, now: datetime) -> Plan:

@@ -77,7 +77,7 @@ def plan_document(result: pipeline.RunResult) -> dict[str, Any]:
         "held_reason": result.held_reason,
         "complete": result.complete,
         "problems": result.problems,
-        "notes": list(plan.notes) if plan else [],
+        "notes": list(plan.notes) if plan is not None else [],
         "actions": [a.as_dict() for a in plan.actions] if plan else [],
     }
 
@@ -96,7 +96,7 @@ def print_plan(result: pipeline.RunResult, fmt: str) -> None:
         print(f"  {action.line()}")
     for problem in result.problems:
         print(f"problem: {problem}")
-    for note in plan.notes if plan else ():
+    for note in plan.notes if plan is not None else ():
         print(f"note: {note}")
     if result.held_reason:
         print(f"held by the guard: {result.held_reason}")
