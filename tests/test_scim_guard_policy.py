@@ -29,3 +29,5 @@ def test_the_held_removals_migration_can_run_again(store):
     step(store)
     step(store)
     assert store.table_exists("held_removal")
+    names = [index.name for index in store.get_indexes("ledger_entry")]
+    assert names.count("ledger_entry_org_id_action_at") == 1  # the model's own name: never a second copy

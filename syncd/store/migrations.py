@@ -63,7 +63,7 @@ def _held_removals(db: peewee.Database) -> None:
     counts an org's SCIM-caused removals in its rolling window. Idempotent: a database created with the current
     models already has both."""
     db.create_tables([HeldRemoval], safe=True)
-    db.execute_sql("CREATE INDEX IF NOT EXISTS ledger_entry_org_action_at ON ledger_entry (org_id, action, at)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS ledger_entry_org_id_action_at ON ledger_entry (org_id, action, at)")
 
 
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
