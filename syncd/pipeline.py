@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import importlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -29,12 +30,14 @@ from syncd.apply import apply_plan, lock_org
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
 from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
+from syncd.logs import log_event
 from syncd.reconcile import Action, Plan, reconcile
 from syncd.stage import StageResult, rekey, stage, touched_match_keys
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
 
+log = logging.getLogger("syncd.pipeline")
 Progress = Callable[[str, int, int | None], None]
 """``progress(phase, done, total)``: the CLI shows it on a TTY; everything else passes None."""
 
@@ -256,6 +259,18 @@ def apply_read(
         outcome.held = True
         return outcome
     _fault("committed")
+    if staged.newly_unmatched:
+        shown = ", ".join(staged.newly_unmatched[:5]) + (" ..." if len(staged.newly_unmatched) > 5 else "")
+        log_event(
+            log,
+            "identity.unmatched",
+            logging.WARNING,
+            source=source_name,
+            count=len(staged.newly_unmatched),
+            ids=shown,
+            match_on=org.match_on,
+            effect="they join no member; see 'syncd sources show'",
+        )
     outcome.applied = True
     return outcome
 

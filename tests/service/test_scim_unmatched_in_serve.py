@@ -43,8 +43,9 @@ def test_identities_without_an_email_join_by_user_name_or_are_reported(serve, tm
     ghost = idp.send("POST", "/Users", {"schemas": [USER], "userName": "jdoe", "displayName": "J"}, 201)["id"]
     idp.patch(f"/Users/{ghost}", {"op": "replace", "path": "displayName", "value": "J. Doe"})
     assert len(members(cli, config)) == 1
-    (logged,) = idp.service.events("identity.unmatched")
-    assert logged["id"] == ghost and logged["user_name"] == "jdoe"
+    from_file, from_scim = idp.service.events("identity.unmatched")  # once each, however often it is touched
+    assert from_file["source"] == "hr" and from_file["count"] == 1 and from_file["ids"] == "hr-ghost"
+    assert from_scim["id"] == ghost and from_scim["user_name"] == "jdoe"
 
     plan = json.loads(cli("--config", str(config), "plan", "--org", "acme", "--format", "json").stdout)
     notes = [n for n in plan["notes"] if "joins no member" in n]
