@@ -118,8 +118,8 @@ def hold(org: Organization, row: PlanRow | None, actions: list[Action], reason: 
     if row is None:
         source = Source.get_or_none((Source.org == org.id) & (Source.kind == "scim"))
         plan_id = str(uuid.uuid4())
-        summary = {"kind": KIND, "reason": reason, "actions": 0, "removals": 0, "full": False, "source": None}
-        summary["source"] = source.name if source else None
+        source_name = source.name if source else None
+        summary = {"kind": KIND, "reason": reason, "actions": 0, "removals": 0, "full": False, "source": source_name}
         row = PlanRow.create(
             id=plan_id,
             org=org.id,
