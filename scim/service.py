@@ -40,7 +40,6 @@ from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
 from scim2_server.utils import parametrize
 
-from scim import reconciliation
 from scim.limits import bounded_start_index, check_filter
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from scim.statements import NOTHING_SENT, MemberSent
@@ -355,5 +354,5 @@ class SyncdHandler(ScimHandler):
             storage.bump(row, version)
         if renamed:
             touched = touched + storage.member_keys(row)
-        reconciliation.touched(storage.tenant.org_id, storage._member_match_keys(touched), storage.tenant.actor)
+        storage._reconcile(storage._member_match_keys(touched))
         return storage.get(resource_type, resource_id, response_parameters=self._response_parameters(resource_type))

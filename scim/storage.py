@@ -10,6 +10,7 @@ member is added or removed without rewriting the list) and the password, which i
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -38,12 +39,15 @@ from scim.dialect import Dialect, fold
 from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from syncd.clock import utcnow
+from syncd.config import Config
+from syncd.logs import log_event
 from syncd.matching import match_key
 from syncd.store.db import database, is_postgres
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Source
 from syncd.store.tx import write_transaction
 
+log = logging.getLogger("syncd.scim")
 NOT_STORED = ("id", "meta", "password", "groups", "members")
 WRITE_STAMP_SECONDS = 1.0
 """How often one process records a SCIM source's last successful write (``Source.last_success_at``)."""
@@ -116,8 +120,15 @@ def _primary_email(data: dict[str, Any]) -> str | None:
 class SyncdStorage(ScimStorage):
     """Reads and writes the SCIM source of one tenant; no protocol rule lives here."""
 
-    def __init__(self, tenant: Tenant, models: dict[str, type[Resource[Any]]], writing: bool = False) -> None:
+    def __init__(
+        self,
+        tenant: Tenant,
+        models: dict[str, type[Resource[Any]]],
+        writing: bool = False,
+        config: Config | None = None,
+    ) -> None:
         self.tenant = tenant
+        self.config = config or Config()
         self.models = models
         self.writing = writing
         self._read: dict[str, tuple[statements.UserRow, list[dict[str, Any]]]] = {}
@@ -259,7 +270,22 @@ class SyncdStorage(ScimStorage):
         return sent
 
     def _reconcile(self, keys: Iterable[str | None]) -> None:
-        reconciliation.touched(self.tenant.org_id, keys, self.tenant.actor)
+        reconciliation.touched(self.config, self.tenant.org_id, keys, self.tenant.actor)
+
+    def _unmatched(self, key: str, columns: dict[str, Any]) -> None:
+        """Log, once (when it becomes unmatched), a user stored without the org's match key: it joins no member.
+        It is also a note of ``syncd plan``, a metric and a line of ``syncd sources show``."""
+        log_event(
+            log,
+            "identity.unmatched",
+            logging.WARNING,
+            org_id=self.tenant.org_id,
+            source_id=self.tenant.source_id,
+            id=key,
+            user_name=columns["user_name"],
+            match_on=self.tenant.match_on,
+            effect="joins no member until it has one",
+        )
 
     def _member_match_keys(self, member_keys: Iterable[str]) -> list[str | None]:
         return statements.match_keys(self.tenant.source_id, sorted(set(member_keys)))
@@ -489,6 +515,8 @@ class SyncdStorage(ScimStorage):
         values = {"org_id": self.tenant.org_id, "source_id": self.tenant.source_id, "key": key, **columns}
         with self._unique("userName"):
             statements.insert_user({**values, "version": 1, "created_at": now, "updated_at": now})
+        if columns["match_key"] is None:
+            self._unmatched(key, columns)
         self._reconcile([columns["match_key"]])
         return self._stored(resource_type, resource, key, now, now, 1, [])
 
@@ -517,6 +545,8 @@ class SyncdStorage(ScimStorage):
                 raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
         user.version += 1
         user.updated_at = now
+        if columns["match_key"] is None and user.match_key is not None:
+            self._unmatched(key, columns)
         touched = [user.match_key, columns["match_key"]]
         if columns["email"] != _primary_email(json.loads(user.resource)):
             # The people this user manages show the manager's email: re-plan them too.

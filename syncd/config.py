@@ -26,6 +26,8 @@ ROLES = ("owner", "admin", "team_admin", "member", "guest")
 TEAM_ROLES = ("maintainer", "member")
 DEFAULT_DATABASE_URL = "sqlite:///syncd.db"
 SYSTEM_CONFIG = Path("/etc/syncd/syncd.toml")
+SCIM_GUARD_WINDOW = (60, 7 * 86400)
+"""Allowed range of ``policy.scim_guard_window`` in seconds (1m to 7d)."""
 """Read when neither ``--config`` nor ``SYNCD_CONFIG`` names a file: where the README's service install puts it."""
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class Policy:
     guard_max_count: int = 50
     transfer_to: str | None = None
     default_role: Literal["admin", "team_admin", "member", "guest"] = "member"
+    scim_guard_window: str = "1h"
 
     def __post_init__(self) -> None:
         """Ranges a type cannot say: a percentage beyond 100 or a negative count would make the guard meaningless
@@ -74,6 +77,9 @@ class Policy:
             raise ConfigError(f"guard_max_count: expected 0 or more (people), got {self.guard_max_count!r}")
         if self.grace_days < 0:
             raise ConfigError(f"grace_days: expected 0 or more (days), got {self.grace_days!r}")
+        window = parse_interval(self.scim_guard_window, "scim_guard_window")
+        if not SCIM_GUARD_WINDOW[0] <= window <= SCIM_GUARD_WINDOW[1]:
+            raise ConfigError(f"scim_guard_window: expected 1m to 7d, got {self.scim_guard_window!r}")
 
 
 @dataclass(frozen=True)

@@ -423,3 +423,33 @@ def basis(org: Organization, rules: Sequence[RuleLike]) -> str:
     sources = sorted(Source.select(Source.name, Source.precedence).where(Source.org == org.id).tuples())
     text = repr(([repr(rule) for rule in rules], org.policy, org.domains, org.match_on, sources))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    """An identity that joins no member: it lacks the org's ``match_on`` key (docs/architecture.md)."""
+
+    source: str
+    key: str
+    user_name: str
+    email: str | None
+    external_id: str | None
+
+    def note(self, match_on: str) -> str:
+        shown = f"userName {self.user_name!r}" if self.user_name else f"id {self.key}"
+        return (
+            f"source {self.source}: identity {self.key} ({shown}) has no {match_on} to match on and joins no member; "
+            f"give it one in the directory or change the org's match_on"
+        )
+
+
+def unmatched(org: Organization, source_id: int | None = None) -> list[Unmatched]:
+    """The org's identities (of one source, or all) without a match key, by source and key."""
+    query = (
+        Identity.select(Source.name, Identity.key, Identity.user_name, Identity.email, Identity.external_id)
+        .join(Source, on=(Identity.source == Source.id))
+        .where((Identity.org == org.id) & Identity.match_key.is_null())
+    )
+    if source_id is not None:
+        query = query.where(Identity.source == source_id)
+    return [Unmatched(*row) for row in query.order_by(Source.name, Identity.key).tuples()]

@@ -30,9 +30,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from syncd import __version__
+from syncd import held as held_module
 from syncd.clock import utcnow
 from syncd.store.db import stored_time
-from syncd.store.models import LedgerEntry, Organization, OutboxEvent, Plan, Source
+from syncd.store.models import Identity, LedgerEntry, Organization, OutboxEvent, Plan, Source
 
 log = logging.getLogger("syncd.metrics")
 
@@ -145,7 +146,20 @@ class StoreCollector(Collector):
                 success.add_metric([source.name], source.last_success_at.replace(tzinfo=UTC).timestamp())
             failures.add_metric([source.name], source.consecutive_failures)
             quarantine.add_metric([source.name], 1 if self.quarantined(source.consecutive_failures) else 0)
-        yield from (success, failures, quarantine)
+        unmatched = GaugeMetricFamily(
+            "syncd_unmatched_identities",
+            "Identities of the source that join no member (no value for the org's match_on); see 'syncd sources show'.",
+            labels=["source"],
+        )
+        query = (
+            Identity.select(Source.name, peewee.fn.COUNT(Identity.id))
+            .join(Source, on=(Identity.source == Source.id))
+            .where(Identity.match_key.is_null())
+            .group_by(Source.name)
+        )
+        for name, count in query.tuples():
+            unmatched.add_metric([name], count)
+        yield from (success, failures, quarantine, unmatched)
 
         slugs = {org.id: org.slug for org in Organization.select(Organization.id, Organization.slug)}
         held = GaugeMetricFamily("syncd_plans_held", "Plans held by the guard, awaiting approval.", labels=["org"])
@@ -158,10 +172,17 @@ class StoreCollector(Collector):
         heads = dict(
             LedgerEntry.select(LedgerEntry.org, peewee.fn.MAX(LedgerEntry.seq)).group_by(LedgerEntry.org).tuples()
         )
+        scim_held = GaugeMetricFamily(
+            "syncd_scim_removals_held",
+            "Members whose SCIM-pushed suspension or deprovision waits in a held plan (the SCIM guard tripped).",
+            labels=["org"],
+        )
+        held_removals = held_module.counts()
         for org_id, slug in sorted(slugs.items(), key=lambda item: item[1]):
             held.add_metric([slug], counts.get(org_id, 0))
             head.add_metric([slug], heads.get(org_id) or 0)
-        yield from (held, head)
+            scim_held.add_metric([slug], held_removals.get(org_id, 0))
+        yield from (held, head, scim_held)
 
         backlog = GaugeMetricFamily("syncd_outbox_backlog", "Webhook events written but not yet delivered.")
         backlog.add_metric([], OutboxEvent.select().where(OutboxEvent.delivered_at.is_null()).count())

@@ -68,6 +68,8 @@ class StageResult:
     """Match keys that identities had before this read changed or removed them."""
     new_email_keys: set[str] = field(default_factory=set)
     """Identity keys whose email this read changed: the people they manage show it as their manager."""
+    newly_unmatched: list[str] = field(default_factory=list)
+    """Identity keys this read stored without a match key that had one (or were new): logged once by the run."""
 
     @property
     def changed(self) -> int:
@@ -339,6 +341,8 @@ class _Staging:
         for key, record in users.items():
             values = identity_values(record, match_on)
             have = stored.get(key)
+            if values[MATCH_KEY] is None and (have is None or have[1][MATCH_KEY] is not None):
+                self.result.newly_unmatched.append(key)
             if have is None:
                 inserts.append((self.org.id, self.source.id, key, *values, self.now, self.now))
                 self.result.touched_keys.add(key)

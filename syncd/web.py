@@ -60,7 +60,7 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
     service = state or ServiceState(config=config)
     app.extensions["syncd"] = service
     metrics.install_store_collector(service.scheduler.quarantined if service.scheduler else _default_quarantine(config))
-    blueprint = scim.create_blueprint(config) if with_scim else None
+    blueprint = scim.create_blueprint(config, lambda: service.config) if with_scim else None
     if blueprint is not None:
         scim.install(app, blueprint)
 

@@ -277,7 +277,7 @@ def test_reconcile_touched_updates_only_named_members(config):
     from syncd.store.tx import write_transaction
 
     with write_transaction():
-        changed = pipeline.reconcile_touched(org_id(), ["alice@acme.com"], "token:1", NOW)
+        changed = pipeline.reconcile_touched(config, org_id(), ["alice@acme.com"], "token:1", NOW)
     assert changed == 1
     assert members() == {"alice@acme.com": ("active", "admin"), "bob@acme.com": ("active", "member")}
     assert LedgerEntry.select().where(LedgerEntry.actor == "token:1").count() == 1

@@ -152,10 +152,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_set_role(args: argparse.Namespace) -> int:
-    start_runtime(args)
+    runtime = start_runtime(args)
     org = orgs.get(args.org)
     try:
-        lines = members.set_role(org, args.member, args.role, args.pin, "admin:cli", utcnow())
+        lines = members.set_role(runtime.config, org, args.member, args.role, args.pin, "admin:cli", utcnow())
     except members.MemberError as error:
         raise CliError(str(error)) from None
     if args.format == "json":

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from syncd.matching import email_shaped
 from syncd.reconcile.model import (
     ROLE_RANK,
     TEAM_ROLE_RANK,
@@ -232,7 +233,8 @@ class _Planner:
                 best = grant
         if best is not None and best.role is not None:
             return best.role, best.reason
-        domain = (top.email or "").rpartition("@")[2].lower()
+        address = top.email or (top.user_name if email_shaped(top.user_name) else "")
+        domain = address.rpartition("@")[2].lower()
         if self.policy.domains and domain not in self.policy.domains:
             shown = domain or "(no email)"
             return "guest", f"email domain {shown} is outside the org's domains"

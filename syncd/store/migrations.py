@@ -13,7 +13,7 @@ from collections.abc import Callable
 import peewee
 
 from syncd.store.db import database
-from syncd.store.models import ALL_MODELS, GroupMember, Member, OutboxEvent, PlanBasis
+from syncd.store.models import ALL_MODELS, GroupMember, HeldRemoval, Member, OutboxEvent, PlanBasis
 
 
 class SchemaVersion(peewee.Model):
@@ -111,6 +111,14 @@ def _member_manager(db: peewee.Database) -> None:
         db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{Member.manager.column_name}" TEXT')
 
 
+def _held_removals(db: peewee.Database) -> None:
+    """The SCIM guard (syncd/held.py): the ``held_removal`` table, and the ledger index on (org, action, at) that
+    counts an org's SCIM-caused removals in its rolling window. Idempotent: a database created with the current
+    models already has both."""
+    db.create_tables([HeldRemoval], safe=True)
+    db.execute_sql("CREATE INDEX IF NOT EXISTS ledger_entry_org_id_action_at ON ledger_entry (org_id, action, at)")
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _plan_basis,
@@ -118,6 +126,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _outbox_message_ids,
     _group_member_attributes,
     _member_manager,
+    _held_removals,
 )
 
 

@@ -240,6 +240,7 @@ class LedgerEntry(BaseModel):
             (("org", "seq"), True),
             (("org", "at"), False),
             (("org", "target"), False),
+            (("org", "action", "at"), False),
         )
 
 
@@ -274,6 +275,20 @@ class PlanBasis(BaseModel):
     planned_at = peewee.DateTimeField()
 
 
+class HeldRemoval(BaseModel):
+    """One member's suspension or deprovision that a SCIM write implied while the org's SCIM guard was tripped: the
+    member's actions wait in the held plan ``plan`` until ``syncd approve`` or ``syncd reject`` (syncd/held.py)."""
+
+    org = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
+    plan = peewee.ForeignKeyField(Plan, on_delete="CASCADE")
+    match_key = peewee.TextField()
+    actions = peewee.TextField(default="[]")
+    created_at = peewee.DateTimeField()
+
+    class Meta:
+        indexes = ((("plan", "match_key"), True), (("org", "match_key"), False))
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Organization,
     Token,
@@ -288,4 +303,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     LedgerEntry,
     OutboxEvent,
     PlanBasis,
+    HeldRemoval,
 )
