@@ -16,6 +16,7 @@ comes first. The machine is shared: figures are noisy, compare ratios from the s
 
     python benchmarks/bench_scim.py                 # N=10,000 users
     python benchmarks/bench_scim.py --users 100000  # paging samples pages above 20,000 users
+    python benchmarks/bench_scim.py --only ours --rules      # each write reconciled with the org's mapping rules
     python benchmarks/bench_scim.py --baseline no-reconcile   # the cost of reconciling each SCIM write:
         # the baseline is ours with syncd.pipeline.reconcile_touched replaced by a no-op (aim: within 20%)
 """
@@ -59,7 +60,7 @@ def ours_app() -> Any:
     from scim import create_app
     from syncd import config, pipeline
 
-    def no_reconciler(org_id: int, match_keys: Any, actor: str, now: Any = None) -> int:
+    def no_reconciler(*args: Any, **kwargs: Any) -> int:
         return 0
 
     if os.environ.get("SYNCD_BENCH_RECONCILE") == "off":
@@ -135,8 +136,33 @@ def start(name: str, app: str, args: list[str], env: dict[str, str], base_path: 
     raise SystemExit(f"{name} server did not answer on {base} within 60 s")
 
 
+RULES = """
+[[orgs]]
+slug = "{slug}"
+name = "Benchmark"
+[[orgs.rules]]
+group = "big"
+team = "big"
+[[orgs.rules]]
+group = "small"
+team = "small"
+team_role = "maintainer"
+[[orgs.rules]]
+group_glob = "group00*"
+role = "admin"
+"""
+"""``--rules``: the org's rules put the big and small groups' members in teams and some 10-member groups' in admin,
+so that each SCIM write reconciles with real rules (a team or role change, ledgered, for every member moved)."""
+
+
 def start_ours(
-    workdir: Path, workers: int, threads: int, database: str | None, name: str = "ours", reconcile: bool = True
+    workdir: Path,
+    workers: int,
+    threads: int,
+    database: str | None,
+    name: str = "ours",
+    reconcile: bool = True,
+    rules: bool = False,
 ) -> Server:
     from syncd import orgs, tokens
     from syncd.store import open_database, upgrade
@@ -148,7 +174,8 @@ def start_ours(
     _, token = tokens.create(org, "scim")
     db.close()
     config = workdir / "syncd.toml"
-    config.write_text(f'[database]\nurl = "{url}"\n\n[server]\nmax_body_bytes = 4194304\n', encoding="utf-8")
+    text = f'[database]\nurl = "{url}"\n\n[server]\nmax_body_bytes = 4194304\n'
+    config.write_text(text + (RULES.format(slug=org.slug) if rules else ""), encoding="utf-8")
     return start(
         name,
         "bench_scim:ours_app()",
@@ -404,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         default="reference",
         help="compare with scim2-server's reference server (default) or with ours without reconciliation",
     )
+    parser.add_argument("--rules", action="store_true", help="give ours' org mapping rules (see RULES)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     page_sample = args.page_sample or (0 if args.users <= 20_000 else 100)
@@ -418,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.only != "reference":
                 log("starting ours ...")
-                servers.append(start_ours(Path(workdir), args.workers, args.threads, args.database))
+                servers.append(start_ours(Path(workdir), args.workers, args.threads, args.database, rules=args.rules))
             if args.only != "ours" and args.baseline == "no-reconcile":
                 log("starting ours without reconciliation ...")
                 baseline_dir = Path(workdir) / "baseline"

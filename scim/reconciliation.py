@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from syncd import pipeline
+from syncd.config import Config
 
 
-def touched(org_id: int, match_keys: Iterable[str | None], actor: str) -> None:
-    """Reconcile the members behind these match keys; identities without a match key join no one."""
+def touched(config: Config, org_id: int, match_keys: Iterable[str | None], actor: str) -> None:
+    """Reconcile the members behind these match keys with the org's rules in ``config`` (the live config of the
+    serving process, passed per request) and the SCIM guard; identities without a match key join no one (they are
+    reported, see docs/architecture.md, "Unmatched identities")."""
     keys = sorted({key for key in match_keys if key})
     if keys:
-        pipeline.reconcile_touched(org_id, keys, actor=actor)
+        pipeline.reconcile_touched(config, org_id, keys, actor=actor, scim=True)

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -71,7 +72,9 @@ READ_OPERATIONS = {
 class FlaskScim(BaseApplication):
     """Serves SCIM requests arriving through Flask, each as the tenant its token names."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, current: Callable[[], Config] | None = None) -> None:
+        self.current = current or (lambda: config)
+        self._config_seen = config
         provider = build_provider(config.server.max_body_bytes)
         super().__init__(provider, SyncdService(provider, config.server.max_body_bytes))
         self.max_body_bytes = config.server.max_body_bytes
@@ -131,8 +134,7 @@ class FlaskScim(BaseApplication):
                 raise InvalidValueException(detail=f"the {name} parameter holds a NUL character")
 
     def authenticate(self, request: ScimRequest) -> tokens.Principal:
-        scheme, _, presented = (request.header("Authorization") or "").partition(" ")
-        principal = tokens.authenticate(presented.strip()) if scheme.lower() == "bearer" else None
+        principal = tokens.authenticate(tokens.bearer(request.header("Authorization")))
         if principal is None:
             raise UnauthorizedException(
                 detail="a valid bearer token is required; create one with 'syncd tokens create --scope scim'"
@@ -166,6 +168,10 @@ class FlaskScim(BaseApplication):
 
     def serve(self, path: str) -> flask.Response:
         request = self.read_request(path)
+        config = self.current()
+        if config is not self._config_seen:  # reloaded: a tenant's match_on may have changed with it
+            self.tenants.clear()
+            self._config_seen = config
         try:
             request.body = self.read_body()
             self.check_query(request)
@@ -176,7 +182,9 @@ class FlaskScim(BaseApplication):
             else:
                 principal = self.authenticate(request)
                 request.subject = principal
-                storage = SyncdStorage(self.tenant_of(principal), self.models, writing=operation not in READ_OPERATIONS)
+                storage = SyncdStorage(
+                    self.tenant_of(principal), self.models, writing=operation not in READ_OPERATIONS, config=config
+                )
                 response = SyncdHandler(self.service, storage).handle(request)
         except Exception as exception:
             response = unavailable(exception) or self.handle_exception(request, exception)
@@ -241,9 +249,12 @@ def install(app: flask.Flask, blueprint: flask.Blueprint) -> None:
     app.register_error_handler(HTTPException, http_error)
 
 
-def create_blueprint(config: Config) -> flask.Blueprint:
-    """The SCIM endpoints (RFC 7644 §3.2) as a blueprint; the service mounts it at ``/scim/v2``."""
-    scim = FlaskScim(config)
+def create_blueprint(config: Config, current: Callable[[], Config] | None = None) -> flask.Blueprint:
+    """The SCIM endpoints (RFC 7644 §3.2) as a blueprint; the service mounts it at ``/scim/v2``.
+
+    ``current`` returns the live config (``syncd serve`` swaps it whole on SIGHUP); each request reconciles with the
+    rules of the config it returns, so a reload reaches every later write. Without it, ``config`` stays."""
+    scim = FlaskScim(config, current)
     blueprint = flask.Blueprint("scim", __name__)
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

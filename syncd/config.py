@@ -26,6 +26,8 @@ ROLES = ("owner", "admin", "team_admin", "member", "guest")
 TEAM_ROLES = ("maintainer", "member")
 DEFAULT_DATABASE_URL = "sqlite:///syncd.db"
 SYSTEM_CONFIG = Path("/etc/syncd/syncd.toml")
+SCIM_GUARD_WINDOW = (60, 7 * 86400)
+"""Allowed range of ``policy.scim_guard_window`` in seconds (1m to 7d)."""
 """Read when neither ``--config`` nor ``SYNCD_CONFIG`` names a file: where the README's service install puts it."""
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class ServerSettings:
     listen: str = "127.0.0.1:8080"
+    metrics_listen: str = "127.0.0.1:9464"  # its own listener, so the SCIM listener never names tenants; "" = off
+    metrics_token_file: str | None = None  # a bearer token the metrics listener then requires
     max_body_bytes: int = 1_048_576
     workers: int = 8  # HTTP worker threads of syncd serve (one process; see syncd/serve.py)
     shutdown_timeout: int = 30
@@ -62,6 +66,7 @@ class Policy:
     guard_max_count: int = 50
     transfer_to: str | None = None
     default_role: Literal["admin", "team_admin", "member", "guest"] = "member"
+    scim_guard_window: str = "1h"
 
     def __post_init__(self) -> None:
         """Ranges a type cannot say: a percentage beyond 100 or a negative count would make the guard meaningless
@@ -72,6 +77,9 @@ class Policy:
             raise ConfigError(f"guard_max_count: expected 0 or more (people), got {self.guard_max_count!r}")
         if self.grace_days < 0:
             raise ConfigError(f"grace_days: expected 0 or more (days), got {self.grace_days!r}")
+        window = parse_interval(self.scim_guard_window, "scim_guard_window")
+        if not SCIM_GUARD_WINDOW[0] <= window <= SCIM_GUARD_WINDOW[1]:
+            raise ConfigError(f"scim_guard_window: expected 1m to 7d, got {self.scim_guard_window!r}")
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,7 @@ def parse(document: Mapping[str, Any], base: Path | None = None, path: Path | No
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown key (known: database, server, logging, orgs, sources, webhooks)")
     database = parse_settings(DatabaseSettings, _table(document, "database"), "database")
-    server = parse_settings(ServerSettings, _table(document, "server"), "server")
+    server = _parse_server(_table(document, "server"), base)
     parse_interval(server.max_backoff, "server.max_backoff")
     parse_interval(server.housekeeping_every, "server.housekeeping_every")
     logging = parse_settings(LoggingSettings, _table(document, "logging"), "logging")
@@ -283,6 +291,15 @@ def _parse_source(table: Mapping[str, Any], where: str, base: Path | None) -> So
 
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _parse_server(table: Mapping[str, Any], base: Path | None) -> ServerSettings:
+    """``[server]``; a relative ``metrics_token_file`` is relative to the config file, like every ``*_file`` key."""
+    values = dict(table)
+    token = values.get("metrics_token_file")
+    if base is not None and isinstance(token, str) and not Path(token).is_absolute():
+        values["metrics_token_file"] = str((base / token).resolve())
+    return parse_settings(ServerSettings, values, "server")
 
 
 def _parse_webhook(table: Mapping[str, Any], where: str, base: Path | None) -> WebhookSettings:

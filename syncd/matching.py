@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 MATCH_ON = ("email", "userName", "externalId")
+_EMAIL_SHAPED = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+
+def email_shaped(value: str | None) -> bool:
+    """Whether ``value`` looks like an address (local@domain.tld): Entra's and Okta's userName usually is one."""
+    return value is not None and _EMAIL_SHAPED.match(value.strip()) is not None
 
 
 def match_key(match_on: str, *, user_name: str | None, email: str | None, external_id: str | None) -> str | None:
@@ -10,8 +18,12 @@ def match_key(match_on: str, *, user_name: str | None, email: str | None, extern
 
     Email and userName compare case-insensitively (RFC 7643 §4.1.1 makes userName caseExact false; mailbox local
     parts are case-insensitive in practice), and so does externalId here, since HR systems vary its case.
+    With ``match_on = "email"`` an identity without an email joins by its userName when that is email-shaped (an
+    IdP that sends no ``emails``); one still without a key is reported as unmatched (docs/architecture.md).
     """
     value = {"email": email, "userName": user_name, "externalId": external_id}[match_on]
+    if match_on == "email" and not (value or "").strip() and email_shaped(user_name):
+        value = user_name
     if value is None:
         return None
     value = value.strip().lower()

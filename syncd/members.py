@@ -13,8 +13,9 @@ from typing import Any
 from peewee import fn
 
 from syncd.apply import apply_plan
+from syncd.config import Config
 from syncd.gather import gather
-from syncd.pipeline import lock_org, reconcile_touched, rules_for
+from syncd.pipeline import lock_org, org_rules, reconcile_touched
 from syncd.reconcile import Action
 from syncd.stage import batches
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
@@ -63,6 +64,7 @@ def listing(org: Organization, match_keys: list[str] | None = None) -> list[dict
             "teams": teams.get(row["id"], []),
             "sources": sorted(sources.get(row["match_key"], ())),
             "pinned": bool(row["pinned"]),
+            "manager": row["manager"],
             "match_key": row["match_key"],
         }
         for row in rows
@@ -80,7 +82,9 @@ def find(org: Organization, who: str) -> Member:
     return member
 
 
-def set_role(org: Organization, who: str, role: str, pin: bool | None, actor: str, now: datetime) -> list[str]:
+def set_role(
+    config: Config, org: Organization, who: str, role: str, pin: bool | None, actor: str, now: datetime
+) -> list[str]:
     """Set a member's org role (``pin`` True pins it, False unpins it, None leaves the pin); return what changed.
 
     Unpinning hands the member back to the rules at once: they are reconciled in the same transaction.
@@ -89,7 +93,7 @@ def set_role(org: Organization, who: str, role: str, pin: bool | None, actor: st
         lock_org(org.id)
         member = find(org, who)
         key = member.match_key
-        inputs = gather(org, rules_for(org.slug), [key])
+        inputs = gather(org, org_rules(config, org.slug), [key])
         current = inputs.current.members[key]
         state = current.state
         if state.role == "owner" and role != "owner" and state.status == "active" and inputs.current.active_owners <= 1:
@@ -122,7 +126,7 @@ def set_role(org: Organization, who: str, role: str, pin: bool | None, actor: st
         apply_plan(org, actions, inputs, actor, now)
         lines = [a.line() for a in actions]
         if pin is False and actions:
-            reconcile_touched(org.id, [key], actor, now)
+            reconcile_touched(config, org.id, [key], actor, now)
             final = Member.get_by_id(member.id)
             if final.role != role:
                 lines.append(f"{label}: {role} -> {final.role} (the rules decide once unpinned)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import importlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -24,21 +25,21 @@ from datetime import datetime, timedelta
 
 from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
 from connectors.redaction import redact
-from syncd import guard, orgs, prepared
+from syncd import guard, held, orgs, prepared
 from syncd.apply import apply_plan, lock_org
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
-from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather
+from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
+from syncd.logs import log_event
 from syncd.reconcile import Action, Plan, reconcile
 from syncd.stage import StageResult, rekey, stage, touched_match_keys
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
 
+log = logging.getLogger("syncd.pipeline")
 Progress = Callable[[str, int, int | None], None]
 """``progress(phase, done, total)``: the CLI shows it on a TTY; everything else passes None."""
-
-_RULES: dict[str, tuple[Rule, ...]] = {}
 
 
 class PipelineError(Exception):
@@ -63,16 +64,16 @@ class RunResult:
     stage: StageResult | None = None
 
 
-def use_config(config: Config) -> None:
-    """Remember each configured org's rules, for SCIM writes (which name only the org) in this process; a reloaded
-    config replaces them all."""
-    _RULES.clear()
+def org_rules(config: Config, slug: str) -> tuple[Rule, ...]:
+    """The org's mapping rules in ``config`` (none for an org created by ``syncd orgs create`` and not declared).
+
+    Always an argument, never a module global: a SCIM write, a run and an approval each plan with the config the
+    caller holds, so a reload (SIGHUP) reaches every later write and run (docs/architecture.md, "Config").
+    """
     for org in config.orgs:
-        _RULES[org.slug] = org.rules
-
-
-def rules_for(slug: str) -> tuple[Rule, ...]:
-    return _RULES.get(slug, ())
+        if org.slug == slug:
+            return org.rules
+    return ()
 
 
 def connector_for(settings: SourceSettings) -> Connector:
@@ -136,7 +137,6 @@ def run_source(
 ) -> RunResult:
     """Read the named source and apply what it says, in one transaction with its new cursor."""
     settings = config.source(source_name)
-    use_config(config)
     now = now or utcnow()
     row = _source_row(source_name)
     cursor = row.cursor
@@ -191,11 +191,10 @@ def apply_read(
     ``read_cursor`` is the cursor the read started from (None for a full read); a held plan keeps it so that
     ``syncd approve`` can read the same changes again.
     """
-    use_config(config)
     now = now or utcnow()
     row = _source_row(source_name)
     org = Organization.get_by_id(row.org_id)
-    rules = rules_for(org.slug)
+    rules = org_rules(config, org.slug)
     actor = actor or f"source:{source_name}"
     outcome = RunResult(source=source_name, org=org.slug)
     try:
@@ -260,6 +259,18 @@ def apply_read(
         outcome.held = True
         return outcome
     _fault("committed")
+    if staged.newly_unmatched:
+        shown = ", ".join(staged.newly_unmatched[:5]) + (" ..." if len(staged.newly_unmatched) > 5 else "")
+        log_event(
+            log,
+            "identity.unmatched",
+            logging.WARNING,
+            source=source_name,
+            count=len(staged.newly_unmatched),
+            ids=shown,
+            match_on=org.match_on,
+            effect="they join no member; see 'syncd sources show'",
+        )
     outcome.applied = True
     return outcome
 
@@ -273,8 +284,20 @@ def _scope(org: Organization, row: Source, staged: StageResult, now: datetime) -
 
 
 def _plan(org: Organization, rules: Sequence[Rule], now: datetime, keys: set[str] | None) -> tuple[Inputs, Plan]:
+    """Plan the members with these keys (all when None); a whole-org plan notes each identity that joins no one."""
     inputs = gather(org, rules, keys, count_active=True)
-    return inputs, reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+    plan = _decide(org, rules, inputs, now)
+    if keys is None:
+        notes = tuple(identity.note(org.match_on) for identity in unmatched(org))
+        if notes:
+            plan = Plan(plan.actions, plan.notes + notes)
+    return inputs, plan
+
+
+def _decide(org: Organization, rules: Sequence[Rule], inputs: Inputs, now: datetime) -> Plan:
+    """The plan of a run, housekeeping or approval: removals a SCIM held plan holds wait for its decision."""
+    plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+    return held.withhold(org.id, plan)
 
 
 def _record_basis(org: Organization, stored: PlanBasis | None, digest: str, now: datetime) -> None:
@@ -363,10 +386,9 @@ def reconcile_org(
     progress: Progress | None = None,
 ) -> RunResult:
     """Plan the whole org from its staged state (rules changed, grace periods ran out) and apply it, guarded."""
-    use_config(config)
     now = now or utcnow()
     org = orgs.get(org_slug)
-    rules = rules_for(org.slug)
+    rules = org_rules(config, org.slug)
     outcome = RunResult(source="", org=org.slug)
     with write_transaction() as tx:
         lock_org(org.id)
@@ -402,7 +424,6 @@ def reconcile_org(
 def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: datetime | None = None) -> RunResult:
     """Apply exactly the held plan ``plan_id`` if nothing it was computed from has changed; otherwise mark it
     stale (ledgered) and plan again, through the guard."""
-    use_config(config)
     now = now or utcnow()
     row = PlanRow.get_or_none(PlanRow.id == plan_id)
     if row is None:
@@ -410,7 +431,9 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
     if row.status != "held":
         raise PipelineError(f"plan {plan_id}: it is {row.status}, not held; nothing to approve")
     org = Organization.get_by_id(row.org_id)
-    rules = rules_for(org.slug)
+    rules = org_rules(config, org.slug)
+    if held.is_scim(row):
+        return _approve_scim(row, org, rules, actor, now)
     source = Source.get_or_none(Source.id == row.source_id) if row.source_id else None
     summary = json.loads(row.summary)
     result: ReadResult | None = None
@@ -426,7 +449,7 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
         lock_org(org.id)
         staged = stage(org, source, result, now) if source is not None and result is not None else None
         inputs = gather(org, rules)
-        plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+        plan = _decide(org, rules, inputs, now)
         same = guard.fingerprint(inputs, rules) == row.fingerprint and [a.as_dict() for a in plan.actions] == [
             a.as_dict() for a in stored
         ]
@@ -450,13 +473,61 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
     return again
 
 
-def reconcile_touched(org_id: int, match_keys: Iterable[str], actor: str, now: datetime | None = None) -> int:
+def _approve_scim(row: PlanRow, org: Organization, rules: Sequence[Rule], actor: str, now: datetime) -> RunResult:
+    """Apply the removals a SCIM held plan holds: its members are planned again now, and those whose plan still
+    removes them are removed (a member the IdP has since restored is left alone)."""
+    outcome = RunResult(source=json.loads(row.summary).get("source") or "", org=org.slug, plan_id=row.id)
+    with write_transaction():
+        lock_org(org.id)
+        keys = held.held_keys(row)
+        inputs = gather(org, rules, keys)
+        plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+        targets = held.removal_targets(plan.actions)
+        actions = [a for a in plan.actions if a.target in targets]
+        left = len(keys) - len(targets)
+        note = f"; {left} no longer removed (restored since)" if left else ""
+        guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(targets)} held removals{note}")
+        held.clear(row)
+        apply_plan(org, actions, inputs, actor, now)
+    outcome.plan, outcome.actions, outcome.applied = Plan(tuple(actions)), len(actions), True
+    return outcome
+
+
+def reject(plan_id: str, *, actor: str, now: datetime | None = None) -> RunResult:
+    """Discard a held plan (``syncd reject``): nothing it holds is applied; the decision and who made it are
+    ledgered (``plan.rejected``)."""
+    now = now or utcnow()
+    with write_transaction():
+        row = PlanRow.get_or_none(PlanRow.id == plan_id)
+        if row is None:
+            raise PipelineError(f"plan {plan_id}: no such plan; held plans are listed by 'syncd plan --org ORG'")
+        if row.status != "held":
+            raise PipelineError(f"plan {plan_id}: it is {row.status}, not held; nothing to reject")
+        org = Organization.get_by_id(row.org_id)
+        lock_org(org.id)
+        discarded = len(held.actions_of(row))
+        guard.decide(row, "rejected", actor, now, f"rejected by {actor}; {discarded} held actions discarded")
+        held.clear(row)
+    return RunResult(source="", org=org.slug, plan_id=plan_id, actions=discarded)
+
+
+def reconcile_touched(
+    config: Config,
+    org_id: int,
+    match_keys: Iterable[str],
+    actor: str,
+    now: datetime | None = None,
+    *,
+    scim: bool = False,
+) -> int:
     """Reconcile the members with these match keys, inside the caller's open write transaction.
 
-    SCIM writes call it after changing identities, groups or memberships of the org's scim source, with the match
-    keys of every identity whose data or memberships changed. Returns the number of member changes applied. Only
-    those members, their groups (and the groups enclosing them) and the org's teams are read, so the cost does not
-    grow with the org. The guard does not apply: each SCIM request is one explicit change by the IdP.
+    SCIM writes call it (``scim=True``) after changing identities, groups or memberships of the org's scim source,
+    with the match keys of every identity whose data or memberships changed: those members are planned with the
+    org's rules in ``config``, its policy, pins and every source's view of them, exactly as a whole-org plan would
+    plan them. Returns the number of member changes applied. Only those members, their groups (and the groups
+    enclosing them) and the org's teams are read, so the cost does not grow with the org. For SCIM writes the SCIM
+    guard (:mod:`syncd.held`) may hold the removals; the rest applies.
     """
     keys = {k for k in match_keys if k}
     if not keys:
@@ -464,9 +535,11 @@ def reconcile_touched(org_id: int, match_keys: Iterable[str], actor: str, now: d
     now = now or utcnow()
     lock_org(org_id)
     org = _organization(org_id)
-    rules = rules_for(org.slug)
+    rules = org_rules(config, org.slug)
     inputs = gather(org, rules, keys)
     plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+    if scim:
+        plan = held.screen(org, plan, orgs.policy_of(org), actor, now)
     return apply_plan(org, plan, inputs, actor, now)
 
 
@@ -475,9 +548,10 @@ __all__ = [
     "RunResult",
     "apply_read",
     "approve",
+    "org_rules",
     "plan_org",
     "reconcile_org",
     "reconcile_touched",
+    "reject",
     "run_source",
-    "use_config",
 ]

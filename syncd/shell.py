@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 
 from syncd import config as config_module
-from syncd import orgs, pipeline
+from syncd import orgs
 from syncd.config import Config
 from syncd.store import open_database, upgrade
 from syncd.store.db import unavailable
@@ -41,7 +41,6 @@ def start(config_path: str | None = None, config: Config | None = None) -> Runti
         declared = declare_and_describe(cfg)
     except (peewee.OperationalError, peewee.InterfaceError) as error:
         raise unavailable(error, cfg.database.url) from None
-    pipeline.use_config(cfg)
     return Runtime(config=cfg, db=db, declared=declared)
 
 

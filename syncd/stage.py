@@ -45,6 +45,7 @@ IDENTITY_FIELDS = (
 )
 GROUP_FIELDS = ("display_name", "display_name_lower", "external_id", "resource")
 MATCH_KEY = IDENTITY_FIELDS.index("match_key")
+EMAIL = IDENTITY_FIELDS.index("email")
 
 
 @dataclass
@@ -67,6 +68,10 @@ class StageResult:
     """Identity keys of this source whose data or (flattened) memberships changed."""
     old_match_keys: set[str] = field(default_factory=set)
     """Match keys that identities had before this read changed or removed them."""
+    new_email_keys: set[str] = field(default_factory=set)
+    """Identity keys whose email this read changed: the people they manage show it as their manager."""
+    newly_unmatched: list[str] = field(default_factory=list)
+    """Identity keys this read stored without a match key that had one (or were new): logged once by the run."""
 
     @property
     def changed(self) -> int:
@@ -141,7 +146,8 @@ def insert_many(model: type[peewee.Model], fields: list[peewee.Field], rows: lis
     defaults = [
         f for f in model._meta.sorted_fields if f.name not in given and not f.primary_key and f.default is not None
     ]
-    values = [f.default() if callable(f.default) else f.default for f in defaults]
+    # A callable default (a random id) is called per row, as peewee's insert does; a constant is shared.
+    makers = [f.default if callable(f.default) else (lambda value=f.default: value) for f in defaults]
     every = [*fields, *defaults]
     columns = ", ".join(f"{left}{f.column_name}{right}" for f in every)
     table = f"{left}{model._meta.table_name}{right}"
@@ -149,7 +155,7 @@ def insert_many(model: type[peewee.Model], fields: list[peewee.Field], rows: lis
     convert = [i for i, f in enumerate(every) if not isinstance(f, _PLAIN_FIELDS)]
     converted: list[tuple[Any, ...]] = []
     for row in rows:
-        full = [*row, *values]
+        full = [*row, *(make() for make in makers)]
         for i in convert:
             full[i] = every[i].db_value(full[i])
         converted.append(tuple(full))
@@ -350,6 +356,8 @@ class _Staging:
         for key, record in users.items():
             values = identity_values(record, match_on)
             have = stored.get(key)
+            if values[MATCH_KEY] is None and (have is None or have[1][MATCH_KEY] is not None):
+                self.result.newly_unmatched.append(key)
             if have is None:
                 inserts.append((self.org.id, self.source.id, key, *values, self.now, self.now))
                 self.result.touched_keys.add(key)
@@ -357,6 +365,8 @@ class _Staging:
                 updates.append((*values, self.now, have[0]))
                 self.result.touched_keys.add(key)
                 self.result.old_match_keys.add(have[1][MATCH_KEY])
+                if have[1][EMAIL] != values[EMAIL]:
+                    self.result.new_email_keys.add(key)
         fields = [Identity.org, Identity.source, Identity.key]
         fields += [getattr(Identity, n) for n in IDENTITY_FIELDS] + [Identity.created_at, Identity.updated_at]
         insert_many(Identity, fields, inserts)
@@ -559,6 +569,12 @@ def touched_match_keys(source: Source, staged: StageResult) -> set[str]:
     keys = set(staged.old_match_keys)
     for chunk in batches(sorted(staged.touched_keys)):
         query = Identity.select(Identity.match_key).where((Identity.source == source.id) & Identity.key.in_(chunk))
+        keys.update(key for (key,) in raw_rows(query) if key)
+    # A manager's new email is the ``manager`` of everyone they manage (rare: only identities whose email changed).
+    for chunk in batches(sorted(staged.new_email_keys)):
+        query = Identity.select(Identity.match_key).where(
+            (Identity.source == source.id) & Identity.manager_key.in_(chunk)
+        )
         keys.update(key for (key,) in raw_rows(query) if key)
     return keys
 

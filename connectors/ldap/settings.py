@@ -53,7 +53,7 @@ class Settings:
     connect_timeout: float = 10.0
     timeout: float = 60.0
     time_limit: int = 0
-    incremental: Literal["auto", "syncrepl", "usn", "dirsync", "timestamp", "off"] = "auto"
+    incremental: Literal["auto", "syncrepl", "usn", "dirsync", "changelog", "timestamp", "off"] = "auto"
     leaver_check_every: int = 1
     attributes: dict[str, str] = field(default_factory=dict)
     extra_attributes: tuple[str, ...] = ()

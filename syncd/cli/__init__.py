@@ -34,6 +34,7 @@ COMMAND_ORDER = (
     "sync",
     "plan",
     "approve",
+    "reject",
     "members",
     "sources",
     "orgs",

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from syncd import pipeline
+from syncd import held, pipeline
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import EXIT_HELD
 from syncd.cli.runtime import start_runtime
-from syncd.reconcile import Action
 from syncd.store.models import Organization
 from syncd.store.models import Plan as PlanRow
 
@@ -34,8 +33,25 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         ),
     )
     parser.add_argument("--show", action="store_true", help="print the held plan, apply nothing")
+    add_by(parser, "approves")
     add_format(parser)
     parser.set_defaults(handler=run)
+
+
+def add_by(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument(
+        "--by",
+        metavar="NAME",
+        help=f"who {verb} (recorded in the ledger as admin:NAME; default: admin:cli)",
+    )
+
+
+def decider(args: argparse.Namespace) -> str:
+    """The ledger actor of a decision: ``admin:NAME`` from ``--by``, else ``admin:cli``."""
+    name = (args.by or "").strip()
+    if args.by is not None and (not name or any(c.isspace() or not c.isprintable() for c in name)):
+        raise CliError("--by: give a name without spaces, e.g. --by alice@acme.com")
+    return f"admin:{name}" if name else "admin:cli"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if args.show:
         return show(args.plan_id, args.format)
     try:
-        result = pipeline.approve(runtime.config, args.plan_id)
+        result = pipeline.approve(runtime.config, args.plan_id, actor=decider(args))
     except pipeline.PipelineError as error:
         raise CliError(str(error)) from None
     if args.format == "json":
@@ -73,7 +89,7 @@ def show(plan_id: str, fmt: str) -> int:
     if row is None:
         raise CliError(f"plan {plan_id}: no such plan; held plans are listed by 'syncd plan --org ORG'")
     org = Organization.get_by_id(row.org_id)
-    actions = [Action.from_dict(a) for a in json.loads(row.actions)]
+    actions = held.actions_of(row)
     summary = json.loads(row.summary)
     if fmt == "json":
         print_json(

@@ -141,6 +141,8 @@ def run_show(args: argparse.Namespace) -> int:
     if row["deprovisioned_at"]:
         print(f"  deprovisioned at: {row['deprovisioned_at']} (data transferred to {row['transfer_to'] or 'nobody'})")
     print("  teams: " + (teams_text(row) or "none"))
+    if row["manager"]:
+        print(f"  manager: {row['manager']}")
     for identity in identities:
         state = "active" if identity["active"] else "disabled"
         print(f"  identity: source {identity['source']}, key {identity['key']}, {identity['user_name']} ({state})")
@@ -150,10 +152,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_set_role(args: argparse.Namespace) -> int:
-    start_runtime(args)
+    runtime = start_runtime(args)
     org = orgs.get(args.org)
     try:
-        lines = members.set_role(org, args.member, args.role, args.pin, "admin:cli", utcnow())
+        lines = members.set_role(runtime.config, org, args.member, args.role, args.pin, "admin:cli", utcnow())
     except members.MemberError as error:
         raise CliError(str(error)) from None
     if args.format == "json":

@@ -77,7 +77,7 @@ def plan_document(result: pipeline.RunResult) -> dict[str, Any]:
         "held_reason": result.held_reason,
         "complete": result.complete,
         "problems": result.problems,
-        "notes": list(plan.notes) if plan else [],
+        "notes": list(plan.notes) if plan is not None else [],
         "actions": [a.as_dict() for a in plan.actions] if plan else [],
     }
 
@@ -96,14 +96,16 @@ def print_plan(result: pipeline.RunResult, fmt: str) -> None:
         print(f"  {action.line()}")
     for problem in result.problems:
         print(f"problem: {problem}")
-    for note in plan.notes if plan else ():
+    for note in plan.notes if plan is not None else ():
         print(f"note: {note}")
     if result.held_reason:
         print(f"held by the guard: {result.held_reason}")
     for held in held_plans(result.org):
+        what = f"{held['removals']} members' removals pushed by SCIM, " if held["kind"] == "scim-removals" else ""
         print(
-            f"pending: plan {held['plan_id']} held since {held['created_at']} ({held['reason']}); "
-            f"'syncd approve {held['plan_id']} --show' to review, 'syncd approve {held['plan_id']}' to apply"
+            f"pending: plan {held['plan_id']} held since {held['created_at']} ({what}{held['reason']}); "
+            f"'syncd approve {held['plan_id']} --show' to review, 'syncd approve {held['plan_id']}' to apply, "
+            f"'syncd reject {held['plan_id']} --by NAME' to discard"
         )
 
 
@@ -115,6 +117,8 @@ def held_plans(org_slug: str) -> list[dict[str, Any]]:
             "plan_id": row.id,
             "created_at": row.created_at.isoformat(timespec="seconds") + "Z",
             "reason": json.loads(row.summary).get("reason", ""),
+            "kind": json.loads(row.summary).get("kind", "plan"),
+            "removals": json.loads(row.summary).get("removals", 0),
         }
         for row in rows
     ]

@@ -1,11 +1,17 @@
-"""``syncd sources list``: every source (configured ones and each org's SCIM source) and how its last run went."""
+"""``syncd sources list``: every source (configured ones and each org's SCIM source) and how its last run went;
+``syncd sources show NAME``: one source in sections (its state, the identities that join no member, ...)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
+from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
+from syncd.config import Config
+from syncd.gather import unmatched
 from syncd.store.models import Organization, Source
 
 
@@ -17,6 +23,17 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     add_format(listing)
     listing.set_defaults(handler=run_list)
+    show = sub.add_parser(
+        "show",
+        help="show one source",
+        description=(
+            "Show one source in sections: its state (kind, org, last run, last error) and the identities it holds "
+            "that join no member because they lack the org's match_on key. Exit 0; 1 when there is no such source."
+        ),
+    )
+    show.add_argument("name", metavar="NAME", help="source name (see 'syncd sources list'; SCIM: scim:ORG)")
+    add_format(show)
+    show.set_defaults(handler=run_show)
 
 
 def _when(value: object) -> str | None:
@@ -63,4 +80,57 @@ def run_list(args: argparse.Namespace) -> int:
                 for r in rows
             ],
         )
+    return 0
+
+
+SectionValue = tuple[Any, list[str]]
+"""A section's JSON value and its text lines."""
+
+
+def _state_section(source: Source, config: Config) -> SectionValue:
+    settings = next((s for s in config.sources if s.name == source.name), None)
+    value = {
+        "name": source.name,
+        "org": source.org.slug,
+        "kind": source.kind,
+        "precedence": source.precedence,
+        "schedule": settings.schedule if settings else ("push" if source.kind == "scim" else None),
+        "last_run_at": _when(source.last_run_at),
+        "last_success_at": _when(source.last_success_at),
+        "last_full_at": _when(source.last_full_at),
+        "consecutive_failures": source.consecutive_failures,
+        "last_error": source.last_error,
+    }
+    return value, [f"{key}: {'' if shown is None else shown}" for key, shown in value.items()]
+
+
+def _unmatched_section(source: Source, config: Config) -> SectionValue:
+    found = unmatched(source.org, source.id)
+    value = [{"id": u.key, "user_name": u.user_name, "email": u.email, "external_id": u.external_id} for u in found]
+    match_on = source.org.match_on
+    lines = [f"{len(found)} identities without {match_on} join no member"] if found else ["none"]
+    lines += [f"  {u.key}  userName {u.user_name!r}" for u in found]
+    return value, lines
+
+
+SECTIONS: dict[str, Callable[[Source, Config], SectionValue]] = {
+    "source": _state_section,
+    "unmatched": _unmatched_section,
+}
+"""The sections of ``syncd sources show``, in order; a new one is a function added here (its key is its JSON key)."""
+
+
+def run_show(args: argparse.Namespace) -> int:
+    runtime = start_runtime(args)
+    source = Source.select(Source, Organization).join(Organization).where(Source.name == args.name).first()
+    if source is None:
+        raise CliError(f"no source named {args.name!r}; see 'syncd sources list'")
+    sections = {name: build(source, runtime.config) for name, build in SECTIONS.items()}
+    if args.format == "json":
+        print_json({name: value for name, (value, _) in sections.items()})
+        return 0
+    for index, (name, (_, lines)) in enumerate(sections.items()):
+        print(("\n" if index else "") + f"[{name}]")
+        for line in lines:
+            print(line)
     return 0

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from syncd.matching import email_shaped
 from syncd.reconcile.model import (
     ROLE_RANK,
     TEAM_ROLE_RANK,
@@ -90,13 +91,13 @@ class _Planner:
         state = current.state
         emit = _Emitter(self, key)
         if top is not None:
-            attrs = (top.email, top.user_name, top.display_name)
-            if attrs != (state.email, state.user_name, state.display_name):
+            attrs = (top.email, top.user_name, top.display_name, top.manager)
+            if attrs != (state.email, state.user_name, state.display_name, state.manager):
                 changed = [
                     f"{label} {old!r} -> {new!r}"
                     for label, old, new in zip(
-                        ("email", "user name", "display name"),
-                        (state.email, state.user_name, state.display_name),
+                        ("email", "user name", "display name", "manager"),
+                        (state.email, state.user_name, state.display_name, state.manager),
                         attrs,
                         strict=True,
                     )
@@ -104,7 +105,13 @@ class _Planner:
                 ]
                 state = emit(
                     "member.update",
-                    replace(state, email=top.email, user_name=top.user_name, display_name=top.display_name),
+                    replace(
+                        state,
+                        email=top.email,
+                        user_name=top.user_name,
+                        display_name=top.display_name,
+                        manager=top.manager,
+                    ),
                     "; ".join(changed),
                     f"attributes from source {top.source}",
                     state,
@@ -128,6 +135,7 @@ class _Planner:
             role=role,
             pinned=False,
             teams=tuple(sorted((slug, team_role) for slug, (team_role, _, _) in teams.items())),
+            manager=top.manager,
         )
         in_teams = ", ".join(f"{slug} ({team_role})" for slug, team_role in state.teams)
         sources = ", ".join(sorted({i.source for i in asserting}))
@@ -225,7 +233,8 @@ class _Planner:
                 best = grant
         if best is not None and best.role is not None:
             return best.role, best.reason
-        domain = (top.email or "").rpartition("@")[2].lower()
+        address = top.email or (top.user_name if email_shaped(top.user_name) else "")
+        domain = address.rpartition("@")[2].lower()
         if self.policy.domains and domain not in self.policy.domains:
             shown = domain or "(no email)"
             return "guest", f"email domain {shown} is outside the org's domains"

@@ -5,9 +5,16 @@ JSON values are stored as text so that SQLite and PostgreSQL share one schema; t
 
 from __future__ import annotations
 
+import secrets
+
 import peewee
 
 from syncd.store.db import database
+
+
+def new_message_id() -> str:
+    """A Standard Webhooks message id: ``msg_`` and 128 random bits, unique across messages and stores."""
+    return "msg_" + secrets.token_hex(16)
 
 
 class BaseModel(peewee.Model):
@@ -139,6 +146,10 @@ class GroupMember(BaseModel):
     group = peewee.ForeignKeyField(DirectoryGroup, on_delete="CASCADE")
     member_key = peewee.TextField()
     member_kind = peewee.CharField(max_length=8, default="User")
+    # What a SCIM client sent with the member (RFC 7643 §4.2), read back as written; NULL: not sent.
+    display = peewee.TextField(null=True)
+    ref = peewee.TextField(null=True)
+    member_type = peewee.TextField(null=True)
 
     class Meta:
         indexes = (
@@ -161,6 +172,7 @@ class Member(BaseModel):
     suspended_at = peewee.DateTimeField(null=True)
     deprovisioned_at = peewee.DateTimeField(null=True)
     transfer_to = peewee.TextField(null=True)
+    manager = peewee.TextField(null=True)  # the manager's email, as the top source names them
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()
 
@@ -229,11 +241,15 @@ class LedgerEntry(BaseModel):
             (("org", "seq"), True),
             (("org", "at"), False),
             (("org", "target"), False),
+            (("org", "action", "at"), False),
         )
 
 
 class OutboxEvent(BaseModel):
-    """A webhook event written in the same transaction as the change it reports, delivered after commit."""
+    """A webhook event written in the same transaction as the change it reports, delivered after commit.
+
+    ``message_id`` is the Standard Webhooks ``webhook-id``, random and fixed when the row is written (unique across
+    stores); ``order_key`` (the ledger target, e.g. ``member:<key>``) keeps one target's events in order."""
 
     org = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
     event_type = peewee.CharField(max_length=64)
@@ -243,9 +259,11 @@ class OutboxEvent(BaseModel):
     next_attempt_at = peewee.DateTimeField(null=True)
     delivered_at = peewee.DateTimeField(null=True)
     last_error = peewee.TextField(null=True)
+    message_id = peewee.CharField(max_length=64, null=True, unique=True, default=new_message_id)
+    order_key = peewee.TextField(null=True)
 
     class Meta:
-        indexes = ((("delivered_at", "next_attempt_at"), False),)
+        indexes = ((("delivered_at", "next_attempt_at"), False), (("org", "order_key"), False))
 
 
 class PlanBasis(BaseModel):
@@ -256,6 +274,20 @@ class PlanBasis(BaseModel):
     org = peewee.ForeignKeyField(Organization, on_delete="CASCADE", unique=True)
     fingerprint = peewee.CharField(max_length=64)
     planned_at = peewee.DateTimeField()
+
+
+class HeldRemoval(BaseModel):
+    """One member's suspension or deprovision that a SCIM write implied while the org's SCIM guard was tripped: the
+    member's actions wait in the held plan ``plan`` until ``syncd approve`` or ``syncd reject`` (syncd/held.py)."""
+
+    org = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
+    plan = peewee.ForeignKeyField(Plan, on_delete="CASCADE")
+    match_key = peewee.TextField()
+    actions = peewee.TextField(default="[]")
+    created_at = peewee.DateTimeField()
+
+    class Meta:
+        indexes = ((("plan", "match_key"), True), (("org", "match_key"), False))
 
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (
@@ -272,4 +304,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     LedgerEntry,
     OutboxEvent,
     PlanBasis,
+    HeldRemoval,
 )

@@ -1,4 +1,4 @@
-"""Fixtures for the SCIM suite: two orgs with a scim token each, a Flask client, and a reconciliation recorder.
+"""Fixtures for the SCIM suite: two orgs with a scim token each, a Flask client, and a reconciliation spy.
 
 Every test using ``scim`` runs on SQLite and on the real PostgreSQL (through the ``store`` fixture).
 """
@@ -22,7 +22,8 @@ SCIM_JSON = "application/scim+json"
 
 @dataclass
 class Reconciliations:
-    """Records syncd.pipeline.reconcile_touched calls; each must come inside a write transaction."""
+    """Records syncd.pipeline.reconcile_touched calls (each must come inside a write transaction) and calls through
+    to the real reconciler, so every SCIM test also drives the real reconciliation."""
 
     calls: list[tuple[int, list[str], str]] = field(default_factory=list)
 
@@ -124,13 +125,14 @@ def reconciliations(monkeypatch: pytest.MonkeyPatch) -> Reconciliations:
     from syncd.store.db import database
 
     recorder = Reconciliations()
+    real = pipeline.reconcile_touched
 
-    def record(org_id: int, match_keys: Any, actor: str, now: Any = None) -> int:
+    def record(config: Any, org_id: int, match_keys: Any, actor: str, now: Any = None, **options: Any) -> int:
         assert database.obj.in_transaction(), "reconcile_touched must run inside the SCIM write transaction"
         keys = list(match_keys)
         assert keys == sorted(set(keys)) and all(keys), keys
         recorder.calls.append((org_id, keys, actor))
-        return 0
+        return real(config, org_id, keys, actor, now, **options)
 
     monkeypatch.setattr(pipeline, "reconcile_touched", record)
     return recorder

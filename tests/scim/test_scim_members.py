@@ -78,9 +78,11 @@ def member_statements_read_no_list(statements: list[str]) -> bool:
 def test_adding_and_removing_one_member_of_a_10000_member_group_runs_what_a_10_member_group_runs(scim, monkeypatch):
     big, big_keys = seed_group(scim, 10_000, "big")
     small, small_keys = seed_group(scim, 10, "small")
-    newcomer = scim.a.create_user("newcomer", emails=[{"value": "newcomer@acme.com"}])["id"]
     runs = {}
     for group_id, keys in ((big, big_keys), (small, small_keys)):
+        # a newcomer each, so that both reconciliations read a member in exactly one group (the real reconciler
+        # runs behind the spy)
+        newcomer = scim.a.create_user(f"newcomer-{group_id}", emails=[{"value": f"n-{group_id}@acme.com"}])["id"]
         with recorded_sql(monkeypatch) as statements:
             added = scim.a.patch(
                 f"/Groups/{group_id}", [{"op": "add", "path": "members", "value": [{"value": newcomer}]}]
