@@ -145,6 +145,7 @@ groups_base = "{GROUPS}"
     change_five_percent(fresh_samba)
     second = cli("--config", str(path), "sync", "corp-ad")
     listed = cli("--config", str(path), "sources", "list", "--format", "json")
+    shown = cli("--config", str(path), "sources", "show", "corp-ad")
 
     assert second.code == 0, second.stderr
     assert compare(expected(fresh_samba.plan.users, changed=True), observed(cli, path)) == []
@@ -152,6 +153,7 @@ groups_base = "{GROUPS}"
     assert source["last_error"] is None and source["last_full_at"] != source["last_success_at"]  # an increment
     assert "deletions visible: no (no tombstone under CN=Deleted Objects is readable by bind_dn)" in source["notes"]
     assert f"incremental {mode}: leavers found by an objectGUID census of the scope every increment" in source["notes"]
+    assert shown.code == 0 and "[notes]\ndeletions visible: no" in shown.stdout
 
 
 def test_increments_between_leaver_checks_are_never_reported_complete(cli, write_config, sqlite_url, fresh_samba):
