@@ -1,7 +1,7 @@
 """The source scheduler: one APScheduler 3.x BackgroundScheduler per process, a job per enabled source.
 
 Each job fires on the source's ``schedule`` (an interval aligned to the Unix epoch, so replicas fire for the same
-slots, or a cron expression) plus a small jitter, with ``max_instances=1`` (no overlapping runs of one source in a
+slots, or a cron expression) plus a small jitter drawn around each slot (:mod:`syncd.slots`), with ``max_instances=1`` (no overlapping runs of one source in a
 replica), ``coalesce=True`` (a backlog of missed slots runs once) and a misfire grace. Across replicas the database
 lease (:mod:`syncd.lease`) lets exactly one run a slot. A run is a full snapshot when ``full_snapshot_every`` has
 elapsed since the last one. Failures back the source off: after ``quarantine_after`` consecutive failures the
@@ -38,6 +38,7 @@ from syncd.clock import utcnow
 from syncd.config import Config, SourceSettings, parse_interval
 from syncd.logs import bound, log_event, redact_text
 from syncd.orgs import scim_source_name
+from syncd.slots import SlotTrigger
 from syncd.store.db import database
 from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
@@ -127,20 +128,18 @@ def replica_id() -> str:
 
 
 def build_trigger(schedule: str, where: str) -> tuple[BaseTrigger, BaseTrigger, float]:
-    """The jittered trigger a job fires on, the same trigger without jitter (slot boundaries) and the period."""
+    """The jittered trigger a job fires on (jitter drawn around each slot, :mod:`syncd.slots`), the plain trigger
+    of the slot boundaries, and the period."""
     text = schedule.strip()
     if len(text.split()) == 5:
         plain: BaseTrigger = CronTrigger.from_crontab(text, timezone=UTC)
         first = plain.get_next_fire_time(None, datetime.now(UTC))
         second = plain.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
         period = (second - first).total_seconds() if first and second else 3600.0
-        fired = CronTrigger.from_crontab(text, timezone=UTC)
     else:
         period = float(parse_interval(text, where))
         plain = IntervalTrigger(seconds=period, start_date=EPOCH, timezone=UTC)
-        fired = IntervalTrigger(seconds=period, start_date=EPOCH, timezone=UTC)
-    fired.jitter = min(period / 10, 60.0)  # type: ignore[attr-defined]
-    return fired, plain, period
+    return SlotTrigger(plain, min(period / 10, 60.0)), plain, period
 
 
 class SourceScheduler:

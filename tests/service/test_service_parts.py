@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import socket
 from datetime import datetime, timedelta
 
@@ -130,6 +131,39 @@ def test_interval_slots_are_aligned_to_the_epoch_so_replicas_share_them():
     moment = datetime(2026, 3, 4, 10, 7, 12, tzinfo=EPOCH.tzinfo)
     assert plain.get_next_fire_time(None, moment) == moment.replace(minute=15, second=0)
     assert fired.jitter == 60.0
+
+
+def _fire_times(trigger, start: datetime, count: int) -> list[datetime]:
+    """Fire times as APScheduler asks for them: each from the previous (jittered) fire time, at that moment."""
+    times, previous, now = [], None, start
+    for _ in range(count):
+        previous = trigger.get_next_fire_time(previous, now)
+        times.append(previous)
+        now = previous
+    return times
+
+
+@pytest.mark.parametrize("schedule", ["15s", "15m", "*/5 * * * *"])
+def test_each_run_is_jittered_around_its_own_slot_so_jitter_never_accumulates(schedule):
+    fired, plain, period = build_trigger(schedule, "s")
+    fired.rng = random.Random(12)
+    start = datetime(2026, 3, 4, 10, 7, 12, 345678, tzinfo=EPOCH.tzinfo)
+    first_slot = plain.get_next_fire_time(None, start)
+    times = _fire_times(fired, start, 500)
+    for k, fired_at in enumerate(times):
+        slot = first_slot + timedelta(seconds=k * period)
+        assert slot <= fired_at <= slot + timedelta(seconds=fired.jitter), (k, slot, fired_at)
+    offsets = [(t - (first_slot + timedelta(seconds=k * period))).total_seconds() for k, t in enumerate(times)]
+    assert max(offsets) > fired.jitter / 2, "the jitter is used, not left out"
+
+
+def test_a_catch_up_fire_between_slots_is_followed_by_the_next_slot_not_a_period_later():
+    fired, _, _ = build_trigger("1h", "s")
+    fired.rng = random.Random(3)
+    catch_up = datetime(2026, 3, 4, 10, 59, 0, tzinfo=EPOCH.tzinfo)
+    following = fired.get_next_fire_time(catch_up, catch_up)
+    slot = datetime(2026, 3, 4, 11, 0, 0, tzinfo=EPOCH.tzinfo)
+    assert slot <= following <= slot + timedelta(seconds=fired.jitter)
 
 
 def test_cron_schedule_period_is_the_gap_between_fire_times():
