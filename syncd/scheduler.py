@@ -169,6 +169,8 @@ class SourceScheduler:
         self._idle = threading.Condition()
         self._accepting = True
         self._last_beat = 0.0
+        self._start_failures = 0
+        self._start_error: str | None = None
 
     # ----- policy -----------------------------------------------------------------------------------------------
     def quarantined(self, failures: int) -> bool:
@@ -204,6 +206,24 @@ class SourceScheduler:
         )
         metrics.scheduler_running.set(1 if alive else 0)
         return alive
+
+    def start_trouble(self) -> str | None:
+        """Why runs are not starting, once ``quarantine_after`` runs in a row ended before they started (feeds
+        /readyz): a replica whose every run dies at start-up is not doing its job, though its HTTP answers."""
+        if self._start_failures < self.config.server.quarantine_after:
+            return None
+        return f"runs failing to start: {self._start_failures} in a row, last: {self._start_error}"
+
+    def _note_start(self, source: str, error: BaseException | None) -> None:
+        """Count runs that could not start (:class:`syncd.worker.RunNotStarted`); any run that started resets it."""
+        if isinstance(error, worker.RunNotStarted):
+            self._start_failures += 1
+            self._start_error = _one_line(error)
+            metrics.run_start_failures.labels(source).inc()
+        else:
+            self._start_failures = 0
+            self._start_error = None
+        metrics.run_start_failures_in_a_row.set(self._start_failures)
 
     def stop_taking_work(self) -> None:
         """Fire no more jobs and refuse manual runs; runs in flight go on (see :meth:`wait_idle`)."""
@@ -291,9 +311,11 @@ class SourceScheduler:
                     )
                 else:
                     detail = housekeep_org(self.config, name, now=now)
+                self._note_start(name, None)
                 if getattr(detail, "actions", 0):
                     log_event(log, "org.housekeeping", org=slug, actions=detail.actions, held=detail.held)
             except Exception as error:
+                self._note_start(name, error)
                 log_event(log, "org.housekeeping.failed", logging.WARNING, org=slug, error=_one_line(error))
             finally:
                 lease.release(name, self.owner, now + timedelta(seconds=period) - timedelta(seconds=BEAT_SECONDS))
@@ -375,7 +397,9 @@ class SourceScheduler:
                 else:
                     detail = self.run(self.config, name, dry_run=False, full=full, actor=actor, now=now)
                 result = _result_of(detail)
+                self._note_start(name, None)
             except Exception as caught:
+                self._note_start(name, caught)
                 error = _one_line(caught)
                 log.error("source.run.failed", exc_info=caught, extra={"syncd_fields": {"full": full}})
             finally:

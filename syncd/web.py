@@ -1,8 +1,8 @@
 """The full WSGI app of ``syncd serve``: SCIM at /scim/v2, health, readiness, metrics and the admin API.
 
 - ``/healthz``: the process answers (liveness; no dependency is checked, so a slow database never restarts it).
-- ``/readyz``: the store answers, its schema is current and the scheduler runs (readiness; 503 with the failing
-  check named, also while the service drains on SIGTERM).
+- ``/readyz``: the store answers, its schema is current and the scheduler runs and its runs start (readiness; 503
+  with the failing check named, also while the service drains on SIGTERM or when runs keep dying before they start).
 - ``/metrics``: Prometheus text exposition (:mod:`syncd.metrics`); every request is counted and timed by the
   before/after request hooks, by route template so that ids never become label values.
 - ``/admin/v1/sources`` and ``POST /admin/v1/sources/<name>/sync``: the org's sources and their run state, and a run
@@ -188,8 +188,10 @@ def readiness(service: ServiceState) -> dict[str, str]:
         checks["scheduler"] = "draining"
     elif service.scheduler is None:
         checks["scheduler"] = "not started"
+    elif not service.scheduler.healthy():
+        checks["scheduler"] = "not running"
     else:
-        checks["scheduler"] = "ok" if service.scheduler.healthy() else "not running"
+        checks["scheduler"] = service.scheduler.start_trouble() or "ok"
     return checks
 
 
