@@ -16,7 +16,8 @@ thread (a library may unblock them there) is caught by a handler that only queue
   let in-flight requests and source runs finish, exit 0; when ``server.shutdown_timeout`` passes first the process
   exits 1 and the database rolls back the open transaction, so a run is applied entirely or not at all.
 - SIGHUP: reload the config; new, changed and removed sources are rescheduled. An invalid config is refused with
-  one log line and the running one is kept.
+  one log line and the running one is kept, in the store too: the whole config is checked before any of it is
+  declared, and it is declared in one transaction (:func:`syncd.shell.declare`).
 - READY=1 once the store is migrated and the listener accepts; WATCHDOG=1 while the scheduler's heartbeat is fresh.
 """
 
@@ -43,7 +44,6 @@ from syncd.notify import notify, watchdog_interval
 from syncd.scheduler import RunFunction, SourceScheduler
 from syncd.store import open_database, upgrade
 from syncd.store.db import unavailable
-from syncd.store.models import Organization
 from syncd.web import ServiceState, create_app
 
 log = logging.getLogger("syncd.serve")
@@ -154,6 +154,7 @@ class Service:
             new = config_module.load(self.config_path)
             _check_reloadable(self.config, new)
             with declaration_lock():
+                shell.check_declarable(new)
                 shell.declare(new)
         except (ConfigError, OSError, peewee.PeeweeException) as error:
             log_event(
@@ -205,13 +206,10 @@ class Service:
 
 
 def _check_reloadable(old: Config, new: Config) -> None:
-    """Refuse what a reload cannot change in a running process, and sources naming unknown orgs."""
+    """Refuse what a reload cannot change in a running process; what the store cannot take is refused by
+    :func:`syncd.shell.check_declarable` before anything is declared."""
     if new.database.url != old.database.url:
         raise ConfigError("database.url changed; a different database needs a restart (systemctl restart syncd)")
-    declared = {org.slug for org in new.orgs}
-    for source in new.sources:
-        if source.org not in declared and not Organization.select().where(Organization.slug == source.org).exists():
-            raise ConfigError(f"sources: source {source.name!r} names org {source.org!r}, which does not exist")
 
 
 def serve(config_path: str | None = None, *, listen: str | None = None, run: RunFunction | None = None) -> int:
