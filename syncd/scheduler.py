@@ -16,9 +16,6 @@ the scheduler a controllable one; it must be a module-level function, because it
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import threading
 import time
 import uuid
@@ -34,7 +31,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd import lease, metrics, webhooks, worker
-from syncd.clock import utcnow
+from syncd.clock import iso, utcnow
 from syncd.config import Config, SourceSettings, parse_interval
 from syncd.logs import bound, log_event, redact_text
 from syncd.orgs import scim_source_name
@@ -50,6 +47,8 @@ BEAT_SECONDS = 1.0
 WEBHOOK_SECONDS = 10.0
 WEBHOOK_BATCH = 500
 WEBHOOK_TICK_BUDGET = 30.0
+RETRY_MARGIN = timedelta(milliseconds=200)
+RETRY_SUFFIX = "#retry"
 
 
 def housekeep_org(
@@ -124,7 +123,7 @@ def default_run(
 
 
 def replica_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return lease.owner_id()
 
 
 def build_trigger(schedule: str, where: str) -> tuple[BaseTrigger, BaseTrigger, float]:
@@ -171,6 +170,8 @@ class SourceScheduler:
         self._last_beat = 0.0
         self._start_failures = 0
         self._start_error: str | None = None
+        self._abandoned = False
+        self._heartbeats: dict[str, threading.Event] = {}
 
     # ----- policy -----------------------------------------------------------------------------------------------
     def quarantined(self, failures: int) -> bool:
@@ -193,9 +194,40 @@ class SourceScheduler:
         self._scheduler.add_job(
             self.deliver_webhooks, "interval", seconds=WEBHOOK_SECONDS, id="__webhooks__", name="webhooks"
         )
+        self.free_dead_leases()
         self.apply(self.config)
         self._scheduler.start()
         log_event(log, "scheduler.started", owner=self.owner, sources=len(self._plain))
+
+    def free_dead_leases(self) -> None:
+        """Free leases held by dead processes of this host (:func:`syncd.lease.free_dead_local`) before the
+        catch-up runs try to claim them."""
+        try:
+            freed = lease.free_dead_local(self.clock())
+        except Exception as error:
+            log_event(log, "source.lease.free_failed", logging.WARNING, error=_one_line(error))
+            return
+        for name, former in freed:
+            log_event(log, "source.lease.freed", source=name, former_owner=former, reason="its process here is gone")
+
+    def abandon(self) -> list[str]:
+        """Shutdown past its timeout: kill the run processes (their transactions roll back), record nothing about
+        those runs, and release their leases with no cooldown so that the restarted service redoes them at once.
+        Returns the sources whose runs were abandoned."""
+        self._abandoned = True
+        with self._idle:
+            running = sorted(self._in_flight)
+            for name in running:
+                if name in self._heartbeats:
+                    self._heartbeats[name].set()
+        worker.kill_all()
+        now = self.clock()
+        for name in running:
+            try:
+                lease.release(name, self.owner, now)
+            except Exception as error:
+                log_event(log, "source.lease.release_failed", logging.WARNING, source=name, error=_one_line(error))
+        return running
 
     def healthy(self) -> bool:
         """True while the scheduler runs and its heartbeat job fired recently (feeds /readyz and WATCHDOG=1)."""
@@ -269,18 +301,19 @@ class SourceScheduler:
                 name=f"source {name}",
                 replace_existing=True,
                 misfire_grace_time=max(1, int(period // 2)),
-                **({"next_run_time": datetime.now(UTC)} if self._overdue(name, period) else {}),
+                **({"next_run_time": datetime.now(UTC)} if self._overdue(name, plain) else {}),
             )
             changes["changed" if known is not None else "added"].append(name)
             self._plain[name] = (plain, period, source.schedule)
         return changes
 
-    def _overdue(self, name: str, period: float) -> bool:
-        """A source never run, or not run for a whole period, runs at once instead of waiting for its next slot."""
+    def _overdue(self, name: str, plain: BaseTrigger) -> bool:
+        """A source never run, or whose last run is older than the latest slot (a run abandoned at shutdown records
+        nothing), runs at once instead of waiting for its next slot."""
         row = Source.get_or_none(Source.name == name)
         if row is None:
             return False
-        return row.last_run_at is None or self.clock() - row.last_run_at >= timedelta(seconds=period)
+        return row.last_run_at is None or self._next_slot(plain, row.last_run_at) <= self.clock()
 
     def _beat(self) -> None:
         self._last_beat = time.monotonic()
@@ -341,12 +374,37 @@ class SourceScheduler:
         now = self.clock()
         try:
             if not lease.claim(name, self.owner, now, self.config.server.lease_seconds, scheduled=True):
-                log_event(log, "source.run.skipped", logging.DEBUG, source=name, reason="lease held or cooling down")
+                self._skipped(name, now)
                 return
         except Exception as error:
             log_event(log, "source.lease.failed", logging.WARNING, source=name, error=_one_line(error))
             return
         self._execute(self._settings(name), now, actor=f"source:{name}")
+
+    def _skipped(self, name: str, now: datetime) -> None:
+        """The slot's claim failed. Cooling down (the slot was run): nothing to do. Held by a run elsewhere: that run
+        may be a dead replica's that nobody will finish, so try again when its lease expires, if that comes before
+        the next slot (a live holder renews it, and the retry finds it held or cooling down again)."""
+        owner, until = lease.holder(name)
+        if owner is None or until is None or owner == self.owner:
+            log_event(log, "source.run.skipped", logging.DEBUG, source=name, reason="cooling down until its next slot")
+            return
+        plain = self._plain.get(name, (None, 0.0, ""))[0]
+        retry_at = until + RETRY_MARGIN
+        if retry_at < self._next_slot(plain, now):
+            self._scheduler.add_job(
+                self._tick,
+                "date",
+                run_date=retry_at.replace(tzinfo=UTC),
+                args=[name],
+                id=f"{name}{RETRY_SUFFIX}",
+                name=f"source {name} (retry)",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+            log_event(log, "source.run.skipped", source=name, reason="lease held", owner=owner, retry_at=iso(retry_at))
+        else:
+            log_event(log, "source.run.skipped", source=name, reason="lease held", owner=owner, retry_at="next slot")
 
     def run_now(self, name: str, *, full: bool = False, actor: str = "admin:api") -> RunOutcome:
         """Run a source now (admin API, ``syncd sync`` against the service), unless a run of it is in flight."""
@@ -372,6 +430,8 @@ class SourceScheduler:
         with self._idle:
             self._in_flight[name] = run_id
         stop_heartbeat = threading.Event()
+        with self._idle:
+            self._heartbeats[name] = stop_heartbeat
         heartbeat = threading.Thread(target=self._renew, args=(name, stop_heartbeat), name=f"lease-{name}", daemon=True)
         heartbeat.start()
         started = time.monotonic()
@@ -408,10 +468,12 @@ class SourceScheduler:
                 metrics.source_runs.labels(name, result).inc()
                 metrics.source_run_duration.labels(name, result).observe(duration)
                 try:
-                    self._record(name, now, full, error, duration, before, result)
+                    if not self._abandoned:
+                        self._record(name, now, full, error, duration, before, result)
                 finally:
                     with self._idle:
                         self._in_flight.pop(name, None)
+                        self._heartbeats.pop(name, None)
                         self._idle.notify_all()
         return RunOutcome(name, run_id, result, full, duration, error, detail)
 

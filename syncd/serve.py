@@ -14,7 +14,8 @@ thread (a library may unblock them there) is caught by a handler that only queue
 
 - SIGTERM/SIGINT: stop taking work (the scheduler fires nothing more, /readyz says draining, the listener closes),
   let in-flight requests and source runs finish, exit 0; when ``server.shutdown_timeout`` passes first the process
-  exits 1 and the database rolls back the open transaction, so a run is applied entirely or not at all.
+  exits 1 and the database rolls back the open transaction, so a run is applied entirely or not at all; the run's
+  lease is released with no cooldown, so the restarted service redoes it at once.
 - SIGHUP: reload the config; new, changed and removed sources are rescheduled. An invalid config is refused with
   one log line and the running one is kept, in the store too: the whole config is checked before any of it is
   declared, and it is declared in one transaction (:func:`syncd.shell.declare`).
@@ -36,7 +37,7 @@ from cheroot.wsgi import Server
 
 from connectors.interface import ConfigError
 from syncd import config as config_module
-from syncd import logs, shell, worker
+from syncd import logs, shell
 from syncd.config import Config
 from syncd.lease import declaration_lock
 from syncd.logs import log_event
@@ -192,14 +193,14 @@ class Service:
             log_event(log, "service.stopped", signal=why)
             return 0
         left = self.scheduler.in_flight()
-        worker.kill_all()
+        self.scheduler.abandon()
         log_event(
             log,
             "service.stop_timeout",
             logging.ERROR,
             runs_abandoned=",".join(sorted(left)),
             requests_in_flight=http_stopped.is_alive(),
-            effect="open transactions are rolled back by the database; the next run redoes the work",
+            effect="open transactions are rolled back by the database and the leases released; a restart redoes the work",
         )
         logging.shutdown()
         os._exit(1)
