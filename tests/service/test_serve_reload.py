@@ -36,7 +36,7 @@ def _store_state(database_url: str) -> dict:
     return {"orgs": orgs, "sources": sources, "ledger": ledger}
 
 
-def test_a_refused_reload_leaves_the_store_as_it_was(serve, tmp_path, database_url):
+def test_a_refused_reload_leaves_the_store_as_it_was(serve, tmp_path, store, database_url):
     (tmp_path / "people.csv").write_text("user_name,email\n", encoding="utf-8")
     config = tmp_path / "syncd.toml"
     config.write_text(_config(database_url, grace_days=30, third_org=False, hr_org="acme"), encoding="utf-8")

@@ -76,16 +76,18 @@ def test_a_lease_held_by_a_killed_process_of_this_host_is_free_at_start(serve, t
     assert not second.events("source.run.skipped")
 
 
-def test_a_catch_up_run_skipped_for_a_live_looking_lease_is_retried_when_it_expires(serve, tmp_path, sqlite_url):
+def test_a_catch_up_run_skipped_for_a_live_looking_lease_is_retried_when_it_expires(
+    serve, tmp_path, store, database_url
+):
     """The killed holder is made to look like a replica on another host (its owner id rewritten), whose process
     this one cannot check: the restart must wait the lease out, then run, not wait for the next slot."""
-    config = _config(tmp_path, sqlite_url, lease_seconds=6)
+    config = _config(tmp_path, database_url, lease_seconds=6)
     first = serve(config, **SLOW)
     first.wait_event("source.run.start")
     first.signal(signal.SIGKILL)
     first.wait()
-    _set_owner(sqlite_url, "elsewhere/4026531836:4242:abcdef")
-    _, until = _lease(sqlite_url)
+    _set_owner(database_url, "elsewhere/4026531836:4242:abcdef")
+    _, until = _lease(database_url)
 
     second = serve(config, **SLOW)
     (skipped,) = second.wait_event("source.run.skipped")

@@ -17,7 +17,7 @@ UNIT = ROOT / "systemd" / "syncd.service"
 SANDBOX = (PYTHON, "-m", "tests.sandbox", str(UNIT))
 
 
-def test_a_source_run_succeeds_under_the_units_system_call_filter(serve, tmp_path, database_url):
+def test_a_source_run_succeeds_under_the_units_system_call_filter(serve, tmp_path, store, database_url):
     config = tmp_path / "syncd.toml"
     config.write_text(service_config(database_url, folder=tmp_path) + _file_source("hr"), encoding="utf-8")
     (tmp_path / "people.csv").write_text("user_name,email\nada,ada@acme.com\n", encoding="utf-8")
