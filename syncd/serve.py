@@ -124,7 +124,11 @@ class Service:
         host, port = self.server.bind_addr[:2]
         notify("READY=1", f"STATUS=serving on {host}:{port}, {len(self.config.sources)} sources")
         log_event(log, "service.ready", listen=f"{host}:{port}", owner=self.scheduler.owner, pid=os.getpid())
-        return self._loop()
+        try:
+            return self._loop()
+        except BaseException:
+            self.scheduler.abandon()  # an unexpected end: leave no lease named after this process
+            raise
 
     def _loop(self) -> int:
         ping = watchdog_interval()

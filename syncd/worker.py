@@ -10,6 +10,10 @@ connections, https://docs.python.org/3/library/multiprocessing.html#contexts-and
 signals meant for the service (the parent decides its fate), and exits on its own when the parent dies, so an
 orphan never runs past the lease its parent no longer renews. The run function and the config are pickled to it,
 so the run function must be a module-level function.
+
+The child first reports that it has started (or why it could not), then the run's result, so the parent tells a run
+that never started (counted for /readyz and ``syncd_run_start_failures_in_a_row``) from one that failed. It lowers
+its own priority where the sandbox allows and runs at the service's priority where it does not.
 """
 
 from __future__ import annotations
