@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import random
 import socket
+import subprocess
 from datetime import datetime, timedelta
 
 import pytest
@@ -112,6 +114,32 @@ def test_only_one_owner_holds_a_lease_until_it_expires(store):
     assert lease.claim("hr", "b", now + timedelta(seconds=51), 30), "a crashed owner's lease expires"
     assert not lease.renew("hr", "a", now + timedelta(seconds=52), 30), "the old owner learns it lost the lease"
     assert not lease.release("hr", "a", now)
+
+
+def test_only_leases_of_dead_processes_of_this_host_are_freed_at_start(store):
+    org = _source().org
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer exists (reaped)
+    here = lease.this_host()
+    owners = {
+        "hr": f"{here}:{dead.pid}:aaaaaa",
+        "alive": f"{here}:{os.getpid()}:bbbbbb",
+        "elsewhere": f"other-host/{here.split('/')[1]}:{dead.pid}:cccccc",
+        "other-pid-namespace": f"{here.split('/')[0]}/1:{dead.pid}:dddddd",
+    }
+    until = datetime(2026, 1, 1, 12, 1)
+    for name, owner in owners.items():
+        if name != "hr":
+            Source.create(org=org, name=name, kind="file")
+        Source.update(lease_owner=owner, lease_until=until).where(Source.name == name).execute()
+    now = datetime(2026, 1, 1, 12)
+
+    assert lease.free_dead_local(now) == [("hr", owners["hr"])]
+    assert lease.holder("hr") == (None, now), "free at once, no cooldown"
+    assert {name: lease.holder(name)[0] for name in owners if name != "hr"} == {
+        name: owner for name, owner in owners.items() if name != "hr"
+    }
+    assert lease.claim("hr", "new", now, 30)
 
 
 def test_a_released_lease_cools_down_scheduled_claims_but_not_manual_ones(store):
