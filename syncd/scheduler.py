@@ -1,9 +1,10 @@
 """The source scheduler: one APScheduler 3.x BackgroundScheduler per process, a job per enabled source.
 
 Each job fires on the source's ``schedule`` (an interval aligned to the Unix epoch, so replicas fire for the same
-slots, or a cron expression) plus a small jitter drawn around each slot (:mod:`syncd.slots`), with ``max_instances=1`` (no overlapping runs of one source in a
-replica), ``coalesce=True`` (a backlog of missed slots runs once) and a misfire grace. Across replicas the database
-lease (:mod:`syncd.lease`) lets exactly one run a slot. A run is a full snapshot when ``full_snapshot_every`` has
+slots, or a cron expression) plus a small jitter drawn around each slot (:mod:`syncd.slots`), with
+``max_instances=1`` (no overlapping runs of one source in a replica), ``coalesce=True`` (a backlog of missed slots
+runs once) and a misfire grace. Across replicas the database lease (:mod:`syncd.lease`) lets exactly one run a
+slot. A run is a full snapshot when ``full_snapshot_every`` has
 elapsed since the last one. Failures back the source off: after ``quarantine_after`` consecutive failures the
 source is quarantined, its next slots are skipped with a doubling backoff (capped by ``max_backoff``), one alert
 line is logged, and the first success ends it (https://apscheduler.readthedocs.io/en/3.x/userguide.html).
@@ -427,10 +428,9 @@ class SourceScheduler:
     def _execute(self, settings: SourceSettings, now: datetime, *, actor: str, force_full: bool = False) -> RunOutcome:
         name = settings.name
         run_id = uuid.uuid4().hex[:12]
-        with self._idle:
-            self._in_flight[name] = run_id
         stop_heartbeat = threading.Event()
         with self._idle:
+            self._in_flight[name] = run_id
             self._heartbeats[name] = stop_heartbeat
         heartbeat = threading.Thread(target=self._renew, args=(name, stop_heartbeat), name=f"lease-{name}", daemon=True)
         heartbeat.start()

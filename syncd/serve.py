@@ -204,7 +204,7 @@ class Service:
             logging.ERROR,
             runs_abandoned=",".join(sorted(left)),
             requests_in_flight=http_stopped.is_alive(),
-            effect="open transactions are rolled back by the database and the leases released; a restart redoes the work",
+            effect="open transactions are rolled back by the database, the leases released; a restart redoes the work",
         )
         logging.shutdown()
         os._exit(1)
