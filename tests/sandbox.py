@@ -69,6 +69,9 @@ def allowed_calls(unit: Path) -> tuple[set[str], int]:
     groups = syscall_groups()
     allowed: set[str] | None = None
     for value in service_values(unit, "SystemCallFilter"):
+        if not value.strip():  # an empty assignment resets the filter
+            allowed = None
+            continue
         deny = value.startswith("~")
         names = value.lstrip("~").split()
         if allowed is None:
@@ -84,7 +87,8 @@ def allowed_calls(unit: Path) -> tuple[set[str], int]:
     numbers = service_values(unit, "SystemCallErrorNumber")
     if not numbers:
         raise SystemExit(f"{unit}: without SystemCallErrorNumber= systemd kills the process; not reproduced here")
-    return allowed, getattr(errno, numbers[-1])
+    number = numbers[-1].strip()
+    return allowed, int(number) if number.isdigit() else getattr(errno, number)
 
 
 def load_filter(allowed: set[str], error_number: int) -> None:
