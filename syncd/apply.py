@@ -7,18 +7,16 @@ is a few thousand statements, not hundreds of thousands.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from syncd import ledger, prepared
-from syncd.clock import iso
+from syncd import ledger, outbox, prepared
 from syncd.gather import Inputs
 from syncd.reconcile import Action, MemberState, Plan
 from syncd.stage import batches, insert_many, update_many
 from syncd.store.db import is_postgres
-from syncd.store.models import LedgerEntry, Member, Organization, OutboxEvent, Team, TeamMember
+from syncd.store.models import LedgerEntry, Member, Organization, OutboxEvent, Team, TeamMember, new_message_id
 
 Advance = Callable[[int], None]
 ENTRY_COLUMNS = ("org", "seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
@@ -85,22 +83,20 @@ def apply_plan(
         (
             org.id,
             a.action,
-            json.dumps(
-                {
-                    "org": org.slug,
-                    "action": a.action,
-                    "target": a.target,
-                    "before": a.before,
-                    "after": a.after,
-                    "reason": a.reason,
-                    "at": iso(now),
-                    "seq": entry["seq"],
-                },
-                sort_keys=True,
-                default=str,
+            outbox.change_payload(
+                org.slug,
+                action=a.action,
+                target=a.target,
+                before=a.before,
+                after=a.after,
+                reason=a.reason,
+                at=now,
+                seq=entry["seq"],
             ),
             now,
             now,
+            new_message_id(),
+            a.target,
         )
         for a, entry in zip(actions, entries, strict=True)
     ]
@@ -110,6 +106,8 @@ def apply_plan(
         OutboxEvent.payload,
         OutboxEvent.created_at,
         OutboxEvent.next_attempt_at,
+        OutboxEvent.message_id,
+        OutboxEvent.order_key,
     ]
     insert_many(OutboxEvent, outbox_fields, events)
     return len(actions)

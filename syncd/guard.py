@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from syncd import ledger
+from syncd import ledger, outbox
 from syncd.config import Policy
 from syncd.gather import Inputs
 from syncd.reconcile import Plan, RuleLike
-from syncd.store.models import Organization, OutboxEvent, Source
+from syncd.store.models import Organization, Source
 from syncd.store.models import Plan as PlanRow
 
 
@@ -138,6 +138,7 @@ def hold(
         target=f"plan:{plan_id}",
         after={**summary, "status": "held", "fingerprint": digest},
         reason=f"{reason}; review with 'syncd plan --org {org.slug}', apply with 'syncd approve {plan_id}'",
+        announce=False,
     )
     return plan_id, True
 
@@ -156,15 +157,16 @@ def decide(row: PlanRow, status: str, actor: str, now: datetime, reason: str) ->
         before=before,
         after={"status": status, "fingerprint": row.fingerprint},
         reason=reason,
+        announce=False,
     )
 
 
 def _announce(org_id: int, event: str, plan_id: str, payload: dict[str, Any], now: datetime) -> None:
     """An outbox event, so that a held plan alerts someone (webhook) rather than waiting to be noticed."""
-    OutboxEvent.create(
-        org=org_id,
-        event_type=event,
-        payload=json.dumps({"plan_id": plan_id, **payload}, sort_keys=True, default=str),
-        created_at=now,
-        next_attempt_at=now,
+    outbox.enqueue(
+        org_id,
+        event,
+        json.dumps({"plan_id": plan_id, **payload}, sort_keys=True, default=str),
+        at=now,
+        order_key=f"plan:{plan_id}",
     )

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import peewee
 
+from syncd import outbox
 from syncd.clock import iso, utcnow
 from syncd.store.db import is_postgres
 from syncd.store.models import LedgerEntry, Organization
@@ -171,13 +172,36 @@ def make_entry(
 
 
 def append(
-    org_id: int, *, actor: str, action: str, target: str, before: Any = None, after: Any = None, reason: str = ""
+    org_id: int,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    before: Any = None,
+    after: Any = None,
+    reason: str = "",
+    announce: bool = True,
 ) -> LedgerEntry:
-    """Append one entry; call inside the write transaction that makes the change it records."""
+    """Append one entry; call inside the write transaction that makes the change it records.
+
+    The change's webhook event is written with it (every ledgered change has one); ``announce=False`` only for a
+    caller that writes its own event for the change (the guard's ``plan.*``)."""
     row = make_entry(
         org_id, head(org_id), actor=actor, action=action, target=target, before=before, after=after, reason=reason
     )
-    return LedgerEntry.create(**row)
+    entry = LedgerEntry.create(**row)
+    if announce:
+        outbox.announce_change(
+            org_id,
+            action=action,
+            target=target,
+            before=before,
+            after=after,
+            reason=reason,
+            at=row["at"],
+            seq=row["seq"],
+        )
+    return entry
 
 
 def insert_rows(rows: list[dict[str, Any]], batch: int = 500) -> None:
@@ -494,6 +518,17 @@ def prune(org_id: int, before: datetime, *, actor: str = "admin:cli", now: datet
         )
         LedgerEntry.insert(**row).execute()
         LedgerEntry.delete().where(LedgerEntry.org == org_id, LedgerEntry.seq <= through).execute()
+        # The event names the pruned range; the carried states stay in the ledger (they can be large).
+        outbox.announce_change(
+            org_id,
+            action=CHECKPOINT_ACTION,
+            target=CHECKPOINT_TARGET,
+            before=None,
+            after={"pruned_through_seq": through, "pruned_entries": pruned, "pruned_before": iso(before)},
+            reason=row["reason"],
+            at=row["at"],
+            seq=row["seq"],
+        )
     return PruneResult(pruned, row["seq"], through)
 
 

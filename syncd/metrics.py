@@ -1,9 +1,12 @@
-"""Prometheus metrics (prometheus-client, text exposition format 0.0.4).
+"""Prometheus metrics (prometheus-client; the exposition format and its Content-Type are the library's own,
+negotiated from the scrape's ``Accept`` header: text 0.0.4 by default, OpenMetrics when asked for).
 
-Counters and histograms that move with events (HTTP requests, source runs) live in this process's registry; the
-state that belongs to the store (last success per source, failures and quarantine, held plans, ledger head per org,
-outbox backlog) is read from the database at scrape time by :class:`StoreCollector`, so every replica reports the
-same shared truth and nothing is double counted.
+Counters and histograms that move with events (HTTP requests, source runs, webhook sends, config reloads, SCIM
+removals held by the guard) live in this process's registry, with prometheus-client's process, platform
+(``python_info``) and GC collectors and ``syncd_build_info``; the state that belongs to the store (last success per
+source, failures and quarantine, held plans, ledger head per org, outbox backlog, given-up events and the age of the
+oldest undelivered one) is read from the database at scrape time by :class:`StoreCollector`, so every replica
+reports the same shared truth and nothing is double counted.
 """
 
 from __future__ import annotations
@@ -13,10 +16,22 @@ from collections.abc import Callable, Iterator
 from datetime import UTC
 
 import peewee
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from syncd import __version__
+from syncd.clock import utcnow
+from syncd.store.db import stored_time
 from syncd.store.models import LedgerEntry, Organization, OutboxEvent, Plan, Source
 
 log = logging.getLogger("syncd.metrics")
@@ -66,6 +81,44 @@ run_start_failures_in_a_row = Gauge(
 scheduler_running = Gauge(
     "syncd_scheduler_running", "1 while this replica's scheduler runs and its heartbeat is fresh.", registry=registry
 )
+
+# prometheus-client's default collectors (process_*, python_info, python_gc_*), registered in our registry too.
+for _default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+    registry.register(_default)
+build_info = Gauge(
+    "syncd_build_info", "Always 1; the running syncd's version as a label.", ["version"], registry=registry
+)
+build_info.labels(__version__).set(1)
+webhook_deliveries = Counter(
+    "syncd_webhook_deliveries_total",
+    "Webhook requests answered 2xx, by endpoint (scheme://host/path), sent by this replica.",
+    ["endpoint"],
+    registry=registry,
+)
+webhook_failures = Counter(
+    "syncd_webhook_failures_total",
+    "Webhook requests that failed (non-2xx, unreachable, unreadable secret), by endpoint, sent by this replica.",
+    ["endpoint"],
+    registry=registry,
+)
+config_reloads = Counter(
+    "syncd_config_reloads_total", "Config reloads (SIGHUP) by result: ok or refused.", ["result"], registry=registry
+)
+scim_removals_held = Counter(
+    "syncd_scim_removals_held_total",
+    "SCIM writes that would remove or deprovision members and were held by the guard, by org.",
+    ["org"],
+    registry=registry,
+)
+
+
+def scim_removal_held(org: str) -> None:
+    """Count one SCIM write held by the guard for ``org`` (the org's slug)."""
+    scim_removals_held.labels(org).inc()
+
+
+def config_reloaded(ok: bool) -> None:
+    config_reloads.labels("ok" if ok else "refused").inc()
 
 
 class StoreCollector(Collector):
@@ -125,6 +178,35 @@ class StoreCollector(Collector):
         backlog = GaugeMetricFamily("syncd_outbox_backlog", "Webhook events written but not yet delivered.")
         backlog.add_metric([], OutboxEvent.select().where(OutboxEvent.delivered_at.is_null()).count())
         yield backlog
+        from syncd.webhooks import MAX_ATTEMPTS
+
+        undelivered = OutboxEvent.delivered_at.is_null()
+        given_up = GaugeMetricFamily(
+            "syncd_webhook_events_given_up",
+            "Webhook events whose delivery was given up after the last attempt, by org.",
+            labels=["org"],
+        )
+        stuck = dict(
+            OutboxEvent.select(OutboxEvent.org, peewee.fn.COUNT(OutboxEvent.id))
+            .where(undelivered, OutboxEvent.attempts >= MAX_ATTEMPTS)
+            .group_by(OutboxEvent.org)
+            .tuples()
+        )
+        for org_id, slug in sorted(slugs.items(), key=lambda item: item[1]):
+            given_up.add_metric([slug], stuck.get(org_id, 0))
+        yield given_up
+        oldest = GaugeMetricFamily(
+            "syncd_webhook_oldest_undelivered_age_seconds",
+            "Age of the oldest event still being delivered (given-up events excluded); 0 when none is waiting.",
+        )
+        first = (
+            OutboxEvent.select(peewee.fn.MIN(OutboxEvent.created_at))
+            .where(undelivered, OutboxEvent.attempts < MAX_ATTEMPTS)
+            .scalar()
+        )
+        age = (utcnow() - stored_time(first)).total_seconds() if first is not None else 0.0
+        oldest.add_metric([], max(age, 0.0))
+        yield oldest
 
 
 _store_collector: StoreCollector | None = None
@@ -140,5 +222,7 @@ def install_store_collector(quarantined: Callable[[int], bool]) -> None:
         _store_collector.quarantined = quarantined
 
 
-def exposition() -> bytes:
-    return generate_latest(registry)
+def exposition(accept: str | None = None) -> tuple[bytes, str]:
+    """The scrape body and its exact Content-Type, as prometheus-client negotiates them from ``Accept``."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type

@@ -37,7 +37,7 @@ from cheroot.wsgi import Server
 
 from connectors.interface import ConfigError
 from syncd import config as config_module
-from syncd import logs, shell
+from syncd import logs, metrics, shell
 from syncd.config import Config
 from syncd.lease import declaration_lock
 from syncd.logs import log_event
@@ -171,12 +171,14 @@ class Service:
                 kept="running config",
             )
             notify("READY=1", "STATUS=config reload refused; running the previous config")
+            metrics.config_reloaded(False)
             return False
         changes = self.scheduler.apply(new)
         self.config = new
         self.state.config = new
         logs.configure(new.logging.format, new.logging.level)
         log_event(log, "config.reloaded", path=self.config_path, **{k: ",".join(v) for k, v in changes.items()})
+        metrics.config_reloaded(True)
         notify("READY=1", f"STATUS=serving, {len(new.sources)} sources")
         return True
 

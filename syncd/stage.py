@@ -139,7 +139,8 @@ def insert_many(model: type[peewee.Model], fields: list[peewee.Field], rows: lis
     defaults = [
         f for f in model._meta.sorted_fields if f.name not in given and not f.primary_key and f.default is not None
     ]
-    values = [f.default() if callable(f.default) else f.default for f in defaults]
+    # A callable default (a random id) is called per row, as peewee's insert does; a constant is shared.
+    makers = [f.default if callable(f.default) else (lambda value=f.default: value) for f in defaults]
     every = [*fields, *defaults]
     columns = ", ".join(f"{left}{f.column_name}{right}" for f in every)
     table = f"{left}{model._meta.table_name}{right}"
@@ -147,7 +148,7 @@ def insert_many(model: type[peewee.Model], fields: list[peewee.Field], rows: lis
     convert = [i for i, f in enumerate(every) if not isinstance(f, _PLAIN_FIELDS)]
     converted: list[tuple[Any, ...]] = []
     for row in rows:
-        full = [*row, *values]
+        full = [*row, *(make() for make in makers)]
         for i in convert:
             full[i] = every[i].db_value(full[i])
         converted.append(tuple(full))

@@ -3,7 +3,7 @@
 - ``/healthz``: the process answers (liveness; no dependency is checked, so a slow database never restarts it).
 - ``/readyz``: the store answers, its schema is current and the scheduler runs and its runs start (readiness; 503
   with the failing check named, also while the service drains on SIGTERM or when runs keep dying before they start).
-- ``/metrics``: Prometheus text exposition (:mod:`syncd.metrics`); every request is counted and timed by the
+- ``/metrics``: Prometheus exposition, text or OpenMetrics by ``Accept`` (:mod:`syncd.metrics`); every request is counted and timed by the
   before/after request hooks, by route template so that ids never become label values.
 - ``/admin/v1/sources`` and ``POST /admin/v1/sources/<name>/sync``: the org's sources and their run state, and a run
   now; bearer token of the org with scope ``admin``. A source of another org answers 404, exactly like a missing
@@ -113,7 +113,9 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
     def prometheus() -> Response:
         if service.scheduler is not None:
             service.scheduler.healthy()
-        return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+        body, content_type = metrics.exposition(request.headers.get("Accept"))
+        # content_type, not mimetype: Flask appends "; charset=utf-8" to a mimetype, and the library's already has it.
+        return Response(body, content_type=content_type)
 
     @app.get("/admin/v1/sources")
     def list_sources() -> tuple[Response, int]:

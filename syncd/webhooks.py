@@ -1,18 +1,23 @@
-"""Webhook delivery: outbox events, written in the apply transaction, POSTed after commit with retries.
+"""Webhook delivery: outbox events, written in the apply transaction (:mod:`syncd.outbox`), POSTed after commit
+with retries (docs/architecture.md, "Contracts").
 
 Requests follow Standard Webhooks 1.0 (https://github.com/standard-webhooks/standard-webhooks,
-spec/standard-webhooks.md): a JSON body ``{"type", "timestamp", "org", "data"}`` and the headers ``webhook-id`` (the same on every
-retry, so a receiver can drop duplicates), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature: v1,<base64
-HMAC-SHA256(key, "<id>.<timestamp>.<body>")>``. The key is the secret read from ``secret_file``/``secret_env``; a
-``whsec_`` secret is base64-decoded as the spec describes, any other is used as its UTF-8 bytes.
+spec/standard-webhooks.md): a JSON body ``{"type", "timestamp", "org", "data"}`` and the headers ``webhook-id`` (the
+event's random ``msg_`` id, fixed when it was written, so unique across stores and the same on every retry: the
+receiver's de-duplication key), ``webhook-timestamp`` (Unix seconds, read at each send) and ``webhook-signature:
+v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>``. The key is the secret read from ``secret_file``/
+``secret_env``; a ``whsec_`` secret is base64-decoded as the spec describes, any other is used as its UTF-8 bytes.
 
 Delivery is at least once. An event is done when every webhook that subscribes to it answered 2xx; otherwise all its
 subscribers get it again after an exponential backoff (or the receiver's ``Retry-After``, when longer), up to
-:data:`MAX_ATTEMPTS` attempts, after which the event stays undelivered with its last error. Redirects are not
-followed, so a signed payload only ever goes to the configured URL. A replica claims an event before sending it, so
-replicas sharing a database do not send it twice at once. Once an endpoint is unreachable in a round, its other
-events wait for the next round instead of each waiting out a timeout. Order is not kept across retries. Errors name
-the endpoint as scheme://host/path only: URLs can carry tokens, and secrets never reach logs or the outbox.
+:data:`MAX_ATTEMPTS` attempts, after which the event stays undelivered with its last error (given up). One target's
+events (``order_key``, e.g. ``member:<key>``) are sent in order: only the first undelivered, not given-up one is due.
+Redirects are not followed, so a signed payload only ever goes to the configured URL. A replica claims an event
+before sending it, so replicas sharing a database do not send it twice at once (a replica that dies mid-send leaves
+the claim to expire, and the event is sent again). Once an endpoint is unreachable in a round, its other events wait
+for the next round instead of each waiting out a timeout. Each failed attempt is one log line, a give-up one warning.
+Errors and logs name the endpoint as scheme://host/path only: URLs can carry tokens, and secrets never reach logs or
+the outbox.
 """
 
 from __future__ import annotations
@@ -22,18 +27,26 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
+import peewee
 import requests
 
 from connectors.interface import ConnectorError, read_secret
 from connectors.redaction import redact
+from syncd import metrics
 from syncd.clock import iso, utcnow
 from syncd.config import Config, WebhookSettings
+from syncd.logs import log_event
 from syncd.store.models import Organization, OutboxEvent
+
+log = logging.getLogger("syncd.webhooks")
 
 MAX_ATTEMPTS = 12
 FIRST_BACKOFF = timedelta(seconds=30)
@@ -82,44 +95,75 @@ def subscribes(hook: WebhookSettings, org_slug: str, event_type: str) -> bool:
 
 
 def deliver_due(
-    config: Config, *, now: datetime | None = None, session: requests.Session | None = None, limit: int = 100
+    config: Config,
+    *,
+    now: datetime | None = None,
+    session: requests.Session | None = None,
+    limit: int = 100,
+    stamp: Callable[[], float] = time.time,
 ) -> DeliveryReport:
     """Send the outbox events that are due (oldest first, at most ``limit``); call after a commit and periodically.
 
-    ``now`` is the clock reading to schedule against (naive UTC); tests pass it to step through retries.
+    Only the first undelivered event of each target (``order_key``) is due: a member's later event waits until the
+    earlier one is delivered or given up, in this round or a later one. ``now`` is the clock reading to schedule
+    against (naive UTC; tests pass it to step through retries); ``stamp`` gives ``webhook-timestamp``, read at each
+    send so that a slow round never sends a stale one.
     """
     moment = now or utcnow()
     http = session or _session()
     report = DeliveryReport()
-    due = (
+    unreachable: set[str] = set()
+    seen: set[int] = set()
+    while len(seen) < limit:
+        batch = list(_due(moment, seen, limit - len(seen)))
+        if not batch:
+            break
+        for event in batch:
+            seen.add(event.id)
+            slug = event.org.slug
+            hooks = [hook for hook in config.webhooks if subscribes(hook, slug, event.event_type)]
+            if any(hook.url in unreachable for hook in hooks):
+                report.deferred.append(event.id)
+                continue
+            if not _claim(event, moment):
+                continue
+            errors = []
+            for hook in hooks:
+                error = _post(http, hook, event, slug, stamp)
+                if error is None:
+                    metrics.webhook_deliveries.labels(endpoint(hook.url)).inc()
+                    continue
+                metrics.webhook_failures.labels(endpoint(hook.url)).inc()
+                errors.append(error)
+                if error.unreachable:
+                    unreachable.add(hook.url)
+            _record(event, moment, errors, report)
+    return report
+
+
+def _due(moment: datetime, seen: set[int], room: int) -> peewee.ModelSelect:
+    """Due events not handled yet in this round, each the first undelivered, not given-up one of its target."""
+    earlier = OutboxEvent.alias()
+    ahead = earlier.select(peewee.SQL("1")).where(
+        earlier.org == OutboxEvent.org,
+        earlier.order_key == OutboxEvent.order_key,
+        earlier.id < OutboxEvent.id,
+        earlier.delivered_at.is_null(),
+        earlier.attempts < MAX_ATTEMPTS,
+    )
+    query = (
         OutboxEvent.select(OutboxEvent, Organization.slug)
         .join(Organization)
         .where(
             OutboxEvent.delivered_at.is_null(),
             OutboxEvent.attempts < MAX_ATTEMPTS,
             OutboxEvent.next_attempt_at.is_null() | (OutboxEvent.next_attempt_at <= moment),
+            ~peewee.fn.EXISTS(ahead),
         )
-        .order_by(OutboxEvent.id)
-        .limit(limit)
     )
-    unreachable: set[str] = set()
-    for event in list(due):
-        slug = event.org.slug
-        hooks = [hook for hook in config.webhooks if subscribes(hook, slug, event.event_type)]
-        if any(hook.url in unreachable for hook in hooks):
-            report.deferred.append(event.id)
-            continue
-        if not _claim(event, moment):
-            continue
-        errors = []
-        for hook in hooks:
-            error = _post(http, hook, event, slug, moment)
-            if error is not None:
-                errors.append(error)
-                if error.unreachable:
-                    unreachable.add(hook.url)
-        _record(event, moment, errors, report)
-    return report
+    if seen:
+        query = query.where(OutboxEvent.id.not_in(sorted(seen)))
+    return query.order_by(OutboxEvent.id).limit(room)
 
 
 def _session() -> requests.Session:
@@ -144,27 +188,33 @@ def _claim(event: OutboxEvent, moment: datetime) -> bool:
 
 @dataclass
 class _Failure:
-    text: str
+    where: str
+    status: str
     retry_after: timedelta | None = None
     unreachable: bool = False
+    hint: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.where}: {self.status}{self.hint}"
 
 
 def _post(
-    http: requests.Session, hook: WebhookSettings, event: OutboxEvent, slug: str, moment: datetime
+    http: requests.Session, hook: WebhookSettings, event: OutboxEvent, slug: str, stamp: Callable[[], float]
 ) -> _Failure | None:
     where = endpoint(hook.url)
     try:
         secret = read_secret(hook, "secret", f"webhook {where}")
     except ConnectorError as error:
-        return _Failure(str(error))
+        return _Failure(where, "secret unreadable", hint=f" ({error})")
     assert secret is not None
     body = json.dumps(
         {"type": event.event_type, "timestamp": iso(event.created_at), "org": slug, "data": json.loads(event.payload)},
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode("utf-8")
-    message_id = f"evt_{event.id}"
-    timestamp = int((moment - datetime(1970, 1, 1)).total_seconds())
+    message_id = event.message_id
+    timestamp = int(stamp())
     headers = {
         "content-type": "application/json",
         "webhook-id": message_id,
@@ -182,10 +232,11 @@ def _post(
             verify=hook.ca_file or True,
         )
     except requests.RequestException as error:
-        return _Failure(f"{where}: {type(error).__name__} (is the receiver up and reachable?)", unreachable=True)
+        return _Failure(where, type(error).__name__, unreachable=True, hint=" (is the receiver up and reachable?)")
     if 200 <= response.status_code < 300:
         return None
-    return _Failure(f"{where}: HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After"), moment))
+    retry_after = _retry_after(response.headers.get("Retry-After"), datetime.fromtimestamp(stamp(), UTC))
+    return _Failure(where, f"HTTP {response.status_code}", retry_after)
 
 
 def _retry_after(value: str | None, moment: datetime) -> timedelta | None:
@@ -200,10 +251,11 @@ def _retry_after(value: str | None, moment: datetime) -> timedelta | None:
         return None
     if when.tzinfo is None:
         return None
-    return max(when.astimezone(UTC).replace(tzinfo=None) - moment, timedelta(0))
+    return max(when - moment, timedelta(0))
 
 
 def _record(event: OutboxEvent, moment: datetime, errors: list[_Failure], report: DeliveryReport) -> None:
+    """Store the attempt's outcome; log each failed attempt once per endpoint, and a give-up at warning."""
     attempts = event.attempts + 1
     if not errors:
         OutboxEvent.update(attempts=attempts, delivered_at=moment, next_attempt_at=None, last_error=None).where(
@@ -217,9 +269,32 @@ def _record(event: OutboxEvent, moment: datetime, errors: list[_Failure], report
             attempts=attempts, next_attempt_at=None, last_error=f"gave up after {attempts} attempts: {text}"
         ).where(OutboxEvent.id == event.id).execute()
         report.gave_up.append(event.id)
+        for error in errors:
+            log_event(
+                log,
+                "webhook.delivery.gave_up",
+                logging.WARNING,
+                endpoint=error.where,
+                status=error.status,
+                webhook_id=event.message_id,
+                event_type=event.event_type,
+                attempts=attempts,
+                action="see 'syncd webhooks status'; 'syncd webhooks deliver --retry-given-up' sends it again",
+            )
         return
     wait = max([backoff(attempts)] + [e.retry_after for e in errors if e.retry_after is not None])
     OutboxEvent.update(attempts=attempts, next_attempt_at=moment + wait, last_error=text).where(
         OutboxEvent.id == event.id
     ).execute()
     report.failed.append(event.id)
+    for error in errors:
+        log_event(
+            log,
+            "webhook.delivery.failed",
+            endpoint=error.where,
+            status=error.status,
+            webhook_id=event.message_id,
+            event_type=event.event_type,
+            attempt=attempts,
+            next_attempt_at=iso(moment + wait),
+        )

@@ -74,16 +74,18 @@ def test_one_record_over_the_identifier_limit_is_a_problem_line_and_the_rest_is_
 def test_migration_widens_the_varchar_columns_of_an_existing_postgresql_database(postgres_url):
     """A database made before migration 3 had ``varchar(255)`` columns: put two back that way, and upgrade."""
     from syncd.store import open_database, upgrade
-    from syncd.store.migrations import SchemaVersion
+    from syncd.store.migrations import MIGRATIONS, SchemaVersion, _text_columns
 
+    # Found by name: migrations after it (each idempotent) run again too, as on a database made before it.
+    number = MIGRATIONS.index(_text_columns) + 1
     db = open_database(postgres_url)
     upgrade()
     with db.atomic():
         db.execute_sql('ALTER TABLE "identity" ALTER COLUMN "email" TYPE varchar(255)')
         db.execute_sql('ALTER TABLE "directory_group" ALTER COLUMN "display_name" TYPE varchar(255)')
-        SchemaVersion.delete().where(SchemaVersion.version == 3).execute()
+        SchemaVersion.delete().where(SchemaVersion.version >= number).execute()
     try:
-        assert upgrade() == [3]
+        assert upgrade() == list(range(number, len(MIGRATIONS) + 1))
         kinds = dict(
             db.execute_sql(
                 "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns "

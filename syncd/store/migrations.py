@@ -7,12 +7,13 @@ so a crash leaves the schema at the last complete version.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import peewee
 
 from syncd.store.db import database
-from syncd.store.models import ALL_MODELS, PlanBasis
+from syncd.store.models import ALL_MODELS, OutboxEvent, PlanBasis
 
 
 class SchemaVersion(peewee.Model):
@@ -58,7 +59,45 @@ def _text_columns(db: peewee.Database) -> None:
                 db.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{field.column_name}" TYPE text')
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (_initial_schema, _plan_basis, _text_columns)
+def _outbox_message_ids(db: peewee.Database) -> None:
+    """The outbox's ``message_id`` (random ``webhook-id`` fixed at write time; it was ``evt_<row id>``, which two
+    stores repeat) and ``order_key`` (one target's events are sent in order), with their indexes.
+
+    Idempotent: a database whose initial schema already has the columns only gains what is missing. Rows written
+    before get a random id each, and undelivered ones the target their payload names."""
+    table = OutboxEvent._meta.table_name
+    present = {column.name for column in db.get_columns(table)}
+    if "message_id" not in present:
+        db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "message_id" VARCHAR(64)')
+    if "order_key" not in present:
+        db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "order_key" TEXT')
+    random_id = (
+        "'msg_' || md5(random()::text || clock_timestamp()::text || id::text)"
+        if isinstance(db, peewee.PostgresqlDatabase)
+        else "'msg_' || lower(hex(randomblob(16)))"
+    )
+    db.execute_sql(f'UPDATE "{table}" SET "message_id" = {random_id} WHERE "message_id" IS NULL')
+    pending = OutboxEvent.select(OutboxEvent.id, OutboxEvent.payload).where(
+        OutboxEvent.delivered_at.is_null(), OutboxEvent.order_key.is_null()
+    )
+    for event_id, payload in pending.tuples():
+        try:
+            target = json.loads(payload).get("target")
+        except (ValueError, AttributeError):
+            target = None
+        if isinstance(target, str):
+            OutboxEvent.update(order_key=target).where(OutboxEvent.id == event_id).execute()
+    # The names peewee gives these indexes in a fresh schema, so that IF NOT EXISTS finds them there.
+    db.execute_sql(f'CREATE UNIQUE INDEX IF NOT EXISTS "{table}_message_id" ON "{table}" ("message_id")')
+    db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{table}_org_id_order_key" ON "{table}" ("org_id", "order_key")')
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
+    _initial_schema,
+    _plan_basis,
+    _text_columns,
+    _outbox_message_ids,
+)
 
 
 def current_version() -> int:

@@ -5,9 +5,16 @@ JSON values are stored as text so that SQLite and PostgreSQL share one schema; t
 
 from __future__ import annotations
 
+import secrets
+
 import peewee
 
 from syncd.store.db import database
+
+
+def new_message_id() -> str:
+    """A Standard Webhooks message id: ``msg_`` and 128 random bits, unique across messages and stores."""
+    return "msg_" + secrets.token_hex(16)
 
 
 class BaseModel(peewee.Model):
@@ -232,7 +239,10 @@ class LedgerEntry(BaseModel):
 
 
 class OutboxEvent(BaseModel):
-    """A webhook event written in the same transaction as the change it reports, delivered after commit."""
+    """A webhook event written in the same transaction as the change it reports, delivered after commit.
+
+    ``message_id`` is the Standard Webhooks ``webhook-id``, random and fixed when the row is written (unique across
+    stores); ``order_key`` (the ledger target, e.g. ``member:<key>``) keeps one target's events in order."""
 
     org = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
     event_type = peewee.CharField(max_length=64)
@@ -242,9 +252,11 @@ class OutboxEvent(BaseModel):
     next_attempt_at = peewee.DateTimeField(null=True)
     delivered_at = peewee.DateTimeField(null=True)
     last_error = peewee.TextField(null=True)
+    message_id = peewee.CharField(max_length=64, null=True, unique=True, default=new_message_id)
+    order_key = peewee.TextField(null=True)
 
     class Meta:
-        indexes = ((("delivered_at", "next_attempt_at"), False),)
+        indexes = ((("delivered_at", "next_attempt_at"), False), (("org", "order_key"), False))
 
 
 class PlanBasis(BaseModel):
