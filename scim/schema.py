@@ -75,7 +75,10 @@ class Manager(ComplexAttribute):
     @model_validator(mode="before")
     @classmethod
     def _bare_id(cls, value: Any) -> Any:
-        """Entra's default PATCH sends the manager as a bare id string."""
+        """Entra's default PATCH sends the manager as a bare id string; reference attributes may also come as a
+        one-entry list ``[{"value": id, "$ref": ...}]``, as Entra sends reference values: the entry is the manager."""
+        if isinstance(value, list):
+            value = value[0] if value else {}
         if isinstance(value, str):
             return {"value": value}
         return value

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from scim2_models import (
+    Context,
     Meta,
     PatchOp,
     PatchOperation,
@@ -41,7 +42,8 @@ from scim2_server.utils import parametrize
 
 from scim import reconciliation
 from scim.limits import bounded_start_index, check_filter
-from scim.schema import ENTERPRISE_URN
+from scim.schema import ENTERPRISE_URN, GROUP_TYPE
+from scim.statements import NOTHING_SENT, MemberSent
 from scim.storage import SyncdStorage, version_tag
 
 MEMBERS = "members"
@@ -100,6 +102,18 @@ class SyncdService(ScimService):
         """Every request body is bounded by ``server.max_body_bytes`` (413 above it)."""
         return self.max_body_bytes
 
+    def patch_response(
+        self, base_url: str, resource: Resource[Any], response_parameters: ResponseParameters[Any]
+    ) -> ScimResponse:
+        """A User PATCH answers 200 with the resource (RFC 7644 §3.5.2 allows it; Okta reads the body), honouring
+        ``attributes`` / ``excludedAttributes``; a Group PATCH keeps 204 unless attributes are asked for, so that a
+        member change never reads a 10,000-member list back."""
+        if resource.meta is None or resource.meta.resource_type == GROUP_TYPE.name:
+            return super().patch_response(base_url, resource, response_parameters)
+        return self.resource_response(
+            self.publish(base_url, resource), Context.RESOURCE_REPLACEMENT_RESPONSE, response_parameters
+        )
+
     def read_patch(self, resource_type: ResourceType, body: bytes, content_type: str | None) -> PatchOp[Any]:
         _check_patch_paths(body)
         if resource_type.name == "User":
@@ -152,10 +166,12 @@ class MemberPlan:
 
     steps: list[tuple[str, list[str] | None]] = field(default_factory=list)
     others: list[PatchOperation[Any]] = field(default_factory=list)
+    sent: dict[str, MemberSent] = field(default_factory=dict)
 
 
-def _member_values(value: Any) -> list[str] | None:
-    """The ids of a ``members`` value: a list of ``{"value": id, ...}`` (or one such object)."""
+def _member_values(value: Any, sent: dict[str, MemberSent] | None = None) -> list[str] | None:
+    """The ids of a ``members`` value: a list of ``{"value": id, ...}`` (or one such object); what the client sent
+    with each (``display``, ``$ref``, ``type``, RFC 7643 §4.2) goes to ``sent``, to be read back as written."""
     entries = value if isinstance(value, list) else [value]
     ids: list[str] = []
     for entry in entries:
@@ -163,11 +179,19 @@ def _member_values(value: Any) -> list[str] | None:
             keys = {k.lower() for k in entry}
             if "value" not in keys or not keys <= {"value", "$ref", "display", "type"}:
                 return None
-            item = next(v for k, v in entry.items() if k.lower() == "value")
+            lowered = {k.lower(): v for k, v in entry.items()}
+            item = lowered["value"]
+            extra = tuple(lowered.get(k) for k in ("display", "$ref", "type"))
         else:
             item = getattr(entry, "value", None)
+            ref = getattr(entry, "ref", None)
+            extra = (getattr(entry, "display", None), None if ref is None else str(ref), getattr(entry, "type", None))
         if not isinstance(item, str) or not item:
             return None
+        if not all(part is None or isinstance(part, str) for part in extra):
+            return None
+        if sent is not None:
+            sent[item] = cast(MemberSent, extra)
         ids.append(item)
     return ids
 
@@ -210,7 +234,7 @@ def plan_members(patch_op: PatchOp[Any]) -> MemberPlan | None:
             member_keys = [k for k in value if k.lower() == MEMBERS]
             rest = {k: v for k, v in value.items() if k.lower() != MEMBERS}
             for key in member_keys:
-                ids = _member_values(value[key])
+                ids = _member_values(value[key], plan.sent)
                 if ids is None:
                     return None
                 plan.steps.append(("set" if op == PatchOperation.Op.replace_ else "add", ids))
@@ -238,7 +262,7 @@ def plan_members(patch_op: PatchOp[Any]) -> MemberPlan | None:
                 return None
             plan.steps.append(("remove", ids))
             continue
-        ids = _member_values(operation.value)
+        ids = _member_values(operation.value, plan.sent)
         if ids is None:
             return None
         plan.steps.append(("set" if op == PatchOperation.Op.replace_ else "add", ids))
@@ -310,13 +334,15 @@ class SyncdHandler(ScimHandler):
         touched: list[str] = []
         for action, ids in plan.steps:
             if action == "add":
-                touched += storage.add_members(row, cast(list[str], ids))
+                touched += storage.add_members(row, cast(list[str], ids), plan.sent)
             elif action == "remove":
                 touched += storage.remove_members(row, cast(list[str], ids))
             elif action == "clear":
                 touched += storage.remove_members(row, storage.member_keys(row))
             else:
-                touched += storage.set_members(row, storage.resolve_members(list(dict.fromkeys(ids or []))))
+                chosen = list(dict.fromkeys(ids or []))
+                sent = {k: plan.sent.get(k, NOTHING_SENT) for k in chosen}
+                touched += storage.set_members(row, storage.resolve_members(chosen), sent)
         if not changed_fields and not touched:
             return current
         renamed = False

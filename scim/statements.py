@@ -87,6 +87,14 @@ def groups_of(source_id: int, keys: Sequence[str]) -> list[tuple[str, str, str]]
     return [tuple(row) for row in _db().execute_sql(sql, (source_id, *keys)).fetchall()]  # type: ignore[misc]
 
 
+def reports_of(source_id: int, key: str) -> list[str | None]:
+    """Match keys of the users whose enterprise ``manager`` is this user (rare: only when a manager's email
+    changes)."""
+    p = _p()
+    sql = f'SELECT "match_key" FROM "identity" WHERE "source_id" = {p} AND "manager_key" = {p}'
+    return [row[0] for row in _db().execute_sql(sql, (source_id, key)).fetchall()]
+
+
 def insert_user(values: dict[str, Any]) -> None:
     p = _p()
     columns = ", ".join(f'"{name}"' for name in values)
@@ -194,17 +202,49 @@ def match_keys(source_id: int, keys: Sequence[str]) -> list[str | None]:
     )
 
 
-def insert_members(org_id: int, source_id: int, group_id: int, members: Sequence[tuple[str, str]]) -> None:
+MemberSent = tuple[str | None, str | None, str | None]
+"""What a client sent with a member besides its value: (display, $ref, type); None where it sent nothing."""
+NOTHING_SENT: MemberSent = (None, None, None)
+
+
+def insert_members(
+    org_id: int,
+    source_id: int,
+    group_id: int,
+    members: Sequence[tuple[str, str]],
+    sent: dict[str, MemberSent] | None = None,
+) -> None:
     p = _p()
+    sent = sent or {}
     for start in range(0, len(members), 500):
         chunk = members[start : start + 500]
-        rows = ", ".join([f"({p}, {p}, {p}, {p}, {p})"] * len(chunk))
-        params = [value for key, kind in chunk for value in (org_id, source_id, group_id, key, kind)]
+        rows = ", ".join([f"({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"] * len(chunk))
+        params = [
+            value
+            for key, kind in chunk
+            for value in (org_id, source_id, group_id, key, kind, *sent.get(key, NOTHING_SENT))
+        ]
         _db().execute_sql(
-            'INSERT INTO "group_member" ("org_id", "source_id", "group_id", "member_key", "member_kind") '
-            f"VALUES {rows} ON CONFLICT DO NOTHING",
+            'INSERT INTO "group_member" ("org_id", "source_id", "group_id", "member_key", "member_kind", '
+            f'"display", "ref", "member_type") VALUES {rows} ON CONFLICT DO NOTHING',
             tuple(params),
         )
+
+
+def member_sent(group_id: int) -> dict[str, MemberSent]:
+    """Member key → what the client sent with it, for every member of the group."""
+    p = _p()
+    sql = f'SELECT "member_key", "display", "ref", "member_type" FROM "group_member" WHERE "group_id" = {p}'
+    return {row[0]: (row[1], row[2], row[3]) for row in _db().execute_sql(sql, (group_id,)).fetchall()}
+
+
+def update_member_sent(group_id: int, key: str, sent: MemberSent) -> None:
+    p = _p()
+    _db().execute_sql(
+        f'UPDATE "group_member" SET "display" = {p}, "ref" = {p}, "member_type" = {p} '
+        f'WHERE "group_id" = {p} AND "member_key" = {p}',
+        (*sent, group_id, key),
+    )
 
 
 def delete_members(group_id: int, keys: Sequence[str]) -> None:

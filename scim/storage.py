@@ -10,6 +10,7 @@ member is added or removed without rewriting the list) and the password, which i
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from scim2_models import (
     InvalidValueException,
     Meta,
     NotFoundException,
-    NotImplementedException,
     PreconditionFailedException,
     Resource,
     ResourceType,
@@ -41,10 +41,14 @@ from syncd.clock import utcnow
 from syncd.matching import match_key
 from syncd.store.db import database, is_postgres
 from syncd.store.limits import first_problem
-from syncd.store.models import DirectoryGroup, GroupMember, Identity
+from syncd.store.models import DirectoryGroup, GroupMember, Identity, Source
 from syncd.store.tx import write_transaction
 
 NOT_STORED = ("id", "meta", "password", "groups", "members")
+WRITE_STAMP_SECONDS = 1.0
+"""How often one process records a SCIM source's last successful write (``Source.last_success_at``)."""
+_stamped: dict[int, float] = {}
+"""Source id -> when this process last recorded a write on it (``time.monotonic``): a throttle, not configuration."""
 USER_FIELDS = (
     Identity.id,
     Identity.key,
@@ -117,12 +121,33 @@ class SyncdStorage(ScimStorage):
         self.models = models
         self.writing = writing
         self._read: dict[str, tuple[statements.UserRow, list[dict[str, Any]]]] = {}
+        self._member_defaults: dict[str, tuple[str | None, str, str]] = {}
 
     # -- transactions -------------------------------------------------------
 
     def operation(self) -> AbstractContextManager[None]:
         """One SCIM operation (a request, or one operation of a Bulk) is one write transaction (RFC 7644 §3.7)."""
-        return write_transaction() if self.writing else nullcontext()
+        return self._write_operation() if self.writing else nullcontext()
+
+    @contextmanager
+    def _write_operation(self) -> Iterator[None]:
+        with write_transaction():
+            yield
+            self._stamp_write()
+
+    def _stamp_write(self) -> None:
+        """Record the SCIM source's last successful write, so ``syncd sources list`` and ``/metrics`` show it.
+
+        Written in the operation's own transaction (it commits only with a write that commits), at most once a second
+        per process and source: on PostgreSQL every writer would otherwise queue on the source's row lock.
+        """
+        source_id = self.tenant.source_id
+        moment = time.monotonic()
+        if moment - _stamped.get(source_id, float("-inf")) < WRITE_STAMP_SECONDS:
+            return
+        now = utcnow()
+        Source.update(last_success_at=now, last_run_at=now).where(Source.id == source_id).execute()
+        _stamped[source_id] = moment
 
     # -- helpers ------------------------------------------------------------
 
@@ -188,7 +213,14 @@ class SyncdStorage(ScimStorage):
         user = Identity.alias("u")
         query = (
             GroupMember.select(
-                GroupMember.group, GroupMember.member_key, GroupMember.member_kind, user.display_name, user.user_name
+                GroupMember.group,
+                GroupMember.member_key,
+                GroupMember.member_kind,
+                user.display_name,
+                user.user_name,
+                GroupMember.display,
+                GroupMember.ref,
+                GroupMember.member_type,
             )
             .join(
                 user,
@@ -199,12 +231,32 @@ class SyncdStorage(ScimStorage):
             .order_by(GroupMember.id)
             .tuples()
         )
-        for group_id, key, kind, display_name, user_name in query:
-            entry: dict[str, Any] = {"value": key, "type": kind, "$ref": f"{kind}s/{key}"}
-            if display_name or user_name:
-                entry["display"] = display_name or user_name
+        for group_id, key, kind, display_name, user_name, sent_display, sent_ref, sent_type in query:
+            # What the client sent wins (RFC 7643 §4.2: read back as written); else what the server knows.
+            shown = display_name or user_name
+            self._member_defaults[key] = (shown, f"{kind}s/{key}", kind)
+            entry: dict[str, Any] = {"value": key, "type": sent_type or kind, "$ref": sent_ref or f"{kind}s/{key}"}
+            if sent_display or shown:
+                entry["display"] = sent_display or shown
             found[group_id].append(entry)
         return found
+
+    def member_sent(self, members: Iterable[Any] | None) -> dict[str, statements.MemberSent]:
+        """What the client sent with each member (display, $ref, type), leaving out what only echoes the server's
+        own defaults (a PATCH that the library applies to the read group hands every member back with them)."""
+        sent: dict[str, statements.MemberSent] = {}
+        for member in members or ():
+            if member is None or not member.value:
+                continue
+            default = self._member_defaults.get(member.value, (None, None, None))
+            ref = str(member.ref) if member.ref is not None else None
+            display = member.display if member.display != default[0] else None
+            sent[member.value] = (
+                display,
+                ref if ref != default[1] else None,
+                member.type if member.type != default[2] else None,
+            )
+        return sent
 
     def _reconcile(self, keys: Iterable[str | None]) -> None:
         reconciliation.touched(self.tenant.org_id, keys, self.tenant.actor)
@@ -241,8 +293,35 @@ class SyncdStorage(ScimStorage):
         position: Any = None,
     ) -> SearchPage:
         if len(resource_types) != 1:
-            raise NotImplementedException(detail="search at the root is not supported; search /Users or /Groups")
-        resource_type = resource_types[0]
+            return self._search_root(resource_types, search_request)
+        return self._search_one(resource_types[0], search_request)
+
+    def _search_root(self, resource_types: list[ResourceType], search_request: SearchRequest[Any]) -> SearchPage:
+        """A search at the root (RFC 7644 §3.4.2.1, §3.4.3): every type's matches, Users before Groups, each in id
+        order, paged by ``startIndex`` / ``count`` across the whole list. A filter attribute a type does not have
+        matches none of its resources (the compiler reads it as false). ``sortBy`` across types is refused: the
+        types share no sort key we could index."""
+        if search_request.sort_by:
+            raise InvalidValueException(detail="sortBy is not supported at the root; search /Users or /Groups to sort")
+        ordered = sorted(resource_types, key=lambda rt: self.is_group(rt))
+        start = max((search_request.start_index or 1) - 1, 0)
+        remaining = search_request.count
+        total = 0
+        resources: list[Resource[Any]] = []
+        for resource_type in ordered:
+            found = self._search_one(resource_type, search_request.model_copy(update={"count": 0})).total or 0
+            if (remaining is None or remaining > 0) and start < found:
+                page = self._search_one(
+                    resource_type, search_request.model_copy(update={"start_index": start + 1, "count": remaining})
+                )
+                resources += page.resources
+                if remaining is not None:
+                    remaining -= len(page.resources)
+            start = max(start - found, 0)
+            total += found
+        return SearchPage(total, resources)
+
+    def _search_one(self, resource_type: ResourceType, search_request: SearchRequest[Any]) -> SearchPage:
         is_group = self.is_group(resource_type)
         lookup = None if is_group or search_request.sort_by else _lookup(search_request)
         if lookup is not None:
@@ -393,6 +472,7 @@ class SyncdStorage(ScimStorage):
         if self.is_group(resource_type):
             columns = self._group_columns(data)
             members = self._member_entries(cast(Group, resource).members)
+            sent = self.member_sent(cast(Group, resource).members)
             with self._unique("displayName"):
                 row = DirectoryGroup.create(
                     org=self.tenant.org_id,
@@ -402,7 +482,7 @@ class SyncdStorage(ScimStorage):
                     updated_at=now,
                     **columns,
                 )
-            self._insert_members(row, members)
+            self._insert_members(row, members, sent)
             self._reconcile(self._member_match_keys(k for k, _ in members))
             return self.get(resource_type, key)
         columns = self._user_columns(data)
@@ -422,7 +502,8 @@ class SyncdStorage(ScimStorage):
             columns = self._group_columns(data)
             with self._unique("displayName"):
                 self.bump(row, expected_version, **columns)
-            touched = self.set_members(row, self._member_entries(cast(Group, resource).members))
+            members = cast(Group, resource).members
+            touched = self.set_members(row, self._member_entries(members), self.member_sent(members))
             if columns["display_name"] != row.display_name:
                 touched = touched + self.member_keys(row)
             self._reconcile(self._member_match_keys(touched))
@@ -436,7 +517,11 @@ class SyncdStorage(ScimStorage):
                 raise PreconditionFailedException(detail="the resource changed since it was read; read it again")
         user.version += 1
         user.updated_at = now
-        self._reconcile([user.match_key, columns["match_key"]])
+        touched = [user.match_key, columns["match_key"]]
+        if columns["email"] != _primary_email(json.loads(user.resource)):
+            # The people this user manages show the manager's email: re-plan them too.
+            touched += statements.reports_of(self.tenant.source_id, key)
+        self._reconcile(touched)
         return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
 
     def _stored(
@@ -516,16 +601,23 @@ class SyncdStorage(ScimStorage):
     def member_keys(self, row: statements.GroupRow) -> list[str]:
         return [k for (k,) in GroupMember.select(GroupMember.member_key).where(GroupMember.group == row.id).tuples()]
 
-    def _insert_members(self, row: statements.GroupRow, members: list[tuple[str, str]]) -> None:
-        statements.insert_members(self.tenant.org_id, self.tenant.source_id, row.id, members)
+    def _insert_members(
+        self,
+        row: statements.GroupRow,
+        members: list[tuple[str, str]],
+        sent: dict[str, statements.MemberSent] | None = None,
+    ) -> None:
+        statements.insert_members(self.tenant.org_id, self.tenant.source_id, row.id, members, sent)
 
-    def add_members(self, row: statements.GroupRow, values: list[str]) -> list[str]:
+    def add_members(
+        self, row: statements.GroupRow, values: list[str], sent: dict[str, statements.MemberSent] | None = None
+    ) -> list[str]:
         """Insert the members not there yet; return the keys added. Costs O(added), whatever the group size."""
         if not values:
             return []
         present = set(statements.present_members(row.id, values))
         new = self.resolve_members([v for v in dict.fromkeys(values) if v not in present])
-        self._insert_members(row, new)
+        self._insert_members(row, new, sent)
         return [k for k, _ in new]
 
     def remove_members(self, row: statements.GroupRow, values: list[str]) -> list[str]:
@@ -537,15 +629,27 @@ class SyncdStorage(ScimStorage):
             statements.delete_members(row.id, present)
         return present
 
-    def set_members(self, row: statements.GroupRow, members: list[tuple[str, str]]) -> list[str]:
-        """Make the member list exactly ``members``; return the keys added or removed."""
-        current = set(self.member_keys(row))
+    def set_members(
+        self,
+        row: statements.GroupRow,
+        members: list[tuple[str, str]],
+        sent: dict[str, statements.MemberSent] | None = None,
+    ) -> list[str]:
+        """Make the member list exactly ``members`` (with what the client sent of each); return the keys added,
+        removed or restated with other attributes (so the group's version moves, RFC 7644 §3.14)."""
+        sent = sent or {}
+        stored = statements.member_sent(row.id)
         wanted = {k for k, _ in members}
-        removed = sorted(current - wanted)
+        removed = sorted(set(stored) - wanted)
         statements.delete_members(row.id, removed)
-        added = [(k, kind) for k, kind in members if k not in current]
-        self._insert_members(row, added)
-        return removed + [k for k, _ in added]
+        added = [(k, kind) for k, kind in members if k not in stored]
+        self._insert_members(row, added, sent)
+        restated = []
+        for key, _ in members:
+            if key in stored and stored[key] != sent.get(key, statements.NOTHING_SENT):
+                statements.update_member_sent(row.id, key, sent.get(key, statements.NOTHING_SENT))
+                restated.append(key)
+        return removed + [k for k, _ in added] + restated
 
 
 def _refuse_identifiers(values: dict[str, Any]) -> None:

@@ -131,8 +131,7 @@ class FlaskScim(BaseApplication):
                 raise InvalidValueException(detail=f"the {name} parameter holds a NUL character")
 
     def authenticate(self, request: ScimRequest) -> tokens.Principal:
-        scheme, _, presented = (request.header("Authorization") or "").partition(" ")
-        principal = tokens.authenticate(presented.strip()) if scheme.lower() == "bearer" else None
+        principal = tokens.authenticate(tokens.bearer(request.header("Authorization")))
         if principal is None:
             raise UnauthorizedException(
                 detail="a valid bearer token is required; create one with 'syncd tokens create --scope scim'"

@@ -29,6 +29,7 @@ JOIN_COLUMNS = (
     "status",
     "role",
     "pinned",
+    "manager",
     "created_at",
     "updated_at",
 )
@@ -186,6 +187,7 @@ def _write_members(
                     "status": final.status,
                     "role": final.role,
                     "pinned": final.pinned,
+                    "manager": final.manager,
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -208,6 +210,7 @@ def _write_members(
                     final.status,
                     final.role,
                     final.pinned,
+                    final.manager,
                     suspended,
                     gone,
                     transfer,
@@ -249,6 +252,7 @@ def _update_members(rows: list[tuple[Any, ...]]) -> None:
         "status",
         "role",
         "pinned",
+        "manager",
         "suspended_at",
         "deprovisioned_at",
         "transfer_to",

@@ -39,6 +39,8 @@ class DatabaseSettings:
 @dataclass(frozen=True)
 class ServerSettings:
     listen: str = "127.0.0.1:8080"
+    metrics_listen: str = "127.0.0.1:9464"  # its own listener, so the SCIM listener never names tenants; "" = off
+    metrics_token_file: str | None = None  # a bearer token the metrics listener then requires
     max_body_bytes: int = 1_048_576
     workers: int = 8  # HTTP worker threads of syncd serve (one process; see syncd/serve.py)
     shutdown_timeout: int = 30
@@ -190,7 +192,7 @@ def parse(document: Mapping[str, Any], base: Path | None = None, path: Path | No
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown key (known: database, server, logging, orgs, sources, webhooks)")
     database = parse_settings(DatabaseSettings, _table(document, "database"), "database")
-    server = parse_settings(ServerSettings, _table(document, "server"), "server")
+    server = _parse_server(_table(document, "server"), base)
     parse_interval(server.max_backoff, "server.max_backoff")
     parse_interval(server.housekeeping_every, "server.housekeeping_every")
     logging = parse_settings(LoggingSettings, _table(document, "logging"), "logging")
@@ -283,6 +285,15 @@ def _parse_source(table: Mapping[str, Any], where: str, base: Path | None) -> So
 
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _parse_server(table: Mapping[str, Any], base: Path | None) -> ServerSettings:
+    """``[server]``; a relative ``metrics_token_file`` is relative to the config file, like every ``*_file`` key."""
+    values = dict(table)
+    token = values.get("metrics_token_file")
+    if base is not None and isinstance(token, str) and not Path(token).is_absolute():
+        values["metrics_token_file"] = str((base / token).resolve())
+    return parse_settings(ServerSettings, values, "server")
 
 
 def _parse_webhook(table: Mapping[str, Any], where: str, base: Path | None) -> WebhookSettings:

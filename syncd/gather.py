@@ -95,6 +95,7 @@ def gather(
     direct = _direct_groups(org, keys, identity_rows)
     groups = _groups(org, None if keys is None else {g for s in direct.values() for g in s})
     group_key = {gid: key for gid, (_, key, _, _, _) in groups.items()}
+    managers = _manager_emails(identity_rows)
     identities = []
     for row in identity_rows:
         source_id, key = row[0], row[1]
@@ -107,8 +108,9 @@ def gather(
                 email=row[4],
                 display_name=row[5],
                 active=bool(row[6]),
-                attributes=row[7],
+                attributes=row[8],
                 groups=frozenset(group_key[g] for g in direct.get((source_id, key), ()) if g in group_key),
+                manager=managers.get((source_id, row[7])) if row[7] else None,
             )
         )
     observed_groups = tuple(
@@ -153,6 +155,7 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
         Identity.email,
         Identity.display_name,
         Identity.active,
+        Identity.manager_key,
     ]
     extra = [getattr(Identity, name) for name in ATTRIBUTE_COLUMNS] + [Identity.resource] if want_attributes else []
 
@@ -180,11 +183,36 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
                 loaded = json.loads(resource)
                 if isinstance(loaded, dict):
                     attributes.update(loaded)
-            for name, value in zip(ATTRIBUTE_COLUMNS, row[7:-1], strict=True):
+            for name, value in zip(ATTRIBUTE_COLUMNS, row[8:-1], strict=True):
                 if value is not None:
                     attributes[name] = value
-        rows.append((*row[:7], attributes))
+        rows.append((*row[:8], attributes))
     return rows
+
+
+def _manager_emails(identity_rows: list[tuple[Any, ...]]) -> dict[tuple[int, str], str | None]:
+    """(source id, manager key) → the email of that manager's identity in the same source (a Graph ``manager``, an
+    LDAP ``manager`` DN, an Okta ``managerId`` or a SCIM enterprise ``manager.value`` names a record of its own
+    source). Identities already read answer first; the others are read by the (source, key) index."""
+    wanted = {(row[0], row[7]) for row in identity_rows if row[7]}
+    if not wanted:
+        return {}
+    known = {(row[0], row[1]): row[4] for row in identity_rows}
+    found = {pair: known[pair] for pair in wanted if pair in known}
+    missing: dict[int, list[str]] = {}
+    for source_id, key in sorted(wanted - found.keys()):
+        missing.setdefault(source_id, []).append(key)
+    for source_id, keys in missing.items():
+        for chunk in batches(keys):
+            for key, email in prepared.rows(
+                "manager emails",
+                lambda source_id=source_id, chunk=chunk: Identity.select(Identity.key, Identity.email).where(
+                    (Identity.source == source_id) & Identity.key.in_(chunk)
+                ),
+                [source_id, *chunk],
+            ):
+                found[(source_id, key)] = email
+    return found
 
 
 def _direct_groups(
@@ -295,6 +323,7 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
         Member.suspended_at,
         Member.deprovisioned_at,
         Member.transfer_to,
+        Member.manager,
     )
 
     def base() -> peewee.Select:
@@ -336,9 +365,9 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
         teams.setdefault(member_id, []).append((slug, role))
     members: dict[str, CurrentMember] = {}
     rows: dict[str, MemberRow] = {}
-    for member_id, key, email, user_name, display_name, status, role, pinned, suspended, gone, transfer in raw:
+    for member_id, key, email, user_name, display_name, status, role, pinned, suspended, gone, transfer, boss in raw:
         state = MemberState(
-            email, user_name, display_name, status, role, bool(pinned), tuple(sorted(teams.get(member_id, ())))
+            email, user_name, display_name, status, role, bool(pinned), tuple(sorted(teams.get(member_id, ()))), boss
         )
         suspended = as_datetime(suspended) if suspended is not None else None
         gone = as_datetime(gone) if gone is not None else None

@@ -106,4 +106,5 @@ def _member(target: str, state: dict[str, Any]) -> dict[str, Any]:
         "teams": sorted(({"team": t.get("team"), "role": t.get("role")} for t in teams), key=lambda t: t["team"] or ""),
         "sources": list(state.get("sources") or []),
         "pinned": bool(state.get("pinned", False)),
+        "manager": state.get("manager"),
     }

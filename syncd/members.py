@@ -63,6 +63,7 @@ def listing(org: Organization, match_keys: list[str] | None = None) -> list[dict
             "teams": teams.get(row["id"], []),
             "sources": sorted(sources.get(row["match_key"], ())),
             "pinned": bool(row["pinned"]),
+            "manager": row["manager"],
             "match_key": row["match_key"],
         }
         for row in rows

@@ -45,7 +45,7 @@ from syncd.notify import notify, watchdog_interval
 from syncd.scheduler import RunFunction, SourceScheduler
 from syncd.store import open_database, upgrade
 from syncd.store.db import unavailable
-from syncd.web import ServiceState, create_app
+from syncd.web import ServiceState, create_app, create_metrics_app
 
 log = logging.getLogger("syncd.serve")
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -64,7 +64,7 @@ def parse_listen(text: str, key: str = "server.listen") -> tuple[str, int]:
     return host, int(port)
 
 
-def check_listen(text: str, key: str = "--listen") -> tuple[str, int]:
+def check_listen(text: str, key: str = "--listen", flag: str = "--listen") -> tuple[str, int]:
     """Refuse an address that cannot be served before anything is printed or set up: ``HOST:PORT`` must parse and
     the port must be free to bind (a probe with ``SO_REUSEADDR``, as cheroot binds, so a port in TIME_WAIT passes)."""
     host, port = parse_listen(text, key)
@@ -80,7 +80,7 @@ def check_listen(text: str, key: str = "--listen") -> tuple[str, int]:
         except OSError as error:
             raise ServeError(
                 f"{key} {text}: cannot listen ({error.strerror or error}); another program may use the port: "
-                "choose another with --listen HOST:PORT"
+                f"choose another with {flag} HOST:PORT"
             ) from None
     return host, port
 
@@ -88,10 +88,13 @@ def check_listen(text: str, key: str = "--listen") -> tuple[str, int]:
 class Service:
     """One running ``syncd serve``: store, scheduler, HTTP server and the signal loop that drives them."""
 
-    def __init__(self, config_path: str | None, config: Config, listen: str, run: RunFunction | None) -> None:
+    def __init__(
+        self, config_path: str | None, config: Config, listen: str, run: RunFunction | None, metrics_listen: str = ""
+    ) -> None:
         self.config_path = config_path or os.environ.get("SYNCD_CONFIG")
         self.config = config
         self.listen = listen
+        self.metrics_listen = metrics_listen
         self.scheduler = SourceScheduler(config, run=run)
         self.state = ServiceState(config=config, scheduler=self.scheduler)
         host, port = parse_listen(listen)
@@ -106,6 +109,7 @@ class Service:
         # The app bounds every body by server.max_body_bytes itself (reading at most that much), so that a 413 under
         # /scim/v2 is a SCIM error (RFC 7644 §3.12); cheroot's own limit would answer text/plain first.
         self.server.max_request_body_size = 0
+        self.metrics_server = _metrics_server(config, self.state, metrics_listen) if metrics_listen else None
         self._leaked: list[int] = []
 
     def run(self) -> int:
@@ -116,6 +120,21 @@ class Service:
                 f"server.listen {self.listen}: cannot listen ({error.strerror or error}); "
                 "choose a free address with --listen or [server] listen"
             ) from None
+        if self.metrics_server is not None:
+            try:
+                self.metrics_server.prepare()
+            except OSError as error:
+                raise ServeError(
+                    f"server.metrics_listen {self.metrics_listen}: cannot listen ({error.strerror or error}); "
+                    "choose a free address with --metrics-listen or [server] metrics_listen"
+                ) from None
+            threading.Thread(target=self.metrics_server.serve, name="metrics", daemon=True).start()
+            log_event(
+                log,
+                "metrics.listening",
+                listen=self.metrics_listen,
+                token=self.config.server.metrics_token_file is not None,
+            )
         for number in HANDLED:
             signal.signal(number, self._leak)
         http = threading.Thread(target=self.server.serve, name="http", daemon=True)
@@ -193,6 +212,8 @@ class Service:
         self.scheduler.stop_taking_work()
         http_stopped = threading.Thread(target=self.server.stop, name="http-stop", daemon=True)
         http_stopped.start()
+        if self.metrics_server is not None:
+            threading.Thread(target=self.metrics_server.stop, name="metrics-stop", daemon=True).start()
         idle = self.scheduler.wait_idle(max(0.0, deadline - time.monotonic()))
         http_stopped.join(max(0.0, deadline - time.monotonic()))
         if idle and not http_stopped.is_alive():
@@ -219,11 +240,49 @@ def _check_reloadable(old: Config, new: Config) -> None:
         raise ConfigError("database.url changed; a different database needs a restart (systemctl restart syncd)")
 
 
-def serve(config_path: str | None = None, *, listen: str | None = None, run: RunFunction | None = None) -> int:
-    """Run the service until SIGTERM; ``run`` replaces the pipeline's run function (tests, benchmarks)."""
+def _metrics_server(config: Config, state: ServiceState, listen: str) -> Server:
+    """The metrics listener: two threads are plenty for scrapes, and it shares nothing with SCIM's pool."""
+    token = None
+    if config.server.metrics_token_file is not None:
+        try:
+            token = Path(config.server.metrics_token_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ServeError(
+                f"server.metrics_token_file {config.server.metrics_token_file}: cannot read it "
+                f"({error.strerror or error}); write the token there or remove the key"
+            ) from None
+        if not token:
+            raise ServeError(
+                f"server.metrics_token_file {config.server.metrics_token_file} is empty; write a token there"
+            )
+    return Server(
+        parse_listen(listen, "server.metrics_listen"),
+        create_metrics_app(state, token),
+        numthreads=2,
+        server_name="syncd-metrics",
+        shutdown_timeout=1,
+        timeout=30,
+    )
+
+
+def serve(
+    config_path: str | None = None,
+    *,
+    listen: str | None = None,
+    metrics_listen: str | None = None,
+    run: RunFunction | None = None,
+) -> int:
+    """Run the service until SIGTERM; ``run`` replaces the pipeline's run function (tests, benchmarks).
+
+    ``metrics_listen`` (or ``server.metrics_listen``) is where ``/metrics`` is served; an empty one serves none.
+    """
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     config = config_module.load(config_path)
     check_listen(listen or config.server.listen, "--listen" if listen else "server.listen")
+    metrics_at = config.server.metrics_listen if metrics_listen is None else metrics_listen
+    if metrics_at:
+        key = "server.metrics_listen" if metrics_listen is None else "--metrics-listen"
+        check_listen(metrics_at, key, "--metrics-listen")
     logs.configure(config.logging.format, config.logging.level)
     open_database(config.database.url)
     try:
@@ -234,5 +293,5 @@ def serve(config_path: str | None = None, *, listen: str | None = None, run: Run
         raise ServeError(str(unavailable(error, config.database.url))) from None
     if config.path is not None:
         log_event(log, "config.loaded", path=str(Path(config.path)), sources=len(config.sources))
-    service = Service(config_path, config, listen or config.server.listen, run)
+    service = Service(config_path, config, listen or config.server.listen, run, metrics_at)
     return service.run()

@@ -45,6 +45,7 @@ IDENTITY_FIELDS = (
 )
 GROUP_FIELDS = ("display_name", "display_name_lower", "external_id", "resource")
 MATCH_KEY = IDENTITY_FIELDS.index("match_key")
+EMAIL = IDENTITY_FIELDS.index("email")
 
 
 @dataclass
@@ -65,6 +66,8 @@ class StageResult:
     """Identity keys of this source whose data or (flattened) memberships changed."""
     old_match_keys: set[str] = field(default_factory=set)
     """Match keys that identities had before this read changed or removed them."""
+    new_email_keys: set[str] = field(default_factory=set)
+    """Identity keys whose email this read changed: the people they manage show it as their manager."""
 
     @property
     def changed(self) -> int:
@@ -343,6 +346,8 @@ class _Staging:
                 updates.append((*values, self.now, have[0]))
                 self.result.touched_keys.add(key)
                 self.result.old_match_keys.add(have[1][MATCH_KEY])
+                if have[1][EMAIL] != values[EMAIL]:
+                    self.result.new_email_keys.add(key)
         fields = [Identity.org, Identity.source, Identity.key]
         fields += [getattr(Identity, n) for n in IDENTITY_FIELDS] + [Identity.created_at, Identity.updated_at]
         insert_many(Identity, fields, inserts)
@@ -545,6 +550,12 @@ def touched_match_keys(source: Source, staged: StageResult) -> set[str]:
     keys = set(staged.old_match_keys)
     for chunk in batches(sorted(staged.touched_keys)):
         query = Identity.select(Identity.match_key).where((Identity.source == source.id) & Identity.key.in_(chunk))
+        keys.update(key for (key,) in raw_rows(query) if key)
+    # A manager's new email is the ``manager`` of everyone they manage (rare: only identities whose email changed).
+    for chunk in batches(sorted(staged.new_email_keys)):
+        query = Identity.select(Identity.match_key).where(
+            (Identity.source == source.id) & Identity.manager_key.in_(chunk)
+        )
         keys.update(key for (key,) in raw_rows(query) if key)
     return keys
 

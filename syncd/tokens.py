@@ -28,6 +28,19 @@ class TokenError(Exception):
     """A token operation was refused; the message says why."""
 
 
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header (RFC 6750 §2.1: the scheme is case-insensitive), else
+    None. The one parser of the header for SCIM, the admin API and the metrics listener."""
+    scheme, _, presented = (authorization or "").partition(" ")
+    return presented.strip() or None if scheme.lower() == "bearer" else None
+
+
+def bearer_matches(authorization: str | None, expected: str) -> bool:
+    """Whether the header carries exactly ``expected``, compared in constant time."""
+    presented = bearer(authorization)
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 

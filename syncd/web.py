@@ -1,10 +1,12 @@
-"""The full WSGI app of ``syncd serve``: SCIM at /scim/v2, health, readiness, metrics and the admin API.
+"""The WSGI apps of ``syncd serve``: SCIM at /scim/v2, health, readiness and the admin API; metrics on their own.
 
 - ``/healthz``: the process answers (liveness; no dependency is checked, so a slow database never restarts it).
 - ``/readyz``: the store answers, its schema is current and the scheduler runs and its runs start (readiness; 503
   with the failing check named, also while the service drains on SIGTERM or when runs keep dying before they start).
-- ``/metrics``: Prometheus exposition, text or OpenMetrics by ``Accept`` (:mod:`syncd.metrics`); every request is counted and timed by the
-  before/after request hooks, by route template so that ids never become label values.
+- Every request is counted and timed for ``/metrics`` by the before/after request hooks, by route template so that
+  ids never become label values. ``/metrics`` itself is not on this app: its labels name every org and source, so it
+  is served by :func:`create_metrics_app` on its own listener (``server.metrics_listen``), never to the IdPs and
+  strangers that reach SCIM.
 - ``/admin/v1/sources`` and ``POST /admin/v1/sources/<name>/sync``: the org's sources and their run state, and a run
   now; bearer token of the org with scope ``admin``. A source of another org answers 404, exactly like a missing
   one (DESIGN.md, invariant 6).
@@ -108,14 +110,6 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
         checks = readiness(service)
         ready = all(value == "ok" for value in checks.values())
         return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
-
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        if service.scheduler is not None:
-            service.scheduler.healthy()
-        body, content_type = metrics.exposition(request.headers.get("Accept"))
-        # content_type, not mimetype: Flask appends "; charset=utf-8" to a mimetype, and the library's already has it.
-        return Response(body, content_type=content_type)
 
     @app.get("/admin/v1/sources")
     def list_sources() -> tuple[Response, int]:
@@ -229,9 +223,7 @@ def _default_quarantine(config: Config) -> Any:
 
 
 def _admin(service: ServiceState) -> tuple[tokens.Principal | None, tuple[Response, int]]:
-    header = request.headers.get("Authorization", "")
-    presented = header[7:].strip() if header[:7].lower() == "bearer " else None
-    principal = tokens.authenticate(presented)
+    principal = tokens.authenticate(tokens.bearer(request.headers.get("Authorization")))
     if principal is None:
         response = _error(401, "a valid bearer token is required (syncd tokens create --org ORG --scope admin)")
         response[0].headers["WWW-Authenticate"] = 'Bearer realm="syncd-admin"'
@@ -243,3 +235,26 @@ def _admin(service: ServiceState) -> tuple[tokens.Principal | None, tuple[Respon
 
 def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify(error=message, status=status), status
+
+
+def create_metrics_app(state: ServiceState, token: str | None = None) -> Flask:
+    """The metrics listener's app: ``GET /metrics`` only, behind ``Authorization: Bearer TOKEN`` when ``token`` is set.
+
+    The exposition and its Content-Type are prometheus-client's own, negotiated from ``Accept`` (text 0.0.4 or
+    OpenMetrics). A scrape also refreshes the scheduler's health gauge.
+    """
+    app = Flask("syncd.metrics")
+
+    @app.get("/metrics")
+    def prometheus() -> Response | tuple[Response, int]:
+        if token is not None and not tokens.bearer_matches(request.headers.get("Authorization", ""), token):
+            answer = jsonify(detail="metrics need Authorization: Bearer <the token in server.metrics_token_file>")
+            answer.headers["WWW-Authenticate"] = 'Bearer realm="syncd metrics"'
+            return answer, 401
+        if state.scheduler is not None:
+            state.scheduler.healthy()
+        body, content_type = metrics.exposition(request.headers.get("Accept"))
+        # content_type, not mimetype: Flask appends "; charset=utf-8" to a mimetype, and the library's already has it.
+        return Response(body, content_type=content_type)
+
+    return app

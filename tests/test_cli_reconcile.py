@@ -139,6 +139,7 @@ def test_members_list_json_matches_the_contract(admin):
         "teams": [{"team": "engineering", "role": "maintainer"}],
         "sources": ["hr"],
         "pinned": False,
+        "manager": None,
     }
     shown = admin("members", "show", "--org", "acme", "alice@acme.com")
     assert "member.join" in shown.stdout and "identity: source hr, key E-alice, alice (active)" in shown.stdout

@@ -96,3 +96,28 @@ def test_cli_errors_are_one_line_with_nonzero_exit(cli, write_config, sqlite_url
     assert result.stderr.count("\n") == 1 and "no org 'nope'" in result.stderr
     bad = cli("--config", str(write_config("[database]\nurl = 1\n", "bad.toml")), "orgs", "list")
     assert bad.code == 1 and "database.url" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("migration", "table", "columns"),
+    [
+        ("_group_member_attributes", "group_member", ("display", "ref", "member_type")),
+        ("_member_manager", "member", ("manager",)),
+    ],
+)
+def test_a_column_migration_adds_its_columns_once(store, migration, table, columns):
+    """A database from before the migration lacks its columns: drop them, forget the migration, upgrade; then run
+    it again on a current schema (idempotent). Migrations are found by name, whatever their place."""
+    from syncd.store.migrations import MIGRATIONS, SchemaVersion
+
+    number = [m.__name__ for m in MIGRATIONS].index(migration) + 1
+    with store.atomic():
+        for column in columns:
+            store.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        # The applied version is the highest recorded: forget this migration and every later one (idempotent).
+        SchemaVersion.delete().where(SchemaVersion.version >= number).execute()
+    assert upgrade() == list(range(number, len(MIGRATIONS) + 1))
+    assert set(columns) <= {c.name for c in store.get_columns(table)}
+    with store.atomic():
+        MIGRATIONS[number - 1](store)
+    assert set(columns) <= {c.name for c in store.get_columns(table)}

@@ -124,6 +124,7 @@ def test_answers_have_the_shape_of_members_list_json(story):
         "teams": [{"team": "ops", "role": "maintainer"}],
         "sources": [],
         "pinned": False,
+        "manager": None,
     }
 
 

@@ -83,6 +83,7 @@ def test_migration_widens_the_varchar_columns_of_an_existing_postgresql_database
     with db.atomic():
         db.execute_sql('ALTER TABLE "identity" ALTER COLUMN "email" TYPE varchar(255)')
         db.execute_sql('ALTER TABLE "directory_group" ALTER COLUMN "display_name" TYPE varchar(255)')
+        # The applied version is the highest recorded: forget this migration and every later one (idempotent).
         SchemaVersion.delete().where(SchemaVersion.version >= number).execute()
     try:
         assert upgrade() == list(range(number, len(MIGRATIONS) + 1))

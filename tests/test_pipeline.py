@@ -470,3 +470,13 @@ def test_changing_match_on_rekeys_every_identity_and_rejoins_members(store, data
     assert {i.match_key for i in Identity.select()} == {"alice"}
     assert Member.get(Member.match_key == "alice").status == "active"
     assert {m.status for m in Member.select().where(Member.match_key != "alice")} == {"suspended"}
+
+
+def test_a_managers_new_email_in_a_delta_reaches_the_people_they_manage(config):
+    boss = user("boss")
+    report = replace(user("report"), manager_key="k-boss")
+    pipeline.apply_read(config, "hr", snapshot(boss, report), now=NOW)
+    assert Member.get(Member.email == "report@acme.com").manager == "boss@acme.com"
+    # Only the manager is in the delta (an LDAP manager DN does not change when the manager's mail does).
+    pipeline.apply_read(config, "hr", Delta(users=[replace(boss, email="chief@acme.com")], cursor="c2"), now=NOW)
+    assert Member.get(Member.email == "report@acme.com").manager == "chief@acme.com"

@@ -21,7 +21,7 @@ MEMBER_TYPES = frozenset({"#microsoft.graph.user", "#microsoft.graph.group"})
 #: default, so rules can tell guests from members) is kept in ``attributes``.
 _USER_FIELDS = frozenset(
     {"id", "userPrincipalName", "mail", "displayName", "givenName", "surname", "accountEnabled", "department"}
-    | {"jobTitle", "employeeId"}
+    | {"jobTitle", "employeeId", "manager"}
 )
 _GROUP_FIELDS = frozenset({"id", "displayName", "members@delta", "@odata.type"})
 
@@ -46,8 +46,20 @@ def user_record(item: dict[str, Any]) -> UserRecord:
         department=_text(item.get("department")),
         title=_text(item.get("jobTitle")),
         employee_number=_text(item.get("employeeId")),
+        manager_key=_manager(item),
         attributes=extra,
     )
+
+
+def _manager(item: dict[str, Any]) -> str | None:
+    """The object id of the user's manager from ``manager@delta`` (relationships are annotations ``name@delta``;
+    an entry with ``@removed`` took the manager away). Absent: no manager — the default response carries every
+    selected property and relationship, not only the changed ones (user: delta, "Response")."""
+    entries = item.get("manager@delta")
+    if not isinstance(entries, list):
+        return None
+    alive = [e["id"] for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str) and "@removed" not in e]
+    return alive[-1] if alive else None
 
 
 def _text(value: Any) -> str | None:

@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 
 from connectors.errors import ConfigError
 
-#: Attributes every user read selects; ``select`` adds more (they land in ``UserRecord.attributes``).
+#: Attributes every user read selects; ``select`` adds more (they land in ``UserRecord.attributes``). ``manager`` is
+#: a relationship: selecting it makes Graph report ``manager@delta`` (delta query overview, "Optional query
+#: parameters": ``$expand`` is not supported on user delta, ``$select`` of ``manager`` tracks it).
 USER_ATTRIBUTES = (
     "id",
     "userPrincipalName",
@@ -27,6 +29,7 @@ USER_ATTRIBUTES = (
     "jobTitle",
     "employeeId",
     "userType",
+    "manager",
 )
 #: Attributes every group read selects; ``members`` makes Graph report ``members@delta`` (group: delta).
 GROUP_ATTRIBUTES = ("id", "displayName", "description", "members")

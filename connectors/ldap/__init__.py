@@ -17,7 +17,7 @@ from connectors.ldap.collector import collector_paused
 from connectors.ldap.reader import DirectoryReader
 from connectors.ldap.session import Session
 from connectors.ldap.settings import Settings
-from connectors.ldap.vendor import Flavor, detect, flavor_named
+from connectors.ldap.vendor import Flavor, detect, ds389, flavor_named
 
 __all__ = ["Connector", "Settings"]
 
@@ -74,4 +74,6 @@ class Connector:
         controls = {str(oid) for oid in session.root_dse.get("supportedControl", [])}
         if flavor.incremental == "syncrepl" and syncrepl.SYNC_REQUEST_OID not in controls:
             return "timestamp"
+        if flavor.incremental == "changelog" and ds389.changelog_base(session.root_dse) is None:
+            return "timestamp"  # 389-DS without the Retro Changelog Plugin
         return flavor.incremental

@@ -1,6 +1,6 @@
 """Incremental reads: the changes since a cursor as a :class:`Delta`, or ``None`` when only a full read is sound.
 
-Three modes, chosen per flavour (``incremental = "auto"``) or by the ``incremental`` setting:
+Four modes, chosen per flavour (``incremental = "auto"``) or by the ``incremental`` setting:
 
 - ``syncrepl`` (OpenLDAP; RFC 4533 refreshOnly): one search per user partition and one for groups, each with its
   cookie. Changed entries come with their attributes; deletes come as a syncIdSet or delete states when the
@@ -9,6 +9,9 @@ Three modes, chosen per flavour (``incremental = "auto"``) or by the ``increment
   list of keys, so the caller reads a full snapshot instead.
 - ``usn`` (Active Directory): entries with ``uSNChanged`` above the watermark, tombstones via the Show Deleted
   control; valid only on the same DC and invocationId (see :mod:`connectors.ldap.vendor.ad`).
+- ``changelog`` (389-DS): the retro changelog's entries after the last change number read; changed entries are
+  read again from the directory by nsUniqueId, and deleted ones, or changed ones no longer in scope (moved out of
+  the base, filtered out), are removed (see :mod:`connectors.ldap.vendor.ds389`).
 - ``timestamp``: entries with ``modifyTimestamp`` at or after a watermark. It cannot see deletions, so its deltas
   remove nobody; the source's periodic full snapshot (``full_snapshot_every``) catches those.
 """
@@ -20,12 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ldap3.utils.conv import escape_filter_chars
+
 from connectors.interface import Delta
 from connectors.ldap import cursor as cursors
 from connectors.ldap import syncrepl
-from connectors.ldap.mapping import PendingGroup, PendingUser, Unmappable
+from connectors.ldap.mapping import PendingGroup, PendingUser, Unmappable, normal_dn
 from connectors.ldap.reader import DirectoryReader
-from connectors.ldap.vendor import ad
+from connectors.ldap.vendor import ad, ds389
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,9 @@ def start_position(reader: DirectoryReader, mode: str, now: datetime | None = No
         return {name: cursors.pack(cookie) for name in searches}
     if mode == "usn":
         return _usn_position(reader).as_dict()
+    if mode == "changelog":
+        position = _changelog_position(reader)
+        return position.as_dict() if position is not None else None
     if mode == "timestamp":
         moment = (now or datetime.now(UTC)) - TIMESTAMP_OVERLAP
         return {"since": moment.strftime("%Y%m%d%H%M%SZ")}
@@ -57,6 +65,8 @@ def read_changes(reader: DirectoryReader, mode: str, position: dict[str, Any]) -
         return _syncrepl_changes(reader, position)
     if mode == "usn":
         return _usn_changes(reader, position)
+    if mode == "changelog":
+        return _changelog_changes(reader, position)
     if mode == "timestamp":
         return _timestamp_changes(reader, position)
     return None
@@ -274,3 +284,149 @@ def _timestamp_changes(reader: DirectoryReader, position: dict[str, Any]) -> tup
         return None
     user_records, group_records = reader.finish(users, groups)
     return Delta(users=user_records, groups=group_records), following
+
+
+# -- 389-DS retro changelog ---------------------------------------------------------------------------------------
+
+
+def _changelog_position(reader: DirectoryReader) -> ds389.ChangelogPosition | None:
+    """The server's last change number, from the rootDSE read when the session opened (before any search)."""
+    if ds389.changelog_base(reader.session.root_dse) is None:
+        return None
+    _, last = ds389.changelog_span(reader.session.root_dse)
+    return ds389.ChangelogPosition(reader.session.url, last)
+
+
+def _changelog_changes(reader: DirectoryReader, position: dict[str, Any]) -> tuple[Delta, dict[str, Any]] | None:
+    root = reader.session.root_dse
+    base = ds389.changelog_base(root)
+    current = _changelog_position(reader)
+    if base is None or current is None:
+        log.info("the server keeps no retro changelog now; reading fully")
+        return None
+    previous = ds389.ChangelogPosition.from_dict(position)
+    first, _ = ds389.changelog_span(root)
+    reason = ds389.changelog_full_read_reason(previous, current, first)
+    if reason:
+        log.info("changelog position unusable (%s); reading fully", reason)
+        return None
+    if current.change == previous.change:
+        return Delta(), current.as_dict()
+    changes = _changelog_entries(reader, base, previous, current)
+    if changes is None:
+        return None
+    changed, deleted = changes
+    users: list[PendingUser] = []
+    groups: list[PendingGroup] = []
+    found: set[str] = set()
+    for chunk in _id_chunks(sorted(changed)):
+        either = "(|" + "".join(f"(nsUniqueId={escape_filter_chars(key)})" for key in chunk) + ")"
+        users.extend(reader.users(either))
+        groups.extend(reader.groups(either))
+        found |= _in_scope(reader, either)
+    if reader.problems:
+        return None
+    user_records, group_records = reader.finish(users, groups)
+    # A target deleted, or changed and found outside the scope now (moved out of the base, filtered out), has left
+    # the source if it was under a base before the change. Removal needs that evidence: a changed target found
+    # nowhere (nsUniqueId not searchable for bind_dn, an ACI) makes the read a full one. A target's key is its
+    # nsUniqueId; a flavour keying by another attribute (FreeIPA's ipaUniqueID) cannot name it once it has left,
+    # so that read is a full one too.
+    bases = (reader.settings.users_base, reader.settings.group_base)
+    ours = {key: dn for key, dn in changed.items() if key.lower() not in found and any(_under(dn, b) for b in bases)}
+    elsewhere = _found_anywhere(reader, sorted(ours))
+    if set(ours) - elsewhere:
+        log.info("%d changed entries are neither in scope nor elsewhere for bind_dn; reading fully", len(ours))
+        return None
+    vanished = {key for key, dn in deleted.items() if any(_under(dn, b) for b in bases)} | set(ours)
+    present = {record.key for record in user_records} | {record.key for record in group_records}
+    removed = sorted(vanished - present)
+    if removed and reader.flavor.key_attribute.lower() != "nsuniqueid":
+        log.info(
+            "%d entries left the scope, and %s is not in the changelog; reading fully",
+            len(removed),
+            reader.flavor.key_attribute,
+        )
+        return None
+    delta = Delta(users=user_records, groups=group_records, removed_user_keys=removed, removed_group_keys=removed)
+    return delta, current.as_dict()
+
+
+def _changelog_entries(
+    reader: DirectoryReader, base: str, previous: ds389.ChangelogPosition, current: ds389.ChangelogPosition
+) -> tuple[dict[str, str], dict[str, str]] | None:
+    """(changed, deleted): nsUniqueId → the DN it had before the change, or ``None`` when the changelog cannot be
+    trusted for this span (an entry without targetUniqueId; a role lock changed; fewer entries than numbers)."""
+    deleted: dict[str, str] = {}
+    changed: dict[str, str] = {}
+    seen = 0
+    for entry in reader.session.paged(
+        "retro changelog",
+        base,
+        ds389.changes_filter(previous, current),
+        "one",
+        ["changeNumber", "changeType", "targetDn", ds389.TARGET_UNIQUE_ID],
+    ):
+        if entry["type"] != "searchResEntry":
+            continue
+        seen += 1
+        attributes = {name.lower(): values for name, values in entry["attributes"].items()}
+        target = str((attributes.get(ds389.TARGET_UNIQUE_ID.lower()) or [""])[0])
+        if not target:
+            log.info("changelog entry %s has no %s; reading fully", entry["dn"], ds389.TARGET_UNIQUE_ID)
+            return None
+        dn = str((attributes.get("targetdn") or [""])[0])
+        if ds389.is_role_lock_entry(dn):
+            log.info("%s changed: role locks may have changed without a change to people; reading fully", dn)
+            return None
+        if str((attributes.get("changetype") or [""])[0]).lower() == "delete":
+            deleted[target] = dn
+            changed.pop(target, None)
+        else:
+            changed.setdefault(target, dn)
+    if seen < current.change - previous.change:
+        # Numbers are contiguous: fewer entries than numbers means ACIs hid some, and a hidden delete would be missed.
+        log.info(
+            "bind_dn saw %d of changes %d to %d in %s; reading fully", seen, previous.change + 1, current.change, base
+        )
+        return None
+    return changed, deleted
+
+
+def _in_scope(reader: DirectoryReader, either: str) -> set[str]:
+    """The nsUniqueIds matching ``either`` among the users and groups in scope."""
+    settings = reader.settings
+    found: set[str] = set()
+    for base, search_filter, scope in (
+        (settings.users_base, reader.users_filter, settings.users_scope),
+        (settings.group_base, reader.groups_filter, settings.groups_scope),
+    ):
+        for entry in reader.session.paged(
+            "changed entries", base, f"(&{search_filter}{either})", scope, ["nsUniqueId"]
+        ):
+            if entry["type"] == "searchResEntry":
+                found.update(str(value).lower() for value in entry["attributes"].get("nsUniqueId") or [])
+    return found
+
+
+def _found_anywhere(reader: DirectoryReader, keys: list[str]) -> set[str]:
+    """Which of these nsUniqueIds name an entry anywhere in the naming context of ``users_base``."""
+    contexts = [str(c) for c in reader.session.root_dse.get("namingContexts") or []]
+    under = [c for c in contexts if _under(reader.settings.users_base, c)]
+    base = max(under, key=len) if under else reader.settings.users_base
+    found: set[str] = set()
+    for chunk in _id_chunks(keys):
+        either = "(|" + "".join(f"(nsUniqueId={escape_filter_chars(key)})" for key in chunk) + ")"
+        for entry in reader.session.paged("moved entries", base, either, "sub", ["nsUniqueId"]):
+            if entry["type"] == "searchResEntry":
+                found.update(str(value) for value in entry["attributes"].get("nsUniqueId") or [])
+    return {key for key in keys if key.lower() in {value.lower() for value in found}}
+
+
+def _under(dn: str, base: str) -> bool:
+    entry, parent = normal_dn(dn), normal_dn(base)
+    return entry == parent or entry.endswith("," + parent)
+
+
+def _id_chunks(keys: list[str], size: int = 200) -> list[list[str]]:
+    return [keys[start : start + size] for start in range(0, len(keys), size)]

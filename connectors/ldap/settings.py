@@ -53,7 +53,7 @@ class Settings:
     connect_timeout: float = 10.0
     timeout: float = 60.0
     time_limit: int = 0
-    incremental: Literal["auto", "syncrepl", "usn", "timestamp", "off"] = "auto"
+    incremental: Literal["auto", "syncrepl", "usn", "changelog", "timestamp", "off"] = "auto"
     attributes: dict[str, str] = field(default_factory=dict)
     extra_attributes: tuple[str, ...] = ()
     member_of: bool = False

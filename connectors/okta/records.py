@@ -72,7 +72,7 @@ def user_record(user: dict[str, Any]) -> UserRecord:
         department=_text(profile.get("department")),
         title=_text(profile.get("title")),
         employee_number=_text(profile.get("employeeNumber")),
-        manager_key=_text(profile.get("managerId")),
+        manager_key=_text(profile.get("managerId")),  # the Okta id of the user's manager (default profile)
         attributes={"okta_status": status},
     )
 

@@ -141,6 +141,8 @@ def run_show(args: argparse.Namespace) -> int:
     if row["deprovisioned_at"]:
         print(f"  deprovisioned at: {row['deprovisioned_at']} (data transferred to {row['transfer_to'] or 'nobody'})")
     print("  teams: " + (teams_text(row) or "none"))
+    if row["manager"]:
+        print(f"  manager: {row['manager']}")
     for identity in identities:
         state = "active" if identity["active"] else "disabled"
         print(f"  identity: source {identity['source']}, key {identity['key']}, {identity['user_name']} ({state})")

@@ -12,12 +12,17 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "serve",
         help="run the service (HTTP and scheduler)",
         description=(
-            "Serve SCIM at /scim/v2, /healthz, /readyz, /metrics and the admin API, and run every source on its "
-            "schedule. SIGTERM stops gracefully within server.shutdown_timeout; SIGHUP reloads the config. "
+            "Serve SCIM at /scim/v2, /healthz, /readyz and the admin API, /metrics on its own listener, and run every "
+            "source on its schedule. SIGTERM stops gracefully within server.shutdown_timeout; SIGHUP reloads the config. "
             "Under systemd it notifies readiness and pings the watchdog (systemd/syncd.service)."
         ),
     )
     parser.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default: [server] listen)")
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="address of the /metrics listener (default: [server] metrics_listen, 127.0.0.1:9464; '' serves none)",
+    )
     parser.set_defaults(handler=run_serve)
 
 
@@ -25,6 +30,6 @@ def run_serve(args: argparse.Namespace) -> int:
     from syncd.serve import ServeError, serve
 
     try:
-        return serve(args.config, listen=args.listen)
+        return serve(args.config, listen=args.listen, metrics_listen=args.metrics_listen)
     except ServeError as error:
         raise CliError(str(error)) from None

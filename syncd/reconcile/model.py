@@ -30,6 +30,8 @@ class ObservedIdentity:
     active: bool = True
     attributes: Mapping[str, Any] = field(default_factory=dict)
     groups: frozenset[str] = frozenset()
+    manager: str | None = None
+    """The email of the person's manager, as this source names them (RFC 7643 §4.3 ``manager``), if known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +66,10 @@ class MemberState:
     role: str = "member"
     pinned: bool = False
     teams: tuple[tuple[str, str], ...] = ()
+    manager: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "email": self.email,
             "user_name": self.user_name,
             "display_name": self.display_name,
@@ -75,6 +78,9 @@ class MemberState:
             "pinned": self.pinned,
             "teams": [{"team": team, "role": role} for team, role in self.teams],
         }
+        if self.manager is not None:  # only when known: ledger entries of people without one stay as they were
+            state["manager"] = self.manager
+        return state
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> MemberState:
@@ -86,6 +92,7 @@ class MemberState:
             role=value["role"],
             pinned=bool(value["pinned"]),
             teams=tuple(sorted((t["team"], t["role"]) for t in value["teams"])),
+            manager=value.get("manager"),
         )
 
 

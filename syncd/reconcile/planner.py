@@ -90,13 +90,13 @@ class _Planner:
         state = current.state
         emit = _Emitter(self, key)
         if top is not None:
-            attrs = (top.email, top.user_name, top.display_name)
-            if attrs != (state.email, state.user_name, state.display_name):
+            attrs = (top.email, top.user_name, top.display_name, top.manager)
+            if attrs != (state.email, state.user_name, state.display_name, state.manager):
                 changed = [
                     f"{label} {old!r} -> {new!r}"
                     for label, old, new in zip(
-                        ("email", "user name", "display name"),
-                        (state.email, state.user_name, state.display_name),
+                        ("email", "user name", "display name", "manager"),
+                        (state.email, state.user_name, state.display_name, state.manager),
                         attrs,
                         strict=True,
                     )
@@ -104,7 +104,13 @@ class _Planner:
                 ]
                 state = emit(
                     "member.update",
-                    replace(state, email=top.email, user_name=top.user_name, display_name=top.display_name),
+                    replace(
+                        state,
+                        email=top.email,
+                        user_name=top.user_name,
+                        display_name=top.display_name,
+                        manager=top.manager,
+                    ),
                     "; ".join(changed),
                     f"attributes from source {top.source}",
                     state,
@@ -128,6 +134,7 @@ class _Planner:
             role=role,
             pinned=False,
             teams=tuple(sorted((slug, team_role) for slug, (team_role, _, _) in teams.items())),
+            manager=top.manager,
         )
         in_teams = ", ".join(f"{slug} ({team_role})" for slug, team_role in state.teams)
         sources = ", ".join(sorted({i.source for i in asserting}))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import peewee
 
 from syncd.store.db import database
-from syncd.store.models import ALL_MODELS, OutboxEvent, PlanBasis
+from syncd.store.models import ALL_MODELS, GroupMember, Member, OutboxEvent, PlanBasis
 
 
 class SchemaVersion(peewee.Model):
@@ -92,11 +92,32 @@ def _outbox_message_ids(db: peewee.Database) -> None:
     db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{table}_org_id_order_key" ON "{table}" ("org_id", "order_key")')
 
 
+def _group_member_attributes(db: peewee.Database) -> None:
+    """The ``display``, ``$ref`` and ``type`` a SCIM client sent with a group member (RFC 7643 §4.2), kept so a
+    group's ``members`` read back exactly as written. Only columns still missing are added (a database created
+    with them in the initial schema, or migrated before, is left alone)."""
+    table = GroupMember._meta.table_name
+    present = {column.name for column in db.get_columns(table)}
+    for field in (GroupMember.display, GroupMember.ref, GroupMember.member_type):
+        if field.column_name not in present:
+            db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{field.column_name}" TEXT')
+
+
+def _member_manager(db: peewee.Database) -> None:
+    """A member's ``manager`` (the manager's email, RFC 7643 §4.3), shown by ``syncd members list``. Added only when
+    missing, so a database created with it in the initial schema, or migrated before, is left alone."""
+    table = Member._meta.table_name
+    if Member.manager.column_name not in {column.name for column in db.get_columns(table)}:
+        db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{Member.manager.column_name}" TEXT')
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _plan_basis,
     _text_columns,
     _outbox_message_ids,
+    _group_member_attributes,
+    _member_manager,
 )
 
 

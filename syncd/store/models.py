@@ -145,6 +145,10 @@ class GroupMember(BaseModel):
     group = peewee.ForeignKeyField(DirectoryGroup, on_delete="CASCADE")
     member_key = peewee.TextField()
     member_kind = peewee.CharField(max_length=8, default="User")
+    # What a SCIM client sent with the member (RFC 7643 §4.2), read back as written; NULL: not sent.
+    display = peewee.TextField(null=True)
+    ref = peewee.TextField(null=True)
+    member_type = peewee.TextField(null=True)
 
     class Meta:
         indexes = (
@@ -167,6 +171,7 @@ class Member(BaseModel):
     suspended_at = peewee.DateTimeField(null=True)
     deprovisioned_at = peewee.DateTimeField(null=True)
     transfer_to = peewee.TextField(null=True)
+    manager = peewee.TextField(null=True)  # the manager's email, as the top source names them
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()
 

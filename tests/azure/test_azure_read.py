@@ -319,3 +319,18 @@ def test_guest_accounts_carry_their_user_type(graph: FakeGraph, connector: Conne
         "guest_fabrikam.example#EXT#@contoso.example": {"userType": "Guest"},
         "ada@contoso.example": {"userType": "Member"},
     }
+
+
+def test_manager_is_read_from_manager_delta_in_full_and_incremental_rounds(
+    graph: FakeGraph, connector: Connector
+) -> None:
+    boss, report = graph.add_user(name="boss"), graph.add_user(name="report")
+    graph.set_manager(report, boss)
+    snapshot = _snapshot(connector)
+    assert {u.key: u.manager_key for u in snapshot.users} == {boss: None, report: boss}
+    request = graph.graph_requests("/v1.0/users/delta")[0]
+    assert "manager" in request["query"]["$select"].split(",") and "$expand" not in request["query"]
+    graph.set_manager(report, None)
+    removed = _delta(connector, snapshot.cursor)
+    assert [(u.key, u.manager_key) for u in removed.users] == [(report, None)]
+    assert "manager" not in removed.users[0].attributes

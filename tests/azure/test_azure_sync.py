@@ -240,3 +240,33 @@ def test_syncd_sync_command_reads_the_tenant(
 
     assert result.code == 0, result.stderr  # type: ignore[attr-defined]
     assert ada in _identities()
+
+
+def test_graph_manager_is_the_members_manager_through_full_and_incremental_rounds(
+    graph: FakeGraph, sync_config: SyncConfig, database_url: str, store: object
+) -> None:
+    from syncd import members, orgs
+
+    boss, deputy = graph.add_user(name="boss"), graph.add_user(name="deputy")
+    report = graph.add_user(name="report")
+    graph.set_manager(report, boss)
+    config = sync_config(database_url)
+
+    def managers() -> dict[str, str | None]:
+        return {row["email"]: row["manager"] for row in members.listing(orgs.get("contoso"))}
+
+    _sync(config)
+    assert managers() == {
+        "boss@contoso.example": None,
+        "deputy@contoso.example": None,
+        "report@contoso.example": "boss@contoso.example",
+    }
+    graph.set_manager(report, deputy)
+    _sync(config, minutes=15)
+    assert managers()["report@contoso.example"] == "deputy@contoso.example"
+    graph.update_user(report, jobTitle="Lead")  # a change elsewhere keeps the manager
+    _sync(config, minutes=30)
+    assert managers()["report@contoso.example"] == "deputy@contoso.example"
+    graph.set_manager(report, None)
+    _sync(config, minutes=45)
+    assert managers()["report@contoso.example"] is None

@@ -9,6 +9,8 @@ talk to it exactly as to login.microsoftonline.com and graph.microsoft.com:
 - ``GET /v1.0/users/delta`` and ``GET /v1.0/groups/delta`` with ``$select``, ``$filter=id eq ...``, ``Prefer:
   odata.maxpagesize``, opaque ``$skiptoken``/``$deltatoken`` links, ``@removed`` (reason ``changed`` for a
   restorable deletion, ``deleted`` for a purge), ``members@delta`` split over pages for large groups, nested groups,
+  a user's ``manager`` relationship as ``manager@delta`` when ``$select`` names it (``$expand`` is not supported on
+  delta; a removed manager is an entry with ``@removed``),
   replays and duplicates, synchronization reset (410 Gone with Location, or 400 ``syncStateNotFound``), throttling
   (429/503 with Retry-After, ``x-ms-throttle-limit-percentage``), permissions (403 Authorization_RequestDenied), and
   injected faults (malformed JSON, pages without links, 5xx, cut connections), with an optional latency per request.
@@ -69,6 +71,7 @@ class Round:
     watermark: int
     since: int
     ids: tuple[str, ...] = ()
+    incremental: bool = False
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -236,6 +239,16 @@ class FakeGraph:
     def update_user(self, user_id: str, **properties: Any) -> None:
         with self._lock:
             self.users[user_id].update(properties)
+            self._record("user", user_id)
+
+    def set_manager(self, user_id: str, manager_id: str | None) -> None:
+        """Assign (or with None, remove) a user's manager: a change of the ``manager`` relationship, tracked by
+        delta when ``$select`` names ``manager`` ("Use delta query to track changes in Microsoft Graph data")."""
+        with self._lock:
+            user = self.users[user_id]
+            former = user.get("manager")
+            user["manager"] = manager_id
+            user["_former_manager"] = former if manager_id is None else None
             self._record("user", user_id)
 
     def delete_user(self, user_id: str) -> None:
@@ -557,7 +570,9 @@ class FakeGraph:
                 pages.append([])
                 room_members = self.members_per_page
         round_id = secrets.token_urlsafe(12)
-        self._rounds[round_id] = Round(collection, select, pages, self._seq, since if since is not None else 0, ids)
+        self._rounds[round_id] = Round(
+            collection, select, pages, self._seq, since if since is not None else 0, ids, since is not None
+        )
         return self._page(collection, _encode(f"{round_id}:0"), headers)
 
     def _entries(self, collection: str, ids: tuple[str, ...], since: int | None) -> list[tuple[Any, ...]]:
@@ -591,7 +606,7 @@ class FakeGraph:
             return _json(400, {"error": {"code": "BadRequest", "message": "Invalid $skiptoken."}})
         if current.collection != collection:
             return _json(400, {"error": {"code": "BadRequest", "message": "Invalid $skiptoken."}})
-        value = [self._render(entry, current.select) for entry in entries]
+        value = [self._render(entry, current.select, current.incremental) for entry in entries]
         body: dict[str, Any] = {"@odata.context": f"{self.url}/v1.0/$metadata#{collection}", "value": value}
         if index + 1 < len(current.pages):
             body["@odata.nextLink"] = (
@@ -614,7 +629,7 @@ class FakeGraph:
         answer_headers["x-ms-resource-unit"] = "1"
         return status, answer_headers, payload
 
-    def _render(self, entry: tuple[Any, ...], select: tuple[str, ...]) -> dict[str, Any]:
+    def _render(self, entry: tuple[Any, ...], select: tuple[str, ...], incremental: bool) -> dict[str, Any]:
         key = entry[1]
         if entry[0] == "user":
             user = self.users.get(key)
@@ -622,7 +637,13 @@ class FakeGraph:
                 reason = "changed" if key in self.deleted_users else "deleted"
                 return {"id": key, "@removed": {"reason": reason}}
             item = {"id": key}
-            item.update({a: user[a] for a in select if a in user and user[a] is not None})
+            item.update({a: user[a] for a in select if a in user and user[a] is not None and a != "manager"})
+            if "manager" in select and user.get("manager"):
+                item["manager@delta"] = [{"@odata.type": USER, "id": user["manager"]}]
+            elif "manager" in select and user.get("_former_manager") and incremental:
+                item["manager@delta"] = [
+                    {"@odata.type": USER, "id": user["_former_manager"], "@removed": {"reason": "deleted"}}
+                ]
             return item
         group = self.groups.get(key)
         if group is None:

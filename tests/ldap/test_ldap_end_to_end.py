@@ -59,3 +59,41 @@ groups_base = "{GROUPS}"
     assert any("IT Admins" in reason for reason in reasons), reasons
     assert again.code == 0, again.stderr
     assert LedgerEntry.select().count() == ledgered  # the same directory read again changes nothing
+
+
+def test_ldap_manager_dn_becomes_the_members_manager_now_and_in_history(
+    cli, write_config, sqlite_url, slapd, password_file
+):
+    path = write_config(
+        f"""
+[database]
+url = "{sqlite_url}"
+
+[[orgs]]
+slug = "acme"
+name = "Acme"
+domains = ["example.org"]
+
+[[sources]]
+name = "corp-ldap"
+org = "acme"
+kind = "ldap"
+url = "{slapd.url}"
+bind_dn = "{SYNCD_DN}"
+bind_password_file = "{password_file}"
+users_base = "{PEOPLE}"
+groups_base = "{GROUPS}"
+"""
+    )
+    assert cli("--config", str(path), "sync", "corp-ldap").code == 0
+
+    def managers(*extra: str) -> dict[str, str | None]:
+        listed = cli("--config", str(path), "members", "list", "--org", "acme", "--format", "json", *extra)
+        assert listed.code == 0, listed.stderr
+        return {member["email"]: member["manager"] for member in json.loads(listed.stdout)}
+
+    live = managers()
+    assert live["bob@example.org"] == "alice@example.org"
+    assert live["eve@example.org"] == "alice@example.org"  # her manager DN is spelled "UID=Alice, OU=PEOPLE,..."
+    assert live["alice@example.org"] is None
+    assert managers("--at", "2999-01-01T00:00:00Z") == live

@@ -210,3 +210,23 @@ def test_ten_thousand_okta_users_sync_over_many_pages(fake: FakeOkta, synced: Ca
     state = members(synced)
     assert len(state) == 10_000
     assert sum(teams == ["engineering"] for _, _, teams in state.values()) == 2_500
+
+
+def test_okta_manager_id_becomes_the_members_manager(fake: FakeOkta, synced: Callable[..., Any]) -> None:
+    boss = fake.add_user("boss@acme.com")
+    deputy = fake.add_user("deputy@acme.com")
+    fake.add_user("report@acme.com", managerId=boss)  # profile.managerId: the Okta id of the person's manager
+    fake.advance(HOUR)
+
+    def managers() -> dict[str, str | None]:
+        code, out, err = synced("members", "list", "--org", "acme", "--format", "json")
+        assert code == 0, err
+        return {m["email"]: m["manager"] for m in json.loads(out)}
+
+    assert synced("sync", "okta")[0] == 0
+    assert managers() == {"boss@acme.com": None, "deputy@acme.com": None, "report@acme.com": "boss@acme.com"}
+    fake.advance(HOUR)
+    fake.update_user(fake.user_id("report@acme.com"), managerId=deputy)
+    fake.advance(60)
+    assert synced("sync", "okta")[0] == 0
+    assert managers()["report@acme.com"] == "deputy@acme.com"

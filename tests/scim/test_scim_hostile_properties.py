@@ -222,8 +222,8 @@ def test_hostile_requests_never_answer_a_server_error_and_a_refused_one_changes_
     answer = world["flask"].open("/scim/v2" + path, method=method, data=body, headers=headers, query_string=query)
     status = answer.status_code
     event(f"status {status}")
-    # RFC 7644 §3.12 names 501 for "the request operation" a provider does not support (syncd: search at the
-    # root, Bulk); it is a refusal with a SCIM body, not a server error.
+    # RFC 7644 §3.12 names 501 for "the request operation" a provider does not support (syncd: /Me, password
+    # change); it is a refusal with a SCIM body, not a server error.
     acceptable = status < 500 or status == 501 or (status == 503 and answer.headers.get("Retry-After"))
     assert acceptable, answer.data[:300]
     if status < 400:

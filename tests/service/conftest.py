@@ -30,12 +30,14 @@ class ServeProcess:
         self, config: Path, log_path: Path, run: str | None, env: dict[str, str], wrapper: tuple[str, ...] = ()
     ) -> None:
         self.port = free_port()
+        self.metrics_port = free_port()
         self.log_path = log_path
         if run is None:
             command = [PYTHON, "-m", "syncd", "--config", str(config), "serve"]
         else:
             command = [PYTHON, "-m", "tests.service.harness", run, "--config", str(config), "serve"]
         command = [*wrapper, *command, "--listen", f"127.0.0.1:{self.port}"]
+        command += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         self.log_file = log_path.open("wb")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env={**subprocess_env(), **env}, stdout=self.log_file, stderr=subprocess.STDOUT
@@ -48,6 +50,10 @@ class ServeProcess:
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.http.get(self.url(path), timeout=10, **kwargs)
+
+    def metrics(self, **kwargs: Any) -> requests.Response:
+        """``GET /metrics`` from the metrics listener (``--metrics-listen``), not the SCIM one."""
+        return self.http.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return self.http.post(self.url(path), timeout=30, **kwargs)

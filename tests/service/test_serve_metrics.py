@@ -68,8 +68,8 @@ def test_metrics_are_served_with_the_librarys_content_type_and_the_families_oper
         # The webhook tick (every 10 s) sends each org's org.create: acme's is accepted, other's answered 500.
         service.wait_event("webhook.delivery.failed", timeout=40)
 
-        answer = service.get("/metrics")
-        openmetrics = service.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        answer = service.metrics()
+        openmetrics = service.metrics(headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     finally:
         receiver.down()
 
@@ -121,3 +121,52 @@ def test_a_scim_removal_held_by_the_guard_is_counted_by_org():
     metrics.scim_removal_held("acme")
     metrics.scim_removal_held("acme")
     assert held("acme") == before + 2 and held("globex") == 0
+
+
+def test_the_scim_listener_never_serves_metrics_so_strangers_cannot_list_tenants(serve, tmp_path):
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", {"hr": "1h"}, folder=tmp_path), encoding="utf-8")
+    service = serve(config)
+    service.wait_ready()
+
+    public = service.get("/metrics")
+    assert public.status_code == 404
+    assert "acme" not in public.text and "other" not in public.text and "syncd_" not in public.text
+    scraped = service.metrics()
+    assert scraped.status_code == 200 and 'org="acme"' in scraped.text
+
+
+def test_a_metrics_token_file_makes_the_metrics_listener_ask_for_that_bearer_token(serve, tmp_path):
+    (tmp_path / "metrics.token").write_text("scrape-secret-123\n", encoding="utf-8")
+    config = tmp_path / "syncd.toml"
+    server = 'metrics_token_file = "metrics.token"'
+    config.write_text(
+        service_config(f"sqlite:///{tmp_path / 's.db'}", {"hr": "1h"}, folder=tmp_path, server=server), encoding="utf-8"
+    )
+    service = serve(config)
+    service.wait_ready()
+
+    refused = service.metrics()
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "syncd_" not in refused.text
+    assert service.metrics(headers={"Authorization": "Bearer wrong"}).status_code == 401
+    allowed = service.metrics(headers={"Authorization": "Bearer scrape-secret-123"})
+    assert allowed.status_code == 200 and "syncd_build_info" in allowed.text
+
+
+def test_a_busy_metrics_port_is_one_line_naming_the_flag(cli, tmp_path):
+    import socket
+
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", {"hr": "1h"}, folder=tmp_path), encoding="utf-8")
+    with socket.socket() as busy, socket.socket() as free:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        free.bind(("127.0.0.1", 0))
+        taken, spare = busy.getsockname()[1], free.getsockname()[1]
+        free.close()
+        result = cli(
+            "--config", str(config), "serve", "--listen", f"127.0.0.1:{spare}", "--metrics-listen", f"127.0.0.1:{taken}"
+        )
+    assert result.code == 1
+    assert result.stderr.count("\n") == 1 and "--metrics-listen" in result.stderr and "Traceback" not in result.stderr

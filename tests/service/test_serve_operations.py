@@ -45,7 +45,7 @@ def test_a_failing_source_is_quarantined_with_one_alert_then_recovers(serve, tmp
     service.wait_event("source.run.error", count=3)
     quarantined = service.events("source.quarantined")
     assert len(quarantined) == 1 and quarantined[0]["source"] == "hr" and quarantined[0]["failures"] == 2
-    metrics = service.get("/metrics").text
+    metrics = service.metrics().text
     assert _metric(metrics, "syncd_source_quarantined", source="hr") == 1
     assert _metric(metrics, "syncd_source_consecutive_failures", source="hr") >= 2
     (state,) = service.get("/admin/v1/sources", headers={"Authorization": f"Bearer {admin}"}).json()
@@ -56,7 +56,7 @@ def test_a_failing_source_is_quarantined_with_one_alert_then_recovers(serve, tmp
     failing.unlink()
     (recovered,) = service.wait_event("source.recovered", timeout=30)
     assert recovered["source"] == "hr"
-    metrics = service.get("/metrics").text
+    metrics = service.metrics().text
     assert _metric(metrics, "syncd_source_quarantined", source="hr") == 0
     assert _metric(metrics, "syncd_source_last_success_timestamp_seconds", source="hr") is not None
     assert len(service.events("source.quarantined")) == 1
@@ -69,7 +69,7 @@ def test_metrics_move_with_http_traffic_and_source_runs(serve, tmp_path):
     config.write_text(service_config(url, {"hr": "1s"}, folder=tmp_path))
     service = serve(config, SYNCD_TEST_STEPS="1", SYNCD_TEST_DELAY="0")
     service.wait_ready()
-    before = service.get("/metrics").text
+    before = service.metrics().text
     healthz_before = _metric(before, "syncd_http_requests_total", endpoint="/healthz", status="200") or 0
 
     for _ in range(3):
@@ -77,7 +77,7 @@ def test_metrics_move_with_http_traffic_and_source_runs(serve, tmp_path):
     assert service.get("/no/such/page").status_code == 404
     service.wait_event("source.run.ok", count=2)
 
-    after = service.get("/metrics").text
+    after = service.metrics().text
     assert _metric(after, "syncd_http_requests_total", endpoint="/healthz", method="GET", status="200") == (
         healthz_before + 3
     )
@@ -90,9 +90,9 @@ def test_metrics_move_with_http_traffic_and_source_runs(serve, tmp_path):
     assert _metric(after, "syncd_store_up") == 1
     # The orgs' own org.create events wait for the webhook tick (every 10 s), which marks them done: no webhooks.
     deadline = time.monotonic() + 30
-    while _metric(service.get("/metrics").text, "syncd_outbox_backlog") != 0 and time.monotonic() < deadline:
+    while _metric(service.metrics().text, "syncd_outbox_backlog") != 0 and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _metric(service.get("/metrics").text, "syncd_outbox_backlog") == 0
+    assert _metric(service.metrics().text, "syncd_outbox_backlog") == 0
 
 
 def test_admin_sync_runs_a_source_now_for_its_own_org_only(serve, tmp_path, cli):

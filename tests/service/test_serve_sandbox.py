@@ -44,7 +44,7 @@ def test_readyz_and_a_metric_say_when_runs_keep_failing_to_start(serve, tmp_path
     scheduler = ready.json()["checks"]["scheduler"]
     assert scheduler.startswith("runs failing to start: ")
     assert "before it started" in scheduler
-    text = service.get("/metrics").text
+    text = service.metrics().text
     failures = re.search(r'^syncd_source_run_start_failures_total\{source="hr"\} (\S+)$', text, re.M)
     assert failures and float(failures.group(1)) >= 3, text
     in_a_row = re.search(r"^syncd_run_start_failures_in_a_row (\S+)$", text, re.M)

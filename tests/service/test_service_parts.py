@@ -207,7 +207,7 @@ def test_quarantine_backoff_doubles_and_is_capped():
 
 
 def test_readyz_names_the_failing_check_and_healthz_stays_up(store):
-    from syncd.web import ServiceState, create_app
+    from syncd.web import ServiceState, create_app, create_metrics_app
 
     config = Config()
     state = ServiceState(config=config)
@@ -218,7 +218,8 @@ def test_readyz_names_the_failing_check_and_healthz_stays_up(store):
     assert answer.json["checks"] == {"store": "ok", "migrations": "ok", "scheduler": "not started"}
     state.draining = True
     assert client.get("/readyz").json["checks"]["scheduler"] == "draining"
-    metrics = client.get("/metrics")
+    assert client.get("/metrics").status_code == 404  # served on the metrics listener only
+    metrics = create_metrics_app(state).test_client().get("/metrics")
     assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert 'syncd_http_requests_total{endpoint="/readyz",method="GET",status="503"}' in metrics.text
 

@@ -1,4 +1,6 @@
-"""FreeIPA (389-DS underneath): ``ipaUniqueID`` keys, users under cn=users,cn=accounts, ``nsAccountLock``."""
+"""FreeIPA (389-DS underneath): ``ipaUniqueID`` keys, users under cn=users,cn=accounts, ``nsAccountLock``, and
+increments from the retro changelog FreeIPA keeps (a change that takes an entry out of scope reads fully, since the
+changelog names it by nsUniqueId only; see :mod:`connectors.ldap.vendor.ds389`)."""
 
 from __future__ import annotations
 
@@ -17,5 +19,5 @@ FLAVOR = Flavor(
     state_attributes=("nsAccountLock",),
     is_disabled=is_account_locked,
     dn_attribute="entrydn",
-    incremental="timestamp",
+    incremental="changelog",
 )
