@@ -9,12 +9,22 @@ round trip is needed):
 - when a run ends the owner is cleared and ``lease_until`` is left at a *cooldown*: the start of the next schedule
   slot (later while the source is quarantined). A scheduled claim needs ``lease_until`` in the past, so when every
   replica fires for the same slot exactly one of them runs it; a manual trigger ignores the cooldown but never an
-  owner's live lease.
+  owner's live lease;
+- a run abandoned at shutdown (past ``shutdown_timeout``) releases its lease with no cooldown, so the restarted
+  service redoes it at once; a lease whose owner is a process of this host that no longer exists (SIGKILL, OOM) is
+  freed at start-up (:func:`free_dead_local`); any other owner's lease is waited out (docs/architecture.md,
+  "Running it").
+
+An owner id is ``<host>/<pid namespace>:<pid>:<random>``: the host name and PID namespace say whether a pid can be
+checked here at all (two containers may share a host name but not a PID namespace).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
+import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -55,6 +65,64 @@ def release(source: str, owner: str, cooldown_until: datetime) -> bool:
         .execute()
     )
     return changed == 1
+
+
+def this_host() -> str:
+    """The host name and PID namespace (its inode, from /proc/self/ns/pid) in which pids of owner ids mean this
+    host's processes; the namespace is ``0`` when /proc does not say."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]") or "0"
+    except OSError:
+        namespace = "0"
+    return f"{socket.gethostname()}/{namespace}"
+
+
+def owner_id() -> str:
+    """A new replica's owner id: ``<host>/<pid namespace>:<pid>:<random>`` (the random part tells restarts that
+    reuse a pid apart)."""
+    return f"{this_host()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def dead_local_owner(owner: str, host: str | None = None) -> bool:
+    """True when ``owner`` names a process of this host and PID namespace that no longer exists."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3:
+        return False
+    where, pid_text, _ = parts
+    if where != (host or this_host()) or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def free_dead_local(now: datetime) -> list[tuple[str, str]]:
+    """Free every lease held by a dead process of this host (a replica killed with SIGKILL or by the OOM killer
+    never released it), so the restarted service runs at once instead of waiting the lease out. Each is freed with
+    a compare-and-set on the owner it had; returns (source, former owner) pairs."""
+    host = this_host()
+    freed = []
+    held = Source.select(Source.name, Source.lease_owner).where(Source.lease_owner.is_null(False)).tuples()
+    for name, owner in list(held):
+        if dead_local_owner(owner, host):
+            changed = (
+                Source.update(lease_owner=None, lease_until=now)
+                .where((Source.name == name) & (Source.lease_owner == owner))
+                .execute()
+            )
+            if changed == 1:
+                freed.append((name, owner))
+    return freed
+
+
+def holder(source: str) -> tuple[str | None, datetime | None]:
+    """The source's lease owner (None when no run holds it) and ``lease_until``."""
+    row = Source.select(Source.lease_owner, Source.lease_until).where(Source.name == source).tuples().first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 DECLARE_LOCK_KEY = 7362002

@@ -67,6 +67,18 @@ source_run_duration = Histogram(
     buckets=RUN_BUCKETS,
     registry=registry,
 )
+run_start_failures = Counter(
+    "syncd_source_run_start_failures_total",
+    "Runs by this replica whose process ended before the run started (the run did nothing), by source.",
+    ["source"],
+    registry=registry,
+)
+run_start_failures_in_a_row = Gauge(
+    "syncd_run_start_failures_in_a_row",
+    "Runs of any source on this replica that failed to start since the last one that started; /readyz turns 503 "
+    "at server.quarantine_after.",
+    registry=registry,
+)
 scheduler_running = Gauge(
     "syncd_scheduler_running", "1 while this replica's scheduler runs and its heartbeat is fresh.", registry=registry
 )

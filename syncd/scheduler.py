@@ -1,9 +1,10 @@
 """The source scheduler: one APScheduler 3.x BackgroundScheduler per process, a job per enabled source.
 
 Each job fires on the source's ``schedule`` (an interval aligned to the Unix epoch, so replicas fire for the same
-slots, or a cron expression) plus a small jitter, with ``max_instances=1`` (no overlapping runs of one source in a
-replica), ``coalesce=True`` (a backlog of missed slots runs once) and a misfire grace. Across replicas the database
-lease (:mod:`syncd.lease`) lets exactly one run a slot. A run is a full snapshot when ``full_snapshot_every`` has
+slots, or a cron expression) plus a small jitter drawn around each slot (:mod:`syncd.slots`), with
+``max_instances=1`` (no overlapping runs of one source in a replica), ``coalesce=True`` (a backlog of missed slots
+runs once) and a misfire grace. Across replicas the database lease (:mod:`syncd.lease`) lets exactly one run a
+slot. A run is a full snapshot when ``full_snapshot_every`` has
 elapsed since the last one. Failures back the source off: after ``quarantine_after`` consecutive failures the
 source is quarantined, its next slots are skipped with a doubling backoff (capped by ``max_backoff``), one alert
 line is logged, and the first success ends it (https://apscheduler.readthedocs.io/en/3.x/userguide.html).
@@ -16,9 +17,6 @@ the scheduler a controllable one; it must be a module-level function, because it
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import threading
 import time
 import uuid
@@ -34,10 +32,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from syncd import lease, metrics, webhooks, worker
-from syncd.clock import utcnow
+from syncd.clock import iso, utcnow
 from syncd.config import Config, SourceSettings, parse_interval
 from syncd.logs import bound, log_event, redact_text
 from syncd.orgs import scim_source_name
+from syncd.slots import SlotTrigger
 from syncd.store.db import database
 from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
@@ -49,6 +48,8 @@ BEAT_SECONDS = 1.0
 WEBHOOK_SECONDS = 10.0
 WEBHOOK_BATCH = 500
 WEBHOOK_TICK_BUDGET = 30.0
+RETRY_MARGIN = timedelta(milliseconds=200)
+RETRY_SUFFIX = "#retry"
 
 
 def housekeep_org(
@@ -123,24 +124,22 @@ def default_run(
 
 
 def replica_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return lease.owner_id()
 
 
 def build_trigger(schedule: str, where: str) -> tuple[BaseTrigger, BaseTrigger, float]:
-    """The jittered trigger a job fires on, the same trigger without jitter (slot boundaries) and the period."""
+    """The jittered trigger a job fires on (jitter drawn around each slot, :mod:`syncd.slots`), the plain trigger
+    of the slot boundaries, and the period."""
     text = schedule.strip()
     if len(text.split()) == 5:
         plain: BaseTrigger = CronTrigger.from_crontab(text, timezone=UTC)
         first = plain.get_next_fire_time(None, datetime.now(UTC))
         second = plain.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
         period = (second - first).total_seconds() if first and second else 3600.0
-        fired = CronTrigger.from_crontab(text, timezone=UTC)
     else:
         period = float(parse_interval(text, where))
         plain = IntervalTrigger(seconds=period, start_date=EPOCH, timezone=UTC)
-        fired = IntervalTrigger(seconds=period, start_date=EPOCH, timezone=UTC)
-    fired.jitter = min(period / 10, 60.0)  # type: ignore[attr-defined]
-    return fired, plain, period
+    return SlotTrigger(plain, min(period / 10, 60.0)), plain, period
 
 
 class SourceScheduler:
@@ -170,6 +169,10 @@ class SourceScheduler:
         self._idle = threading.Condition()
         self._accepting = True
         self._last_beat = 0.0
+        self._start_failures = 0
+        self._start_error: str | None = None
+        self._abandoned = False
+        self._heartbeats: dict[str, threading.Event] = {}
 
     # ----- policy -----------------------------------------------------------------------------------------------
     def quarantined(self, failures: int) -> bool:
@@ -192,9 +195,40 @@ class SourceScheduler:
         self._scheduler.add_job(
             self.deliver_webhooks, "interval", seconds=WEBHOOK_SECONDS, id="__webhooks__", name="webhooks"
         )
+        self.free_dead_leases()
         self.apply(self.config)
         self._scheduler.start()
         log_event(log, "scheduler.started", owner=self.owner, sources=len(self._plain))
+
+    def free_dead_leases(self) -> None:
+        """Free leases held by dead processes of this host (:func:`syncd.lease.free_dead_local`) before the
+        catch-up runs try to claim them."""
+        try:
+            freed = lease.free_dead_local(self.clock())
+        except Exception as error:
+            log_event(log, "source.lease.free_failed", logging.WARNING, error=_one_line(error))
+            return
+        for name, former in freed:
+            log_event(log, "source.lease.freed", source=name, former_owner=former, reason="its process here is gone")
+
+    def abandon(self) -> list[str]:
+        """Shutdown past its timeout: kill the run processes (their transactions roll back), record nothing about
+        those runs, and release their leases with no cooldown so that the restarted service redoes them at once.
+        Returns the sources whose runs were abandoned."""
+        self._abandoned = True
+        with self._idle:
+            running = sorted(self._in_flight)
+            for name in running:
+                if name in self._heartbeats:
+                    self._heartbeats[name].set()
+        worker.kill_all()
+        now = self.clock()
+        for name in running:
+            try:
+                lease.release(name, self.owner, now)
+            except Exception as error:
+                log_event(log, "source.lease.release_failed", logging.WARNING, source=name, error=_one_line(error))
+        return running
 
     def healthy(self) -> bool:
         """True while the scheduler runs and its heartbeat job fired recently (feeds /readyz and WATCHDOG=1)."""
@@ -205,6 +239,24 @@ class SourceScheduler:
         )
         metrics.scheduler_running.set(1 if alive else 0)
         return alive
+
+    def start_trouble(self) -> str | None:
+        """Why runs are not starting, once ``quarantine_after`` runs in a row ended before they started (feeds
+        /readyz): a replica whose every run dies at start-up is not doing its job, though its HTTP answers."""
+        if self._start_failures < self.config.server.quarantine_after:
+            return None
+        return f"runs failing to start: {self._start_failures} in a row, last: {self._start_error}"
+
+    def _note_start(self, source: str, error: BaseException | None) -> None:
+        """Count runs that could not start (:class:`syncd.worker.RunNotStarted`); any run that started resets it."""
+        if isinstance(error, worker.RunNotStarted):
+            self._start_failures += 1
+            self._start_error = _one_line(error)
+            metrics.run_start_failures.labels(source).inc()
+        else:
+            self._start_failures = 0
+            self._start_error = None
+        metrics.run_start_failures_in_a_row.set(self._start_failures)
 
     def stop_taking_work(self) -> None:
         """Fire no more jobs and refuse manual runs; runs in flight go on (see :meth:`wait_idle`)."""
@@ -250,18 +302,19 @@ class SourceScheduler:
                 name=f"source {name}",
                 replace_existing=True,
                 misfire_grace_time=max(1, int(period // 2)),
-                **({"next_run_time": datetime.now(UTC)} if self._overdue(name, period) else {}),
+                **({"next_run_time": datetime.now(UTC)} if self._overdue(name, plain) else {}),
             )
             changes["changed" if known is not None else "added"].append(name)
             self._plain[name] = (plain, period, source.schedule)
         return changes
 
-    def _overdue(self, name: str, period: float) -> bool:
-        """A source never run, or not run for a whole period, runs at once instead of waiting for its next slot."""
+    def _overdue(self, name: str, plain: BaseTrigger) -> bool:
+        """A source never run, or whose last run is older than the latest slot (a run abandoned at shutdown records
+        nothing), runs at once instead of waiting for its next slot."""
         row = Source.get_or_none(Source.name == name)
         if row is None:
             return False
-        return row.last_run_at is None or self.clock() - row.last_run_at >= timedelta(seconds=period)
+        return row.last_run_at is None or self._next_slot(plain, row.last_run_at) <= self.clock()
 
     def _beat(self) -> None:
         self._last_beat = time.monotonic()
@@ -292,9 +345,11 @@ class SourceScheduler:
                     )
                 else:
                     detail = housekeep_org(self.config, name, now=now)
+                self._note_start(name, None)
                 if getattr(detail, "actions", 0):
                     log_event(log, "org.housekeeping", org=slug, actions=detail.actions, held=detail.held)
             except Exception as error:
+                self._note_start(name, error)
                 log_event(log, "org.housekeeping.failed", logging.WARNING, org=slug, error=_one_line(error))
             finally:
                 lease.release(name, self.owner, now + timedelta(seconds=period) - timedelta(seconds=BEAT_SECONDS))
@@ -320,12 +375,37 @@ class SourceScheduler:
         now = self.clock()
         try:
             if not lease.claim(name, self.owner, now, self.config.server.lease_seconds, scheduled=True):
-                log_event(log, "source.run.skipped", logging.DEBUG, source=name, reason="lease held or cooling down")
+                self._skipped(name, now)
                 return
         except Exception as error:
             log_event(log, "source.lease.failed", logging.WARNING, source=name, error=_one_line(error))
             return
         self._execute(self._settings(name), now, actor=f"source:{name}")
+
+    def _skipped(self, name: str, now: datetime) -> None:
+        """The slot's claim failed. Cooling down (the slot was run): nothing to do. Held by a run elsewhere: that run
+        may be a dead replica's that nobody will finish, so try again when its lease expires, if that comes before
+        the next slot (a live holder renews it, and the retry finds it held or cooling down again)."""
+        owner, until = lease.holder(name)
+        if owner is None or until is None or owner == self.owner:
+            log_event(log, "source.run.skipped", logging.DEBUG, source=name, reason="cooling down until its next slot")
+            return
+        plain = self._plain.get(name, (None, 0.0, ""))[0]
+        retry_at = until + RETRY_MARGIN
+        if retry_at < self._next_slot(plain, now):
+            self._scheduler.add_job(
+                self._tick,
+                "date",
+                run_date=retry_at.replace(tzinfo=UTC),
+                args=[name],
+                id=f"{name}{RETRY_SUFFIX}",
+                name=f"source {name} (retry)",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+            log_event(log, "source.run.skipped", source=name, reason="lease held", owner=owner, retry_at=iso(retry_at))
+        else:
+            log_event(log, "source.run.skipped", source=name, reason="lease held", owner=owner, retry_at="next slot")
 
     def run_now(self, name: str, *, full: bool = False, actor: str = "admin:api") -> RunOutcome:
         """Run a source now (admin API, ``syncd sync`` against the service), unless a run of it is in flight."""
@@ -348,9 +428,10 @@ class SourceScheduler:
     def _execute(self, settings: SourceSettings, now: datetime, *, actor: str, force_full: bool = False) -> RunOutcome:
         name = settings.name
         run_id = uuid.uuid4().hex[:12]
+        stop_heartbeat = threading.Event()
         with self._idle:
             self._in_flight[name] = run_id
-        stop_heartbeat = threading.Event()
+            self._heartbeats[name] = stop_heartbeat
         heartbeat = threading.Thread(target=self._renew, args=(name, stop_heartbeat), name=f"lease-{name}", daemon=True)
         heartbeat.start()
         started = time.monotonic()
@@ -376,7 +457,9 @@ class SourceScheduler:
                 else:
                     detail = self.run(self.config, name, dry_run=False, full=full, actor=actor, now=now)
                 result = _result_of(detail)
+                self._note_start(name, None)
             except Exception as caught:
+                self._note_start(name, caught)
                 error = _one_line(caught)
                 log.error("source.run.failed", exc_info=caught, extra={"syncd_fields": {"full": full}})
             finally:
@@ -385,10 +468,12 @@ class SourceScheduler:
                 metrics.source_runs.labels(name, result).inc()
                 metrics.source_run_duration.labels(name, result).observe(duration)
                 try:
-                    self._record(name, now, full, error, duration, before, result)
+                    if not self._abandoned:
+                        self._record(name, now, full, error, duration, before, result)
                 finally:
                     with self._idle:
                         self._in_flight.pop(name, None)
+                        self._heartbeats.pop(name, None)
                         self._idle.notify_all()
         return RunOutcome(name, run_id, result, full, duration, error, detail)
 

@@ -14,9 +14,11 @@ thread (a library may unblock them there) is caught by a handler that only queue
 
 - SIGTERM/SIGINT: stop taking work (the scheduler fires nothing more, /readyz says draining, the listener closes),
   let in-flight requests and source runs finish, exit 0; when ``server.shutdown_timeout`` passes first the process
-  exits 1 and the database rolls back the open transaction, so a run is applied entirely or not at all.
+  exits 1 and the database rolls back the open transaction, so a run is applied entirely or not at all; the run's
+  lease is released with no cooldown, so the restarted service redoes it at once.
 - SIGHUP: reload the config; new, changed and removed sources are rescheduled. An invalid config is refused with
-  one log line and the running one is kept.
+  one log line and the running one is kept, in the store too: the whole config is checked before any of it is
+  declared, and it is declared in one transaction (:func:`syncd.shell.declare`).
 - READY=1 once the store is migrated and the listener accepts; WATCHDOG=1 while the scheduler's heartbeat is fresh.
 """
 
@@ -35,7 +37,7 @@ from cheroot.wsgi import Server
 
 from connectors.interface import ConfigError
 from syncd import config as config_module
-from syncd import logs, metrics, shell, worker
+from syncd import logs, metrics, shell
 from syncd.config import Config
 from syncd.lease import declaration_lock
 from syncd.logs import log_event
@@ -43,7 +45,6 @@ from syncd.notify import notify, watchdog_interval
 from syncd.scheduler import RunFunction, SourceScheduler
 from syncd.store import open_database, upgrade
 from syncd.store.db import unavailable
-from syncd.store.models import Organization
 from syncd.web import ServiceState, create_app, create_metrics_app
 
 log = logging.getLogger("syncd.serve")
@@ -142,7 +143,11 @@ class Service:
         host, port = self.server.bind_addr[:2]
         notify("READY=1", f"STATUS=serving on {host}:{port}, {len(self.config.sources)} sources")
         log_event(log, "service.ready", listen=f"{host}:{port}", owner=self.scheduler.owner, pid=os.getpid())
-        return self._loop()
+        try:
+            return self._loop()
+        except BaseException:
+            self.scheduler.abandon()  # an unexpected end: leave no lease named after this process
+            raise
 
     def _loop(self) -> int:
         ping = watchdog_interval()
@@ -173,6 +178,7 @@ class Service:
             new = config_module.load(self.config_path)
             _check_reloadable(self.config, new)
             with declaration_lock():
+                shell.check_declarable(new)
                 shell.declare(new)
         except (ConfigError, OSError, peewee.PeeweeException) as error:
             log_event(
@@ -214,27 +220,24 @@ class Service:
             log_event(log, "service.stopped", signal=why)
             return 0
         left = self.scheduler.in_flight()
-        worker.kill_all()
+        self.scheduler.abandon()
         log_event(
             log,
             "service.stop_timeout",
             logging.ERROR,
             runs_abandoned=",".join(sorted(left)),
             requests_in_flight=http_stopped.is_alive(),
-            effect="open transactions are rolled back by the database; the next run redoes the work",
+            effect="open transactions are rolled back by the database, the leases released; a restart redoes the work",
         )
         logging.shutdown()
         os._exit(1)
 
 
 def _check_reloadable(old: Config, new: Config) -> None:
-    """Refuse what a reload cannot change in a running process, and sources naming unknown orgs."""
+    """Refuse what a reload cannot change in a running process; what the store cannot take is refused by
+    :func:`syncd.shell.check_declarable` before anything is declared."""
     if new.database.url != old.database.url:
         raise ConfigError("database.url changed; a different database needs a restart (systemctl restart syncd)")
-    declared = {org.slug for org in new.orgs}
-    for source in new.sources:
-        if source.org not in declared and not Organization.select().where(Organization.slug == source.org).exists():
-            raise ConfigError(f"sources: source {source.name!r} names org {source.org!r}, which does not exist")
 
 
 def _metrics_server(config: Config, state: ServiceState, listen: str) -> Server:

@@ -75,18 +75,38 @@ def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return keys
 
 
-def declare(cfg: Config) -> None:
-    """Make the store agree with the config's orgs and sources (created or updated; nothing deleted)."""
-    for org_settings in cfg.orgs:
-        orgs.declare(org_settings)
+def check_declarable(cfg: Config) -> None:
+    """Refuse a config the store cannot take as it is, before anything is written: a source naming an org that is
+    neither declared nor created, or an existing source moved to another org (its staged view, cursor and members
+    belong to the first one)."""
+    declared = {org.slug for org in cfg.orgs}
+    existing = {slug: org_id for slug, org_id in Organization.select(Organization.slug, Organization.id).tuples()}
     for source in cfg.sources:
-        org = Organization.get_or_none(Organization.slug == source.org)
-        if org is None:
+        if source.org not in declared and source.org not in existing:
             raise config_module.ConfigError(
                 f"sources: source {source.name!r} names org {source.org!r}, which is neither declared in [[orgs]] "
                 f"nor created; add it to the config or run 'syncd orgs create {source.org} --name ...'"
             )
-        with write_transaction():
+        row = Source.get_or_none(Source.name == source.name)
+        if row is not None and row.org_id != existing.get(source.org):
+            raise config_module.ConfigError(
+                f"sources: source {source.name!r} belonged to another org; give the moved source a new name"
+            )
+
+
+def declare(cfg: Config) -> None:
+    """Make the store agree with the config's orgs and sources (created or updated; nothing deleted).
+
+    All or nothing: the whole config is checked first (:func:`check_declarable`), then declared in one write
+    transaction, so a config refused half-way (a ``SIGHUP`` reload, a command's start) leaves no ``org.update`` or
+    ``org.create`` behind and the planner never sees a policy the running config does not have.
+    """
+    check_declarable(cfg)
+    with write_transaction():
+        for org_settings in cfg.orgs:
+            orgs.declare(org_settings)
+        for source in cfg.sources:
+            org = Organization.get(Organization.slug == source.org)
             row = Source.get_or_none(Source.name == source.name)
             if row is None:
                 Source.create(org=org, name=source.name, kind=source.kind, precedence=source.precedence)

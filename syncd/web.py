@@ -1,8 +1,8 @@
 """The WSGI apps of ``syncd serve``: SCIM at /scim/v2, health, readiness and the admin API; metrics on their own.
 
 - ``/healthz``: the process answers (liveness; no dependency is checked, so a slow database never restarts it).
-- ``/readyz``: the store answers, its schema is current and the scheduler runs (readiness; 503 with the failing
-  check named, also while the service drains on SIGTERM).
+- ``/readyz``: the store answers, its schema is current and the scheduler runs and its runs start (readiness; 503
+  with the failing check named, also while the service drains on SIGTERM or when runs keep dying before they start).
 - Every request is counted and timed for ``/metrics`` by the before/after request hooks, by route template so that
   ids never become label values. ``/metrics`` itself is not on this app: its labels name every org and source, so it
   is served by :func:`create_metrics_app` on its own listener (``server.metrics_listen``), never to the IdPs and
@@ -184,8 +184,10 @@ def readiness(service: ServiceState) -> dict[str, str]:
         checks["scheduler"] = "draining"
     elif service.scheduler is None:
         checks["scheduler"] = "not started"
+    elif not service.scheduler.healthy():
+        checks["scheduler"] = "not running"
     else:
-        checks["scheduler"] = "ok" if service.scheduler.healthy() else "not running"
+        checks["scheduler"] = service.scheduler.start_trouble() or "ok"
     return checks
 
 

@@ -10,6 +10,10 @@ connections, https://docs.python.org/3/library/multiprocessing.html#contexts-and
 signals meant for the service (the parent decides its fate), and exits on its own when the parent dies, so an
 orphan never runs past the lease its parent no longer renews. The run function and the config are pickled to it,
 so the run function must be a module-level function.
+
+The child first reports that it has started (or why it could not), then the run's result, so the parent tells a run
+that never started (counted for /readyz and ``syncd_run_start_failures_in_a_row``) from one that failed. It lowers
+its own priority where the sandbox allows and runs at the service's priority where it does not.
 """
 
 from __future__ import annotations
@@ -36,10 +40,16 @@ _context = multiprocessing.get_context("spawn")
 RUN_NICENESS = 10
 _children: dict[int, Any] = {}
 _children_lock = threading.Lock()
+_priority_noted = False
 
 
 class RunFailed(Exception):
     """The run raised in its process; the message is its one-line, secret-free error."""
+
+
+class RunNotStarted(RunFailed):
+    """The run process ended or failed before it could start the run (a sandbox refusing a call it needs, an
+    import that fails in the fresh interpreter, no memory for a new process): nothing ran."""
 
 
 def run_in_child(
@@ -68,6 +78,7 @@ def run_in_child(
     with _children_lock:
         _children[process.pid] = process
     try:
+        _wait_started(receiver, process, source_name)
         try:
             kind, value = receiver.recv()
         except EOFError:
@@ -84,6 +95,30 @@ def run_in_child(
     if kind == "ok":
         return value
     raise RunFailed(value)
+
+
+def _wait_started(receiver: Connection, process: Any, source_name: str) -> None:
+    """Wait for the child's first message: it has set itself up and is about to run; raise RunNotStarted if not."""
+    global _priority_noted
+    try:
+        kind, value = receiver.recv()
+    except EOFError:
+        process.join()
+        raise RunNotStarted(
+            f"source {source_name}: the run process ended with exit code {process.exitcode} before it started; "
+            "see the lines it logged before this one"
+        ) from None
+    if kind == "not-started":
+        process.join()
+        raise RunNotStarted(f"source {source_name}: the run process could not start: {value}")
+    if value is not None and not _priority_noted:
+        _priority_noted = True
+        log_event(
+            log,
+            "source.run.priority_kept",
+            reason=value,
+            effect="runs share the CPU with SCIM and HTTP at the service's priority",
+        )
 
 
 def kill_all() -> list[str]:
@@ -110,11 +145,17 @@ def _child(
         signal.signal(number, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    os.nice(RUN_NICENESS)
-    from syncd import logs
-    from syncd.store import open_database
+    try:
+        from syncd import logs
+        from syncd.store import open_database
 
-    logs.configure(config.logging.format, config.logging.level)
+        logs.configure(config.logging.format, config.logging.level)
+        kept = _lower_priority()
+    except Exception as error:
+        sender.send(("not-started", redact_text(f"{type(error).__name__}: {_first_line(error)}")))
+        sender.close()
+        return
+    sender.send(("started", kept))
     with bound(**context):
         try:
             db = open_database(config.database.url)
@@ -134,6 +175,20 @@ def _child(
             sender.send(("error", redact_text(f"{type(error).__name__}: {_first_line(error)}")))
         finally:
             sender.close()
+
+
+def _lower_priority() -> str | None:
+    """Lower this process's priority by ``RUN_NICENESS``; None when done, else why it was not.
+
+    Raising one's own niceness needs no privilege (setpriority(2)), but a sandbox may refuse the call itself:
+    systemd's ``SystemCallFilter=~@resources`` answers it with EPERM (systemd/syncd.service does, to keep the unit's
+    exposure low). The run then goes on at the service's priority rather than not at all.
+    """
+    try:
+        os.nice(RUN_NICENESS)
+    except OSError as error:
+        return f"setpriority refused ({error.strerror or error}), e.g. by the unit's SystemCallFilter"
+    return None
 
 
 def _exit_with_parent(parent: int) -> None:
