@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from syncd import guard, ledger, prepared
+from syncd import guard, ledger, metrics, prepared
 from syncd.config import Policy, parse_interval
 from syncd.logs import log_event
 from syncd.reconcile import Action, Plan
@@ -158,6 +158,7 @@ def hold(org: Organization, row: PlanRow | None, actions: list[Action], reason: 
             created_at=now,
         )
     if new:
+        metrics.scim_write_held(org.slug)
         summary = json.loads(row.summary)
         summary["removals"] = summary.get("removals", 0) + len(new)
         summary["actions"] = summary.get("actions", 0) + sum(len(by_member[k]) for k in new)

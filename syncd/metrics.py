@@ -105,17 +105,18 @@ webhook_failures = Counter(
 config_reloads = Counter(
     "syncd_config_reloads_total", "Config reloads (SIGHUP) by result: ok or refused.", ["result"], registry=registry
 )
-scim_removals_held = Counter(
-    "syncd_scim_removals_held_total",
-    "SCIM writes that would remove or deprovision members and were held by the guard, by org.",
+scim_writes_held = Counter(
+    "syncd_scim_writes_held_total",
+    "SCIM writes served by this replica whose suspensions or deprovisions the guard held, by org (the members "
+    "waiting are syncd_scim_removals_held).",
     ["org"],
     registry=registry,
 )
 
 
-def scim_removal_held(org: str) -> None:
-    """Count one SCIM write held by the guard for ``org`` (the org's slug)."""
-    scim_removals_held.labels(org).inc()
+def scim_write_held(org: str) -> None:
+    """Count one SCIM write whose removals the guard held for ``org`` (the org's slug)."""
+    scim_writes_held.labels(org).inc()
 
 
 def config_reloaded(ok: bool) -> None:
