@@ -1,9 +1,9 @@
 """The peewee storage behind scim2-server: the SCIM source of one org, as Identity / DirectoryGroup / GroupMember rows.
 
 One storage serves one request of one tenant (the org of the bearer token): every query is filtered by that org's
-``scim:<slug>`` source, so another org's ids are simply not found (DESIGN.md invariant 6). The ``resource`` column
-keeps the SCIM resource as JSON, minus ``id``, ``meta``, read-only ``groups``, the members (rows of their own, so one
-member is added or removed without rewriting the list) and the password, which is never stored (RFC 7643 §4.1.1:
+``scim:<slug>`` source, so another org's ids are simply not found (docs/architecture.md invariant 6). The ``resource``
+column keeps the SCIM resource as JSON, minus ``id``, ``meta``, read-only ``groups``, the members (rows of their own,
+so one member is added or removed without rewriting the list) and the password, which is never stored (RFC 7643 §4.1.1:
 "the cleartext value ... SHALL NOT be returned"; we have no use for it at all).
 """
 

@@ -1,4 +1,4 @@
-"""The Flask integration of scim2-server: framework in, framework out (STYLE.md, "Layers").
+"""The Flask integration of scim2-server: framework in, framework out (docs/architecture.md, "How the code is written").
 
 Each request: bound the body (413 above ``server.max_body_bytes``), authenticate the bearer token with
 :func:`syncd.tokens.authenticate` (401 with a SCIM error body and ``WWW-Authenticate``, RFC 7644 §2 and RFC 6750 §3),

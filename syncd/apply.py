@@ -1,7 +1,7 @@
 """Applying a plan: member, team and role changes, one ledger entry per action, and an outbox event per action.
 
-Runs inside the caller's write transaction (DESIGN.md, "Apply" and invariant 2): a crash before commit leaves
-nothing behind, after commit everything is there together. Writes are batched so that a 100,000-person first sync
+Runs inside the caller's write transaction (docs/architecture.md, "Data flow" and invariant 2): a crash before commit
+leaves nothing behind, after commit everything is there together. Writes are batched so that a 100,000-person first sync
 is a few thousand statements, not hundreds of thousands.
 """
 

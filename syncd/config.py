@@ -1,4 +1,4 @@
-"""The TOML config file: its shape (../shared/DESIGN.md, "The config's shape"), defaults and validation.
+"""The TOML config file: its shape (docs/architecture.md, "Contracts"), defaults and validation.
 
 Every key but ``database.url`` has a default; an unknown key or a value of the wrong type is an error that names
 the key's dotted path. Source settings beyond the common keys belong to the connector of that kind: each module

@@ -1,4 +1,4 @@
-"""Gathering the planner's inputs from the store: the shell side of the functional core (STYLE.md).
+"""Gathering the planner's inputs from the store: the shell side of the functional core (docs/architecture.md).
 
 Two scopes: the whole org (source runs, ``syncd plan --org``), read as tuples in a few set-based queries, and a
 handful of members by match key (SCIM writes), read through the indexes on match key, group and member key so

@@ -1,4 +1,5 @@
-"""The guard: a plan that would suspend or deprovision too many members is held, not applied (DESIGN.md, "Guard").
+"""The guard: a plan that would suspend or deprovision too many members is held, not applied (docs/architecture.md,
+"Data flow").
 
 Suspensions and deprovisions count together, against the org's ``guard_max_percent`` of active members and its
 ``guard_max_count``. A held plan is stored with its actions and a fingerprint of every input it was computed from,

@@ -1,4 +1,5 @@
-"""Per-source leases in the database, so that exactly one replica runs a source at a time (DESIGN.md, "Running it").
+"""Per-source leases in the database, so that exactly one replica runs a source at a time (docs/architecture.md,
+"Running it").
 
 A lease is the pair ``Source.lease_owner`` / ``Source.lease_until``, taken by one conditional UPDATE (a
 compare-and-set the database executes atomically on SQLite and PostgreSQL alike, so no advisory lock or extra

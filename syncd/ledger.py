@@ -1,4 +1,4 @@
-"""The tamper-evident audit ledger: a per-org SHA-256 hash chain (DESIGN.md, invariant 3).
+"""The tamper-evident audit ledger: a per-org SHA-256 hash chain (docs/architecture.md, invariant 3).
 
 Each entry's hash covers the canonical encoding (sorted-key, compact JSON) of its sequence number, time, actor,
 action, target, before, after, reason and the previous entry's hash, so editing, deleting, inserting or reordering

@@ -1,7 +1,8 @@
 """Members as the org holds them: listing (for ``syncd members``) and an admin's role override, pinned or not.
 
-A pinned role beats every rule until it is unpinned (DESIGN.md, "Rules"); setting and pinning are separate ledger
-entries (``member.role``, ``member.pin``) applied through the same path as a plan, outbox events included.
+A pinned role beats every rule until it is unpinned (docs/architecture.md, "The model"); setting and pinning are
+separate ledger entries (``member.role``, ``member.pin``) applied through the same path as a plan, outbox events
+included.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ class OrgError(Exception):
 
 
 def scim_source_name(slug: str) -> str:
-    """The name of an org's SCIM source: what its IdP pushes is this source's view (DESIGN.md, "The model")."""
+    """The name of an org's SCIM source: what its IdP pushes is this source's view (docs/architecture.md, "The
+    model")."""
     return f"scim:{slug}"
 
 

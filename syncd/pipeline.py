@@ -1,4 +1,4 @@
-"""One source run, end to end: read → stage → plan → guard → apply (DESIGN.md, "What flows through it").
+"""One source run, end to end: read → stage → plan → guard → apply (docs/architecture.md, "Data flow").
 
 This module is the shell's entry point for source runs (CLI ``syncd sync``, the scheduler, the admin API) and for
 SCIM writes (:func:`reconcile_touched`, called inside the SCIM write transaction). Stage, plan, apply, ledger,
@@ -77,7 +77,7 @@ def org_rules(config: Config, slug: str) -> tuple[Rule, ...]:
 
 
 def connector_for(settings: SourceSettings) -> Connector:
-    """``connectors.<kind>.Connector(name, settings)`` for a configured source (COMMON.md, "Contracts")."""
+    """``connectors.<kind>.Connector(name, settings)`` for a configured source (docs/architecture.md, "Contracts")."""
     module = importlib.import_module(f"connectors.{settings.kind}")
     return module.Connector(settings.name, settings.connector)
 

@@ -1,6 +1,6 @@
 """The imperative shell's start: load the config, open and migrate the store, declare configured orgs and sources.
 
-Only the shell (CLI, ``serve``, scheduler jobs) wires the parts together (DESIGN.md, "Which part may import which").
+Only the shell (CLI, ``serve``, scheduler jobs) wires the parts together (docs/architecture.md, "Layers").
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Staging: store what one read of a source says, as that source says it (DESIGN.md, "What flows through it", 2).
+"""Staging: store what one read of a source says, as that source says it (docs/architecture.md, "Data flow", 2).
 
 Set-based for scale: the stored rows of the source are loaded once as tuples, compared with the read, and only the
 differences are written (bulk inserts, one batched UPDATE statement per changed row, bulk deletes). A complete
 snapshot removes what it no longer lists; an incomplete one only adds and updates; a delta removes only what it
-names (DESIGN.md, invariant 1). Duplicate keys or userNames in one read are reported as problems and make the read
-incomplete, never crash it.
+names (docs/architecture.md, invariant 1). Duplicate keys or userNames in one read are reported as problems and make
+the read incomplete, never crash it.
 """
 
 from __future__ import annotations

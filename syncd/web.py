@@ -9,7 +9,7 @@
   strangers that reach SCIM.
 - ``/admin/v1/sources`` and ``POST /admin/v1/sources/<name>/sync``: the org's sources and their run state, and a run
   now; bearer token of the org with scope ``admin``. A source of another org answers 404, exactly like a missing
-  one (DESIGN.md, invariant 6).
+  one (docs/architecture.md, invariant 6).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A process killed at any step of a run (stage, plan, apply, commit) leaves the store as before, and the next run
-finishes the job with nothing lost or doubled (DESIGN.md, invariant 2)."""
+finishes the job with nothing lost or doubled (docs/architecture.md, invariant 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md, "Which part may import which": checked on the source, so a shortcut across layers fails a test."""
+"""docs/architecture.md, "Layers": checked on the source, so a shortcut across layers fails a test."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``syncd plan``: what a source run (or the org's staged state) would change, and why, without applying it.
 
-Exit codes (DESIGN.md): 0 nothing to do, 2 changes pending, 3 the guard would hold the plan.
+Exit codes (docs/architecture.md): 0 nothing to do, 2 changes pending, 3 the guard would hold the plan.
 """
 
 from __future__ import annotations

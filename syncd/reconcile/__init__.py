@@ -1,4 +1,5 @@
-"""The reconciler: a pure planner from what sources observe to what the org should be (DESIGN.md, "Plan")."""
+"""The reconciler: a pure planner from what sources observe to what the org should be (docs/architecture.md, "Data
+flow")."""
 
 from syncd.reconcile.model import (
     ROLE_RANK,

@@ -1,4 +1,4 @@
-"""The planner's inputs and outputs: plain values, so the plan is a pure function of them (STYLE.md).
+"""The planner's inputs and outputs: plain values, so the plan is a pure function of them (docs/architecture.md).
 
 Inputs describe what every source of one org observes (identities, groups, nesting), what the org holds now
 (members, their teams, existing teams) and its policy. The output is a :class:`Plan`: an ordered list of
@@ -57,7 +57,8 @@ class Observed:
 
 @dataclass(frozen=True, slots=True)
 class MemberState:
-    """A member as the ledger records them (COMMON.md, "Ledger"): teams is a sorted tuple of (team slug, role)."""
+    """A member as the ledger records them (docs/architecture.md, "The model"): teams is a sorted tuple of (team slug,
+    role)."""
 
     email: str | None
     user_name: str | None

@@ -1,6 +1,6 @@
 """The reconciler: (observed sources, rules, overrides, current org state, policy, now) → a plan.
 
-A pure function (DESIGN.md, "Which part may import which"): no store, no clock, no network. Every action carries
+A pure function (docs/architecture.md, "Layers"): no store, no clock, no network. Every action carries
 the member's full state before and after and a reason, so the plan reads as plain lines and applies as ledger
 entries one for one.
 """

@@ -1,4 +1,4 @@
-"""The persistent model (../shared/DESIGN.md, "The model"). Every row but the schema version belongs to one org.
+"""The persistent model (docs/architecture.md, "The model"). Every row but the schema version belongs to one org.
 
 JSON values are stored as text so that SQLite and PostgreSQL share one schema; times are naive UTC.
 """
