@@ -3,7 +3,7 @@
 Two scopes: the whole org (source runs, ``syncd plan --org``), read as tuples in a few set-based queries, and a
 handful of members by match key (SCIM writes), read through the indexes on match key, group and member key so
 that its cost does not grow with the org. The narrow reads run on every SCIM write, so their statements are composed
-once (``syncd.prepared``): peewee composing them cost more than SQLite answering them.
+once (``syncd.store.prepared``): peewee composing them cost more than SQLite answering them.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from typing import Any
 
 import peewee
 
-from syncd import prepared
-from syncd.orgs import policy_of
-from syncd.reconcile import (
+from syncd.domain.reconcile import (
     Current,
     CurrentMember,
     MemberState,
@@ -29,8 +27,10 @@ from syncd.reconcile import (
     PlanPolicy,
     RuleLike,
 )
-from syncd.stage import batches, raw_rows
+from syncd.store import prepared
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Organization, Source, Team, TeamMember
+from syncd.sync.orgs import policy_of
+from syncd.sync.stage import batches, raw_rows
 
 ATTRIBUTE_COLUMNS = (
     "external_id",
@@ -159,7 +159,7 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
     ]
     extra = [getattr(Identity, name) for name in ATTRIBUTE_COLUMNS] + [Identity.resource] if want_attributes else []
 
-    # Narrow reads build their query only when its text is not cached yet (``syncd.prepared``).
+    # Narrow reads build their query only when its text is not cached yet (``syncd.store.prepared``).
     def base() -> peewee.Select:
         return Identity.select(*columns, *extra).where((Identity.org == org.id) & Identity.match_key.is_null(False))
 

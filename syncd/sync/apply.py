@@ -11,12 +11,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from syncd import ledger, outbox, prepared
-from syncd.gather import Inputs
-from syncd.reconcile import Action, MemberState, Plan
-from syncd.stage import batches, insert_many, update_many
+from syncd.domain.reconcile import Action, MemberState, Plan
+from syncd.store import prepared
 from syncd.store.db import is_postgres
 from syncd.store.models import LedgerEntry, Member, Organization, OutboxEvent, Team, TeamMember, new_message_id
+from syncd.sync import ledger, outbox
+from syncd.sync.gather import Inputs
+from syncd.sync.stage import batches, insert_many, update_many
 
 Advance = Callable[[int], None]
 ENTRY_COLUMNS = ("org", "seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
@@ -119,7 +120,7 @@ def lock_org(org_id: int) -> None:
     ledger takes; SQLite's write transaction already holds the database's single write lock). Taking it first, in
     every writer, means no two writers plan from the same stale state and none waits on another in a cycle.
     ``FOR NO KEY UPDATE`` like the ledger's: a writer that already inserted rows referencing the org (a SCIM write)
-    holds ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` would wait for in a cycle. Composed once (``syncd.prepared``):
+    holds ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` would wait for in a cycle. Composed once (``syncd.store.prepared``):
     every SCIM write takes it."""
     if is_postgres():
         prepared.execute(

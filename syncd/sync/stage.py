@@ -18,11 +18,11 @@ import peewee
 
 from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
 from connectors.redaction import redact
-from syncd.ledger import canonical_json
-from syncd.matching import match_key
+from syncd.domain.matching import match_key
 from syncd.store.db import database, is_postgres
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
+from syncd.sync.ledger import canonical_json
 
 BATCH = 500
 
@@ -567,7 +567,7 @@ def touched_match_keys(source: Source, staged: StageResult) -> set[str]:
 def rekey(org: Organization) -> int:
     """Recompute every identity's match key after the org's ``match_on`` may have changed; return how many moved.
 
-    In Python, not SQL, so that keys fold case exactly as :func:`syncd.matching.match_key` does (SQLite's LOWER
+    In Python, not SQL, so that keys fold case exactly as :func:`syncd.domain.matching.match_key` does (SQLite's LOWER
     folds ASCII only). Identities of every source, SCIM included, move together before the whole org is planned.
     """
     query = Identity.select(

@@ -25,17 +25,18 @@ from datetime import datetime, timedelta
 
 from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
 from connectors.redaction import redact
-from syncd import guard, held, orgs, prepared
-from syncd.apply import apply_plan, lock_org
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
-from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
+from syncd.domain.reconcile import Action, Plan, reconcile
 from syncd.logs import log_event
-from syncd.reconcile import Action, Plan, reconcile
-from syncd.stage import StageResult, rekey, stage, touched_match_keys
+from syncd.store import prepared
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
+from syncd.sync import guard, held, orgs
+from syncd.sync.apply import apply_plan, lock_org
+from syncd.sync.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
+from syncd.sync.stage import StageResult, rekey, stage, touched_match_keys
 
 log = logging.getLogger("syncd.pipeline")
 Progress = Callable[[str, int, int | None], None]
@@ -524,7 +525,7 @@ def reconcile_touched(
     org's rules in ``config``, its policy, pins and every source's view of them, exactly as a whole-org plan would
     plan them. Returns the number of member changes applied. Only those members, their groups (and the groups
     enclosing them) and the org's teams are read, so the cost does not grow with the org. For SCIM writes the SCIM
-    guard (:mod:`syncd.held`) may hold the removals; the rest applies.
+    guard (:mod:`syncd.sync.held`) may hold the removals; the rest applies.
     """
     keys = {k for k in match_keys if k}
     if not keys:

@@ -2,7 +2,7 @@
 
 peewee spends about 0.2 ms composing the text of even a one-row SELECT, while SQLite answers it in microseconds;
 reconciling the member a SCIM write touched runs a dozen such statements, so composing them dominated its cost
-(``syncd/tokens.py`` and ``scim/statements.py`` do the same for the token lookup and the SCIM user statements).
+(``syncd/admin/tokens.py`` and ``scim/statements.py`` do the same for the token lookup and the SCIM user statements).
 A statement is still written as a peewee query, composed on first use for each database kind and parameter count;
 the text is cached, and the parameters of that first composition are checked against the ones the caller passes,
 so a cached text can never be run with its parameters in the wrong order.
@@ -39,6 +39,6 @@ def execute(name: str, compose: Callable[[], peewee.Query], params: Sequence[Any
 
 
 def rows(name: str, compose: Callable[[], peewee.Query], params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """The rows of statement ``name`` as the driver returns them (see ``syncd.stage.raw_rows`` for what that
+    """The rows of statement ``name`` as the driver returns them (see ``syncd.sync.stage.raw_rows`` for what that
     means per column type)."""
     return list(execute(name, compose, params).fetchall())

@@ -6,11 +6,11 @@ import dataclasses
 import json
 import re
 
-from syncd import ledger
 from syncd.clock import utcnow
 from syncd.config import ConfigError, OrgSettings, Policy, check_domain
 from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
+from syncd.sync import ledger
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
