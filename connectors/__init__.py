@@ -1,4 +1,4 @@
-"""Directory connectors: protocol in, plain records out (see ../shared/DESIGN.md, "Read").
+"""Directory connectors: protocol in, plain records out (see docs/architecture.md, "Data flow").
 
 A connector never touches the store, Flask, the scheduler or the reconciler; it imports protocol libraries and
 :mod:`connectors.interface` only.

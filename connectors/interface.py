@@ -3,7 +3,7 @@
 A connector's :meth:`Connector.read` returns either a :class:`Snapshot` (every user and group the source holds,
 with ``complete`` saying whether the read saw all of it) or a :class:`Delta` (upserts and explicit removals since
 a cursor), each carrying the cursor to store once the changes are committed. Only a complete snapshot implies that
-someone is absent (DESIGN.md, invariant 1).
+someone is absent (docs/architecture.md, invariant 1).
 """
 
 from __future__ import annotations

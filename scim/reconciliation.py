@@ -1,16 +1,16 @@
-"""The one door from a SCIM write to the reconciler (DESIGN.md: ``scim/`` imports the reconciler's entry point).
+"""The one door from a SCIM write to the reconciler (docs/architecture.md, "Layers").
 
 Every SCIM write that changes users, groups or memberships calls :func:`touched` inside its write transaction, with
 the match keys of the identities whose data or memberships changed, so that the org's members follow in the same
-commit (DESIGN.md invariant 2).
+commit (docs/architecture.md invariant 2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from syncd import pipeline
 from syncd.config import Config
+from syncd.sync import pipeline
 
 
 def touched(config: Config, org_id: int, match_keys: Iterable[str | None], actor: str) -> None:

@@ -52,7 +52,7 @@ TOLERANT_POLICY = ScimPolicy(
     remove_value_as_filter=ScimPolicy.RemoveValue.apply,
     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
 )
-"""The IdP tolerance policy (FACTS.md, "SCIM libraries").
+"""The IdP tolerance policy (docs/architecture.md, "Peers").
 
 - ``unknown=ignore``: Entra lists an extra group schema URN
   (``http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group``) and Okta sends attributes of its own;

@@ -1,9 +1,9 @@
 """The peewee storage behind scim2-server: the SCIM source of one org, as Identity / DirectoryGroup / GroupMember rows.
 
 One storage serves one request of one tenant (the org of the bearer token): every query is filtered by that org's
-``scim:<slug>`` source, so another org's ids are simply not found (DESIGN.md invariant 6). The ``resource`` column
-keeps the SCIM resource as JSON, minus ``id``, ``meta``, read-only ``groups``, the members (rows of their own, so one
-member is added or removed without rewriting the list) and the password, which is never stored (RFC 7643 §4.1.1:
+``scim:<slug>`` source, so another org's ids are simply not found (docs/architecture.md invariant 6). The ``resource``
+column keeps the SCIM resource as JSON, minus ``id``, ``meta``, read-only ``groups``, the members (rows of their own,
+so one member is added or removed without rewriting the list) and the password, which is never stored (RFC 7643 §4.1.1:
 "the cleartext value ... SHALL NOT be returned"; we have no use for it at all).
 """
 
@@ -40,8 +40,8 @@ from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from syncd.clock import utcnow
 from syncd.config import Config
+from syncd.domain.matching import match_key
 from syncd.logs import log_event
-from syncd.matching import match_key
 from syncd.store.db import database, is_postgres
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Source

@@ -1,4 +1,4 @@
-"""The TOML config file: its shape (../shared/DESIGN.md, "The config's shape"), defaults and validation.
+"""The TOML config file: its shape (docs/architecture.md, "Contracts"), defaults and validation.
 
 Every key but ``database.url`` has a default; an unknown key or a value of the wrong type is an error that names
 the key's dotted path. Source settings beyond the common keys belong to the connector of that kind: each module
@@ -44,7 +44,7 @@ class ServerSettings:
     metrics_listen: str = "127.0.0.1:9464"  # its own listener, so the SCIM listener never names tenants; "" = off
     metrics_token_file: str | None = None  # a bearer token the metrics listener then requires
     max_body_bytes: int = 1_048_576
-    workers: int = 8  # HTTP worker threads of syncd serve (one process; see syncd/serve.py)
+    workers: int = 8  # HTTP worker threads of syncd serve (one process; see syncd/service/serve.py)
     shutdown_timeout: int = 30
     public_url: str | None = None
     lease_seconds: int = 60
@@ -124,7 +124,7 @@ class SourceSettings:
 @dataclass(frozen=True)
 class WebhookSettings:
     """A ``[[webhooks]]`` endpoint: events (``fnmatch`` patterns) of the listed orgs (all when empty) are POSTed
-    to ``url``, signed with the secret from ``secret_file`` or ``secret_env`` (see :mod:`syncd.webhooks`)."""
+    to ``url``, signed with the secret from ``secret_file`` or ``secret_env`` (see :mod:`syncd.service.webhooks`)."""
 
     url: str
     secret_file: str | None = None

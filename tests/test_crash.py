@@ -1,5 +1,5 @@
 """A process killed at any step of a run (stage, plan, apply, commit) leaves the store as before, and the next run
-finishes the job with nothing lost or doubled (DESIGN.md, invariant 2)."""
+finishes the job with nothing lost or doubled (docs/architecture.md, invariant 2)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from syncd import ledger
 from syncd.store.models import GroupMember, Identity, LedgerEntry, Member, OutboxEvent, Source, TeamMember
+from syncd.sync import ledger
 from tests.conftest import PYTHON, ROOT, subprocess_env
 
 

@@ -1,4 +1,4 @@
-"""The keys of an ``azure`` source (DESIGN.md, "The config's shape"; documented in config/syncd.example.toml).
+"""The keys of an ``azure`` source (docs/architecture.md, "Contracts"; documented in config/syncd.example.toml).
 
 The authority is ``AUTHORITY_HOST/TENANT_ID`` and Graph calls go to ``GRAPH_URL/v1.0/...`` with a token for the
 scope ``GRAPH_URL/.default``, so a national cloud (``https://login.microsoftonline.us`` with

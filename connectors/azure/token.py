@@ -1,7 +1,7 @@
 """Access tokens for Graph, by the OAuth 2.0 client credentials grant through msal.
 
 msal caches the token until five minutes before it expires and remembers a 429/5xx answer for its Retry-After, so
-nothing here retries a token request (FACTS.md, "msal 1.39"). msal ignores ``verify=`` when
+nothing here retries a token request (docs/architecture.md, "Peers"). msal ignores ``verify=`` when
 ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` are set; it gets an explicit session with ``trust_env=False`` so that
 ``ca_file`` (or the system store) always decides. Refusals are explained from their AADSTS code
 ("Microsoft Entra authentication and authorization error codes") and never carry the credential.

@@ -1,8 +1,8 @@
 """The HTTP session for Entra: TLS trust decided by the config alone, and a timeout on every request.
 
 ``trust_env=False`` keeps ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` and proxy variables of the service's environment
-from overriding the config (FACTS.md, "msal 1.39": msal silently ignores ``verify=`` otherwise). ``ca_file`` is
-trusted in addition to the system store (DESIGN.md: "extra CA bundle to trust, e.g. a corporate TLS proxy");
+from overriding the config (docs/architecture.md, "Peers": msal silently ignores ``verify=`` otherwise). ``ca_file`` is
+trusted in addition to the system store (docs/architecture.md, "Contracts": an extra CA bundle to trust);
 certificate checks are never switched off.
 """
 

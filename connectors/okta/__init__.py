@@ -1,4 +1,4 @@
-"""Okta connector: users, groups and memberships from the Okta management API (DESIGN.md, "What flows through it").
+"""Okta connector: users, groups and memberships from the Okta management API (docs/architecture.md, "Data flow").
 
 ``read(None)`` reads a full :class:`~connectors.interface.Snapshot` (:mod:`connectors.okta.snapshot`);
 ``read(cursor)`` reads a :class:`~connectors.interface.Delta` since the cursor's watermark
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class Connector:
-    """Reads one Okta org for the source ``name``; never touches the store (DESIGN.md, "Which part may import")."""
+    """Reads one Okta org for the source ``name``; never touches the store (docs/architecture.md, "Layers")."""
 
     def __init__(self, name: str, settings: Settings) -> None:
         self.name = name

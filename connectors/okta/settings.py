@@ -1,4 +1,4 @@
-"""The ``[[sources]]`` keys of a source of kind ``okta`` (DESIGN.md, "The config's shape").
+"""The ``[[sources]]`` keys of a source of kind ``okta`` (docs/architecture.md, "Contracts").
 
 Authentication is either an API token (``Authorization: SSWS …``, from ``token_file`` or ``token_env``) or an OAuth
 2.0 service app (``client_id`` + ``private_key_file``, client credentials with a ``private_key_jwt`` assertion) —

@@ -1,6 +1,6 @@
 """The store: peewee models and the database they live in (SQLite embedded, PostgreSQL for scale-out).
 
-It imports peewee and the model only; nothing above it (DESIGN.md, "Which part may import which").
+It imports peewee and the model only; nothing above it (docs/architecture.md, "Layers").
 """
 
 from syncd.store.db import database, open_database

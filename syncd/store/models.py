@@ -1,4 +1,4 @@
-"""The persistent model (../shared/DESIGN.md, "The model"). Every row but the schema version belongs to one org.
+"""The persistent model (docs/architecture.md, "The model"). Every row but the schema version belongs to one org.
 
 JSON values are stored as text so that SQLite and PostgreSQL share one schema; times are naive UTC.
 """
@@ -278,7 +278,7 @@ class PlanBasis(BaseModel):
 
 class HeldRemoval(BaseModel):
     """One member's suspension or deprovision that a SCIM write implied while the org's SCIM guard was tripped: the
-    member's actions wait in the held plan ``plan`` until ``syncd approve`` or ``syncd reject`` (syncd/held.py)."""
+    member's actions wait in the held plan ``plan`` until ``syncd approve`` or ``syncd reject`` (syncd/sync/held.py)."""
 
     org = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
     plan = peewee.ForeignKeyField(Plan, on_delete="CASCADE")

@@ -1,6 +1,6 @@
 """A real OpenLDAP slapd in a temporary directory, for the LDAP tests and the benchmark.
 
-The configuration follows ../shared/FACTS.md ("Services"): schemas core, cosine, inetorgperson, nis and dyngroup;
+The configuration follows docs/architecture.md ("Peers"): schemas core, cosine, inetorgperson, nis and dyngroup;
 ``back_mdb`` with the ``syncprov`` overlay keeping a session log (so syncrepl refreshes report deletes, RFC 4533
 §3.3.2), ``memberof`` (memberOf on people), ``refint`` (a rename or delete rewrites ``member``, ``uniqueMember`` and
 ``manager`` values, as a real directory's would — in a background task, and without a new entryCSN, so syncrepl

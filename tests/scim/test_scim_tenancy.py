@@ -1,4 +1,5 @@
-"""Isolation (DESIGN.md invariant 6): a token of org A never sees org B's resources, not even their existence."""
+"""Isolation (docs/architecture.md invariant 6): a token of org A never sees org B's resources, not even their
+existence."""
 
 from __future__ import annotations
 

@@ -26,7 +26,9 @@ def free_port() -> int:
 class ServeProcess:
     """One ``syncd serve`` subprocess; ``run`` names a test run function (``module:function``) or None for the CLI."""
 
-    def __init__(self, config: Path, log_path: Path, run: str | None, env: dict[str, str]) -> None:
+    def __init__(
+        self, config: Path, log_path: Path, run: str | None, env: dict[str, str], wrapper: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
         self.log_path = log_path
@@ -34,7 +36,8 @@ class ServeProcess:
             command = [PYTHON, "-m", "syncd", "--config", str(config), "serve"]
         else:
             command = [PYTHON, "-m", "tests.service.harness", run, "--config", str(config), "serve"]
-        command += ["--listen", f"127.0.0.1:{self.port}", "--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
+        command = [*wrapper, *command, "--listen", f"127.0.0.1:{self.port}"]
+        command += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         self.log_file = log_path.open("wb")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env={**subprocess_env(), **env}, stdout=self.log_file, stderr=subprocess.STDOUT
@@ -112,8 +115,12 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     """Start ``syncd serve`` processes; every one still running at the end is stopped."""
     started: list[ServeProcess] = []
 
-    def start(config: Path, run: str | None = "tests.service.runs:slow", **env: str) -> ServeProcess:
-        process = ServeProcess(config, tmp_path / f"serve-{len(started)}.log", run, {k: str(v) for k, v in env.items()})
+    def start(
+        config: Path, run: str | None = "tests.service.runs:slow", wrapper: tuple[str, ...] = (), **env: str
+    ) -> ServeProcess:
+        """``wrapper``: a command that runs the service's command line (e.g. under a seccomp filter)."""
+        log = tmp_path / f"serve-{len(started)}.log"
+        process = ServeProcess(config, log, run, {k: str(v) for k, v in env.items()}, wrapper)
         started.append(process)
         return process
 

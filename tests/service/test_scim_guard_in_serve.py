@@ -112,8 +112,9 @@ def test_scim_unassigning_most_of_an_org_is_held_then_approved_or_rejected(serve
     assert {a["member"] for a in shown["actions"] if a["action"] == "member.suspend"} == held_emails
     assert {a["member"] for a in shown["actions"]} == held_emails
     assert len(idp.service.events("plan.held")) == 1
-    scrape = idp.service.get("/metrics").text
+    scrape = idp.service.metrics().text
     assert metric(scrape, "syncd_scim_removals_held", "acme") == 10
+    assert metric(scrape, "syncd_scim_writes_held_total", "acme") >= 1
     assert metric(scrape, "syncd_plans_held", "acme") == 1
     assert OutboxEvent.select().where(OutboxEvent.event_type == "plan.held").count() == 1
 
@@ -133,7 +134,7 @@ def test_scim_unassigning_most_of_an_org_is_held_then_approved_or_rejected(serve
     assert shape(after["newbie@acme.com"]) == ("active", "member", ("engineering",))
     decided = LedgerEntry.get((LedgerEntry.action == "plan.approved") & (LedgerEntry.target == f"plan:{plan_id}"))
     assert decided.actor == "admin:alice"
-    assert metric(idp.service.get("/metrics").text, "syncd_scim_removals_held", "acme") == 0
+    assert metric(idp.service.metrics().text, "syncd_scim_removals_held", "acme") == 0
 
     # Another push past the guard: held again, and this time rejected.
     idp.delete(ids[12])

@@ -51,7 +51,7 @@ def test_identities_without_an_email_join_by_user_name_or_are_reported(serve, tm
     notes = [n for n in plan["notes"] if "joins no member" in n]
     assert len(notes) == 2 and any(ghost in n for n in notes) and any("hr-ghost" in n for n in notes)
 
-    scrape = idp.service.get("/metrics").text
+    scrape = idp.service.metrics().text
     assert re.search(r'^syncd_unmatched_identities\{source="scim:acme"\} 1\.0$', scrape, re.M), scrape
     assert re.search(r'^syncd_unmatched_identities\{source="hr"\} 1\.0$', scrape, re.M), scrape
 

@@ -94,33 +94,13 @@ def test_metrics_are_served_with_the_librarys_content_type_and_the_families_oper
         s.labels["result"]: s.value for s in samples(families, "syncd_config_reloads") if s.name.endswith("_total")
     }
     assert reloads == {"ok": 1, "refused": 1}
-    assert samples(families, "syncd_scim_removals_held") == [], "defined before the guard holds anything"
+    assert samples(families, "syncd_scim_writes_held") == [], "defined before the guard holds anything"
     assert "in-the-query" not in answer.text
 
     media, parameters = strict_media_type(openmetrics.headers["Content-Type"])
     assert media == "application/openmetrics-text" and parameters["version"] == "1.0.0"
     names = {family.name for family in openmetrics_families(openmetrics.text)}
     assert {"syncd_build_info", "syncd_webhook_deliveries", "syncd_config_reloads", "python_info"} <= names
-
-
-def test_a_scim_removal_held_by_the_guard_is_counted_by_org():
-    """The counter the SCIM guard increments (syncd.metrics.scim_removal_held), read back through the exposition."""
-    from syncd import metrics
-
-    def held(org: str) -> float:
-        families = text_string_to_metric_families(metrics.exposition()[0].decode())
-        values = [
-            s.value
-            for f in families
-            for s in f.samples
-            if s.name == "syncd_scim_removals_held_total" and s.labels == {"org": org}
-        ]
-        return values[0] if values else 0.0
-
-    before = held("acme")
-    metrics.scim_removal_held("acme")
-    metrics.scim_removal_held("acme")
-    assert held("acme") == before + 2 and held("globex") == 0
 
 
 def test_the_scim_listener_never_serves_metrics_so_strangers_cannot_list_tenants(serve, tmp_path):

@@ -78,7 +78,7 @@ def test_two_replicas_run_each_slot_once_and_take_over_from_a_killed_one(serve, 
     first.process.send_signal(signal.SIGKILL)
     first.wait()
     killed_at = datetime.now(UTC).replace(tzinfo=None)
-    _wait_for(lambda: not _processes_of("first"), 10, "the killed replica's run process to exit with it")
+    _wait_for(lambda: not _processes_of("first"), 60, "the killed replica's run process to exit with it")
 
     def taken_over() -> bool:
         later = [r for r in _runs(postgres_url).values() if r["owner"] == "second" and r["slot"] > killed_at]

@@ -5,15 +5,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import random
 import socket
+import subprocess
 from datetime import datetime, timedelta
 
 import pytest
 
-from syncd import lease, logs, notify
+from syncd import logs
 from syncd.config import Config, ServerSettings
 from syncd.logs import bound, log_event
-from syncd.scheduler import EPOCH, SourceScheduler, build_trigger
+from syncd.service import notify
+from syncd.service.scheduler import EPOCH, SourceScheduler, build_trigger
+from syncd.store import lease
 from syncd.store.models import Organization, Source
 
 SECRET = "syncd_Q2hvb3NlIGEgcmVhbCB0b2tlbiB3aXRoIDI1NiBiaXRz"
@@ -113,6 +118,32 @@ def test_only_one_owner_holds_a_lease_until_it_expires(store):
     assert not lease.release("hr", "a", now)
 
 
+def test_only_leases_of_dead_processes_of_this_host_are_freed_at_start(store):
+    org = _source().org
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer exists (reaped)
+    here = lease.this_host()
+    owners = {
+        "hr": f"{here}:{dead.pid}:aaaaaa",
+        "alive": f"{here}:{os.getpid()}:bbbbbb",
+        "elsewhere": f"other-host/{here.split('/')[1]}:{dead.pid}:cccccc",
+        "other-pid-namespace": f"{here.split('/')[0]}/1:{dead.pid}:dddddd",
+    }
+    until = datetime(2026, 1, 1, 12, 1)
+    for name, owner in owners.items():
+        if name != "hr":
+            Source.create(org=org, name=name, kind="file")
+        Source.update(lease_owner=owner, lease_until=until).where(Source.name == name).execute()
+    now = datetime(2026, 1, 1, 12)
+
+    assert lease.free_dead_local(now) == [("hr", owners["hr"])]
+    assert lease.holder("hr") == (None, now), "free at once, no cooldown"
+    assert {name: lease.holder(name)[0] for name in owners if name != "hr"} == {
+        name: owner for name, owner in owners.items() if name != "hr"
+    }
+    assert lease.claim("hr", "new", now, 30)
+
+
 def test_a_released_lease_cools_down_scheduled_claims_but_not_manual_ones(store):
     _source()
     now = datetime(2026, 1, 1, 12)
@@ -132,6 +163,39 @@ def test_interval_slots_are_aligned_to_the_epoch_so_replicas_share_them():
     assert fired.jitter == 60.0
 
 
+def _fire_times(trigger, start: datetime, count: int) -> list[datetime]:
+    """Fire times as APScheduler asks for them: each from the previous (jittered) fire time, at that moment."""
+    times, previous, now = [], None, start
+    for _ in range(count):
+        previous = trigger.get_next_fire_time(previous, now)
+        times.append(previous)
+        now = previous
+    return times
+
+
+@pytest.mark.parametrize("schedule", ["15s", "15m", "*/5 * * * *"])
+def test_each_run_is_jittered_around_its_own_slot_so_jitter_never_accumulates(schedule):
+    fired, plain, period = build_trigger(schedule, "s")
+    fired.rng = random.Random(12)
+    start = datetime(2026, 3, 4, 10, 7, 12, 345678, tzinfo=EPOCH.tzinfo)
+    first_slot = plain.get_next_fire_time(None, start)
+    times = _fire_times(fired, start, 500)
+    for k, fired_at in enumerate(times):
+        slot = first_slot + timedelta(seconds=k * period)
+        assert slot <= fired_at <= slot + timedelta(seconds=fired.jitter), (k, slot, fired_at)
+    offsets = [(t - (first_slot + timedelta(seconds=k * period))).total_seconds() for k, t in enumerate(times)]
+    assert max(offsets) > fired.jitter / 2, "the jitter is used, not left out"
+
+
+def test_a_catch_up_fire_between_slots_is_followed_by_the_next_slot_not_a_period_later():
+    fired, _, _ = build_trigger("1h", "s")
+    fired.rng = random.Random(3)
+    catch_up = datetime(2026, 3, 4, 10, 59, 0, tzinfo=EPOCH.tzinfo)
+    following = fired.get_next_fire_time(catch_up, catch_up)
+    slot = datetime(2026, 3, 4, 11, 0, 0, tzinfo=EPOCH.tzinfo)
+    assert slot <= following <= slot + timedelta(seconds=fired.jitter)
+
+
 def test_cron_schedule_period_is_the_gap_between_fire_times():
     _, _, period = build_trigger("*/5 * * * *", "s")
     assert period == 300
@@ -145,7 +209,7 @@ def test_quarantine_backoff_doubles_and_is_capped():
 
 
 def test_readyz_names_the_failing_check_and_healthz_stays_up(store):
-    from syncd.web import ServiceState, create_app, create_metrics_app
+    from syncd.service.web import ServiceState, create_app, create_metrics_app
 
     config = Config()
     state = ServiceState(config=config)
@@ -163,7 +227,7 @@ def test_readyz_names_the_failing_check_and_healthz_stays_up(store):
 
 
 def test_each_request_gets_an_id_bound_to_its_log_events(store, captured):
-    from syncd.web import ServiceState, create_app
+    from syncd.service.web import ServiceState, create_app
 
     stream = captured("json")
     config = Config()
@@ -201,7 +265,7 @@ def test_a_run_process_that_dies_mid_transaction_is_a_failed_run_that_changed_no
 def test_scim_catch_all_routes_are_labelled_by_resource_endpoint_not_by_path():
     from flask import Flask
 
-    from syncd.web import endpoint_label
+    from syncd.service.web import endpoint_label
 
     app = Flask("t")
     app.add_url_rule("/scim/v2/<path:path>", "scim", lambda path: "")

@@ -44,9 +44,9 @@ def test_unit_passes_systemd_analyze_verify(runnable_unit):
 
 
 def test_unit_sandbox_exposure_is_low(runnable_unit):
-    """Exposure at most 2.0 of 10 ("OK"); the threshold is given in tenths."""
+    """Exposure at most 1.4 of 10 ("OK"), the shipped unit's score; the threshold is given in tenths."""
     result = subprocess.run(
-        ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(runnable_unit)],
+        ["systemd-analyze", "security", "--offline=yes", "--threshold=14", str(runnable_unit)],
         capture_output=True,
         text=True,
     )

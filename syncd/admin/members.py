@@ -1,0 +1,134 @@
+"""Members as the org holds them: listing (for ``syncd members``) and an admin's role override, pinned or not.
+
+A pinned role beats every rule until it is unpinned (docs/architecture.md, "The model"); setting and pinning are
+separate ledger entries (``member.role``, ``member.pin``) applied through the same path as a plan, outbox events
+included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from peewee import fn
+
+from syncd.config import Config
+from syncd.domain.reconcile import Action
+from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
+from syncd.store.tx import write_transaction
+from syncd.sync.apply import apply_plan
+from syncd.sync.gather import gather
+from syncd.sync.pipeline import lock_org, org_rules, reconcile_touched
+from syncd.sync.stage import batches
+
+
+class MemberError(Exception):
+    """A member operation was refused; the message names the member and what to do."""
+
+
+def listing(org: Organization, match_keys: list[str] | None = None) -> list[dict[str, Any]]:
+    """Members with their teams and the sources asserting them, in a few set-based queries (sorted by email)."""
+    query = Member.select().where(Member.org == org.id)
+    if match_keys is not None:
+        query = query.where(Member.match_key.in_(match_keys))
+    members = list(query.order_by(Member.email, Member.match_key).tuples().iterator())
+    columns = [f.name for f in Member._meta.sorted_fields]
+    rows = [dict(zip(columns, values, strict=True)) for values in members]
+    teams: dict[int, list[dict[str, str]]] = {}
+    team_query = (
+        TeamMember.select(TeamMember.member, Team.slug, TeamMember.role)
+        .join(Team, on=(TeamMember.team == Team.id))
+        .where(TeamMember.org == org.id)
+        .order_by(Team.slug)
+    )
+    for member_id, slug, role in team_query.tuples().iterator():
+        teams.setdefault(member_id, []).append({"team": slug, "role": role})
+    sources: dict[str, set[str]] = {}
+    keys = None if match_keys is None else match_keys
+    source_query = (
+        Identity.select(Identity.match_key, Source.name)
+        .join(Source, on=(Identity.source == Source.id))
+        .where((Identity.org == org.id) & (Identity.active == True))  # noqa: E712 (peewee expression)
+    )
+    queries = [source_query] if keys is None else [source_query.where(Identity.match_key.in_(c)) for c in batches(keys)]
+    for query in queries:
+        for key, name in query.tuples().iterator():
+            sources.setdefault(key, set()).add(name)
+    return [
+        {
+            "email": row["email"],
+            "user_name": row["user_name"],
+            "display_name": row["display_name"],
+            "status": row["status"],
+            "role": row["role"],
+            "teams": teams.get(row["id"], []),
+            "sources": sorted(sources.get(row["match_key"], ())),
+            "pinned": bool(row["pinned"]),
+            "manager": row["manager"],
+            "match_key": row["match_key"],
+        }
+        for row in rows
+    ]
+
+
+def find(org: Organization, who: str) -> Member:
+    """The member whose match key or email is ``who`` (case-insensitive)."""
+    wanted = who.strip().lower()
+    member = Member.get_or_none((Member.org == org.id) & (Member.match_key == wanted))
+    if member is None:
+        member = Member.get_or_none((Member.org == org.id) & (fn.LOWER(Member.email) == wanted))
+    if member is None:
+        raise MemberError(f"org {org.slug}: no member {who!r}; see 'syncd members list --org {org.slug}'")
+    return member
+
+
+def set_role(
+    config: Config, org: Organization, who: str, role: str, pin: bool | None, actor: str, now: datetime
+) -> list[str]:
+    """Set a member's org role (``pin`` True pins it, False unpins it, None leaves the pin); return what changed.
+
+    Unpinning hands the member back to the rules at once: they are reconciled in the same transaction.
+    """
+    with write_transaction():
+        lock_org(org.id)
+        member = find(org, who)
+        key = member.match_key
+        inputs = gather(org, org_rules(config, org.slug), [key])
+        current = inputs.current.members[key]
+        state = current.state
+        if state.role == "owner" and role != "owner" and state.status == "active" and inputs.current.active_owners <= 1:
+            raise MemberError(f"org {org.slug}: {who} is the last owner; make another member owner first")
+        actions: list[Action] = []
+        label = state.email or state.user_name or key
+        if role != state.role:
+            after = replace(state, role=role)
+            actions.append(
+                Action(
+                    "member.role",
+                    f"member:{key}",
+                    label,
+                    f"{state.role} -> {role}",
+                    f"set by {actor}",
+                    state.as_dict(),
+                    after.as_dict(),
+                )
+            )
+            state = after
+        if pin is not None and pin != state.pinned:
+            after = replace(state, pinned=pin)
+            summary = f"role {role} pinned" if pin else "role unpinned; rules decide again"
+            actions.append(
+                Action(
+                    "member.pin", f"member:{key}", label, summary, f"set by {actor}", state.as_dict(), after.as_dict()
+                )
+            )
+            state = after
+        apply_plan(org, actions, inputs, actor, now)
+        lines = [a.line() for a in actions]
+        if pin is False and actions:
+            reconcile_touched(config, org.id, [key], actor, now)
+            final = Member.get_by_id(member.id)
+            if final.role != role:
+                lines.append(f"{label}: {role} -> {final.role} (the rules decide once unpinned)")
+    return lines

@@ -1,0 +1,33 @@
+"""The reconciler: a pure planner from what sources observe to what the org should be (docs/architecture.md, "Data
+flow")."""
+
+from syncd.domain.reconcile.model import (
+    ROLE_RANK,
+    Action,
+    Current,
+    CurrentMember,
+    MemberState,
+    Observed,
+    ObservedGroup,
+    ObservedIdentity,
+    Plan,
+    PlanPolicy,
+)
+from syncd.domain.reconcile.planner import reconcile
+from syncd.domain.reconcile.rules import RuleLike, team_slug
+
+__all__ = [
+    "ROLE_RANK",
+    "Action",
+    "Current",
+    "CurrentMember",
+    "MemberState",
+    "Observed",
+    "ObservedGroup",
+    "ObservedIdentity",
+    "Plan",
+    "PlanPolicy",
+    "RuleLike",
+    "reconcile",
+    "team_slug",
+]

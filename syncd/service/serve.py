@@ -1,0 +1,299 @@
+"""``syncd serve``: HTTP (SCIM, admin API, health, metrics) and the scheduler in one process, run as a service.
+
+The WSGI server is cheroot (CherryPy's server), in this process with a pool of worker threads. It was chosen by
+measurement (``benchmarks/bench_wsgi_servers.py``): on the 2-core build machine it served ~3,700 trivial and
+~1,200 token-lookup requests/s with p99 under 10 ms, on par with waitress and ahead of gunicorn with one gthread
+worker; gunicorn with two worker processes doubles the DB-lookup rate, but forking workers would need the scheduler
+in a separate process, Prometheus' multiprocess mode and cross-process reload, for a throughput that IdP SCIM
+traffic is orders of magnitude below. Scale-out is by replicas (PostgreSQL leases), and cheroot gives a
+programmatic, graceful ``stop()`` that drains its worker threads within a timeout.
+
+Signals (systemd.kill(5), sd_notify(3)) are taken synchronously by the main thread with ``sigtimedwait`` (they are
+blocked in every other thread), so no handler runs in the middle of other code; one that still reaches another
+thread (a library may unblock them there) is caught by a handler that only queues it for the same loop:
+
+- SIGTERM/SIGINT: stop taking work (the scheduler fires nothing more, /readyz says draining, the listener closes),
+  let in-flight requests and source runs finish, exit 0; when ``server.shutdown_timeout`` passes first the process
+  exits 1 and the database rolls back the open transaction, so a run is applied entirely or not at all; the run's
+  lease is released with no cooldown, so the restarted service redoes it at once.
+- SIGHUP: reload the config; new, changed and removed sources are rescheduled. An invalid config is refused with
+  one log line and the running one is kept, in the store too: the whole config is checked before any of it is
+  declared, and it is declared in one transaction (:func:`syncd.admin.shell.declare`).
+- READY=1 once the store is migrated and the listener accepts; WATCHDOG=1 while the scheduler's heartbeat is fresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import peewee
+from cheroot.wsgi import Server
+
+from connectors.interface import ConfigError
+from syncd import config as config_module
+from syncd import logs
+from syncd.admin import shell
+from syncd.config import Config
+from syncd.logs import log_event
+from syncd.service import metrics
+from syncd.service.notify import notify, watchdog_interval
+from syncd.service.scheduler import RunFunction, SourceScheduler
+from syncd.service.web import ServiceState, create_app, create_metrics_app
+from syncd.store import open_database, upgrade
+from syncd.store.db import unavailable
+from syncd.store.lease import declaration_lock
+
+log = logging.getLogger("syncd.serve")
+HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class ServeError(Exception):
+    """The service cannot start; the message says what to fix."""
+
+
+def parse_listen(text: str, key: str = "server.listen") -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6) → (host, port)."""
+    host, _, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: expected HOST:PORT like 127.0.0.1:8080, got {text!r}")
+    return host, int(port)
+
+
+def check_listen(text: str, key: str = "--listen", flag: str = "--listen") -> tuple[str, int]:
+    """Refuse an address that cannot be served before anything is printed or set up: ``HOST:PORT`` must parse and
+    the port must be free to bind (a probe with ``SO_REUSEADDR``, as cheroot binds, so a port in TIME_WAIT passes)."""
+    host, port = parse_listen(text, key)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise ServeError(f"{key} {text}: unknown host {host!r} ({error.strerror}); use e.g. 127.0.0.1:8080") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ServeError(
+                f"{key} {text}: cannot listen ({error.strerror or error}); another program may use the port: "
+                f"choose another with {flag} HOST:PORT"
+            ) from None
+    return host, port
+
+
+class Service:
+    """One running ``syncd serve``: store, scheduler, HTTP server and the signal loop that drives them."""
+
+    def __init__(
+        self, config_path: str | None, config: Config, listen: str, run: RunFunction | None, metrics_listen: str = ""
+    ) -> None:
+        self.config_path = config_path or os.environ.get("SYNCD_CONFIG")
+        self.config = config
+        self.listen = listen
+        self.metrics_listen = metrics_listen
+        self.scheduler = SourceScheduler(config, run=run)
+        self.state = ServiceState(config=config, scheduler=self.scheduler)
+        host, port = parse_listen(listen)
+        self.server = Server(
+            (host, port),
+            create_app(config, self.state),
+            numthreads=max(1, config.server.workers),
+            server_name="syncd",
+            shutdown_timeout=config.server.shutdown_timeout,
+            timeout=30,
+        )
+        # The app bounds every body by server.max_body_bytes itself (reading at most that much), so that a 413 under
+        # /scim/v2 is a SCIM error (RFC 7644 §3.12); cheroot's own limit would answer text/plain first.
+        self.server.max_request_body_size = 0
+        self.metrics_server = _metrics_server(config, self.state, metrics_listen) if metrics_listen else None
+        self._leaked: list[int] = []
+
+    def run(self) -> int:
+        try:
+            self.server.prepare()
+        except OSError as error:
+            raise ServeError(
+                f"server.listen {self.listen}: cannot listen ({error.strerror or error}); "
+                "choose a free address with --listen or [server] listen"
+            ) from None
+        if self.metrics_server is not None:
+            try:
+                self.metrics_server.prepare()
+            except OSError as error:
+                raise ServeError(
+                    f"server.metrics_listen {self.metrics_listen}: cannot listen ({error.strerror or error}); "
+                    "choose a free address with --metrics-listen or [server] metrics_listen"
+                ) from None
+            threading.Thread(target=self.metrics_server.serve, name="metrics", daemon=True).start()
+            log_event(
+                log,
+                "metrics.listening",
+                listen=self.metrics_listen,
+                token=self.config.server.metrics_token_file is not None,
+            )
+        for number in HANDLED:
+            signal.signal(number, self._leak)
+        http = threading.Thread(target=self.server.serve, name="http", daemon=True)
+        self.scheduler.start()
+        http.start()
+        host, port = self.server.bind_addr[:2]
+        notify("READY=1", f"STATUS=serving on {host}:{port}, {len(self.config.sources)} sources")
+        log_event(log, "service.ready", listen=f"{host}:{port}", owner=self.scheduler.owner, pid=os.getpid())
+        try:
+            return self._loop()
+        except BaseException:
+            self.scheduler.abandon()  # an unexpected end: leave no lease named after this process
+            raise
+
+    def _loop(self) -> int:
+        ping = watchdog_interval()
+        next_ping = time.monotonic()
+        while True:
+            received = signal.sigtimedwait(HANDLED, 0.5)
+            number = received.si_signo if received is not None else (self._leaked.pop(0) if self._leaked else None)
+            if ping and time.monotonic() >= next_ping:
+                next_ping = time.monotonic() + ping
+                if self.scheduler.healthy():
+                    notify("WATCHDOG=1")
+            if number is None:
+                continue
+            if number == signal.SIGHUP:
+                self.reload()
+            else:
+                return self.stop(signal.Signals(number).name)
+
+    def _leak(self, number: int, frame: object) -> None:
+        """A signal that reached a thread where a library had unblocked it (multiprocessing's resource tracker
+        start does): Python runs this in the main thread, and the loop handles it like one from sigtimedwait."""
+        self._leaked.append(number)
+
+    def reload(self) -> bool:
+        """Re-read the config file; keep the running config when the new one is invalid (one log line says why)."""
+        notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        try:
+            new = config_module.load(self.config_path)
+            _check_reloadable(self.config, new)
+            with declaration_lock():
+                shell.check_declarable(new)
+                shell.declare(new)
+        except (ConfigError, OSError, peewee.PeeweeException) as error:
+            log_event(
+                log,
+                "config.reload.refused",
+                logging.ERROR,
+                path=self.config_path,
+                reason=str(error),
+                kept="running config",
+            )
+            notify("READY=1", "STATUS=config reload refused; running the previous config")
+            metrics.config_reloaded(False)
+            return False
+        changes = self.scheduler.apply(new)
+        self.config = new
+        self.state.config = new
+        logs.configure(new.logging.format, new.logging.level)
+        log_event(log, "config.reloaded", path=self.config_path, **{k: ",".join(v) for k, v in changes.items()})
+        metrics.config_reloaded(True)
+        notify("READY=1", f"STATUS=serving, {len(new.sources)} sources")
+        return True
+
+    def stop(self, why: str) -> int:
+        """Graceful shutdown within ``server.shutdown_timeout`` (see the module docstring)."""
+        timeout = float(self.config.server.shutdown_timeout)
+        deadline = time.monotonic() + timeout
+        notify("STOPPING=1", f"STATUS=stopping ({why})")
+        running = self.scheduler.in_flight()
+        log_event(log, "service.stopping", signal=why, runs_in_flight=",".join(sorted(running)), timeout_s=timeout)
+        self.state.draining = True
+        self.scheduler.stop_taking_work()
+        http_stopped = threading.Thread(target=self.server.stop, name="http-stop", daemon=True)
+        http_stopped.start()
+        if self.metrics_server is not None:
+            threading.Thread(target=self.metrics_server.stop, name="metrics-stop", daemon=True).start()
+        idle = self.scheduler.wait_idle(max(0.0, deadline - time.monotonic()))
+        http_stopped.join(max(0.0, deadline - time.monotonic()))
+        if idle and not http_stopped.is_alive():
+            log_event(log, "service.stopped", signal=why)
+            return 0
+        left = self.scheduler.in_flight()
+        self.scheduler.abandon()
+        log_event(
+            log,
+            "service.stop_timeout",
+            logging.ERROR,
+            runs_abandoned=",".join(sorted(left)),
+            requests_in_flight=http_stopped.is_alive(),
+            effect="open transactions are rolled back by the database, the leases released; a restart redoes the work",
+        )
+        logging.shutdown()
+        os._exit(1)
+
+
+def _check_reloadable(old: Config, new: Config) -> None:
+    """Refuse what a reload cannot change in a running process; what the store cannot take is refused by
+    :func:`syncd.admin.shell.check_declarable` before anything is declared."""
+    if new.database.url != old.database.url:
+        raise ConfigError("database.url changed; a different database needs a restart (systemctl restart syncd)")
+
+
+def _metrics_server(config: Config, state: ServiceState, listen: str) -> Server:
+    """The metrics listener: two threads are plenty for scrapes, and it shares nothing with SCIM's pool."""
+    token = None
+    if config.server.metrics_token_file is not None:
+        try:
+            token = Path(config.server.metrics_token_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ServeError(
+                f"server.metrics_token_file {config.server.metrics_token_file}: cannot read it "
+                f"({error.strerror or error}); write the token there or remove the key"
+            ) from None
+        if not token:
+            raise ServeError(
+                f"server.metrics_token_file {config.server.metrics_token_file} is empty; write a token there"
+            )
+    return Server(
+        parse_listen(listen, "server.metrics_listen"),
+        create_metrics_app(state, token),
+        numthreads=2,
+        server_name="syncd-metrics",
+        shutdown_timeout=1,
+        timeout=30,
+    )
+
+
+def serve(
+    config_path: str | None = None,
+    *,
+    listen: str | None = None,
+    metrics_listen: str | None = None,
+    run: RunFunction | None = None,
+) -> int:
+    """Run the service until SIGTERM; ``run`` replaces the pipeline's run function (tests, benchmarks).
+
+    ``metrics_listen`` (or ``server.metrics_listen``) is where ``/metrics`` is served; an empty one serves none.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+    config = config_module.load(config_path)
+    check_listen(listen or config.server.listen, "--listen" if listen else "server.listen")
+    metrics_at = config.server.metrics_listen if metrics_listen is None else metrics_listen
+    if metrics_at:
+        key = "server.metrics_listen" if metrics_listen is None else "--metrics-listen"
+        check_listen(metrics_at, key, "--metrics-listen")
+    logs.configure(config.logging.format, config.logging.level)
+    open_database(config.database.url)
+    try:
+        upgrade()
+        with declaration_lock():
+            shell.declare(config)
+    except (peewee.OperationalError, peewee.InterfaceError) as error:
+        raise ServeError(str(unavailable(error, config.database.url))) from None
+    if config.path is not None:
+        log_event(log, "config.loaded", path=str(Path(config.path)), sources=len(config.sources))
+    service = Service(config_path, config, listen or config.server.listen, run, metrics_at)
+    return service.run()

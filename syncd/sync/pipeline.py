@@ -1,0 +1,558 @@
+"""One source run, end to end: read → stage → plan → guard → apply (docs/architecture.md, "Data flow").
+
+This module is the shell's entry point for source runs (CLI ``syncd sync``, the scheduler, the admin API) and for
+SCIM writes (:func:`reconcile_touched`, called inside the SCIM write transaction). Stage, plan, apply, ledger,
+outbox and the new cursor share one transaction (invariant 2). A held plan rolls the stage back too, so the store
+never holds staged data the org has not accepted; ``syncd approve`` reads the source again from the same cursor.
+
+``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``commit``, ``committed``) kills the process with SIGKILL at that
+step: the crash tests use it to prove a kill at any step loses and doubles nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
+from connectors.redaction import redact
+from syncd.clock import utcnow
+from syncd.config import Config, Rule, SourceSettings, parse_interval
+from syncd.domain.reconcile import Action, Plan, reconcile
+from syncd.logs import log_event
+from syncd.store import prepared
+from syncd.store.models import Organization, PlanBasis, Source
+from syncd.store.models import Plan as PlanRow
+from syncd.store.tx import write_transaction
+from syncd.sync import guard, held, orgs
+from syncd.sync.apply import apply_plan, lock_org
+from syncd.sync.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
+from syncd.sync.stage import StageResult, rekey, stage, touched_match_keys
+
+log = logging.getLogger("syncd.pipeline")
+Progress = Callable[[str, int, int | None], None]
+"""``progress(phase, done, total)``: the CLI shows it on a TTY; everything else passes None."""
+
+
+class PipelineError(Exception):
+    """A run or an approval cannot proceed; the message names the source or plan and what to do."""
+
+
+@dataclass
+class RunResult:
+    """What a source run did. ``held`` means the guard stopped the plan; ``complete`` mirrors the read."""
+
+    source: str
+    org: str
+    plan_id: str | None = None
+    actions: int = 0
+    applied: bool = False
+    held: bool = False
+    complete: bool = True
+    problems: list[str] = field(default_factory=list)
+    plan: Plan | None = None
+    held_reason: str | None = None
+    stale: bool = False
+    stage: StageResult | None = None
+
+
+def org_rules(config: Config, slug: str) -> tuple[Rule, ...]:
+    """The org's mapping rules in ``config`` (none for an org created by ``syncd orgs create`` and not declared).
+
+    Always an argument, never a module global: a SCIM write, a run and an approval each plan with the config the
+    caller holds, so a reload (SIGHUP) reaches every later write and run (docs/architecture.md, "Config").
+    """
+    for org in config.orgs:
+        if org.slug == slug:
+            return org.rules
+    return ()
+
+
+def connector_for(settings: SourceSettings) -> Connector:
+    """``connectors.<kind>.Connector(name, settings)`` for a configured source (docs/architecture.md, "Contracts")."""
+    module = importlib.import_module(f"connectors.{settings.kind}")
+    return module.Connector(settings.name, settings.connector)
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_resume = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one large run.
+
+    A 100,000-person run allocates millions of small acyclic objects (rows, records, tuples); each burst of
+    allocations triggers generation scans that find nothing to free. Reference counting still frees them; cycles
+    wait until the last concurrent run ends and the collector resumes as it was.
+    """
+    global _gc_pauses, _gc_resume
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_resume = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_resume:
+                gc.enable()
+
+
+def _organization(org_id: int) -> Organization:
+    """The org row by id, through a statement composed once (a SCIM write reads it on every request)."""
+    fields = Organization._meta.sorted_fields
+    found = prepared.rows("org by id", lambda: Organization.select(*fields).where(Organization.id == org_id), [org_id])
+    if not found:
+        raise PipelineError(f"org id {org_id}: no such org; it may have been deleted while the request ran")
+    return Organization(**{f.name: f.python_value(v) for f, v in zip(fields, found[0], strict=True)})
+
+
+def _fault(step: str) -> None:
+    if os.environ.get("SYNCD_FAULT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@gc_paused()
+def run_source(
+    config: Config,
+    source_name: str,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    actor: str | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Read the named source and apply what it says, in one transaction with its new cursor."""
+    settings = config.source(source_name)
+    now = now or utcnow()
+    row = _source_row(source_name)
+    cursor = row.cursor
+    asked_full = full
+    if full or cursor is None or _full_due(row, settings.full_snapshot_every, now):
+        cursor, full = None, True
+    try:
+        connector = connector_for(settings)
+        if progress:
+            progress("reading", 0, None)
+        # A connector whose every read is whole (a file) compares each read with the last complete one through the
+        # cursor: only an explicit --full reads without that comparison, not the periodic full read.
+        whole_always = getattr(connector, "every_read_is_whole", False)
+        result = connector.read(row.cursor if whole_always and not asked_full else cursor)
+    except ConnectorError as error:
+        if not dry_run:
+            _record_failure(row, str(error), now)
+        raise
+    except Exception as error:
+        message = f"source {source_name}: read failed ({type(error).__name__}); see the service log"
+        if not dry_run:
+            _record_failure(row, message, now)
+        raise PipelineError(message) from error
+    return apply_read(
+        config,
+        source_name,
+        result,
+        read_cursor=cursor,
+        full=full,
+        dry_run=dry_run,
+        actor=actor,
+        now=now,
+        progress=progress,
+    )
+
+
+@gc_paused()
+def apply_read(
+    config: Config,
+    source_name: str,
+    result: ReadResult,
+    *,
+    read_cursor: str | None = None,
+    full: bool = False,
+    dry_run: bool = False,
+    actor: str | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Stage a read of the source, plan the org, guard, apply, move the cursor: one transaction.
+
+    ``read_cursor`` is the cursor the read started from (None for a full read); a held plan keeps it so that
+    ``syncd approve`` can read the same changes again.
+    """
+    now = now or utcnow()
+    row = _source_row(source_name)
+    org = Organization.get_by_id(row.org_id)
+    rules = org_rules(config, org.slug)
+    actor = actor or f"source:{source_name}"
+    outcome = RunResult(source=source_name, org=org.slug)
+    try:
+        with write_transaction() as tx:
+            lock_org(org.id)
+            if progress:
+                progress("staging", 0, None)
+            staged = stage(org, row, result, now)
+            outcome.stage, outcome.complete, outcome.problems = staged, staged.complete, list(staged.problems)
+            _fault("stage")
+            if progress:
+                progress("planning", 0, None)
+            digest = basis(org, rules)
+            stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+            changed_basis = stored_basis is None or stored_basis.fingerprint != digest
+            whole = full or changed_basis
+            if changed_basis:
+                rekey(org)
+            inputs, plan = _plan(org, rules, now, None if whole else _scope(org, row, staged, now))
+            outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+            if outcome.held_reason is not None and not whole:
+                # Held plans are whole-org plans, so that approval recomputes exactly the same thing.
+                inputs, plan = _plan(org, rules, now, None)
+                outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+            outcome.plan, outcome.actions = plan, len(plan.actions)
+            _fault("plan")
+            if dry_run:
+                outcome.held = outcome.held_reason is not None
+                tx.rollback()
+                return outcome
+            if outcome.held_reason is not None:
+                fingerprint = guard.fingerprint(inputs, rules)
+                tx.rollback()
+            else:
+                _apply(org, plan, inputs, actor, now, progress)
+                if whole:
+                    _record_basis(org, stored_basis, digest, now)
+                _fault("apply")
+                _advance_source(row, result, staged, now, full)
+                _fault("commit")
+    except Exception as error:
+        if not isinstance(error, PipelineError) and not dry_run:
+            _record_failure(row, f"source {source_name}: run failed ({type(error).__name__}); see the service log", now)
+        raise
+    if outcome.held_reason is not None:
+        with write_transaction():
+            outcome.plan_id, new = guard.hold(
+                org,
+                row,
+                plan,
+                fingerprint,
+                outcome.held_reason,
+                read_cursor=read_cursor,
+                full=full,
+                actor=actor,
+                now=now,
+            )
+            if new:
+                Source.update(
+                    last_run_at=now, last_error=f"source {source_name}: plan {outcome.plan_id} held by the guard"
+                ).where(Source.id == row.id).execute()
+        outcome.held = True
+        return outcome
+    _fault("committed")
+    if staged.newly_unmatched:
+        shown = ", ".join(staged.newly_unmatched[:5]) + (" ..." if len(staged.newly_unmatched) > 5 else "")
+        log_event(
+            log,
+            "identity.unmatched",
+            logging.WARNING,
+            source=source_name,
+            count=len(staged.newly_unmatched),
+            ids=shown,
+            match_on=org.match_on,
+            effect="they join no member; see 'syncd sources show'",
+        )
+    outcome.applied = True
+    return outcome
+
+
+def _scope(org: Organization, row: Source, staged: StageResult, now: datetime) -> set[str]:
+    """The members a read can have changed, plus those time or the last-owner rule may move."""
+    keys = touched_match_keys(row, staged)
+    keys.update(due_for_deprovision(org, orgs.policy_of(org).grace_days, now))
+    keys.update(active_owners(org))
+    return keys
+
+
+def _plan(org: Organization, rules: Sequence[Rule], now: datetime, keys: set[str] | None) -> tuple[Inputs, Plan]:
+    """Plan the members with these keys (all when None); a whole-org plan notes each identity that joins no one."""
+    inputs = gather(org, rules, keys, count_active=True)
+    plan = _decide(org, rules, inputs, now)
+    if keys is None:
+        notes = tuple(identity.note(org.match_on) for identity in unmatched(org))
+        if notes:
+            plan = Plan(plan.actions, plan.notes + notes)
+    return inputs, plan
+
+
+def _decide(org: Organization, rules: Sequence[Rule], inputs: Inputs, now: datetime) -> Plan:
+    """The plan of a run, housekeeping or approval: removals a SCIM held plan holds wait for its decision."""
+    plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+    return held.withhold(org.id, plan)
+
+
+def _record_basis(org: Organization, stored: PlanBasis | None, digest: str, now: datetime) -> None:
+    """Remember the config a whole-org plan was applied under; written only when it changed."""
+    if stored is None:
+        PlanBasis.create(org=org.id, fingerprint=digest, planned_at=now)
+    elif stored.fingerprint != digest:
+        PlanBasis.update(fingerprint=digest, planned_at=now).where(PlanBasis.id == stored.id).execute()
+
+
+def _apply(
+    org: Organization,
+    plan: Plan | Sequence[Action],
+    inputs: Inputs,
+    actor: str,
+    now: datetime,
+    progress: Progress | None,
+) -> int:
+    actions = plan.actions if isinstance(plan, Plan) else tuple(plan)
+    total = len(actions)
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress:
+            progress("applying", done, total)
+
+    return apply_plan(org, actions, inputs, actor, now, advance if progress else None)
+
+
+def _advance_source(row: Source, result: ReadResult, staged: StageResult, now: datetime, full: bool) -> None:
+    """Move the cursor with the data it produced; an incomplete read keeps the old cursor so nothing is skipped."""
+    values: dict[str, object] = {"last_run_at": now, "last_notes": "\n".join(result.notes) or None}
+    if staged.complete:
+        values.update(cursor=result.cursor, last_success_at=now, last_error=None, consecutive_failures=0)
+        if isinstance(result, Snapshot):
+            values["last_full_at"] = now
+    elif staged.blind and len(staged.problems) == 1:
+        # Applied and the cursor moves on, but the run is not a complete view: someone may have left unseen.
+        values.update(cursor=result.cursor, last_error=f"incomplete view: {staged.problems[0]}")
+    else:
+        shown = staged.problems[0] if staged.problems else "read was incomplete"
+        more = f" (+{len(staged.problems) - 1} more)" if len(staged.problems) > 1 else ""
+        values.update(
+            last_error=f"incomplete read, nothing removed: {shown}{more}",
+            consecutive_failures=Source.consecutive_failures + 1,
+        )
+    Source.update(**values).where(Source.id == row.id).execute()
+
+
+def _record_failure(row: Source, message: str, now: datetime) -> None:
+    """Record a failed run on the source row, in its own transaction (the run's own rolled back)."""
+    with write_transaction():
+        Source.update(
+            last_run_at=now, last_error=redact(message), consecutive_failures=Source.consecutive_failures + 1
+        ).where(Source.id == row.id).execute()
+
+
+def _source_row(name: str) -> Source:
+    row = Source.get_or_none(Source.name == name)
+    if row is None:
+        raise PipelineError(f"source {name}: not in the database; check the config's [[sources]] and restart")
+    return row
+
+
+def _full_due(row: Source, every: str, now: datetime) -> bool:
+    if row.last_full_at is None:
+        return True
+    return now - row.last_full_at >= timedelta(seconds=parse_interval(every, "full_snapshot_every"))
+
+
+def plan_org(config: Config, org_slug: str, *, now: datetime | None = None) -> RunResult:
+    """Plan the org from what is staged now (no read), without applying: ``syncd plan --org``."""
+    return reconcile_org(config, org_slug, dry_run=True, now=now)
+
+
+@gc_paused()
+def reconcile_org(
+    config: Config,
+    org_slug: str,
+    *,
+    dry_run: bool = False,
+    actor: str = "system:reconcile",
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Plan the whole org from its staged state (rules changed, grace periods ran out) and apply it, guarded."""
+    now = now or utcnow()
+    org = orgs.get(org_slug)
+    rules = org_rules(config, org.slug)
+    outcome = RunResult(source="", org=org.slug)
+    with write_transaction() as tx:
+        lock_org(org.id)
+        rekey(org)
+        inputs, plan = _plan(org, rules, now, None)
+        outcome.plan, outcome.actions = plan, len(plan.actions)
+        outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+        if dry_run:
+            outcome.held = outcome.held_reason is not None
+            tx.rollback()
+            return outcome
+        if outcome.held_reason is not None:
+            outcome.plan_id, _ = guard.hold(
+                org,
+                None,
+                plan,
+                guard.fingerprint(inputs, rules),
+                outcome.held_reason,
+                read_cursor=None,
+                full=False,
+                actor=actor,
+                now=now,
+            )
+            outcome.held = True
+            return outcome
+        _apply(org, plan, inputs, actor, now, progress)
+        _record_basis(org, PlanBasis.get_or_none(PlanBasis.org == org.id), basis(org, rules), now)
+    outcome.applied = True
+    return outcome
+
+
+@gc_paused()
+def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: datetime | None = None) -> RunResult:
+    """Apply exactly the held plan ``plan_id`` if nothing it was computed from has changed; otherwise mark it
+    stale (ledgered) and plan again, through the guard."""
+    now = now or utcnow()
+    row = PlanRow.get_or_none(PlanRow.id == plan_id)
+    if row is None:
+        raise PipelineError(f"plan {plan_id}: no such plan; held plans are listed by 'syncd plan --org ORG'")
+    if row.status != "held":
+        raise PipelineError(f"plan {plan_id}: it is {row.status}, not held; nothing to approve")
+    org = Organization.get_by_id(row.org_id)
+    rules = org_rules(config, org.slug)
+    if held.is_scim(row):
+        return _approve_scim(row, org, rules, actor, now)
+    source = Source.get_or_none(Source.id == row.source_id) if row.source_id else None
+    summary = json.loads(row.summary)
+    result: ReadResult | None = None
+    if source is not None:
+        try:
+            result = connector_for(config.source(source.name)).read(row.cursor)
+        except ConnectorError as error:
+            _record_failure(source, str(error), now)
+            raise
+    stored = [Action.from_dict(a) for a in json.loads(row.actions)]
+    outcome = RunResult(source=source.name if source else "", org=org.slug, plan_id=plan_id)
+    with write_transaction() as tx:
+        lock_org(org.id)
+        staged = stage(org, source, result, now) if source is not None and result is not None else None
+        inputs = gather(org, rules)
+        plan = _decide(org, rules, inputs, now)
+        same = guard.fingerprint(inputs, rules) == row.fingerprint and [a.as_dict() for a in plan.actions] == [
+            a.as_dict() for a in stored
+        ]
+        if same:
+            guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(stored)} actions")
+            _apply(org, stored, inputs, actor, now, None)
+            if source is not None and result is not None and staged is not None:
+                _advance_source(source, result, staged, now, bool(summary.get("full")))
+            outcome.plan, outcome.actions, outcome.applied = Plan(tuple(stored)), len(stored), True
+            return outcome
+        tx.rollback()
+    with write_transaction():
+        guard.decide(row, "stale", actor, now, "its inputs changed since it was held; planned again")
+    if source is not None and result is not None:
+        again = apply_read(
+            config, source.name, result, read_cursor=row.cursor, full=bool(summary.get("full")), actor=actor, now=now
+        )
+    else:
+        again = reconcile_org(config, org.slug, actor=actor, now=now)
+    again.stale = True
+    return again
+
+
+def _approve_scim(row: PlanRow, org: Organization, rules: Sequence[Rule], actor: str, now: datetime) -> RunResult:
+    """Apply the removals a SCIM held plan holds: its members are planned again now, and those whose plan still
+    removes them are removed (a member the IdP has since restored is left alone)."""
+    outcome = RunResult(source=json.loads(row.summary).get("source") or "", org=org.slug, plan_id=row.id)
+    with write_transaction():
+        lock_org(org.id)
+        keys = held.held_keys(row)
+        inputs = gather(org, rules, keys)
+        plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+        targets = held.removal_targets(plan.actions)
+        actions = [a for a in plan.actions if a.target in targets]
+        left = len(keys) - len(targets)
+        note = f"; {left} no longer removed (restored since)" if left else ""
+        guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(targets)} held removals{note}")
+        held.clear(row)
+        apply_plan(org, actions, inputs, actor, now)
+    outcome.plan, outcome.actions, outcome.applied = Plan(tuple(actions)), len(actions), True
+    return outcome
+
+
+def reject(plan_id: str, *, actor: str, now: datetime | None = None) -> RunResult:
+    """Discard a held plan (``syncd reject``): nothing it holds is applied; the decision and who made it are
+    ledgered (``plan.rejected``)."""
+    now = now or utcnow()
+    with write_transaction():
+        row = PlanRow.get_or_none(PlanRow.id == plan_id)
+        if row is None:
+            raise PipelineError(f"plan {plan_id}: no such plan; held plans are listed by 'syncd plan --org ORG'")
+        if row.status != "held":
+            raise PipelineError(f"plan {plan_id}: it is {row.status}, not held; nothing to reject")
+        org = Organization.get_by_id(row.org_id)
+        lock_org(org.id)
+        discarded = len(held.actions_of(row))
+        guard.decide(row, "rejected", actor, now, f"rejected by {actor}; {discarded} held actions discarded")
+        held.clear(row)
+    return RunResult(source="", org=org.slug, plan_id=plan_id, actions=discarded)
+
+
+def reconcile_touched(
+    config: Config,
+    org_id: int,
+    match_keys: Iterable[str],
+    actor: str,
+    now: datetime | None = None,
+    *,
+    scim: bool = False,
+) -> int:
+    """Reconcile the members with these match keys, inside the caller's open write transaction.
+
+    SCIM writes call it (``scim=True``) after changing identities, groups or memberships of the org's scim source,
+    with the match keys of every identity whose data or memberships changed: those members are planned with the
+    org's rules in ``config``, its policy, pins and every source's view of them, exactly as a whole-org plan would
+    plan them. Returns the number of member changes applied. Only those members, their groups (and the groups
+    enclosing them) and the org's teams are read, so the cost does not grow with the org. For SCIM writes the SCIM
+    guard (:mod:`syncd.sync.held`) may hold the removals; the rest applies.
+    """
+    keys = {k for k in match_keys if k}
+    if not keys:
+        return 0
+    now = now or utcnow()
+    lock_org(org_id)
+    org = _organization(org_id)
+    rules = org_rules(config, org.slug)
+    inputs = gather(org, rules, keys)
+    plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
+    if scim:
+        plan = held.screen(org, plan, orgs.policy_of(org), actor, now)
+    return apply_plan(org, plan, inputs, actor, now)
+
+
+__all__ = [
+    "PipelineError",
+    "RunResult",
+    "apply_read",
+    "approve",
+    "org_rules",
+    "plan_org",
+    "reconcile_org",
+    "reconcile_touched",
+    "reject",
+    "run_source",
+]
