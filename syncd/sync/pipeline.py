@@ -332,11 +332,14 @@ def _apply(
 
 def _advance_source(row: Source, result: ReadResult, staged: StageResult, now: datetime, full: bool) -> None:
     """Move the cursor with the data it produced; an incomplete read keeps the old cursor so nothing is skipped."""
-    values: dict[str, object] = {"last_run_at": now}
+    values: dict[str, object] = {"last_run_at": now, "last_notes": "\n".join(result.notes) or None}
     if staged.complete:
         values.update(cursor=result.cursor, last_success_at=now, last_error=None, consecutive_failures=0)
         if isinstance(result, Snapshot):
             values["last_full_at"] = now
+    elif staged.blind and len(staged.problems) == 1:
+        # Applied and the cursor moves on, but the run is not a complete view: someone may have left unseen.
+        values.update(cursor=result.cursor, last_error=f"incomplete view: {staged.problems[0]}")
     else:
         shown = staged.problems[0] if staged.problems else "read was incomplete"
         more = f" (+{len(staged.problems) - 1} more)" if len(staged.problems) > 1 else ""
