@@ -135,7 +135,7 @@ class Service:
                 log,
                 "metrics.listening",
                 listen=self.metrics_listen,
-                token=self.config.server.metrics_token_file is not None,
+                bearer_required=self.config.server.metrics_token_file is not None,
             )
         for number in HANDLED:
             signal.signal(number, self._leak)

@@ -125,6 +125,8 @@ def test_a_metrics_token_file_makes_the_metrics_listener_ask_for_that_bearer_tok
     )
     service = serve(config)
     service.wait_ready()
+    (listening,) = service.events("metrics.listening")
+    assert listening["bearer_required"] is True  # said plainly: a flag about the token is not the token
 
     refused = service.metrics()
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
