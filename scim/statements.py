@@ -15,7 +15,8 @@ from typing import Any
 
 import peewee
 
-from syncd.store.db import database, stored_time
+from syncd.store.db import database
+from syncd.store.dialect import stored_time
 
 USER_COLUMNS = ("id", "key", "resource", "version", "created_at", "updated_at", "match_key")
 LOOKUP_COLUMNS = {"key", "user_name_lower", "external_id"}

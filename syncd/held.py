@@ -22,10 +22,11 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from syncd import guard, ledger, metrics, prepared
+from syncd import guard, ledger, metrics
 from syncd.config import Policy, parse_interval
 from syncd.logs import log_event
 from syncd.reconcile import Action, Plan
+from syncd.store import sql
 from syncd.store.models import HeldRemoval, LedgerEntry, Member, Organization, Source
 from syncd.store.models import Plan as PlanRow
 
@@ -65,7 +66,7 @@ def recent_removals(org_id: int, window_seconds: int, now: datetime) -> int:
 
 def _active(org_id: int) -> int:
     return int(
-        prepared.rows(
+        sql.rows(
             "active count",
             lambda: Member.select(peewee.fn.COUNT(Member.id)).where(
                 (Member.org == org_id) & (Member.status == "active")

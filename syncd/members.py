@@ -18,8 +18,8 @@ from syncd.config import Config
 from syncd.gather import gather
 from syncd.pipeline import lock_org, org_rules, reconcile_touched
 from syncd.reconcile import Action
-from syncd.stage import batches
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
+from syncd.store.sql import batches
 from syncd.store.tx import write_transaction
 
 

@@ -25,14 +25,16 @@ from datetime import datetime, timedelta
 
 from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
 from connectors.redaction import redact
-from syncd import guard, held, orgs, prepared
-from syncd.apply import apply_plan, lock_org
+from syncd import guard, held, orgs
+from syncd.apply import apply_plan
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
 from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
+from syncd.ledger import lock_org
 from syncd.logs import log_event
 from syncd.reconcile import Action, Plan, reconcile
 from syncd.stage import StageResult, rekey, stage, touched_match_keys
+from syncd.store import sql
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
@@ -113,7 +115,7 @@ def gc_paused() -> Iterator[None]:
 def _organization(org_id: int) -> Organization:
     """The org row by id, through a statement composed once (a SCIM write reads it on every request)."""
     fields = Organization._meta.sorted_fields
-    found = prepared.rows("org by id", lambda: Organization.select(*fields).where(Organization.id == org_id), [org_id])
+    found = sql.rows("org by id", lambda: Organization.select(*fields).where(Organization.id == org_id), [org_id])
     if not found:
         raise PipelineError(f"org id {org_id}: no such org; it may have been deleted while the request ran")
     return Organization(**{f.name: f.python_value(v) for f, v in zip(fields, found[0], strict=True)})
