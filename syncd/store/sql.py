@@ -17,7 +17,7 @@ Every SQLite/PostgreSQL difference comes from :mod:`syncd.store.dialect`. See do
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import peewee
@@ -29,7 +29,7 @@ BATCH = 500
 """Keys per ``IN (...)`` list: far below SQLite's and PostgreSQL's parameter limits."""
 
 _TEXT: dict[tuple[type, str, int], str] = {}
-_WRITTEN: dict[tuple[type, str], str] = {}
+_WRITTEN: dict[tuple[type, Hashable], str] = {}
 
 
 # -- statements composed once ---------------------------------------------------------------------------------------
@@ -59,8 +59,9 @@ def rows(name: str, compose: Callable[[], peewee.Query], params: Sequence[Any]) 
     return list(execute(name, compose, params).fetchall())
 
 
-def written(name: str, write: Callable[[dialect.Dialect], str]) -> str:
-    """The text of a hand-written statement, ``write(dialect)`` called once per database kind."""
+def written(name: Hashable, write: Callable[[dialect.Dialect], str]) -> str:
+    """The text of a hand-written statement, ``write(dialect)`` called once per database kind and ``name`` (any
+    hashable key: a name, or a tuple naming the shape, such as the columns or the length of an ``IN`` list)."""
     key = (type(database.obj), name)
     sql = _WRITTEN.get(key)
     if sql is None:
@@ -101,12 +102,12 @@ def batches(items: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
         yield chunk
 
 
-def keys_in(name: str, head: str, head_params: Sequence[Any], keys: Sequence[Any]) -> list[Any]:
+def keys_in(name: Hashable, head: str, head_params: Sequence[Any], keys: Sequence[Any]) -> list[Any]:
     """The first column of ``head`` (a statement text with ``{marks}`` where the ``IN`` list goes) for ``keys``,
     in chunks of :data:`BATCH`; each chunk length's text is composed once."""
     found: list[Any] = []
     for chunk in batches(keys):
-        sql = written(f"{name}/{len(chunk)}", functools.partial(_fill, head, len(chunk)))
+        sql = written((name, len(chunk)), functools.partial(_fill, head, len(chunk)))
         found.extend(row[0] for row in run(sql, (*head_params, *chunk)).fetchall())
     return found
 
