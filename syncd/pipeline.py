@@ -21,14 +21,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
-from connectors.redaction import redact
-from syncd import guard, held, orgs
+from connectors.interface import Connector, ConnectorError, ReadResult
+from syncd import guard, held, orgs, source_runs
 from syncd.apply import apply_plan
 from syncd.clock import utcnow
-from syncd.config import Config, Rule, SourceSettings, parse_interval
+from syncd.config import Config, Rule, SourceSettings
 from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
 from syncd.ledger import lock_org
 from syncd.logs import log_event
@@ -143,7 +142,11 @@ def run_source(
     row = _source_row(source_name)
     cursor = row.cursor
     asked_full = full
-    if full or cursor is None or _full_due(row, settings.full_snapshot_every, now):
+    if (
+        full
+        or cursor is None
+        or source_runs.full_due(row, settings.full_snapshot_every, now, f"source {source_name}.full_snapshot_every")
+    ):
         cursor, full = None, True
     try:
         connector = connector_for(settings)
@@ -155,12 +158,12 @@ def run_source(
         result = connector.read(row.cursor if whole_always and not asked_full else cursor)
     except ConnectorError as error:
         if not dry_run:
-            _record_failure(row, str(error), now)
+            source_runs.failed(row, str(error), now)
         raise
     except Exception as error:
         message = f"source {source_name}: read failed ({type(error).__name__}); see the service log"
         if not dry_run:
-            _record_failure(row, message, now)
+            source_runs.failed(row, message, now)
         raise PipelineError(message) from error
     return apply_read(
         config,
@@ -235,11 +238,13 @@ def apply_read(
                 if whole:
                     _record_basis(org, stored_basis, digest, now)
                 _fault("apply")
-                _advance_source(row, result, staged, now, full)
+                source_runs.advanced(row, result, staged.complete, staged.problems, now)
                 _fault("commit")
     except Exception as error:
         if not isinstance(error, PipelineError) and not dry_run:
-            _record_failure(row, f"source {source_name}: run failed ({type(error).__name__}); see the service log", now)
+            source_runs.failed(
+                row, f"source {source_name}: run failed ({type(error).__name__}); see the service log", now
+            )
         raise
     if outcome.held_reason is not None:
         with write_transaction():
@@ -255,9 +260,7 @@ def apply_read(
                 now=now,
             )
             if new:
-                Source.update(
-                    last_run_at=now, last_error=f"source {source_name}: plan {outcome.plan_id} held by the guard"
-                ).where(Source.id == row.id).execute()
+                source_runs.held(row, f"source {source_name}: plan {outcome.plan_id} held by the guard", now)
         outcome.held = True
         return outcome
     _fault("committed")
@@ -331,42 +334,11 @@ def _apply(
     return apply_plan(org, actions, inputs, actor, now, advance if progress else None)
 
 
-def _advance_source(row: Source, result: ReadResult, staged: StageResult, now: datetime, full: bool) -> None:
-    """Move the cursor with the data it produced; an incomplete read keeps the old cursor so nothing is skipped."""
-    values: dict[str, object] = {"last_run_at": now}
-    if staged.complete:
-        values.update(cursor=result.cursor, last_success_at=now, last_error=None, consecutive_failures=0)
-        if isinstance(result, Snapshot):
-            values["last_full_at"] = now
-    else:
-        shown = staged.problems[0] if staged.problems else "read was incomplete"
-        more = f" (+{len(staged.problems) - 1} more)" if len(staged.problems) > 1 else ""
-        values.update(
-            last_error=f"incomplete read, nothing removed: {shown}{more}",
-            consecutive_failures=Source.consecutive_failures + 1,
-        )
-    Source.update(**values).where(Source.id == row.id).execute()
-
-
-def _record_failure(row: Source, message: str, now: datetime) -> None:
-    """Record a failed run on the source row, in its own transaction (the run's own rolled back)."""
-    with write_transaction():
-        Source.update(
-            last_run_at=now, last_error=redact(message), consecutive_failures=Source.consecutive_failures + 1
-        ).where(Source.id == row.id).execute()
-
-
 def _source_row(name: str) -> Source:
     row = Source.get_or_none(Source.name == name)
     if row is None:
         raise PipelineError(f"source {name}: not in the database; check the config's [[sources]] and restart")
     return row
-
-
-def _full_due(row: Source, every: str, now: datetime) -> bool:
-    if row.last_full_at is None:
-        return True
-    return now - row.last_full_at >= timedelta(seconds=parse_interval(every, "full_snapshot_every"))
 
 
 def plan_org(config: Config, org_slug: str, *, now: datetime | None = None) -> RunResult:
@@ -440,7 +412,7 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
         try:
             result = connector_for(config.source(source.name)).read(row.cursor)
         except ConnectorError as error:
-            _record_failure(source, str(error), now)
+            source_runs.failed(source, str(error), now)
             raise
     stored = [Action.from_dict(a) for a in json.loads(row.actions)]
     outcome = RunResult(source=source.name if source else "", org=org.slug, plan_id=plan_id)
@@ -456,7 +428,7 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
             guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(stored)} actions")
             _apply(org, stored, inputs, actor, now, None)
             if source is not None and result is not None and staged is not None:
-                _advance_source(source, result, staged, now, bool(summary.get("full")))
+                source_runs.advanced(source, result, staged.complete, staged.problems, now)
             outcome.plan, outcome.actions, outcome.applied = Plan(tuple(stored)), len(stored), True
             return outcome
         tx.rollback()
