@@ -19,6 +19,7 @@ from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserR
 from connectors.redaction import redact
 from syncd.ledger import canonical_json
 from syncd.matching import match_key
+from syncd.store.dialect import fold
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
 from syncd.store.sql import batches, execute_many, insert_many, raw_rows, update_many, written
@@ -97,9 +98,9 @@ def identity_values(record: UserRecord, match_on: str) -> tuple[Any, ...]:
     """The stored columns of a user record, in :data:`IDENTITY_FIELDS` order."""
     return (
         record.user_name,
-        record.user_name.lower(),
+        fold(record.user_name),
         record.email,
-        record.email.lower() if record.email else None,
+        fold(record.email) if record.email else None,
         record.external_id,
         record.display_name,
         record.given_name,
@@ -116,7 +117,7 @@ def identity_values(record: UserRecord, match_on: str) -> tuple[Any, ...]:
 
 def _group_values(record: GroupRecord) -> tuple[Any, ...]:
     attributes = canonical_json(dict(record.attributes)) if record.attributes else "{}"
-    return (record.display_name, record.display_name.lower(), record.external_id, attributes)
+    return (record.display_name, fold(record.display_name), record.external_id, attributes)
 
 
 class _Staging:
@@ -134,7 +135,7 @@ class _Staging:
         by_key: dict[str, UserRecord] = {}
         names: set[str] = set()
         for record in users:
-            name = record.user_name.lower()
+            name = fold(record.user_name)
             unfit = _user_problem(record)
             if unfit is not None:
                 self._problem(f"user {_shown(record.key)}: {unfit}; record skipped")
@@ -175,7 +176,7 @@ class _Staging:
         implied = {key for user in users.values() for key in user.groups if key not in groups}
         group_rows = {key: _group_values(record) for key, record in groups.items()}
         for key in sorted(implied):
-            group_rows[key] = (key, key.lower(), None, "{}")
+            group_rows[key] = (key, fold(key), None, "{}")
         complete = self.result.complete
         self._upsert_identities(users, remove_missing=complete)
         group_ids = self._upsert_groups(group_rows, remove_missing=complete)
@@ -197,7 +198,7 @@ class _Staging:
         stored_groups = self._stored_group_keys()
         group_rows = {key: _group_values(record) for key, record in groups.items()}
         for key in named - set(groups) - set(stored_groups) - set(delta.removed_group_keys):
-            group_rows[key] = (key, key.lower(), None, "{}")
+            group_rows[key] = (key, fold(key), None, "{}")
         group_ids = self._upsert_groups(group_rows, remove_missing=False)
         if delta.removed_group_keys:
             self._remove_groups(set(delta.removed_group_keys) & set(group_ids), group_ids)

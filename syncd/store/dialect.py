@@ -38,9 +38,14 @@ EXECUTEMANY_CHUNK = 5000
 
 
 def fold(value: str | None) -> str | None:
-    """The one case folding of identifiers (scim2-models' default comparison key): NFC, lower case, NFC again."""
+    """The one case folding of identifiers (scim2-models' default comparison key): NFC, lower case, NFC again.
+
+    Staging and SCIM store ``user_name_lower``, ``email_lower`` and ``display_name_lower`` with it, and
+    :meth:`Dialect.fold` is its SQL twin, so a filter's folding equals the stored one."""
     if value is None:
         return None
+    if value.isascii():
+        return value.lower()
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value).lower())
 
 
