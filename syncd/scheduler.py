@@ -175,7 +175,7 @@ class SourceScheduler:
 
     # ----- policy -----------------------------------------------------------------------------------------------
     def quarantined(self, failures: int) -> bool:
-        return failures >= self.config.server.quarantine_after
+        return self.config.server.quarantined(failures)
 
     def backoff(self, failures: int, period: float) -> float:
         """Extra seconds to wait before the next slot: 0, then period·(2^k − 1) capped by ``max_backoff``."""
