@@ -562,8 +562,3 @@ def _latest_states(org_id: int, through: int) -> dict[str, Any]:
         for target, seq, at, after in query.iterator()
         if not target.startswith(_NOT_CARRIED)
     }
-
-
-def _entries_in_order(org_id: int) -> Iterator[StoredEntry]:
-    """The org's whole chain in sequence order, paged (kept for callers of the original helper)."""
-    return stream(org_id, select_entries(org_id))
