@@ -64,6 +64,11 @@ class RunResult:
     stale: bool = False
     stage: StageResult | None = None
 
+    def record(self, decision: Decision) -> None:
+        """Note what the core decided: the plan, its size and the guard's reason (``held`` already on a dry run)."""
+        self.plan, self.actions, self.held_reason = decision.plan, len(decision.plan.actions), decision.held_reason
+        self.held = decision.held_reason is not None
+
 
 def org_rules(config: Config, slug: str) -> tuple[Rule, ...]:
     """The org's mapping rules in ``config`` (none for an org created by ``syncd orgs create`` and not declared).
@@ -205,79 +210,161 @@ def apply_read(
     try:
         with write_transaction() as tx:
             lock_org(org.id)
-            if progress:
-                progress("staging", 0, None)
-            staged = stage(org, row, result, now)
-            outcome.stage, outcome.complete, outcome.problems = staged, staged.complete, list(staged.problems)
-            _fault("stage")
-            if progress:
-                progress("planning", 0, None)
-            digest = basis(org, rules)
-            stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
-            changed_basis = stored_basis is None or stored_basis.fingerprint != digest
-            whole = full or changed_basis
-            if changed_basis:
-                rekey(org)
-            inputs, plan = _plan(org, rules, now, None if whole else _scope(org, row, staged, now))
-            outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
-            if outcome.held_reason is not None and not whole:
-                # Held plans are whole-org plans, so that approval recomputes exactly the same thing.
-                inputs, plan = _plan(org, rules, now, None)
-                outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
-            outcome.plan, outcome.actions = plan, len(plan.actions)
-            _fault("plan")
-            if dry_run:
-                outcome.held = outcome.held_reason is not None
-                tx.rollback()
-                return outcome
-            if outcome.held_reason is not None:
-                fingerprint = guard.fingerprint(inputs, rules)
+            staged = _stage(org, row, result, now, outcome, progress)
+            decision = _decide_read(
+                org, row, rules, staged, now, full=full, dry_run=dry_run, actor=actor, progress=progress
+            )
+            outcome.record(decision)
+            if dry_run or decision.held_reason is not None:
                 tx.rollback()
             else:
-                _apply(org, plan, inputs, actor, now, progress)
-                if whole:
-                    _record_basis(org, stored_basis, digest, now)
                 _fault("apply")
                 source_runs.advanced(row, result, staged.complete, staged.problems, now)
                 _fault("commit")
     except Exception as error:
         if not isinstance(error, PipelineError) and not dry_run:
-            source_runs.failed(
-                row, f"source {source_name}: run failed ({type(error).__name__}); see the service log", now
-            )
+            message = f"source {source_name}: run failed ({type(error).__name__}); see the service log"
+            source_runs.failed(row, message, now)
         raise
-    if outcome.held_reason is not None:
-        with write_transaction():
-            outcome.plan_id, new = guard.hold(
-                org,
-                row,
-                plan,
-                fingerprint,
-                outcome.held_reason,
-                read_cursor=read_cursor,
-                full=full,
-                actor=actor,
-                now=now,
-            )
-            if new:
-                source_runs.held(row, f"source {source_name}: plan {outcome.plan_id} held by the guard", now)
-        outcome.held = True
+    if dry_run:
         return outcome
+    if decision.held_reason is not None:
+        return _hold(org, row, decision, outcome, read_cursor, full, actor, now)
     _fault("committed")
-    if staged.newly_unmatched:
-        shown = ", ".join(staged.newly_unmatched[:5]) + (" ..." if len(staged.newly_unmatched) > 5 else "")
-        log_event(
-            log,
-            "identity.unmatched",
-            logging.WARNING,
-            source=source_name,
-            count=len(staged.newly_unmatched),
-            ids=shown,
-            match_on=org.match_on,
-            effect="they join no member; see 'syncd sources show'",
-        )
+    _log_unmatched(org, source_name, staged)
     outcome.applied = True
     return outcome
+
+
+@dataclass
+class Decision:
+    """What :func:`_plan_guard_apply` decided: the plan and its inputs, the guard's reason to hold it (None: not
+    held), the fingerprint a held plan is kept under, and how many actions were applied."""
+
+    inputs: Inputs
+    plan: Plan
+    held_reason: str | None
+    fingerprint: str | None = None
+    applied: int = 0
+
+
+def _plan_guard_apply(
+    org: Organization,
+    rules: Sequence[Rule],
+    now: datetime,
+    *,
+    scope: set[str] | None,
+    dry_run: bool,
+    actor: str,
+    progress: Progress | None = None,
+    stored_basis: PlanBasis | None = None,
+) -> Decision:
+    """The one core of a source run and a whole-org re-plan: plan (the members in ``scope``; None: the whole org),
+    guard, and apply unless held or a dry run, inside the caller's write transaction. A plan the guard holds is
+    held as a whole-org plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back
+    what it wrote before, and holds the plan. A whole-org plan applied records the config it was applied under."""
+    inputs, plan = _plan(org, rules, now, scope)
+    held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+    if held_reason is not None and scope is not None:
+        inputs, plan = _plan(org, rules, now, None)
+        held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+    decision = Decision(inputs, plan, held_reason)
+    _fault("plan")
+    if dry_run:
+        return decision
+    if held_reason is not None:
+        decision.fingerprint = guard.fingerprint(inputs, rules)
+        return decision
+    decision.applied = _apply(org, plan, inputs, actor, now, progress)
+    if scope is None:
+        _record_basis(org, stored_basis, basis(org, rules), now)
+    return decision
+
+
+def _stage(
+    org: Organization, row: Source, result: ReadResult, now: datetime, outcome: RunResult, progress: Progress | None
+) -> StageResult:
+    """Stage the read (what the source says, as it says it) and note it on the outcome."""
+    if progress:
+        progress("staging", 0, None)
+    staged = stage(org, row, result, now)
+    outcome.stage, outcome.complete, outcome.problems = staged, staged.complete, list(staged.problems)
+    _fault("stage")
+    return staged
+
+
+def _decide_read(
+    org: Organization,
+    row: Source,
+    rules: Sequence[Rule],
+    staged: StageResult,
+    now: datetime,
+    *,
+    full: bool,
+    dry_run: bool,
+    actor: str,
+    progress: Progress | None,
+) -> Decision:
+    """Plan what a staged read changed: the members it touched, or the whole org after a full read or when the
+    org-wide basis (rules, policy, match key, precedences) changed since the last whole-org plan."""
+    if progress:
+        progress("planning", 0, None)
+    stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+    changed_basis = stored_basis is None or stored_basis.fingerprint != basis(org, rules)
+    if changed_basis:
+        rekey(org)
+    scope = None if full or changed_basis else _scope(org, row, staged, now)
+    return _plan_guard_apply(
+        org, rules, now, scope=scope, dry_run=dry_run, actor=actor, progress=progress, stored_basis=stored_basis
+    )
+
+
+def _hold(
+    org: Organization,
+    row: Source | None,
+    decision: Decision,
+    outcome: RunResult,
+    read_cursor: str | None,
+    full: bool,
+    actor: str,
+    now: datetime,
+) -> RunResult:
+    """Keep a plan the guard held (a ``Plan`` row, ledgered), in the caller's transaction or a new one; a source
+    run's held plan keeps ``read_cursor`` so that ``syncd approve`` can read the same changes again."""
+    assert decision.held_reason is not None and decision.fingerprint is not None
+    with write_transaction():
+        outcome.plan_id, new = guard.hold(
+            org,
+            row,
+            decision.plan,
+            decision.fingerprint,
+            decision.held_reason,
+            read_cursor=read_cursor,
+            full=full,
+            actor=actor,
+            now=now,
+        )
+        if new and row is not None:
+            source_runs.held(row, f"source {row.name}: plan {outcome.plan_id} held by the guard", now)
+    outcome.held = True
+    return outcome
+
+
+def _log_unmatched(org: Organization, source_name: str, staged: StageResult) -> None:
+    """One ``identity.unmatched`` line for the identities a committed read left without a member."""
+    if not staged.newly_unmatched:
+        return
+    shown = ", ".join(staged.newly_unmatched[:5]) + (" ..." if len(staged.newly_unmatched) > 5 else "")
+    log_event(
+        log,
+        "identity.unmatched",
+        logging.WARNING,
+        source=source_name,
+        count=len(staged.newly_unmatched),
+        ids=shown,
+        match_on=org.match_on,
+        effect="they join no member; see 'syncd sources show'",
+    )
 
 
 def _scope(org: Organization, row: Source, staged: StageResult, now: datetime) -> set[str]:
@@ -364,29 +451,16 @@ def reconcile_org(
     with write_transaction() as tx:
         lock_org(org.id)
         rekey(org)
-        inputs, plan = _plan(org, rules, now, None)
-        outcome.plan, outcome.actions = plan, len(plan.actions)
-        outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+        stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+        decision = _plan_guard_apply(
+            org, rules, now, scope=None, dry_run=dry_run, actor=actor, progress=progress, stored_basis=stored_basis
+        )
+        outcome.record(decision)
         if dry_run:
-            outcome.held = outcome.held_reason is not None
             tx.rollback()
             return outcome
-        if outcome.held_reason is not None:
-            outcome.plan_id, _ = guard.hold(
-                org,
-                None,
-                plan,
-                guard.fingerprint(inputs, rules),
-                outcome.held_reason,
-                read_cursor=None,
-                full=False,
-                actor=actor,
-                now=now,
-            )
-            outcome.held = True
-            return outcome
-        _apply(org, plan, inputs, actor, now, progress)
-        _record_basis(org, PlanBasis.get_or_none(PlanBasis.org == org.id), basis(org, rules), now)
+        if decision.held_reason is not None:
+            return _hold(org, None, decision, outcome, None, False, actor, now)
     outcome.applied = True
     return outcome
 
