@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.file import Connector, Settings  # noqa: E402
-from syncd import history, ledger, orgs  # noqa: E402
+from syncd.admin import history  # noqa: E402
 from syncd.store import open_database, upgrade  # noqa: E402
 from syncd.store.models import LedgerEntry  # noqa: E402
+from syncd.sync import ledger, orgs  # noqa: E402
 
 
 def timed(label: str, action, count: int | None = None):

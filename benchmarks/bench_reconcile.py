@@ -128,8 +128,9 @@ def cpu_seconds() -> float:
 
 def run_phase(args: argparse.Namespace) -> None:
     """One phase in this process: time it, then report peak RSS (ru_maxrss is KiB on Linux)."""
-    from syncd import pipeline, shell
+    from syncd.admin import shell
     from syncd.config import parse
+    from syncd.sync import pipeline
 
     work = Path(args.workdir)
     version = 2 if args.phase == "change" else 1

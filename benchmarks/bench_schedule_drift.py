@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd.scheduler import EPOCH, build_trigger
+from syncd.service.scheduler import EPOCH, build_trigger
 
 
 def offsets(trigger, first_slot: datetime, period: float, start: datetime, runs: int) -> list[float]:

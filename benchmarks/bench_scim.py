@@ -18,7 +18,7 @@ comes first. The machine is shared: figures are noisy, compare ratios from the s
     python benchmarks/bench_scim.py --users 100000  # paging samples pages above 20,000 users
     python benchmarks/bench_scim.py --only ours --rules      # each write reconciled with the org's mapping rules
     python benchmarks/bench_scim.py --baseline no-reconcile   # the cost of reconciling each SCIM write:
-        # the baseline is ours with syncd.pipeline.reconcile_touched replaced by a no-op (aim: within 20%)
+        # the baseline is ours with syncd.sync.pipeline.reconcile_touched replaced by a no-op (aim: within 20%)
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ REFERENCE_TOKEN = "reference-bench-token"
 def ours_app() -> Any:
     """syncd's SCIM app over the config named by SYNCD_CONFIG (gunicorn: ``bench_scim:ours_app()``)."""
     from scim import create_app
-    from syncd import config, pipeline
+    from syncd import config
+    from syncd.sync import pipeline
 
     def no_reconciler(*args: Any, **kwargs: Any) -> int:
         return 0
@@ -164,8 +165,9 @@ def start_ours(
     reconcile: bool = True,
     rules: bool = False,
 ) -> Server:
-    from syncd import orgs, tokens
+    from syncd.admin import tokens
     from syncd.store import open_database, upgrade
+    from syncd.sync import orgs
 
     url = database or f"sqlite:///{workdir / 'syncd.db'}"
     db = open_database(url)

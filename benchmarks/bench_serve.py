@@ -227,7 +227,7 @@ def main() -> int:
 
     import psycopg2
 
-    from syncd import shell, tokens
+    from syncd.admin import shell, tokens
     from syncd.store.models import Organization
 
     dropped: str | None = None

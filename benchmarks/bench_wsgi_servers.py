@@ -30,8 +30,8 @@ THREADS = 8
 
 def app_from_env():  # type: ignore[no-untyped-def]
     """The app a server process serves (gunicorn loads it by name): the config named by SYNCD_CONFIG."""
-    from syncd import shell
-    from syncd.web import ServiceState, create_app
+    from syncd.admin import shell
+    from syncd.service.web import ServiceState, create_app
 
     runtime = shell.start()
     return create_app(runtime.config, ServiceState(config=runtime.config), with_scim=False)
@@ -159,7 +159,7 @@ def main() -> None:
         )
         env = dict(os.environ, SYNCD_CONFIG=str(config), PYTHONPATH=str(ROOT))
         os.environ.update(env)
-        from syncd import shell, tokens
+        from syncd.admin import shell, tokens
         from syncd.store.models import Organization
 
         shell.start()

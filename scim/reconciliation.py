@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from syncd import pipeline
 from syncd.config import Config
+from syncd.sync import pipeline
 
 
 def touched(config: Config, org_id: int, match_keys: Iterable[str | None], actor: str) -> None:

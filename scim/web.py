@@ -1,7 +1,7 @@
 """The Flask integration of scim2-server: framework in, framework out (docs/architecture.md, "How the code is written").
 
 Each request: bound the body (413 above ``server.max_body_bytes``), authenticate the bearer token with
-:func:`syncd.tokens.authenticate` (401 with a SCIM error body and ``WWW-Authenticate``, RFC 7644 §2 and RFC 6750 §3),
+:func:`syncd.admin.tokens.authenticate` (401 with a SCIM error body and ``WWW-Authenticate``, RFC 7644 §2 and RFC 6750 §3),
 take the org from the token, and serve the request with a handler over that org's storage only.
 """
 
@@ -37,13 +37,13 @@ from werkzeug.exceptions import HTTPException
 from scim.schema import build_provider
 from scim.service import SyncdHandler, SyncdService
 from scim.storage import SyncdStorage, Tenant
-from syncd import tokens
+from syncd.admin import tokens
 from syncd.config import Config
 from syncd.logs import log_event
-from syncd.orgs import scim_source_name
 from syncd.store import dialect
 from syncd.store.db import database
 from syncd.store.models import Organization, Source
+from syncd.sync.orgs import scim_source_name
 
 log = logging.getLogger("syncd.scim")
 SCIM_PREFIX = "/scim/v2"

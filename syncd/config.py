@@ -44,7 +44,7 @@ class ServerSettings:
     metrics_listen: str = "127.0.0.1:9464"  # its own listener, so the SCIM listener never names tenants; "" = off
     metrics_token_file: str | None = None  # a bearer token the metrics listener then requires
     max_body_bytes: int = 1_048_576
-    workers: int = 8  # HTTP worker threads of syncd serve (one process; see syncd/serve.py)
+    workers: int = 8  # HTTP worker threads of syncd serve (one process; see syncd/service/serve.py)
     shutdown_timeout: int = 30
     public_url: str | None = None
     lease_seconds: int = 60
@@ -129,7 +129,7 @@ class SourceSettings:
 @dataclass(frozen=True)
 class WebhookSettings:
     """A ``[[webhooks]]`` endpoint: events (``fnmatch`` patterns) of the listed orgs (all when empty) are POSTed
-    to ``url``, signed with the secret from ``secret_file`` or ``secret_env`` (see :mod:`syncd.webhooks`)."""
+    to ``url``, signed with the secret from ``secret_file`` or ``secret_env`` (see :mod:`syncd.service.webhooks`)."""
 
     url: str
     secret_file: str | None = None

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from syncd import orgs, tokens
+from syncd.admin import tokens
+from syncd.sync import orgs
 
 DEMO_ORG = "demo"
 DEMO_SOURCE = "hr"

@@ -9,8 +9,8 @@ import sys
 from datetime import datetime
 
 from connectors.interface import GroupRecord
-from syncd import pipeline
 from syncd.store import open_database, upgrade
+from syncd.sync import pipeline
 from tests.directory import declare, make_config, snapshot, user
 
 NOW = datetime(2026, 11, 2, 9, 0, 0)

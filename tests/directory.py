@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from connectors.interface import GroupRecord, ReadResult, Snapshot, UserRecord
-from syncd import shell
+from syncd.admin import shell
 from syncd.config import Config, DatabaseSettings, OrgSettings, Policy, Rule, SourceSettings
 
 RULES = (

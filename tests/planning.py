@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from syncd.config import Rule
-from syncd.reconcile import (
+from syncd.domain.reconcile import (
     Current,
     CurrentMember,
     MemberState,

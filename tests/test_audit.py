@@ -12,10 +12,10 @@ from pathlib import Path
 import peewee
 import pytest
 
-from syncd import ledger, orgs
 from syncd.cli.audit import defuse_formula
-from syncd.ledger import GENESIS_HASH, canonical_json, entry_hash
 from syncd.store.models import LedgerEntry
+from syncd.sync import ledger, orgs
+from syncd.sync.ledger import GENESIS_HASH, canonical_json, entry_hash
 
 T0 = datetime(2026, 1, 1, 9, 0, 0)
 

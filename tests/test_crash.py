@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from syncd import ledger
 from syncd.store.models import GroupMember, Identity, LedgerEntry, Member, OutboxEvent, Source, TeamMember
+from syncd.sync import ledger
 from tests.conftest import PYTHON, ROOT, subprocess_env
 
 

@@ -113,9 +113,9 @@ def test_a_short_file_is_still_caught_when_the_periodic_full_read_falls_due(
     scheduler calls it (the CLI cannot move the clock)."""
     from datetime import timedelta
 
-    from syncd import shell
+    from syncd.admin import shell
     from syncd.clock import utcnow
-    from syncd.pipeline import run_source
+    from syncd.sync.pipeline import run_source
 
     config = shell.start(str(write_config(CONFIG.format(url=database_url)))).config
     people = [f"p{i}@acme.test" for i in range(200)]

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 from syncd import config as config_module
-from syncd import tokens
+from syncd.admin import tokens
 
 
 def test_demo_sets_up_members_token_and_ledger_and_reruns_cleanly(cli, tmp_path):

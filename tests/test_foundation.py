@@ -8,10 +8,12 @@ from datetime import timedelta
 import pytest
 
 from connectors.interface import ConfigError
-from syncd import config, ledger, orgs, tokens
+from syncd import config
+from syncd.admin import tokens
 from syncd.clock import utcnow
 from syncd.store import current_version
 from syncd.store.migrations import latest_version, upgrade
+from syncd.sync import ledger, orgs
 
 
 def test_config_with_only_a_database_url_is_valid(write_config, sqlite_url):

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd import history, ledger, orgs
-from syncd.history import HistoryError, members_at, parse_moment
+from syncd.admin import history
+from syncd.admin.history import HistoryError, members_at, parse_moment
 from syncd.store.models import LedgerEntry
+from syncd.sync import ledger, orgs
 
 DAY = timedelta(days=1)
 T0 = datetime(2026, 2, 1, 9, 0)

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.interface import GroupRecord
-from syncd import ledger, pipeline
 from syncd.store.models import Identity, LedgerEntry, Member, OutboxEvent, Source, TeamMember
+from syncd.sync import ledger, pipeline
 from tests.conftest import _empty_tables
 from tests.directory import declare, make_config, snapshot, user
 
@@ -69,7 +69,7 @@ def test_applying_the_same_read_twice_writes_nothing_the_second_time(
 
 def ledger_matches_members(org_id: int) -> bool:
     """Invariant 3's other half: each member's latest ledger entry records exactly the state the member has."""
-    from syncd.members import listing
+    from syncd.admin.members import listing
     from syncd.store.models import Organization
 
     for row in listing(Organization.get_by_id(org_id)):

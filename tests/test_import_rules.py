@@ -39,11 +39,14 @@ def _offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
         # Connectors: protocol in, records out; never the store, Flask, the scheduler or the reconciler.
         ("connectors", ("syncd", "scim", "peewee", "flask", "apscheduler")),
         # The planner is pure: no store, no network, no clock-reading shell, no I/O libraries.
-        ("syncd/reconcile", ("syncd.store", "syncd.clock", "syncd.pipeline", "peewee", "requests", "flask", "os")),
+        (
+            "syncd/domain/reconcile",
+            ("syncd.store", "syncd.clock", "syncd.sync.pipeline", "peewee", "requests", "flask", "os"),
+        ),
         # SCIM uses the store and the reconciler's entry point, never a connector.
         ("scim", ("connectors.file", "connectors.ldap", "connectors.okta", "connectors.azure", "apscheduler")),
         # The store is the bottom layer.
-        ("syncd/store", ("syncd.pipeline", "syncd.reconcile", "scim", "flask", "requests")),
+        ("syncd/store", ("syncd.sync.pipeline", "syncd.domain.reconcile", "scim", "flask", "requests")),
     ],
 )
 def test_layers_import_only_what_design_allows(package, forbidden):

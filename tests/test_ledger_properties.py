@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from syncd import ledger, orgs
-from syncd.ledger import canonical_json
 from syncd.store.models import LedgerEntry, Organization
+from syncd.sync import ledger, orgs
+from syncd.sync.ledger import canonical_json
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
 JSON_VALUES = st.none() | st.dictionaries(

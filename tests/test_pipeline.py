@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 
 from connectors.interface import ConnectorError, Delta, GroupRecord
-from syncd import ledger, pipeline
 from syncd.clock import utcnow
 from syncd.config import Policy
 from syncd.store.models import (
@@ -24,6 +23,7 @@ from syncd.store.models import (
     TeamMember,
 )
 from syncd.store.models import Plan as PlanRow
+from syncd.sync import ledger, pipeline
 from tests.directory import Directory, declare, make_config, snapshot, user
 
 NOW = utcnow()
@@ -359,7 +359,7 @@ def test_identities_of_two_sources_join_into_one_member_by_match_key(config):
     pipeline.apply_read(config, "hr", snapshot(user("alice")), now=NOW)
     (member,) = Member.select()
     assert member.display_name == "Alice", "the hr source (precedence 10) beats the SCIM source (0)"
-    from syncd.members import listing
+    from syncd.admin.members import listing
 
     assert listing(member.org)[0]["sources"] == ["hr", "scim:acme"]
     pipeline.apply_read(config, "hr", snapshot(cursor="c2"), now=NOW)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncd.reconcile import Current, CurrentMember, MemberState
+from syncd.domain.reconcile import Current, CurrentMember, MemberState
 from tests.planning import NOW, POLICY, Rule, advance, empty, group, observed, person, plan
 
 RULES = [

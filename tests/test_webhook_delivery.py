@@ -19,13 +19,15 @@ from datetime import timedelta
 import peewee
 import pytest
 
-from syncd import ledger, orgs, outbox, tokens, webhooks
+from syncd.admin import tokens
 from syncd.clock import iso, utcnow
 from syncd.config import OrgSettings, Policy
 from syncd.config import load as load_config
+from syncd.service import webhooks
 from syncd.store import database, open_database, upgrade
 from syncd.store.migrations import MIGRATIONS, SchemaVersion, _outbox_message_ids
 from syncd.store.models import LedgerEntry, OutboxEvent
+from syncd.sync import ledger, orgs, outbox
 from tests.webhook_receiver import VerifyingReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"syncd-test-webhook-key-32-bytes!").decode()

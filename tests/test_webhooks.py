@@ -15,8 +15,10 @@ import pytest
 from standardwebhooks import Webhook
 
 from connectors.interface import ConfigError
-from syncd import config, orgs, webhooks
+from syncd import config
+from syncd.service import webhooks
 from syncd.store.models import OutboxEvent
+from syncd.sync import orgs
 
 NOW = datetime(2026, 6, 1, 12, 0, 0)
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()

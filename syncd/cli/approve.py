@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from syncd import held, pipeline
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import EXIT_HELD
 from syncd.cli.runtime import start_runtime
 from syncd.store.models import Organization
 from syncd.store.models import Plan as PlanRow
+from syncd.sync import held, pipeline
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

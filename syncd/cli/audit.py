@@ -19,13 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from syncd import ledger, orgs
+from syncd.admin.history import parse_moment
 from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, plural, print_json
 from syncd.cli.runtime import start_runtime
 from syncd.clock import iso
-from syncd.history import parse_moment
 from syncd.store.models import LedgerEntry
+from syncd.sync import ledger, orgs
 
 EXPORT_FIELDS = ("seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")

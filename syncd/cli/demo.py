@@ -8,11 +8,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from syncd import demo, shell
+from syncd import demo
+from syncd.admin import shell
 from syncd.cli.errors import CliError
 from syncd.cli.output import changes, plural
-from syncd.pipeline import run_source
 from syncd.store.models import Member
+from syncd.sync.pipeline import run_source
 
 SCIM_USER = (
     '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"eve@demo.example",'
@@ -38,7 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def run_demo(args: argparse.Namespace) -> int:
     if args.config:
         raise CliError("syncd demo makes its own config; drop --config (or use 'syncd serve --config FILE')")
-    from syncd.serve import ServeError, check_listen, parse_listen, serve
+    from syncd.service.serve import ServeError, check_listen, parse_listen, serve
 
     parse_listen(args.listen, "--listen")
     if not args.no_serve:

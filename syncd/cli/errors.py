@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from connectors.interface import ConfigError, ConnectorError
-from syncd.history import HistoryError
-from syncd.ledger import LedgerError
-from syncd.members import MemberError
-from syncd.orgs import OrgError
-from syncd.pipeline import PipelineError
+from syncd.admin.history import HistoryError
+from syncd.admin.members import MemberError
+from syncd.admin.tokens import TokenError
+from syncd.service.web_client import ServiceError
 from syncd.store.db import StoreUnavailable
-from syncd.tokens import TokenError
-from syncd.web_client import ServiceError
+from syncd.sync.ledger import LedgerError
+from syncd.sync.orgs import OrgError
+from syncd.sync.pipeline import PipelineError
 
 
 class CliError(Exception):

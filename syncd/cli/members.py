@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from syncd import history, members, orgs
+from syncd.admin import history, members
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
 from syncd.clock import utcnow
 from syncd.config import ROLES
 from syncd.store.models import Identity, LedgerEntry, Source
+from syncd.sync import orgs
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from syncd import orgs
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
 from syncd.store.models import Member, Organization
+from syncd.sync import orgs
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

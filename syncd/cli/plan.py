@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from syncd import orgs, pipeline
 from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, changes, print_json
 from syncd.cli.runtime import start_runtime
 from syncd.store.models import Plan as PlanRow
+from syncd.sync import orgs, pipeline
 
 EXIT_PENDING = 2
 EXIT_HELD = 3

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import pipeline
 from syncd.cli.approve import add_by, decider
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.runtime import start_runtime
+from syncd.sync import pipeline
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from syncd import shell
+from syncd.admin import shell
 
 
 def start_runtime(args: argparse.Namespace) -> shell.Runtime:

@@ -1,4 +1,4 @@
-"""``syncd serve``: run SCIM, the admin API, health, metrics and the scheduler as one service (see syncd/serve.py)."""
+"""``syncd serve``: run SCIM, the admin API, health, metrics and the scheduler as one service (see syncd/service/serve.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from syncd.serve import ServeError, serve
+    from syncd.service.serve import ServeError, serve
 
     try:
         return serve(args.config, listen=args.listen, metrics_listen=args.metrics_listen)

@@ -11,8 +11,8 @@ from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
 from syncd.config import Config
-from syncd.gather import unmatched
 from syncd.store.models import Organization, Source
+from syncd.sync.gather import unmatched
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from syncd import config, orgs, pipeline, web_client
+from syncd import config
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import (
@@ -18,6 +18,8 @@ from syncd.cli.plan import (
     progress_for,
 )
 from syncd.cli.runtime import start_runtime
+from syncd.service import web_client
+from syncd.sync import orgs, pipeline
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

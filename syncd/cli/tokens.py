@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from syncd import orgs, tokens
+from syncd.admin import tokens
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
 from syncd.clock import iso, utcnow
 from syncd.config import parse_interval
 from syncd.store.models import Organization, Token
+from syncd.sync import orgs
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

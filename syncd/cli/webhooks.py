@@ -7,11 +7,12 @@ import sys
 
 import peewee
 
-from syncd import orgs, webhooks
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
 from syncd.clock import iso
+from syncd.service import webhooks
 from syncd.store.models import Organization, OutboxEvent
+from syncd.sync import orgs
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -111,7 +111,7 @@ def _member_manager(db: peewee.Database) -> None:
 
 
 def _held_removals(db: peewee.Database) -> None:
-    """The SCIM guard (syncd/held.py): the ``held_removal`` table, and the ledger index on (org, action, at) that
+    """The SCIM guard (syncd/sync/held.py): the ``held_removal`` table, and the ledger index on (org, action, at) that
     counts an org's SCIM-caused removals in its rolling window. Idempotent: a database created with the current
     models already has both."""
     db.create_tables([HeldRemoval], safe=True)

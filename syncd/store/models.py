@@ -277,7 +277,7 @@ class PlanBasis(BaseModel):
 
 class HeldRemoval(BaseModel):
     """One member's suspension or deprovision that a SCIM write implied while the org's SCIM guard was tripped: the
-    member's actions wait in the held plan ``plan`` until ``syncd approve`` or ``syncd reject`` (syncd/held.py)."""
+    member's actions wait in the held plan ``plan`` until ``syncd approve`` or ``syncd reject`` (syncd/sync/held.py)."""
 
     org = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
     plan = peewee.ForeignKeyField(Plan, on_delete="CASCADE")

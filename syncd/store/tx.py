@@ -2,7 +2,7 @@
 
 SQLite: ``BEGIN IMMEDIATE`` takes the write lock at the start instead of failing at the first write
 (https://www.sqlite.org/lang_transaction.html). PostgreSQL: the per-org row lock is taken where the ledger is
-appended (:func:`syncd.ledger.lock_org`). The forms live in :mod:`syncd.store.dialect`.
+appended (:func:`syncd.sync.ledger.lock_org`). The forms live in :mod:`syncd.store.dialect`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """End to end: the fake Graph read by the ``azure`` connector through the pipeline (``syncd sync``) into the store.
 
-These run ``syncd.pipeline.run_source`` — what ``syncd sync NAME`` calls — against SQLite and the real PostgreSQL,
+These run ``syncd.sync.pipeline.run_source`` — what ``syncd sync NAME`` calls — against SQLite and the real PostgreSQL,
 and check what lands in the store: identities, directory groups, memberships, members' status, and the cursor that
 commits with them. A failed read must leave everything as it was, cursor included.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from connectors.errors import ConnectorError
-from syncd import shell
+from syncd.admin import shell
 from syncd.config import Config
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Source
 from tests.fakes.graph import FakeGraph
@@ -65,7 +65,7 @@ max_throttle_wait = 5
 
 
 def _sync(config: Config, minutes: int = 0, full: bool = False) -> None:
-    from syncd.pipeline import run_source
+    from syncd.sync.pipeline import run_source
 
     run_source(config, "entra", full=full, actor="source:entra", now=NOW + datetime.timedelta(minutes=minutes))
 
@@ -245,7 +245,8 @@ def test_syncd_sync_command_reads_the_tenant(
 def test_graph_manager_is_the_members_manager_through_full_and_incremental_rounds(
     graph: FakeGraph, sync_config: SyncConfig, database_url: str, store: object
 ) -> None:
-    from syncd import members, orgs
+    from syncd.admin import members
+    from syncd.sync import orgs
 
     boss, deputy = graph.add_user(name="boss"), graph.add_user(name="deputy")
     report = graph.add_user(name="report")

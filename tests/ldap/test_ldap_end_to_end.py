@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from syncd import pipeline, shell
+from syncd.admin import shell
 from syncd.store.models import LedgerEntry
+from syncd.sync import pipeline
 from tests.ldap.directory import GROUPS, PEOPLE, SYNCD_DN
 
 

@@ -22,7 +22,7 @@ SCIM_JSON = "application/scim+json"
 
 @dataclass
 class Reconciliations:
-    """Records syncd.pipeline.reconcile_touched calls (each must come inside a write transaction) and calls through
+    """Records syncd.sync.pipeline.reconcile_touched calls (each must come inside a write transaction) and calls through
     to the real reconciler, so every SCIM test also drives the real reconciliation."""
 
     calls: list[tuple[int, list[str], str]] = field(default_factory=list)
@@ -121,8 +121,8 @@ def make_config(max_body_bytes: int = 1_048_576) -> config_module.Config:
 
 @pytest.fixture
 def reconciliations(monkeypatch: pytest.MonkeyPatch) -> Reconciliations:
-    from syncd import pipeline
     from syncd.store.db import database
+    from syncd.sync import pipeline
 
     recorder = Reconciliations()
     real = pipeline.reconcile_touched
@@ -142,7 +142,8 @@ def reconciliations(monkeypatch: pytest.MonkeyPatch) -> Reconciliations:
 def scim(store: peewee.Database, reconciliations: Reconciliations) -> Iterator[ScimWorld]:
     """Orgs ``acme`` and ``globex`` with a scim token each, served by ``scim.create_app``."""
     from scim import create_app
-    from syncd import orgs, tokens
+    from syncd.admin import tokens
+    from syncd.sync import orgs
 
     org_a = orgs.create("acme", "Acme", ["acme.com"])
     org_b = orgs.create("globex", "Globex", ["globex.com"])

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from syncd import config, pipeline
+from syncd import config
 from syncd.clock import utcnow
 from syncd.store.models import HeldRemoval, Identity, LedgerEntry, Member
 from syncd.store.models import Plan as PlanRow
+from syncd.sync import pipeline
 
 
 def statuses() -> dict[str, str]:
@@ -46,7 +47,7 @@ def test_a_rejected_hold_leaves_everyone_and_says_who(scim):
 
 
 def test_removals_outside_the_window_no_longer_count(scim):
-    from syncd import held, orgs
+    from syncd.sync import held, orgs
 
     ids = [scim.a.create_user(f"w{i}", emails=[{"value": f"w{i}@acme.com"}])["id"] for i in range(12)]
     scim.a.delete(f"/Users/{ids[0]}")

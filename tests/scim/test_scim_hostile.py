@@ -135,7 +135,8 @@ def test_a_write_that_cannot_get_the_sqlite_lock_in_time_is_a_503_with_retry_aft
     import sqlite3
 
     from scim import create_app
-    from syncd import orgs, tokens
+    from syncd.admin import tokens
+    from syncd.sync import orgs
     from tests.scim.conftest import Client, make_config
 
     org = orgs.create("acme", "Acme", ["acme.com"])
@@ -161,8 +162,9 @@ def test_a_write_that_cannot_get_the_postgresql_org_lock_in_time_is_a_503_with_r
     import psycopg2
 
     from scim import create_app
-    from syncd import orgs, tokens
+    from syncd.admin import tokens
     from syncd.store import open_database, upgrade
+    from syncd.sync import orgs
     from tests.conftest import _empty_tables
     from tests.scim.conftest import Client, make_config
 

@@ -180,7 +180,8 @@ def store_state(org_id: int) -> tuple[Any, ...]:
 def world(store: Any) -> dict[str, Any]:
     """Org acme with a user and a group (and org globex with a user), served by the real app, reconciler included."""
     from scim import create_app
-    from syncd import orgs, tokens
+    from syncd.admin import tokens
+    from syncd.sync import orgs
     from tests.scim.conftest import Client, make_config
 
     acme = orgs.create("acme", "Acme", ["acme.com"])

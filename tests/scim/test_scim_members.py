@@ -153,7 +153,7 @@ def test_group_writes_reconcile_the_members_touched(scim):
 
 
 def test_a_failing_reconciliation_rolls_the_scim_write_back(scim, monkeypatch):
-    from syncd import pipeline
+    from syncd.sync import pipeline
 
     def fail(*args, **kwargs):
         raise RuntimeError("reconciler down")

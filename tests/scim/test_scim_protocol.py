@@ -44,7 +44,7 @@ def test_a_token_of_another_scope_is_refused(scim):
 
 
 def test_revoked_token_gets_401(scim):
-    from syncd import tokens
+    from syncd.admin import tokens
     from syncd.store.models import Token
 
     token_id = Token.select().where(Token.org == scim.org_a.id, Token.scope == "scim").get().id
@@ -228,7 +228,8 @@ def test_unknown_attributes_are_ignored_by_the_tolerance_policy(scim):
 
 def test_body_over_the_configured_limit_is_413_and_writes_nothing(store, reconciliations):
     from scim import create_app
-    from syncd import orgs, tokens
+    from syncd.admin import tokens
+    from syncd.sync import orgs
 
     org = orgs.create("small", "Small")
     _, token = tokens.create(org, "scim")
@@ -293,7 +294,8 @@ def test_bulk_fail_on_errors_stops_and_failed_operations_write_nothing(scim):
 
 def test_bulk_over_the_body_limit_is_413(store, reconciliations):
     from scim import create_app
-    from syncd import orgs, tokens
+    from syncd.admin import tokens
+    from syncd.sync import orgs
 
     org = orgs.create("tiny", "Tiny")
     _, token = tokens.create(org, "scim")

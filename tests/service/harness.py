@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
     module_name, _, function = run_name.partition(":")
     run = getattr(importlib.import_module(module_name), function)
     from syncd.cli import build_parser
-    from syncd.serve import serve
+    from syncd.service.serve import serve
 
     args = build_parser().parse_args(syncd_args)
     return serve(args.config, listen=args.listen, metrics_listen=args.metrics_listen, run=run)

@@ -1,4 +1,4 @@
-"""Controllable run functions for service tests: each stands in for ``syncd.pipeline.run_source``.
+"""Controllable run functions for service tests: each stands in for ``syncd.sync.pipeline.run_source``.
 
 They do real work in the real store, in one write transaction like the pipeline: a run writes ``steps`` rows into
 ``test_run_step`` one at a time (sleeping ``delay`` seconds before each), so a run that is interrupted before its
@@ -19,9 +19,9 @@ import peewee
 
 from connectors.interface import ConnectorError
 from syncd.config import Config
-from syncd.pipeline import RunResult
 from syncd.store.db import database
 from syncd.store.tx import write_transaction
+from syncd.sync.pipeline import RunResult
 
 
 class RunStep(peewee.Model):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from syncd import config, shell
+from syncd import config
+from syncd.admin import shell
 from syncd.clock import utcnow
-from syncd.pipeline import run_source
-from syncd.scheduler import SourceScheduler
+from syncd.service.scheduler import SourceScheduler
 from syncd.store.models import LedgerEntry, Member, OutboxEvent
+from syncd.sync.pipeline import run_source
 
 HEADER = "email,name,groups\n"
 

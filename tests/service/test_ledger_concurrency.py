@@ -7,10 +7,10 @@ from datetime import datetime
 
 import pytest
 
-from syncd import ledger, pipeline
 from syncd.store import open_database, upgrade
 from syncd.store.models import Organization, Token
 from syncd.store.tx import write_transaction
+from syncd.sync import ledger, pipeline
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import json
 import time
 from pathlib import Path
 
+from syncd.service.web_client import trigger_sync
 from syncd.store.models import LedgerEntry, OutboxEvent
-from syncd.web_client import trigger_sync
 from tests.webhook_receiver import VerifyingReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"syncd-test-service-key-32-bytes!").decode()

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from syncd.matching import email_shaped
-from syncd.reconcile.model import (
+from syncd.domain.matching import email_shaped
+from syncd.domain.reconcile.model import (
     ROLE_RANK,
     TEAM_ROLE_RANK,
     Action,
@@ -24,7 +24,7 @@ from syncd.reconcile.model import (
     Plan,
     PlanPolicy,
 )
-from syncd.reconcile.rules import Grant, RuleBook, RuleLike
+from syncd.domain.reconcile.rules import Grant, RuleBook, RuleLike
 
 
 def reconcile(

@@ -17,12 +17,12 @@ import peewee
 
 from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
 from connectors.redaction import redact
-from syncd.ledger import canonical_json
-from syncd.matching import match_key
+from syncd.domain.matching import match_key
 from syncd.store.dialect import fold
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
 from syncd.store.sql import batches, execute_many, insert_many, raw_rows, update_many, written
+from syncd.sync.ledger import canonical_json
 
 IDENTITY_FIELDS = (
     "user_name",
@@ -463,7 +463,7 @@ def touched_match_keys(source: Source, staged: StageResult) -> set[str]:
 def rekey(org: Organization) -> int:
     """Recompute every identity's match key after the org's ``match_on`` may have changed; return how many moved.
 
-    In Python, not SQL, so that keys fold case exactly as :func:`syncd.matching.match_key` does (SQLite's LOWER
+    In Python, not SQL, so that keys fold case exactly as :func:`syncd.domain.matching.match_key` does (SQLite's LOWER
     folds ASCII only). Identities of every source, SCIM included, move together before the whole org is planned.
     """
     query = Identity.select(

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from syncd import ledger
 from syncd.clock import iso, utcnow
 from syncd.store import sql
 from syncd.store.dialect import stored_time
 from syncd.store.models import Organization, Token
 from syncd.store.tx import write_transaction
+from syncd.sync import ledger
 
 SCOPES = ("scim", "admin", "read")
 PREFIX = "syncd_"

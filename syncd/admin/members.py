@@ -14,14 +14,14 @@ from typing import Any
 
 from peewee import fn
 
-from syncd.apply import apply_plan
 from syncd.config import Config
-from syncd.gather import gather
-from syncd.pipeline import lock_org, org_rules, reconcile_touched
-from syncd.reconcile import Action
+from syncd.domain.reconcile import Action
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
 from syncd.store.sql import batches
 from syncd.store.tx import write_transaction
+from syncd.sync.apply import apply_plan
+from syncd.sync.gather import gather
+from syncd.sync.pipeline import lock_org, org_rules, reconcile_touched
 
 
 class MemberError(Exception):

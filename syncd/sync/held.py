@@ -1,6 +1,6 @@
 """The guard over SCIM pushes: removals an IdP pushes past the org's threshold wait in one held plan.
 
-A source run is guarded as a whole plan (:mod:`syncd.guard`); a SCIM push arrives one request at a time, so an IdP
+A source run is guarded as a whole plan (:mod:`syncd.sync.guard`); a SCIM push arrives one request at a time, so an IdP
 unassigning the app from everyone (or a wrong scoping filter) would remove the whole org request by request. Here
 the suspensions and deprovisions SCIM writes caused in the org's rolling ``scim_guard_window`` (counted in the
 ledger: actor ``token:*``, index on (org, action, at)) plus those a write would add are checked against
@@ -22,13 +22,14 @@ from datetime import datetime, timedelta
 
 import peewee
 
-from syncd import guard, ledger, metrics
 from syncd.config import Policy, parse_interval
+from syncd.domain.reconcile import Action, Plan
 from syncd.logs import log_event
-from syncd.reconcile import Action, Plan
+from syncd.service import metrics
 from syncd.store import sql
 from syncd.store.models import HeldRemoval, LedgerEntry, Member, Organization, Source
 from syncd.store.models import Plan as PlanRow
+from syncd.sync import guard, ledger
 
 log = logging.getLogger("syncd.held")
 REMOVALS = ("member.suspend", "member.deprovision")

@@ -18,7 +18,7 @@ thread (a library may unblock them there) is caught by a handler that only queue
   lease is released with no cooldown, so the restarted service redoes it at once.
 - SIGHUP: reload the config; new, changed and removed sources are rescheduled. An invalid config is refused with
   one log line and the running one is kept, in the store too: the whole config is checked before any of it is
-  declared, and it is declared in one transaction (:func:`syncd.shell.declare`).
+  declared, and it is declared in one transaction (:func:`syncd.admin.shell.declare`).
 - READY=1 once the store is migrated and the listener accepts; WATCHDOG=1 while the scheduler's heartbeat is fresh.
 """
 
@@ -37,15 +37,17 @@ from cheroot.wsgi import Server
 
 from connectors.interface import ConfigError
 from syncd import config as config_module
-from syncd import logs, metrics, shell
+from syncd import logs
+from syncd.admin import shell
 from syncd.config import Config
-from syncd.lease import declaration_lock
 from syncd.logs import log_event
-from syncd.notify import notify, watchdog_interval
-from syncd.scheduler import RunFunction, SourceScheduler
+from syncd.service import metrics
+from syncd.service.notify import notify, watchdog_interval
+from syncd.service.scheduler import RunFunction, SourceScheduler
+from syncd.service.web import ServiceState, create_app, create_metrics_app
 from syncd.store import open_database, upgrade
 from syncd.store.db import unavailable
-from syncd.web import ServiceState, create_app, create_metrics_app
+from syncd.store.lease import declaration_lock
 
 log = logging.getLogger("syncd.serve")
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -235,7 +237,7 @@ class Service:
 
 def _check_reloadable(old: Config, new: Config) -> None:
     """Refuse what a reload cannot change in a running process; what the store cannot take is refused by
-    :func:`syncd.shell.check_declarable` before anything is declared."""
+    :func:`syncd.admin.shell.check_declarable` before anything is declared."""
     if new.database.url != old.database.url:
         raise ConfigError("database.url changed; a different database needs a restart (systemctl restart syncd)")
 

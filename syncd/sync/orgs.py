@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from syncd import ledger
 from syncd.clock import utcnow
 from syncd.config import ConfigError, OrgSettings, Policy, check_domain, is_slug
 from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
+from syncd.sync import ledger
 
 
 class OrgError(Exception):

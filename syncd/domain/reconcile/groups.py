@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from syncd.reconcile.model import ObservedGroup
+from syncd.domain.reconcile.model import ObservedGroup
 
 GroupId = tuple[str, str]
 """(source name, group key): group keys are unique only within their source."""

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from syncd import ledger, outbox
-from syncd.gather import Inputs
-from syncd.reconcile import Action, MemberState, Plan
+from syncd.domain.reconcile import Action, MemberState, Plan
 from syncd.store import sql
 from syncd.store.models import LedgerEntry, Member, Organization, OutboxEvent, Team, TeamMember, new_message_id
 from syncd.store.sql import batches, insert_many, update_many
+from syncd.sync import ledger, outbox
+from syncd.sync.gather import Inputs
 
 Advance = Callable[[int], None]
 ENTRY_COLUMNS = ("org", "seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")

@@ -1,4 +1,4 @@
-"""Webhook delivery: outbox events, written in the apply transaction (:mod:`syncd.outbox`), POSTed after commit
+"""Webhook delivery: outbox events, written in the apply transaction (:mod:`syncd.sync.outbox`), POSTed after commit
 with retries (docs/architecture.md, "Contracts").
 
 Requests follow Standard Webhooks 1.0 (https://github.com/standard-webhooks/standard-webhooks,
@@ -40,10 +40,10 @@ import requests
 
 from connectors.interface import ConnectorError, read_secret
 from connectors.redaction import redact
-from syncd import metrics
 from syncd.clock import iso, utcnow
 from syncd.config import Config, WebhookSettings
 from syncd.logs import log_event
+from syncd.service import metrics
 from syncd.store.models import Organization, OutboxEvent
 
 log = logging.getLogger("syncd.webhooks")

@@ -16,9 +16,10 @@ from typing import Any
 
 import peewee
 
-from syncd import ledger, members
+from syncd.admin import members
 from syncd.clock import iso
 from syncd.store.models import LedgerEntry
+from syncd.sync import ledger
 
 MEMBER_PREFIX = "member:"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -98,7 +99,7 @@ def _pruned_horizon(org_id: int) -> ledger.Anchor | None:
 
 
 def _member(target: str, state: dict[str, Any]) -> dict[str, Any]:
-    """A recorded member state as the members document (:func:`syncd.members.document`). ``sources`` are those
+    """A recorded member state as the members document (:func:`syncd.admin.members.document`). ``sources`` are those
     the state names: ledger entries do not record which sources asserted a member, so usually none."""
     key = target.removeprefix(MEMBER_PREFIX)
     return members.document(

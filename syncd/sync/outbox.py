@@ -1,7 +1,7 @@
 """Writing webhook events into the outbox, in the transaction of the change they report (docs/architecture.md,
-"Webhooks"). Delivery is :mod:`syncd.webhooks`.
+"Webhooks"). Delivery is :mod:`syncd.service.webhooks`.
 
-Every ledgered change has an event: :func:`syncd.ledger.append` writes one through :func:`announce_change`, and the
+Every ledgered change has an event: :func:`syncd.sync.ledger.append` writes one through :func:`announce_change`, and the
 apply path writes its events in bulk with the same payload (:func:`change_payload`). Each row gets a random
 ``message_id`` (the ``webhook-id``) when it is written, and its target as ``order_key`` so that one member's events
 reach receivers in ledger order.

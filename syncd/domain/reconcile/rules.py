@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from syncd.reconcile.groups import GroupId, ancestors
-from syncd.reconcile.model import ObservedGroup, ObservedIdentity
+from syncd.domain.reconcile.groups import GroupId, ancestors
+from syncd.domain.reconcile.model import ObservedGroup, ObservedIdentity
 
 
 class RuleLike(Protocol):

@@ -11,12 +11,12 @@ from typing import Any
 import peewee
 
 from syncd import config as config_module
-from syncd import orgs
 from syncd.config import Config
 from syncd.store import open_database, upgrade
 from syncd.store.db import unavailable
 from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
+from syncd.sync import orgs
 
 
 @dataclass

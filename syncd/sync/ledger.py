@@ -7,7 +7,7 @@ any entry breaks the chain at that entry.
 Retention (:func:`prune`) deletes a prefix of the chain behind a ``ledger.checkpoint`` entry appended at the head.
 The checkpoint's ``after`` names the last pruned entry (``pruned_through_seq``/``pruned_through_hash``) and carries
 the latest ``after`` of every target whose history was pruned (``carried``), so that point-in-time answers
-(:mod:`syncd.history`) stay whole. :func:`verify` accepts a chain that does not start at seq 1 only when a checkpoint
+(:mod:`syncd.admin.history`) stay whole. :func:`verify` accepts a chain that does not start at seq 1 only when a checkpoint
 inside the verified chain accounts for exactly the missing prefix; since that checkpoint is itself hash-linked,
 forging one in the middle breaks the link after it.
 
@@ -26,11 +26,11 @@ from typing import Any, NamedTuple
 
 import peewee
 
-from syncd import outbox
 from syncd.clock import iso, utcnow
 from syncd.store import dialect, sql
 from syncd.store.models import LedgerEntry, Organization
 from syncd.store.tx import write_transaction
+from syncd.sync import outbox
 
 GENESIS_HASH = "0" * 64
 CHECKPOINT_ACTION = "ledger.checkpoint"

@@ -1,16 +1,16 @@
 """The source scheduler: one APScheduler 3.x BackgroundScheduler per process, a job per enabled source.
 
 Each job fires on the source's ``schedule`` (an interval aligned to the Unix epoch, so replicas fire for the same
-slots, or a cron expression) plus a small jitter drawn around each slot (:mod:`syncd.slots`), with
+slots, or a cron expression) plus a small jitter drawn around each slot (:mod:`syncd.service.slots`), with
 ``max_instances=1`` (no overlapping runs of one source in a replica), ``coalesce=True`` (a backlog of missed slots
-runs once) and a misfire grace. Across replicas the database lease (:mod:`syncd.lease`) lets exactly one run a
+runs once) and a misfire grace. Across replicas the database lease (:mod:`syncd.store.lease`) lets exactly one run a
 slot. A run is a full snapshot when ``full_snapshot_every`` has
 elapsed since the last one. Failures back the source off: after ``quarantine_after`` consecutive failures the
 source is quarantined, its next slots are skipped with a doubling backoff (capped by ``max_backoff``), one alert
 line is logged, and the first success ends it (https://apscheduler.readthedocs.io/en/3.x/userguide.html).
 
-Each run executes in a child process (:mod:`syncd.worker`); the lease heartbeat and the bookkeeping stay here. The
-run function is a parameter (``syncd.pipeline.run_source`` by default, looked up at call time) so tests can give
+Each run executes in a child process (:mod:`syncd.service.worker`); the lease heartbeat and the bookkeeping stay here. The
+run function is a parameter (``syncd.sync.pipeline.run_source`` by default, looked up at call time) so tests can give
 the scheduler a controllable one; it must be a module-level function, because it is pickled to the child.
 """
 
@@ -31,14 +31,16 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from syncd import lease, metrics, source_runs, webhooks, worker
 from syncd.clock import iso, utcnow
 from syncd.config import Config, SourceSettings, parse_interval
 from syncd.logs import bound, log_event, redact_text
-from syncd.orgs import scim_source_name
-from syncd.slots import SlotTrigger
+from syncd.service import metrics, webhooks, worker
+from syncd.service.slots import SlotTrigger
+from syncd.store import lease
 from syncd.store.db import database
 from syncd.store.models import Organization, Source
+from syncd.sync import source_runs
+from syncd.sync.orgs import scim_source_name
 
 log = logging.getLogger("syncd.scheduler")
 
@@ -66,7 +68,7 @@ def housekeep_org(
     their grace period into deprovisioning, and a rule change in the config would reach a member only when the IdP
     next touched them. Module-level, since it is pickled to the run's child process.
     """
-    from syncd import pipeline
+    from syncd.sync import pipeline
 
     slug = source_name.removeprefix("scim:")
     return pipeline.reconcile_org(config, slug, dry_run=dry_run, actor=actor or "system:housekeeping", now=now)
@@ -117,7 +119,7 @@ def default_run(
     config: Config, source_name: str, *, dry_run: bool, full: bool, actor: str | None, now: datetime | None
 ) -> Any:
     """The real pipeline, looked up at call time so that the run function stays replaceable."""
-    from syncd import pipeline
+    from syncd.sync import pipeline
 
     return pipeline.run_source(config, source_name, dry_run=dry_run, full=full, actor=actor, now=now)
 
@@ -127,7 +129,7 @@ def replica_id() -> str:
 
 
 def build_trigger(schedule: str, where: str) -> tuple[BaseTrigger, BaseTrigger, float]:
-    """The jittered trigger a job fires on (jitter drawn around each slot, :mod:`syncd.slots`), the plain trigger
+    """The jittered trigger a job fires on (jitter drawn around each slot, :mod:`syncd.service.slots`), the plain trigger
     of the slot boundaries, and the period."""
     text = schedule.strip()
     if len(text.split()) == 5:
@@ -200,7 +202,7 @@ class SourceScheduler:
         log_event(log, "scheduler.started", owner=self.owner, sources=len(self._plain))
 
     def free_dead_leases(self) -> None:
-        """Free leases held by dead processes of this host (:func:`syncd.lease.free_dead_local`) before the
+        """Free leases held by dead processes of this host (:func:`syncd.store.lease.free_dead_local`) before the
         catch-up runs try to claim them."""
         try:
             freed = lease.free_dead_local(self.clock())
@@ -247,7 +249,7 @@ class SourceScheduler:
         return f"runs failing to start: {self._start_failures} in a row, last: {self._start_error}"
 
     def _note_start(self, source: str, error: BaseException | None) -> None:
-        """Count runs that could not start (:class:`syncd.worker.RunNotStarted`); any run that started resets it."""
+        """Count runs that could not start (:class:`syncd.service.worker.RunNotStarted`); any run that started resets it."""
         if isinstance(error, worker.RunNotStarted):
             self._start_failures += 1
             self._start_error = _one_line(error)
@@ -354,7 +356,7 @@ class SourceScheduler:
                 lease.release(name, self.owner, now + timedelta(seconds=period) - timedelta(seconds=BEAT_SECONDS))
 
     def deliver_webhooks(self) -> None:
-        """Send due outbox events (syncd.webhooks), in batches, for at most a bounded time per tick."""
+        """Send due outbox events (syncd.service.webhooks), in batches, for at most a bounded time per tick."""
         started = time.monotonic()
         while self._accepting and time.monotonic() - started < WEBHOOK_TICK_BUDGET:
             try:

@@ -17,8 +17,7 @@ from typing import Any
 
 import peewee
 
-from syncd.orgs import policy_of
-from syncd.reconcile import (
+from syncd.domain.reconcile import (
     Current,
     CurrentMember,
     MemberState,
@@ -31,6 +30,7 @@ from syncd.reconcile import (
 from syncd.store import sql
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Organization, Source, Team, TeamMember
 from syncd.store.sql import batches, raw_rows
+from syncd.sync.orgs import policy_of
 
 ATTRIBUTE_COLUMNS = (
     "external_id",

@@ -1,7 +1,7 @@
 """The reconciler: a pure planner from what sources observe to what the org should be (docs/architecture.md, "Data
 flow")."""
 
-from syncd.reconcile.model import (
+from syncd.domain.reconcile.model import (
     ROLE_RANK,
     Action,
     Current,
@@ -13,8 +13,8 @@ from syncd.reconcile.model import (
     Plan,
     PlanPolicy,
 )
-from syncd.reconcile.planner import reconcile
-from syncd.reconcile.rules import RuleLike, team_slug
+from syncd.domain.reconcile.planner import reconcile
+from syncd.domain.reconcile.rules import RuleLike, team_slug
 
 __all__ = [
     "ROLE_RANK",

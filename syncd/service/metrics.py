@@ -30,10 +30,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from syncd import __version__
-from syncd import held as held_module
 from syncd.clock import utcnow
 from syncd.store.dialect import stored_time
 from syncd.store.models import Identity, LedgerEntry, Organization, OutboxEvent, Plan, Source
+from syncd.sync import held as held_module
 
 log = logging.getLogger("syncd.metrics")
 
@@ -200,7 +200,7 @@ class StoreCollector(Collector):
         backlog = GaugeMetricFamily("syncd_outbox_backlog", "Webhook events written but not yet delivered.")
         backlog.add_metric([], OutboxEvent.select().where(OutboxEvent.delivered_at.is_null()).count())
         yield backlog
-        from syncd.webhooks import MAX_ATTEMPTS
+        from syncd.service.webhooks import MAX_ATTEMPTS
 
         undelivered = OutboxEvent.delivered_at.is_null()
         given_up = GaugeMetricFamily(

@@ -25,12 +25,13 @@ import peewee
 from flask import Flask, Response, g, jsonify, request
 
 import scim
-from syncd import metrics, tokens
+from syncd.admin import tokens
 from syncd.clock import iso
 from syncd.config import Config
 from syncd.logs import bound as bind
 from syncd.logs import log_event
-from syncd.scheduler import SchedulerError, SourceScheduler
+from syncd.service import metrics
+from syncd.service.scheduler import SchedulerError, SourceScheduler
 from syncd.store import current_version, database
 from syncd.store.migrations import latest_version
 from syncd.store.models import Source

@@ -24,19 +24,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from connectors.interface import Connector, ConnectorError, ReadResult
-from syncd import guard, held, orgs, source_runs
-from syncd.apply import apply_plan
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings
-from syncd.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
-from syncd.ledger import lock_org
+from syncd.domain.reconcile import Action, Plan, reconcile
 from syncd.logs import log_event
-from syncd.reconcile import Action, Plan, reconcile
-from syncd.stage import StageResult, rekey, stage, touched_match_keys
 from syncd.store import sql
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
+from syncd.sync import guard, held, orgs, source_runs
+from syncd.sync.apply import apply_plan
+from syncd.sync.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
+from syncd.sync.ledger import lock_org
+from syncd.sync.stage import StageResult, rekey, stage, touched_match_keys
 
 log = logging.getLogger("syncd.pipeline")
 Progress = Callable[[str, int, int | None], None]
@@ -572,7 +572,7 @@ def reconcile_touched(
     org's rules in ``config``, its policy, pins and every source's view of them, exactly as a whole-org plan would
     plan them. Returns the number of member changes applied. Only those members, their groups (and the groups
     enclosing them) and the org's teams are read, so the cost does not grow with the org. For SCIM writes the SCIM
-    guard (:mod:`syncd.held`) may hold the removals; the rest applies.
+    guard (:mod:`syncd.sync.held`) may hold the removals; the rest applies.
     """
     keys = {k for k in match_keys if k}
     if not keys:

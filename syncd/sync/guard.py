@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from syncd import ledger, outbox
 from syncd.config import Policy
-from syncd.gather import Inputs
-from syncd.reconcile import Plan, RuleLike
+from syncd.domain.reconcile import Plan, RuleLike
 from syncd.store.models import Organization, Source
 from syncd.store.models import Plan as PlanRow
+from syncd.sync import ledger, outbox
+from syncd.sync.gather import Inputs
 
 
 def verdict(plan: Plan, active: int, policy: Policy) -> str | None:
