@@ -263,22 +263,29 @@ def _plan_guard_apply(
     guard, and apply unless held or a dry run, inside the caller's write transaction. A plan the guard holds is
     held as a whole-org plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back
     what it wrote before, and holds the plan. A whole-org plan applied records the config it was applied under."""
+    decision = _plan_and_guard(org, rules, now, scope)
+    _fault("plan")
+    if dry_run:
+        return decision
+    if decision.held_reason is not None:
+        decision.fingerprint = guard.fingerprint(decision.inputs, rules)
+        return decision
+    decision.applied = _apply(org, decision.plan, decision.inputs, actor, now, progress)
+    if scope is None:
+        _record_basis(org, stored_basis, basis(org, rules), now)
+    return decision
+
+
+def _plan_and_guard(org: Organization, rules: Sequence[Rule], now: datetime, scope: set[str] | None) -> Decision:
+    """Plan and the guard's verdict: the members in ``scope`` (None: the whole org); a plan the guard would hold is
+    planned again for the whole org, as held plans are. An approval asks it for the plan a whole-org run would make
+    now, to compare with the one it holds."""
     inputs, plan = _plan(org, rules, now, scope)
     held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
     if held_reason is not None and scope is not None:
         inputs, plan = _plan(org, rules, now, None)
         held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
-    decision = Decision(inputs, plan, held_reason)
-    _fault("plan")
-    if dry_run:
-        return decision
-    if held_reason is not None:
-        decision.fingerprint = guard.fingerprint(inputs, rules)
-        return decision
-    decision.applied = _apply(org, plan, inputs, actor, now, progress)
-    if scope is None:
-        _record_basis(org, stored_basis, basis(org, rules), now)
-    return decision
+    return Decision(inputs, plan, held_reason)
 
 
 def _stage(
@@ -493,14 +500,14 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
     with write_transaction() as tx:
         lock_org(org.id)
         staged = stage(org, source, result, now) if source is not None and result is not None else None
-        inputs = gather(org, rules)
-        plan = _decide(org, rules, inputs, now)
-        same = guard.fingerprint(inputs, rules) == row.fingerprint and [a.as_dict() for a in plan.actions] == [
-            a.as_dict() for a in stored
-        ]
+        # The approval overrides the guard's verdict; what must hold is that the plan is still the held one.
+        now_planned = _plan_and_guard(org, rules, now, None)
+        same = guard.fingerprint(now_planned.inputs, rules) == row.fingerprint and [
+            a.as_dict() for a in now_planned.plan.actions
+        ] == [a.as_dict() for a in stored]
         if same:
             guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(stored)} actions")
-            _apply(org, stored, inputs, actor, now, None)
+            _apply(org, stored, now_planned.inputs, actor, now, None)
             if source is not None and result is not None and staged is not None:
                 source_runs.advanced(source, result, staged.complete, staged.problems, now)
             outcome.plan, outcome.actions, outcome.applied = Plan(tuple(stored)), len(stored), True
