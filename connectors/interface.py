@@ -89,6 +89,8 @@ class Snapshot:
     cursor: str | None = None
     complete: bool = True
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the source could and could not see on this read (one line each), kept on the source's run record."""
 
 
 @dataclass(slots=True)
@@ -108,6 +110,14 @@ class Delta:
     members_added: dict[str, set[str]] = field(default_factory=dict)
     members_removed: dict[str, set[str]] = field(default_factory=dict)
     cursor: str | None = None
+    present_user_keys: frozenset[str] | None = None
+    """When set, every user key in the source's scope now (a census of keys only): a stored user of this source
+    not listed left the scope and is removed, which is how leavers show when deletions are hidden from the reader."""
+    present_group_keys: frozenset[str] | None = None
+    blind_to_deletions: str | None = None
+    """Why this delta cannot know who left (deletions hidden, no census this time): the run is then not complete,
+    though what it did see is applied and the cursor moves on."""
+    notes: list[str] = field(default_factory=list)
 
 
 ReadResult = Snapshot | Delta

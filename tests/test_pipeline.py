@@ -130,6 +130,40 @@ def test_delta_removes_only_what_it_names(config):
     assert {m.member_key for m in GroupMember.select().where(GroupMember.group == staff)} == {"k-alice"}
 
 
+def test_a_delta_with_a_census_removes_whoever_it_does_not_list(config):
+    """An AD increment blind to deletions carries every key in scope (connectors/ldap/leavers.py): the stored users
+    and groups it does not list have left, whatever the delta names."""
+    groups = (GroupRecord("g-staff", "Staff", member_keys=frozenset({"k-alice", "k-bob"})), GroupRecord("g-old", "Old"))
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob"), user("carol"), groups=groups), now=NOW)
+    census = Delta(
+        users=[user("dan")],
+        present_user_keys=frozenset({"k-alice", "k-carol"}),
+        present_group_keys=frozenset({"g-staff"}),
+        notes=["deletions visible: no"],
+    )
+    result = pipeline.apply_read(config, "hr", census, now=NOW)
+    assert result.complete
+    assert members() == {
+        "alice@acme.com": ("active", "member"),
+        "bob@acme.com": ("suspended", "member"),
+        "carol@acme.com": ("active", "member"),
+        "dan@acme.com": ("active", "member"),
+    }
+    assert {g.key for g in DirectoryGroup.select()} == {"g-staff"}
+    assert Source.get(Source.name == "hr").last_notes == "deletions visible: no"
+
+
+def test_a_delta_blind_to_deletions_applies_moves_its_cursor_and_is_not_complete(config):
+    pipeline.apply_read(config, "hr", snapshot(user("alice"), user("bob")), now=NOW)
+    blind = Delta(users=[user("dan")], cursor="c2", blind_to_deletions="bind_dn cannot see deletions")
+    result = pipeline.apply_read(config, "hr", blind, now=NOW)
+    source = Source.get(Source.name == "hr")
+    assert not result.complete and members()["dan@acme.com"] == ("active", "member")
+    assert members()["bob@acme.com"] == ("active", "member")
+    assert source.cursor == "c2" and source.consecutive_failures == 0
+    assert source.last_error == "incomplete view: source hr: bind_dn cannot see deletions"
+
+
 def test_delta_membership_changes_move_roles(config):
     pipeline.apply_read(config, "hr", snapshot(user("alice"), groups=(GroupRecord("g-it", "IT Admins"),)), now=NOW)
     pipeline.apply_read(config, "hr", Delta(members_added={"g-it": {"k-alice"}}), now=NOW)

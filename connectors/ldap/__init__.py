@@ -12,7 +12,7 @@ import logging
 
 from connectors.interface import ReadResult, Snapshot, read_secret
 from connectors.ldap import cursor as cursors
-from connectors.ldap import incremental, syncrepl
+from connectors.ldap import incremental, leavers, syncrepl
 from connectors.ldap.collector import collector_paused
 from connectors.ldap.reader import DirectoryReader
 from connectors.ldap.session import Session
@@ -36,17 +36,24 @@ class Connector:
         with Session(self.name, self.settings, password) as session:
             flavor = self.flavor(session)
             reader = DirectoryReader(session, flavor, self.settings)
-            mode = self.mode(flavor, session)
+            visibility = leavers.probe(reader) if flavor.name == "ad" else None
+            mode = self.mode(flavor, session, visibility)
+            notes = visibility.notes(mode, self.settings.leaver_check_every) if visibility else []
+            if visibility is not None:
+                log.info("ldap account can see: %s", "; ".join(notes), extra={"source": self.name})
             fingerprint = cursors.fingerprint(self.settings, flavor.name)
             position = cursors.decode(cursor, mode, fingerprint) if mode != "off" else None
             if position is not None:
-                changes = incremental.read_changes(reader, mode, position)
+                changes = incremental.read_changes(reader, mode, position, visibility)
                 if changes is not None:
                     delta, following = changes
                     delta.cursor = cursors.encode(mode, fingerprint, following)
+                    delta.notes = notes
                     return delta
                 reader.problems.clear()
-            return self.snapshot(reader, mode, fingerprint)
+            result = self.snapshot(reader, mode, fingerprint)
+            result.notes = notes
+            return result
 
     def snapshot(self, reader: DirectoryReader, mode: str, fingerprint: str) -> Snapshot:
         start = incremental.start_position(reader, mode) if mode != "off" else None
@@ -66,11 +73,19 @@ class Connector:
             name = detect(session.root_dse, self.settings.users_base)
         return flavor_named(name)
 
-    def mode(self, flavor: Flavor, session: Session) -> str:
-        """The incremental mode: as configured, or the flavour's own when the server offers it (``auto``)."""
+    def mode(self, flavor: Flavor, session: Session, visibility: leavers.Visibility | None = None) -> str:
+        """The incremental mode: as configured, or the flavour's own when the server offers it (``auto``; on AD,
+        DirSync when the account holds "Replicating Directory Changes", else USN)."""
         wanted = self.settings.incremental
+        if wanted == "dirsync" and (visibility is None or not visibility.dirsync):
+            raise session.fail(
+                f'incremental = "dirsync" but {self.settings.bind_dn or "the anonymous bind"} may not use DirSync '
+                'on this server; grant it "Replicating Directory Changes" (README) or set incremental = "auto"'
+            )
         if wanted != "auto":
             return wanted
+        if visibility is not None and visibility.dirsync:
+            return "dirsync"
         controls = {str(oid) for oid in session.root_dse.get("supportedControl", [])}
         if flavor.incremental == "syncrepl" and syncrepl.SYNC_REQUEST_OID not in controls:
             return "timestamp"

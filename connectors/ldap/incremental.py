@@ -1,14 +1,17 @@
 """Incremental reads: the changes since a cursor as a :class:`Delta`, or ``None`` when only a full read is sound.
 
-Four modes, chosen per flavour (``incremental = "auto"``) or by the ``incremental`` setting:
+Five modes, chosen per flavour (``incremental = "auto"``) or by the ``incremental`` setting:
 
 - ``syncrepl`` (OpenLDAP; RFC 4533 refreshOnly): one search per user partition and one for groups, each with its
   cookie. Changed entries come with their attributes; deletes come as a syncIdSet or delete states when the
   provider's session log covers the cookie (``refreshDeletes`` TRUE, §3.3.2). When the server falls back to the
   present phase (§3.3.1) or answers e-syncRefreshRequired (§3.3.3), deletions cannot be known without the full
   list of keys, so the caller reads a full snapshot instead.
-- ``usn`` (Active Directory): entries with ``uSNChanged`` above the watermark, tombstones via the Show Deleted
-  control; valid only on the same DC and invocationId (see :mod:`connectors.ldap.vendor.ad`).
+- ``usn`` (Active Directory): users and groups anywhere in the domain with ``uSNChanged`` above the watermark (one
+  now outside the scope has left it), tombstones via the Show Deleted control when the account can read them, else
+  an objectGUID census (:mod:`connectors.ldap.leavers`); valid only on the same DC and invocationId (see
+  :mod:`connectors.ldap.vendor.ad`).
+- ``dirsync`` (Active Directory, :mod:`connectors.ldap.dirsync`): the DirSync control's cookie.
 - ``changelog`` (389-DS): the retro changelog's entries after the last change number read; changed entries are
   read again from the directory by nsUniqueId, and deleted ones, or changed ones no longer in scope (moved out of
   the base, filtered out), are removed (see :mod:`connectors.ldap.vendor.ds389`).
@@ -27,7 +30,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from connectors.interface import Delta
 from connectors.ldap import cursor as cursors
-from connectors.ldap import syncrepl
+from connectors.ldap import dirsync, leavers, syncrepl
 from connectors.ldap.mapping import PendingGroup, PendingUser, Unmappable, normal_dn
 from connectors.ldap.reader import DirectoryReader
 from connectors.ldap.vendor import ad, ds389
@@ -51,6 +54,8 @@ def start_position(reader: DirectoryReader, mode: str, now: datetime | None = No
         return {name: cursors.pack(cookie) for name in searches}
     if mode == "usn":
         return _usn_position(reader).as_dict()
+    if mode == "dirsync":
+        return dirsync.start_position(reader)
     if mode == "changelog":
         position = _changelog_position(reader)
         return position.as_dict() if position is not None else None
@@ -60,11 +65,16 @@ def start_position(reader: DirectoryReader, mode: str, now: datetime | None = No
     return None
 
 
-def read_changes(reader: DirectoryReader, mode: str, position: dict[str, Any]) -> tuple[Delta, dict[str, Any]] | None:
+def read_changes(
+    reader: DirectoryReader, mode: str, position: dict[str, Any], visibility: leavers.Visibility | None = None
+) -> tuple[Delta, dict[str, Any]] | None:
+    """``visibility`` (AD) says whether deletions can be read; without them leavers come from a census."""
     if mode == "syncrepl":
         return _syncrepl_changes(reader, position)
     if mode == "usn":
-        return _usn_changes(reader, position)
+        return _usn_changes(reader, position, visibility)
+    if mode == "dirsync":
+        return dirsync.changes(reader, position, visibility)
     if mode == "changelog":
         return _changelog_changes(reader, position)
     if mode == "timestamp":
@@ -230,7 +240,9 @@ def _usn_position(reader: DirectoryReader) -> ad.UsnPosition:
     return ad.position(root, invocation)
 
 
-def _usn_changes(reader: DirectoryReader, position: dict[str, Any]) -> tuple[Delta, dict[str, Any]] | None:
+def _usn_changes(
+    reader: DirectoryReader, position: dict[str, Any], visibility: leavers.Visibility | None
+) -> tuple[Delta, dict[str, Any]] | None:
     previous = ad.UsnPosition.from_dict(position)
     current = _usn_position(reader)
     reason = ad.full_read_reason(previous, current)
@@ -238,34 +250,71 @@ def _usn_changes(reader: DirectoryReader, position: dict[str, Any]) -> tuple[Del
         log.info("USN watermark unusable (%s); reading fully", reason)
         return None
     usn_filter = f"(uSNChanged>={previous.usn + 1})"
-    users = list(reader.users(usn_filter))
-    groups = list(reader.groups(usn_filter))
-    removed_users: list[str] = []
-    removed_groups: list[str] = []
-    naming_context = str((reader.session.root_dse.get("defaultNamingContext") or [reader.settings.users_base])[0])
-    for entry in reader.session.paged(
-        "deleted objects",
-        naming_context,
-        ad.deleted_filter(previous),
-        "sub",
-        ["objectGUID", "objectClass"],
-        [(ad.SHOW_DELETED_OID, True, None)],
-    ):
-        if entry["type"] != "searchResEntry":
-            continue
-        classes = {str(c).lower() for c in entry["attributes"].get("objectClass") or []}
-        key = ad.guid_text(list(entry["raw_attributes"].get("objectGUID") or []))
-        if key and "group" in classes:
-            removed_groups.append(key)
-        elif key and "user" in classes:
-            removed_users.append(key)
+    context = leavers.naming_context(reader)
+    # Changed users and groups anywhere in the domain: one now outside the scope has left it.
+    users, removed_users = _changed_users(reader, context, usn_filter)
+    groups, removed_groups = _changed_groups(reader, context, usn_filter)
+    if visibility is None or visibility.deletions:
+        for entry in reader.session.paged(
+            "deleted objects",
+            context,
+            ad.deleted_filter(previous),
+            "sub",
+            ["objectGUID", "objectClass"],
+            [(ad.SHOW_DELETED_OID, True, None)],
+        ):
+            if entry["type"] != "searchResEntry":
+                continue
+            classes = {str(c).lower() for c in entry["attributes"].get("objectClass") or []}
+            key = ad.guid_text(list(entry["raw_attributes"].get("objectGUID") or []))
+            if key and "group" in classes:
+                removed_groups.append(key)
+            elif key and "user" in classes:
+                removed_users.append(key)
     if reader.problems:
         return None
     user_records, group_records = reader.finish(users, groups)
     delta = Delta(
         users=user_records, groups=group_records, removed_user_keys=removed_users, removed_group_keys=removed_groups
     )
-    return delta, current.as_dict()
+    following = current.as_dict()
+    following["since_census"] = leavers.leaver_check(reader, delta, position, visibility)
+    if reader.problems:
+        return None
+    return delta, following
+
+
+def _changed_users(reader: DirectoryReader, context: str, extra: str) -> tuple[list[PendingUser], list[str]]:
+    """Changed users in scope (mapped), and the keys of changed users outside it."""
+    settings = reader.settings
+    inside: list[PendingUser] = []
+    outside: list[str] = []
+    for search_filter, active in reader.user_partitions(extra):
+        for entry in reader.entries("changed users", context, search_filter, "sub", reader.mapping.user_attributes, ()):
+            if not leavers.in_scope(entry["dn"], settings.users_base, settings.users_scope):
+                outside.append(ad.guid_text(list(entry["raw_attributes"].get("objectGUID") or [])))
+                continue
+            try:
+                inside.append(reader.mapping.user(entry, active))
+            except Unmappable as error:
+                reader.problems.append(f"user skipped: {error}")
+    return inside, [key for key in outside if key]
+
+
+def _changed_groups(reader: DirectoryReader, context: str, extra: str) -> tuple[list[PendingGroup], list[str]]:
+    settings = reader.settings
+    inside: list[PendingGroup] = []
+    outside: list[str] = []
+    search_filter = reader.group_filter(extra)
+    for entry in reader.entries("changed groups", context, search_filter, "sub", reader.mapping.group_attributes, ()):
+        if not leavers.in_scope(entry["dn"], settings.group_base, settings.groups_scope):
+            outside.append(ad.guid_text(list(entry["raw_attributes"].get("objectGUID") or [])))
+            continue
+        try:
+            inside.append(reader.group(entry))
+        except Unmappable as error:
+            reader.problems.append(f"group skipped: {error}")
+    return inside, [key for key in outside if key]
 
 
 # -- modifyTimestamp watermark ------------------------------------------------------------------------------------

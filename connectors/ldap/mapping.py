@@ -80,7 +80,23 @@ class EntryMapping:
         self.member_of = settings.member_of
         self.fields = tuple((field, names[field]) for field in _USER_FIELDS if names.get(field))
         self._lower_fields = tuple((field, attr.lower()) for field, attr in self.fields)
-        user = [self.key, self.user_name, *(attr for _, attr in self.fields), *flavor.state_attributes, *self.extra]
+        # A flavour's fallbacks apply only while the field keeps the flavour's own attribute (no override).
+        self.fallbacks = {
+            field: tuple(a.lower() for a in attrs)
+            for field, attrs in flavor.fallback_attributes.items()
+            if field not in settings.attributes
+        }
+        fallback_names = [
+            attr for field, attrs in flavor.fallback_attributes.items() if field in self.fallbacks for attr in attrs
+        ]
+        user = [
+            self.key,
+            self.user_name,
+            *(attr for _, attr in self.fields),
+            *fallback_names,
+            *flavor.state_attributes,
+            *self.extra,
+        ]
         if self.manager:
             user.append(self.manager)
         if self.member_of:
@@ -112,6 +128,12 @@ class EntryMapping:
         for field, attr in self._lower_fields:
             found = attributes.get(attr)
             values[field] = str(found[0]) or None if found else None
+        for field, names in self.fallbacks.items():
+            for name in names:
+                if values.get(field):
+                    break
+                found = attributes.get(name)
+                values[field] = str(found[0]) or None if found else None
         if not values.get("display_name"):
             values["display_name"] = _first(attributes, "cn") or _joined(values)
         extra: dict[str, Any] = {"dn": entry["dn"]}

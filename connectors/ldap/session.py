@@ -98,6 +98,8 @@ class Session:
             read_only=True,
             raise_exceptions=False,
             return_empty_attributes=False,
+            # Ranged values (member;range=0-1499) are collected by syncd (vendor/ad.collect_ranged), one code path.
+            auto_range=False,
         )
         try:
             connection.open()
@@ -200,12 +202,15 @@ class Session:
         attributes: Sequence[str],
         controls: Sequence[Control] = (),
         accept: tuple[int, ...] = (),
+        size_limit: int = 0,
     ) -> list[dict[str, Any]]:
         """One search request; every response message (entries, references, intermediate messages) in order.
 
         Result codes in ``accept`` are the caller's to handle (see :meth:`last_result`) instead of an error.
         """
-        _, response = self._search(what, base, search_filter, scope, attributes, controls, None, None, 0, accept)
+        _, response = self._search(
+            what, base, search_filter, scope, attributes, controls, None, None, 0, accept, size_limit
+        )
         return response
 
     def last_result(self) -> dict[str, Any]:
@@ -224,6 +229,7 @@ class Session:
         cookie: bytes | None,
         seen: int,
         accept: tuple[int, ...] = (),
+        size_limit: int = 0,
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         assert self.connection is not None
         where = f"{what} on {self.url}"
@@ -235,6 +241,7 @@ class Session:
                 dereference_aliases=ldap3.DEREF_NEVER,
                 attributes=list(attributes),
                 time_limit=self.settings.time_limit,
+                size_limit=size_limit,
                 controls=list(controls) or None,
                 paged_size=page_size,
                 paged_cookie=cookie,

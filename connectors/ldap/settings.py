@@ -53,7 +53,8 @@ class Settings:
     connect_timeout: float = 10.0
     timeout: float = 60.0
     time_limit: int = 0
-    incremental: Literal["auto", "syncrepl", "usn", "changelog", "timestamp", "off"] = "auto"
+    incremental: Literal["auto", "syncrepl", "usn", "dirsync", "changelog", "timestamp", "off"] = "auto"
+    leaver_check_every: int = 1
     attributes: dict[str, str] = field(default_factory=dict)
     extra_attributes: tuple[str, ...] = ()
     member_of: bool = False
@@ -74,6 +75,8 @@ class Settings:
             raise ConfigError("start_tls: an ldaps:// URL is already TLS; use ldap:// URLs with start_tls = true")
         if not 1 <= self.page_size <= 100_000:
             raise ConfigError(f"page_size: expected 1 to 100000, got {self.page_size}")
+        if not 1 <= self.leaver_check_every <= 1000:
+            raise ConfigError(f"leaver_check_every: expected 1 to 1000 increments, got {self.leaver_check_every}")
         if self.connect_timeout <= 0 or self.timeout <= 0:
             raise ConfigError("connect_timeout and timeout: expected a positive number of seconds")
         if self.bind_dn and not (self.bind_password_file or self.bind_password_env):

@@ -59,6 +59,7 @@ def run_list(args: argparse.Namespace) -> int:
                 "last_full_at": _when(source.last_full_at),
                 "consecutive_failures": source.consecutive_failures,
                 "last_error": source.last_error,
+                "notes": source.last_notes.splitlines() if source.last_notes else [],
             }
         )
     if args.format == "json":
@@ -112,8 +113,15 @@ def _unmatched_section(source: Source, config: Config) -> SectionValue:
     return value, lines
 
 
+def _notes_section(source: Source, config: Config) -> SectionValue:
+    """What the last read could and could not see (an AD account blind to deletions, and how leavers are found)."""
+    notes = source.last_notes.splitlines() if source.last_notes else []
+    return notes, notes or ["none"]
+
+
 SECTIONS: dict[str, Callable[[Source, Config], SectionValue]] = {
     "source": _state_section,
+    "notes": _notes_section,
     "unmatched": _unmatched_section,
 }
 """The sections of ``syncd sources show``, in order; a new one is a function added here (its key is its JSON key)."""

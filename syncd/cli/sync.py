@@ -30,7 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
             "Read SOURCE, stage what it says, plan, guard and apply in one transaction with its new cursor. "
             "Exit 0: applied (or nothing to do); 3: the guard held the plan (see 'syncd approve'); 4: the read was "
             "incomplete (the problems are printed; what was read was applied, nobody was removed, the cursor did not "
-            "move). With --dry-run, like 'syncd plan SOURCE' (exit 2 when changes are pending)."
+            "move; an AD increment blind to deletions between leaver checks also exits 4, though its cursor moves). "
+            "With --dry-run, like 'syncd plan SOURCE' (exit 2 when changes are pending)."
         ),
     )
     target = parser.add_mutually_exclusive_group(required=True)
@@ -102,6 +103,8 @@ def summary(result: pipeline.RunResult) -> str:
             f"+{staged.memberships_added} -{staged.memberships_removed} memberships"
         )
     partial = " (incomplete read: nothing removed)" if not result.complete else ""
+    if staged is not None and staged.blind and len(staged.problems) == 1:
+        partial = " (incomplete view: leavers since the last check not known yet)"
     if not result.source:
         return f"org {result.org}: {changes(result.actions)} applied"
     return f"source {result.source}: {changes(result.actions)} applied{read}{partial}"

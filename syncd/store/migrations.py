@@ -118,6 +118,14 @@ def _held_removals(db: peewee.Database) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS ledger_entry_org_id_action_at ON ledger_entry (org_id, action, at)")
 
 
+def _source_notes(db: peewee.Database) -> None:
+    """``source.last_notes``: what a source's last read could not see (an AD account blind to deletions), shown by
+    ``syncd sources list``. Idempotent: skipped when the column exists (a database created with it)."""
+    columns = {column.name for column in db.get_columns("source")}
+    if "last_notes" not in columns:
+        db.execute_sql('ALTER TABLE "source" ADD COLUMN "last_notes" TEXT')
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _plan_basis,
@@ -126,6 +134,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _group_member_attributes,
     _member_manager,
     _held_removals,
+    _source_notes,
 )
 
 

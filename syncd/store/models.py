@@ -65,6 +65,7 @@ class Source(BaseModel):
     last_run_at = peewee.DateTimeField(null=True)
     last_success_at = peewee.DateTimeField(null=True)
     last_error = peewee.TextField(null=True)
+    last_notes = peewee.TextField(null=True)  # what the last read could not see, one line each (e.g. deletions)
     consecutive_failures = peewee.IntegerField(default=0)
     lease_owner = peewee.CharField(null=True)
     lease_until = peewee.DateTimeField(null=True)

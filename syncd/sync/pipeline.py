@@ -219,7 +219,7 @@ def apply_read(
                 tx.rollback()
             else:
                 _fault("apply")
-                source_runs.advanced(row, result, staged.complete, staged.problems, now)
+                source_runs.advanced(row, result, staged, now)
                 _fault("commit")
     except Exception as error:
         if not isinstance(error, PipelineError) and not dry_run:
@@ -509,7 +509,7 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
             guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(stored)} actions")
             _apply(org, stored, now_planned.inputs, actor, now, None)
             if source is not None and result is not None and staged is not None:
-                source_runs.advanced(source, result, staged.complete, staged.problems, now)
+                source_runs.advanced(source, result, staged, now)
             outcome.plan, outcome.actions, outcome.applied = Plan(tuple(stored)), len(stored), True
             return outcome
         tx.rollback()

@@ -18,6 +18,7 @@ from connectors.redaction import redact
 from syncd.config import parse_interval
 from syncd.store.models import Source
 from syncd.store.tx import write_transaction
+from syncd.sync.stage import StageResult
 
 
 def full_due(row: Source, every: str, now: datetime, where: str = "full_snapshot_every") -> bool:
@@ -28,17 +29,20 @@ def full_due(row: Source, every: str, now: datetime, where: str = "full_snapshot
     return now - row.last_full_at >= timedelta(seconds=parse_interval(every, where))
 
 
-def advanced(row: Source, result: ReadResult, complete: bool, problems: list[str], now: datetime) -> None:
+def advanced(row: Source, result: ReadResult, staged: StageResult, now: datetime) -> None:
     """Record a committed read in the run's transaction, moving the cursor with the data it produced; an incomplete
-    read keeps the old cursor so nothing is skipped."""
-    values: dict[str, object] = {"last_run_at": now}
-    if complete:
+    read keeps the old cursor so nothing is skipped (a blind one moves it: applied, but not a complete view)."""
+    values: dict[str, object] = {"last_run_at": now, "last_notes": "\n".join(result.notes) or None}
+    if staged.complete:
         values.update(cursor=result.cursor, last_success_at=now, last_error=None, consecutive_failures=0)
         if isinstance(result, Snapshot):
             values["last_full_at"] = now
+    elif staged.blind and len(staged.problems) == 1:
+        # Applied and the cursor moves on, but the run is not a complete view: someone may have left unseen.
+        values.update(cursor=result.cursor, last_error=f"incomplete view: {staged.problems[0]}")
     else:
-        shown = problems[0] if problems else "read was incomplete"
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        shown = staged.problems[0] if staged.problems else "read was incomplete"
+        more = f" (+{len(staged.problems) - 1} more)" if len(staged.problems) > 1 else ""
         values.update(
             last_error=f"incomplete read, nothing removed: {shown}{more}",
             consecutive_failures=Source.consecutive_failures + 1,

@@ -52,6 +52,8 @@ class StageResult:
 
     complete: bool = True
     problems: list[str] = field(default_factory=list)
+    blind: bool = False
+    """The read was a delta that could not see deletions (one of ``problems`` says why)."""
     identities_added: int = 0
     identities_updated: int = 0
     identities_removed: int = 0
@@ -191,18 +193,31 @@ class _Staging:
         users = self._unique_users(delta.users)
         groups = self._unique_groups(delta.groups)
         self._upsert_identities(users, remove_missing=False)
-        if delta.removed_user_keys:
-            self._remove_identities(set(delta.removed_user_keys))
+        removed_users = set(delta.removed_user_keys)
+        removed_groups = set(delta.removed_group_keys)
+        if delta.present_user_keys is not None:
+            # A census of the scope: stored users it does not list have left (deleted or moved out).
+            present = delta.present_user_keys | set(users)
+            stored = Identity.select(Identity.key).where(Identity.source == self.source.id).tuples()
+            removed_users |= {key for (key,) in stored if key not in present}
+        if delta.present_group_keys is not None:
+            present = delta.present_group_keys | set(groups)
+            removed_groups |= {key for key in self._stored_group_keys() if key not in present}
+        if delta.blind_to_deletions:
+            self.result.blind = True
+            self._problem(delta.blind_to_deletions)
+        if removed_users:
+            self._remove_identities(removed_users)
         named = set(groups) | set(delta.members_added) | set(delta.members_removed)
         named |= {key for user in users.values() for key in user.groups}
         stored_groups = self._stored_group_keys()
         group_rows = {key: _group_values(record) for key, record in groups.items()}
-        for key in named - set(groups) - set(stored_groups) - set(delta.removed_group_keys):
+        for key in named - set(groups) - set(stored_groups) - removed_groups:
             group_rows[key] = (key, fold(key), None, "{}")
         group_ids = self._upsert_groups(group_rows, remove_missing=False)
-        if delta.removed_group_keys:
-            self._remove_groups(set(delta.removed_group_keys) & set(group_ids), group_ids)
-            for key in delta.removed_group_keys:
+        if removed_groups:
+            self._remove_groups(removed_groups & set(group_ids), group_ids)
+            for key in removed_groups:
                 group_ids.pop(key, None)
         # A group listed with its members replaces its member list; the rest add or remove named members only.
         replaced = {key for key, record in groups.items() if record.member_keys is not None}

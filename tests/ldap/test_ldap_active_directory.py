@@ -29,6 +29,7 @@ BOB_KEY = "44332211-6655-8877-8899-aabbccddeeff"
 ADMINS_GUID = bytes.fromhex("a1a2a3a4b1b2c1c2d1d2e1e2e3e4e5e6")
 ADMINS_KEY = "a4a3a2a1-b2b1-c2c1-d1d2-e1e2e3e4e5e6"
 BIG_GUID = bytes.fromhex("00000000000000000000000000000b19")
+DAVE_GUID = bytes.fromhex("d0" * 16)
 INVOCATION = bytes.fromhex("5f2d7a4c3b1e9a4f8d6c2b1a0f9e8d7c")
 
 ROOT_DSE = {
@@ -196,8 +197,13 @@ def usn_session(root_dse: dict[str, list[Any]], invocation: bytes) -> RecordedSe
             "raw_attributes": {"invocationId": [invocation]},
         }
     ]
-    answers[(USERS, "uSNChanged>=120001")] = answers[(USERS, "objectCategory=person")][1:2]
-    answers[(GROUPS, "uSNChanged>=120001")] = []
+    # Changes are searched in the whole domain: Dave, moved to OU=Leavers, is outside users_base now.
+    moved = entry(f"CN=Dave Dunn,OU=Leavers,{DOMAIN}", DAVE_GUID, sAMAccountName=["dave"], userAccountControl=["512"])
+    answers[(DOMAIN, "(objectClass=user))(uSNChanged>=120001)")] = [
+        *answers[(USERS, "objectCategory=person")][1:2],
+        moved,
+    ]
+    answers[(DOMAIN, "(objectClass=group)(uSNChanged>=120001)")] = []
     answers[(DOMAIN, "isDeleted=TRUE")] = [
         entry(
             f"CN=Carol\\0ADEL:5e1f,CN=Deleted Objects,{DOMAIN}",
@@ -213,7 +219,7 @@ def previous_position(invocation: bytes = INVOCATION, server: str = "dc1.corp.ex
     return ad.UsnPosition(server, ad.guid_text([invocation]), 120000).as_dict()
 
 
-def test_usn_delta_on_the_same_dc_reports_changes_and_tombstones():
+def test_usn_delta_on_the_same_dc_reports_changes_moves_out_of_scope_and_tombstones():
     session = usn_session(ROOT_DSE, INVOCATION)
     reader = DirectoryReader(session, ad.FLAVOR, ad_settings())  # type: ignore[arg-type]
 
@@ -223,7 +229,7 @@ def test_usn_delta_on_the_same_dc_reports_changes_and_tombstones():
     delta, following = changes
     assert isinstance(delta, Delta)
     assert [(u.user_name, u.active, u.manager_key) for u in delta.users] == [("bob", False, ALICE_KEY)]
-    assert delta.removed_user_keys == [ad.guid_text([bytes.fromhex("c0" * 16)])]
+    assert delta.removed_user_keys == [ad.guid_text([DAVE_GUID]), ad.guid_text([bytes.fromhex("c0" * 16)])]
     assert following["usn"] == 120045
     assert any("uSNChanged>=120001" in f for (_, f, _) in session.asked)
 

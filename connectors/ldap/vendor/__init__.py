@@ -6,6 +6,7 @@ filters and attribute names, how a disabled account shows, and which incremental
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ class Flavor:
     is_disabled: Callable[[Attributes], bool]
     dn_attribute: str
     incremental: str
+    #: field → attributes read when the field's own attribute is empty (AD: employeeID, then employeeNumber).
+    fallback_attributes: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 def first_text(values: list[bytes]) -> str:

@@ -53,10 +53,12 @@ FLAVOR = Flavor(
         "family_name": "sn",
         "department": "department",
         "title": "title",
-        "employee_number": "employeeNumber",
+        # HR feeds into AD fill employeeID ([MS-ADA1] §2.209); employeeNumber is read where employeeID is empty.
+        "employee_number": "employeeID",
         "manager": "manager",
         "group_name": "cn",
     },
+    fallback_attributes={"employee_number": ("employeeNumber",)},
     group_member_attributes=("member",),
     state_attributes=("userAccountControl",),
     is_disabled=is_account_disabled,
