@@ -2,7 +2,7 @@
 
 Built on scim2-server's service and handler layers and scim2-models; ours are the Flask integration
 (:mod:`scim.web`), the storage over the org's SCIM source (:mod:`scim.storage`, with the hot statements written out
-in :mod:`scim.statements`), filters compiled to SQL (:mod:`scim.filters`, :mod:`scim.dialect`), the IdP tolerance
+in :mod:`scim.statements`), filters compiled to SQL (:mod:`scim.filters`, the SQL forms in :mod:`syncd.store.dialect`), the IdP tolerance
 policy (:mod:`scim.schema`), the member fast path (:mod:`scim.service`) and the reconciliation hook
 (:mod:`scim.reconciliation`).
 """

@@ -36,7 +36,8 @@ from scim2_models.path import (
 )
 from scim2_models.path.resolution import _resolve_filter_path, _validate_operator, _validate_value_selection
 
-from scim.dialect import Dialect
+from syncd.store.dialect import Dialect
+from syncd.store.dialect import of as dialect_of
 from syncd.store.models import DirectoryGroup, GroupMember, Identity
 
 TRUE = SQL("1 = 1")
@@ -142,7 +143,7 @@ class FilterCompiler(FilterVisitor[peewee.Node]):
         self.columns = GROUP_COLUMNS if is_group else USER_COLUMNS
         self.relation = _Relation(is_group, source_id)
         self.relation_urn = f"{CORE_GROUP}:members" if is_group else f"{CORE_USER}:groups"
-        self.dialect = dialect or Dialect()
+        self.dialect = dialect or dialect_of()
 
     def compile(self, node: FilterNode) -> peewee.Node:
         return self.visit(node)

@@ -1,21 +1,22 @@
-"""Hand-written SQL for the statements every SCIM request runs, on both backends.
+"""The statements every SCIM request runs, on both backends, written once with :mod:`syncd.store.sql`.
 
 peewee spends about 0.2 ms building the text of even a one-row SELECT; the database answers it in a few
-microseconds. The statements of the hot paths (a user by id, a lookup by userName / externalId / id, a user's
-groups, creating, updating and deleting a user) are therefore written once here, with the driver's placeholder,
-and executed directly. Everything else (filters, sorting, groups) stays peewee. Same tables, same semantics.
+microseconds. The statements of the hot paths (a user or group by id, a lookup by userName / externalId / id, a
+user's groups, creating, updating and deleting users, a group's member rows) are therefore written here against the
+dialect, composed once per database kind by :func:`syncd.store.sql.written` and executed directly; ``IN`` lists go
+in chunks through :func:`syncd.store.sql.keys_in`. Filters and sorting stay peewee (:mod:`scim.filters`). Same
+tables, same semantics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import peewee
-
-from syncd.store.db import database, stored_time
+from syncd.store.dialect import Dialect, stored_time
+from syncd.store.sql import batches, keys_in, run, written
 
 USER_COLUMNS = ("id", "key", "resource", "version", "created_at", "updated_at", "match_key")
 LOOKUP_COLUMNS = {"key", "user_name_lower", "external_id"}
@@ -38,20 +39,12 @@ def _user(row: Sequence[Any]) -> UserRow:
     return UserRow(row[0], row[1], row[2], row[3], stored_time(row[4]), stored_time(row[5]), row[6])
 
 
-def _db() -> peewee.Database:
-    return database.obj
-
-
-def _p() -> str:
-    return str(_db().param)
-
-
 _SELECT_USER = 'SELECT "id", "key", "resource", "version", "created_at", "updated_at", "match_key" FROM "identity"'
 
 
 def user_by_key(source_id: int, key: str) -> UserRow | None:
-    p = _p()
-    row = _db().execute_sql(f'{_SELECT_USER} WHERE "source_id" = {p} AND "key" = {p}', (source_id, key)).fetchone()
+    text = written("user by key", lambda d: f'{_SELECT_USER} WHERE "source_id" = {d.param} AND "key" = {d.param}')
+    row = run(text, (source_id, key)).fetchone()
     return _user(row) if row else None
 
 
@@ -59,47 +52,59 @@ def users_where(source_id: int, column: str, value: str, offset: int, limit: int
     """Users whose indexed ``column`` equals ``value``, in row order (a lookup by userName, externalId or id)."""
     if column not in LOOKUP_COLUMNS:
         raise ValueError(f"{column} is not a lookup column")
-    p = _p()
-    sql = f'{_SELECT_USER} WHERE "source_id" = {p} AND "{column}" = {p} ORDER BY "id" LIMIT {p} OFFSET {p}'
-    cursor = _db().execute_sql(sql, (source_id, value, limit if limit is not None else 1_000_000_000, offset))
+    text = written(
+        ("users where", column),
+        lambda d: (
+            f'{_SELECT_USER} WHERE "source_id" = {d.param} AND "{column}" = {d.param} ORDER BY "id" '
+            f"LIMIT {d.param} OFFSET {d.param}"
+        ),
+    )
+    cursor = run(text, (source_id, value, limit if limit is not None else 1_000_000_000, offset))
     return [_user(row) for row in cursor.fetchall()]
 
 
 def count_where(source_id: int, column: str, value: str) -> int:
     if column not in LOOKUP_COLUMNS:
         raise ValueError(f"{column} is not a lookup column")
-    p = _p()
-    sql = f'SELECT COUNT(*) FROM "identity" WHERE "source_id" = {p} AND "{column}" = {p}'
-    return int(_db().execute_sql(sql, (source_id, value)).fetchone()[0])
+    text = written(
+        ("count where", column),
+        lambda d: f'SELECT COUNT(*) FROM "identity" WHERE "source_id" = {d.param} AND "{column}" = {d.param}',
+    )
+    return int(run(text, (source_id, value)).fetchone()[0])
 
 
 def groups_of(source_id: int, keys: Sequence[str]) -> list[tuple[str, str, str]]:
     """(member key, group key, group displayName) of the direct memberships of these users, in group order."""
     if not keys:
         return []
-    p = _p()
-    marks = ", ".join([p] * len(keys))
-    sql = (
-        'SELECT m."member_key", g."key", g."display_name" FROM "group_member" AS m '
-        'JOIN "directory_group" AS g ON m."group_id" = g."id" '
-        f'WHERE m."source_id" = {p} AND m."member_key" IN ({marks}) ORDER BY g."id"'
+    text = written(
+        ("groups of", len(keys)),
+        lambda d: (
+            'SELECT m."member_key", g."key", g."display_name" FROM "group_member" AS m '
+            'JOIN "directory_group" AS g ON m."group_id" = g."id" '
+            f'WHERE m."source_id" = {d.param} AND m."member_key" IN ({d.marks(len(keys))}) ORDER BY g."id"'
+        ),
     )
-    return [tuple(row) for row in _db().execute_sql(sql, (source_id, *keys)).fetchall()]  # type: ignore[misc]
+    return [tuple(row) for row in run(text, (source_id, *keys)).fetchall()]  # type: ignore[misc]
 
 
 def reports_of(source_id: int, key: str) -> list[str | None]:
     """Match keys of the users whose enterprise ``manager`` is this user (rare: only when a manager's email
     changes)."""
-    p = _p()
-    sql = f'SELECT "match_key" FROM "identity" WHERE "source_id" = {p} AND "manager_key" = {p}'
-    return [row[0] for row in _db().execute_sql(sql, (source_id, key)).fetchall()]
+    text = written(
+        "reports of",
+        lambda d: f'SELECT "match_key" FROM "identity" WHERE "source_id" = {d.param} AND "manager_key" = {d.param}',
+    )
+    return [row[0] for row in run(text, (source_id, key)).fetchall()]
 
 
 def insert_user(values: dict[str, Any]) -> None:
-    p = _p()
-    columns = ", ".join(f'"{name}"' for name in values)
-    marks = ", ".join([p] * len(values))
-    _db().execute_sql(f'INSERT INTO "identity" ({columns}) VALUES ({marks})', tuple(values.values()))
+    names = tuple(values)
+    text = written(
+        ("insert user", names),
+        lambda d: f'INSERT INTO "identity" ({", ".join(d.quote(n) for n in names)}) VALUES ({d.marks(len(names))})',
+    )
+    run(text, tuple(values.values()))
 
 
 def update_user(row_id: int, expected: int | None, values: dict[str, Any]) -> int:
@@ -110,29 +115,37 @@ def update_user(row_id: int, expected: int | None, values: dict[str, Any]) -> in
 def _update_versioned(table: str, row_id: int, expected: int | None, values: dict[str, Any]) -> int:
     """``UPDATE`` a row's columns and its version, only while the version is still ``expected`` (If-Match,
     RFC 7644 §3.14) when one is given."""
-    p = _p()
-    assignments = ", ".join(f'"{name}" = {p}' for name in values)
-    sql = f'UPDATE "{table}" SET "version" = "version" + 1, {assignments} WHERE "id" = {p}'
+    names = tuple(values)
+    checked = expected is not None
+
+    def write(d: Dialect) -> str:
+        assignments = ", ".join(f"{d.quote(n)} = {d.param}" for n in names)
+        text = f'UPDATE "{table}" SET "version" = "version" + 1, {assignments} WHERE "id" = {d.param}'
+        return text + f' AND "version" = {d.param}' if checked else text
+
     params: list[Any] = [*values.values(), row_id]
-    if expected is not None:
-        sql += f' AND "version" = {p}'
+    if checked:
         params.append(expected)
-    return int(_db().execute_sql(sql, tuple(params)).rowcount)
+    return int(run(written(("update versioned", table, names, checked), write), params).rowcount)
 
 
 def delete_user(source_id: int, row_id: int, key: str, expected: int | None = None) -> int:
     """Delete a user and its memberships in this source; the number of users deleted (0: the version moved)."""
-    p = _p()
-    sql = f'DELETE FROM "identity" WHERE "id" = {p}'
-    params: tuple[Any, ...] = (row_id,)
-    if expected is not None:
-        sql += f' AND "version" = {p}'
-        params = (row_id, expected)
-    deleted = int(_db().execute_sql(sql, params).rowcount)
-    if deleted:
-        _db().execute_sql(
-            f'DELETE FROM "group_member" WHERE "source_id" = {p} AND "member_key" = {p}', (source_id, key)
+    if expected is None:
+        text = written("delete user", lambda d: f'DELETE FROM "identity" WHERE "id" = {d.param}')
+        params: tuple[Any, ...] = (row_id,)
+    else:
+        text = written(
+            "delete user if", lambda d: f'DELETE FROM "identity" WHERE "id" = {d.param} AND "version" = {d.param}'
         )
+        params = (row_id, expected)
+    deleted = int(run(text, params).rowcount)
+    if deleted:
+        text = written(
+            "delete user memberships",
+            lambda d: f'DELETE FROM "group_member" WHERE "source_id" = {d.param} AND "member_key" = {d.param}',
+        )
+        run(text, (source_id, key))
     return deleted
 
 
@@ -155,8 +168,8 @@ _SELECT_GROUP = (
 
 
 def group_by_key(source_id: int, key: str) -> GroupRow | None:
-    p = _p()
-    row = _db().execute_sql(f'{_SELECT_GROUP} WHERE "source_id" = {p} AND "key" = {p}', (source_id, key)).fetchone()
+    text = written("group by key", lambda d: f'{_SELECT_GROUP} WHERE "source_id" = {d.param} AND "key" = {d.param}')
+    row = run(text, (source_id, key)).fetchone()
     if not row:
         return None
     return GroupRow(row[0], row[1], row[2], row[3], row[4], stored_time(row[5]), stored_time(row[6]))
@@ -166,22 +179,11 @@ def update_group(row_id: int, expected: int | None, values: dict[str, Any]) -> i
     return _update_versioned("directory_group", row_id, expected, values)
 
 
-def _keys_in(sql_head: str, head_params: tuple[Any, ...], keys: Sequence[str]) -> list[Any]:
-    found: list[Any] = []
-    p = _p()
-    for start in range(0, len(keys), 500):
-        chunk = list(keys[start : start + 500])
-        marks = ", ".join([p] * len(chunk))
-        cursor = _db().execute_sql(sql_head.format(marks=marks), (*head_params, *chunk))
-        found.extend(row[0] for row in cursor.fetchall())
-    return found
-
-
 def present_members(group_id: int, keys: Sequence[str]) -> list[str]:
     """Which of these keys are members of the group (by the unique (group, member_key) index)."""
-    p = _p()
-    return _keys_in(
-        f'SELECT "member_key" FROM "group_member" WHERE "group_id" = {p} AND "member_key" IN ({{marks}})',
+    return keys_in(
+        "present members",
+        'SELECT "member_key" FROM "group_member" WHERE "group_id" = {p} AND "member_key" IN ({marks})',
         (group_id,),
         keys,
     )
@@ -191,20 +193,27 @@ def existing_keys(table: str, source_id: int, keys: Sequence[str]) -> list[str]:
     """Which of these keys are users (``identity``) or groups (``directory_group``) of the source."""
     if table not in ("identity", "directory_group"):
         raise ValueError(table)
-    p = _p()
-    return _keys_in(f'SELECT "key" FROM "{table}" WHERE "source_id" = {p} AND "key" IN ({{marks}})', (source_id,), keys)
+    return keys_in(
+        f"existing {table}",
+        f'SELECT "key" FROM "{table}" WHERE "source_id" = {{p}} AND "key" IN ({{marks}})',
+        (source_id,),
+        keys,
+    )
 
 
 def match_keys(source_id: int, keys: Sequence[str]) -> list[str | None]:
-    p = _p()
-    return _keys_in(
-        f'SELECT "match_key" FROM "identity" WHERE "source_id" = {p} AND "key" IN ({{marks}})', (source_id,), keys
+    return keys_in(
+        "match keys",
+        'SELECT "match_key" FROM "identity" WHERE "source_id" = {p} AND "key" IN ({marks})',
+        (source_id,),
+        keys,
     )
 
 
 MemberSent = tuple[str | None, str | None, str | None]
 """What a client sent with a member besides its value: (display, $ref, type); None where it sent nothing."""
 NOTHING_SENT: MemberSent = (None, None, None)
+MEMBER_COLUMNS = ("org_id", "source_id", "group_id", "member_key", "member_kind", "display", "ref", "member_type")
 
 
 def insert_members(
@@ -214,50 +223,63 @@ def insert_members(
     members: Sequence[tuple[str, str]],
     sent: dict[str, MemberSent] | None = None,
 ) -> None:
-    p = _p()
     sent = sent or {}
-    for start in range(0, len(members), 500):
-        chunk = members[start : start + 500]
-        rows = ", ".join([f"({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"] * len(chunk))
+    for chunk in batches(members):
+        text = written(("insert members", len(chunk)), _insert_members(len(chunk)))
         params = [
             value
             for key, kind in chunk
             for value in (org_id, source_id, group_id, key, kind, *sent.get(key, NOTHING_SENT))
         ]
-        _db().execute_sql(
-            'INSERT INTO "group_member" ("org_id", "source_id", "group_id", "member_key", "member_kind", '
-            f'"display", "ref", "member_type") VALUES {rows} ON CONFLICT DO NOTHING',
-            tuple(params),
-        )
+        run(text, params)
+
+
+def _insert_members(count: int) -> Callable[[Dialect], str]:
+    """``count`` member rows in one INSERT; a row already there (the unique (group, member_key) index) is left."""
+
+    def write(d: Dialect) -> str:
+        columns = ", ".join(d.quote(c) for c in MEMBER_COLUMNS)
+        rows = ", ".join([f"({d.marks(len(MEMBER_COLUMNS))})"] * count)
+        return f'INSERT INTO "group_member" ({columns}) VALUES {rows} ON CONFLICT DO NOTHING'
+
+    return write
+
+
+def _delete_members(count: int) -> Callable[[Dialect], str]:
+    return lambda d: f'DELETE FROM "group_member" WHERE "group_id" = {d.param} AND "member_key" IN ({d.marks(count)})'
 
 
 def member_sent(group_id: int) -> dict[str, MemberSent]:
     """Member key → what the client sent with it, for every member of the group."""
-    p = _p()
-    sql = f'SELECT "member_key", "display", "ref", "member_type" FROM "group_member" WHERE "group_id" = {p}'
-    return {row[0]: (row[1], row[2], row[3]) for row in _db().execute_sql(sql, (group_id,)).fetchall()}
+    text = written(
+        "member sent",
+        lambda d: (
+            f'SELECT "member_key", "display", "ref", "member_type" FROM "group_member" WHERE "group_id" = {d.param}'
+        ),
+    )
+    return {row[0]: (row[1], row[2], row[3]) for row in run(text, (group_id,)).fetchall()}
 
 
 def update_member_sent(group_id: int, key: str, sent: MemberSent) -> None:
-    p = _p()
-    _db().execute_sql(
-        f'UPDATE "group_member" SET "display" = {p}, "ref" = {p}, "member_type" = {p} '
-        f'WHERE "group_id" = {p} AND "member_key" = {p}',
-        (*sent, group_id, key),
+    text = written(
+        "update member sent",
+        lambda d: (
+            f'UPDATE "group_member" SET "display" = {d.param}, "ref" = {d.param}, "member_type" = {d.param} '
+            f'WHERE "group_id" = {d.param} AND "member_key" = {d.param}'
+        ),
     )
+    run(text, (*sent, group_id, key))
 
 
 def delete_members(group_id: int, keys: Sequence[str]) -> None:
-    p = _p()
-    for start in range(0, len(keys), 500):
-        chunk = list(keys[start : start + 500])
-        marks = ", ".join([p] * len(chunk))
-        _db().execute_sql(
-            f'DELETE FROM "group_member" WHERE "group_id" = {p} AND "member_key" IN ({marks})', (group_id, *chunk)
-        )
+    for chunk in batches(keys):
+        text = written(("delete members", len(chunk)), _delete_members(len(chunk)))
+        run(text, (group_id, *chunk))
 
 
 def delete_group(group_id: int) -> None:
-    p = _p()
-    _db().execute_sql(f'DELETE FROM "group_member" WHERE "group_id" = {p}', (group_id,))
-    _db().execute_sql(f'DELETE FROM "directory_group" WHERE "id" = {p}', (group_id,))
+    run(
+        written("delete group members", lambda d: f'DELETE FROM "group_member" WHERE "group_id" = {d.param}'),
+        (group_id,),
+    )
+    run(written("delete group", lambda d: f'DELETE FROM "directory_group" WHERE "id" = {d.param}'), (group_id,))

@@ -35,14 +35,14 @@ from scim2_models.path import CompareOperator, Comparison
 from scim2_server.storage import ScimStorage, SearchPage
 
 from scim import reconciliation, statements
-from scim.dialect import Dialect, fold
 from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from syncd.clock import utcnow
 from syncd.config import Config
 from syncd.domain.matching import match_key
 from syncd.logs import log_event
-from syncd.store.db import database, is_postgres
+from syncd.store import dialect as store_dialect
+from syncd.store.dialect import fold
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Source
 from syncd.store.tx import write_transaction
@@ -405,7 +405,7 @@ class SyncdStorage(ScimStorage):
         binding = search_request.sort_binding(model)
         if binding is None:
             return [table.key]
-        dialect = Dialect()
+        dialect = store_dialect.of()
         columns = GROUP_COLUMNS if is_group else USER_COLUMNS
         column = columns.get(binding.urn.lower())
         if column is not None:
@@ -413,19 +413,12 @@ class SyncdStorage(ScimStorage):
             if column.text and not column.folded and not binding.case_exact:
                 node = dialect.fold(node)
         else:
-            keys = json_keys(binding)
+            keys: list[str | int] = list(json_keys(binding))
             if binding.is_multivalued:
-                head = keys[:-1] if binding.sub_field_name else keys
-                keys = [*head, "0", *keys[len(head) :]] if dialect.postgres else keys
-                if not dialect.postgres:
-                    node = peewee.fn.json_extract(
-                        table.resource,
-                        "$" + "".join(f'."{k}"' for k in head) + "[0]" + "".join(f'."{k}"' for k in keys[len(head) :]),
-                    )
-                else:
-                    node = dialect.json_value(table.resource, keys)
-            else:
-                node = dialect.json_value(table.resource, keys)
+                # A multi-valued attribute sorts by its first value: the path gains the array position 0.
+                head = len(keys) - 1 if binding.sub_field_name else len(keys)
+                keys = [*keys[:head], 0, *keys[head:]]
+            node = dialect.json_value(table.resource, keys)
             if not binding.case_exact:
                 node = dialect.fold(node)
         node = dialect.text(node) if column is None or column.text else node
@@ -483,10 +476,7 @@ class SyncdStorage(ScimStorage):
         undoes only the failed statement (https://www.sqlite.org/lang_conflict.html, ABORT), so it needs none.
         """
         try:
-            if is_postgres():
-                with database.obj.atomic():
-                    yield
-            else:
+            with store_dialect.of().may_fail():
                 yield
         except peewee.IntegrityError:
             raise UniquenessException(detail=f"{what} is already taken in this organization") from None

@@ -34,13 +34,13 @@ from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
 from werkzeug.exceptions import HTTPException
 
-from scim.dialect import register_functions
 from scim.schema import build_provider
 from scim.service import SyncdHandler, SyncdService
 from scim.storage import SyncdStorage, Tenant
 from syncd.admin import tokens
 from syncd.config import Config
 from syncd.logs import log_event
+from syncd.store import dialect
 from syncd.store.db import database
 from syncd.store.models import Organization, Source
 from syncd.sync.orgs import scim_source_name
@@ -262,7 +262,7 @@ def create_blueprint(config: Config, current: Callable[[], Config] | None = None
     @blueprint.route("/<path:path>", methods=methods)
     def serve(path: str) -> flask.Response:
         if database.obj is not None:
-            register_functions(database.obj)
+            dialect.of(database.obj).register_functions()
         return scim.serve(path)
 
     return blueprint
@@ -275,7 +275,7 @@ def create_app(config: Config) -> flask.Flask:
     if database.obj is None:
         open_database(config.database.url)
         upgrade()
-    register_functions(database.obj)
+    dialect.of(database.obj).register_functions()
     app = flask.Flask("syncd.scim")
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
     install(app, create_blueprint(config))

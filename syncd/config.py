@@ -52,6 +52,11 @@ class ServerSettings:
     max_backoff: str = "6h"
     housekeeping_every: str = "15m"
 
+    def quarantined(self, failures: int) -> bool:
+        """Whether a source that failed ``failures`` runs in a row is quarantined (its schedule backs off): the one
+        rule, asked by the scheduler, the admin API and /metrics."""
+        return failures >= self.quarantine_after
+
 
 @dataclass(frozen=True)
 class LoggingSettings:
@@ -154,6 +159,14 @@ class Config:
 
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def is_slug(text: str) -> bool:
+    """Whether ``text`` is an org slug: lowercase letters, digits and dashes, at most 63, not starting with a dash
+    (config ``[[orgs]].slug`` and ``syncd orgs create`` alike)."""
+    return _SLUG.match(text) is not None
+
+
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _DOMAIN = re.compile(rf"^(?:{_LABEL}\.)+{_LABEL}$")
 _COMMON_SOURCE_KEYS = {"name", "org", "kind", "schedule", "precedence", "full_snapshot_every", "enabled"}
@@ -239,7 +252,7 @@ def _unique(values: list[str], where: str, key: str) -> None:
 def _parse_org(table: Mapping[str, Any], where: str) -> OrgSettings:
     plain = {k: v for k, v in table.items() if k not in ("policy", "rules")}
     org = parse_settings(OrgSettings, plain, where)
-    if not _SLUG.match(org.slug):
+    if not is_slug(org.slug):
         raise ConfigError(f"{where}.slug: {org.slug!r} is not a slug (lowercase letters, digits and dashes)")
     policy_table = table.get("policy", {})
     if not isinstance(policy_table, dict):

@@ -94,3 +94,31 @@ def test_demo_next_steps_are_commands_this_shell_can_run(cli, tmp_path):
         program = command[0]
         assert shutil.which(program) is not None or Path(program).is_file(), program
         assert command[1] in ("members", "audit", "plan", "sync", "serve", "-m")
+
+
+def test_members_list_at_now_prints_the_live_list_in_its_shape_and_order(cli, tmp_path):
+    """One members document: ``--at`` a moment after the last change prints what the live list prints, key for key
+    and in the same order (only ``sources``, which the ledger does not record, may be empty)."""
+    from syncd.clock import iso, utcnow
+
+    folder = tmp_path / "demo"
+    assert cli("demo", "--dir", str(folder), "--no-serve").code == 0
+    config = str(folder / "syncd.toml")
+    # An email in capitals sorts before lower case by code point but after them folded: one order for both.
+    people = folder / "people.csv"
+    people.write_text(
+        people.read_text(encoding="utf-8") + "1901,Zed@demo.example,Zed,Zed,IT,Engineer,1001,Leadership,true\n",
+        encoding="utf-8",
+    )
+    assert cli("--config", config, "sync", "hr").code == 0
+
+    def listed(*extra: str) -> list[dict]:
+        result = cli("--config", config, "members", "list", "--org", "demo", "--format", "json", *extra)
+        assert result.code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    live = listed()
+    past = listed("--at", iso(utcnow()))
+    assert len(live) > 3
+    assert [list(m) for m in past] == [list(m) for m in live]
+    assert [{**m, "sources": []} for m in past] == [{**m, "sources": []} for m in live]

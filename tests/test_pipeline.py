@@ -514,3 +514,15 @@ def test_a_managers_new_email_in_a_delta_reaches_the_people_they_manage(config):
     # Only the manager is in the delta (an LDAP manager DN does not change when the manager's mail does).
     pipeline.apply_read(config, "hr", Delta(users=[replace(boss, email="chief@acme.com")], cursor="c2"), now=NOW)
     assert Member.get(Member.email == "report@acme.com").manager == "chief@acme.com"
+
+
+def test_staging_folds_identifiers_as_scim_does(config):
+    """One identity folding (syncd.store.dialect.fold, NFC then lower case): a userName and email sent decomposed
+    (e + combining acute) are stored folded exactly as a SCIM write stores them, so a SCIM filter finds either."""
+    from syncd.store.dialect import fold
+
+    decomposed = "E\u0301mile@Acme.com"
+    read = snapshot(replace(user("emile"), user_name=decomposed, email=decomposed))
+    pipeline.apply_read(config, "hr", read, now=NOW)
+    stored = Identity.get(Identity.user_name == decomposed)
+    assert stored.user_name_lower == stored.email_lower == fold(decomposed) == "\u00e9mile@acme.com"

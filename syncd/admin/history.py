@@ -16,6 +16,7 @@ from typing import Any
 
 import peewee
 
+from syncd.admin import members
 from syncd.clock import iso
 from syncd.store.models import LedgerEntry
 from syncd.sync import ledger
@@ -85,8 +86,10 @@ def members_at(org_id: int, at: datetime) -> list[dict[str, Any]]:
             states[target] = json.loads(after)
         else:
             states.pop(target, None)
-    members = [_member(target, state) for target, state in states.items()]
-    return sorted(members, key=lambda m: (m["email"] or m["user_name"] or "").lower())
+    ordered = members.in_order(_member(target, state) for target, state in states.items())
+    for member in ordered:
+        del member["match_key"]  # the order's tiebreak, which the answer leaves out as the CLI does
+    return ordered
 
 
 def _pruned_horizon(org_id: int) -> ledger.Anchor | None:
@@ -96,15 +99,18 @@ def _pruned_horizon(org_id: int) -> ledger.Anchor | None:
 
 
 def _member(target: str, state: dict[str, Any]) -> dict[str, Any]:
-    teams = state.get("teams") or []
-    return {
-        "email": state.get("email"),
-        "user_name": state.get("user_name") or target.removeprefix(MEMBER_PREFIX),
-        "display_name": state.get("display_name"),
-        "status": state.get("status"),
-        "role": state.get("role"),
-        "teams": sorted(({"team": t.get("team"), "role": t.get("role")} for t in teams), key=lambda t: t["team"] or ""),
-        "sources": list(state.get("sources") or []),
-        "pinned": bool(state.get("pinned", False)),
-        "manager": state.get("manager"),
-    }
+    """A recorded member state as the members document (:func:`syncd.admin.members.document`). ``sources`` are those
+    the state names: ledger entries do not record which sources asserted a member, so usually none."""
+    key = target.removeprefix(MEMBER_PREFIX)
+    return members.document(
+        match_key=key,
+        email=state.get("email"),
+        user_name=state.get("user_name") or key,
+        display_name=state.get("display_name"),
+        status=state.get("status"),
+        role=state.get("role"),
+        teams=state.get("teams") or [],
+        sources=state.get("sources") or [],
+        pinned=state.get("pinned", False),
+        manager=state.get("manager"),
+    )

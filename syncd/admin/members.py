@@ -7,6 +7,7 @@ included.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -16,11 +17,11 @@ from peewee import fn
 from syncd.config import Config
 from syncd.domain.reconcile import Action
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
+from syncd.store.sql import batches
 from syncd.store.tx import write_transaction
 from syncd.sync.apply import apply_plan
 from syncd.sync.gather import gather
 from syncd.sync.pipeline import lock_org, org_rules, reconcile_touched
-from syncd.sync.stage import batches
 
 
 class MemberError(Exception):
@@ -28,11 +29,11 @@ class MemberError(Exception):
 
 
 def listing(org: Organization, match_keys: list[str] | None = None) -> list[dict[str, Any]]:
-    """Members with their teams and the sources asserting them, in a few set-based queries (sorted by email)."""
+    """Members with their teams and the sources asserting them, in a few set-based queries (:func:`in_order`)."""
     query = Member.select().where(Member.org == org.id)
     if match_keys is not None:
         query = query.where(Member.match_key.in_(match_keys))
-    members = list(query.order_by(Member.email, Member.match_key).tuples().iterator())
+    members = list(query.tuples().iterator())
     columns = [f.name for f in Member._meta.sorted_fields]
     rows = [dict(zip(columns, values, strict=True)) for values in members]
     teams: dict[int, list[dict[str, str]]] = {}
@@ -40,7 +41,6 @@ def listing(org: Organization, match_keys: list[str] | None = None) -> list[dict
         TeamMember.select(TeamMember.member, Team.slug, TeamMember.role)
         .join(Team, on=(TeamMember.team == Team.id))
         .where(TeamMember.org == org.id)
-        .order_by(Team.slug)
     )
     for member_id, slug, role in team_query.tuples().iterator():
         teams.setdefault(member_id, []).append({"team": slug, "role": role})
@@ -55,21 +55,55 @@ def listing(org: Organization, match_keys: list[str] | None = None) -> list[dict
     for query in queries:
         for key, name in query.tuples().iterator():
             sources.setdefault(key, set()).add(name)
-    return [
-        {
-            "email": row["email"],
-            "user_name": row["user_name"],
-            "display_name": row["display_name"],
-            "status": row["status"],
-            "role": row["role"],
-            "teams": teams.get(row["id"], []),
-            "sources": sorted(sources.get(row["match_key"], ())),
-            "pinned": bool(row["pinned"]),
-            "manager": row["manager"],
-            "match_key": row["match_key"],
-        }
+    return in_order(
+        document(
+            match_key=row["match_key"],
+            email=row["email"],
+            user_name=row["user_name"],
+            display_name=row["display_name"],
+            status=row["status"],
+            role=row["role"],
+            teams=teams.get(row["id"], []),
+            sources=sources.get(row["match_key"], ()),
+            pinned=row["pinned"],
+            manager=row["manager"],
+        )
         for row in rows
-    ]
+    )
+
+
+def document(
+    *,
+    match_key: str,
+    email: str | None,
+    user_name: str | None,
+    display_name: str | None,
+    status: str | None,
+    role: str | None,
+    teams: Iterable[dict[str, Any]],
+    sources: Iterable[str],
+    pinned: Any,
+    manager: str | None,
+) -> dict[str, Any]:
+    """One member as ``syncd members list --format json`` prints it, live or ``--at`` a past moment (the CLI JSON
+    contract, docs/architecture.md "Contracts": keys are only ever added). The one producer of that document."""
+    return {
+        "email": email,
+        "user_name": user_name,
+        "display_name": display_name,
+        "status": status,
+        "role": role,
+        "teams": sorted(({"team": t.get("team"), "role": t.get("role")} for t in teams), key=lambda t: t["team"] or ""),
+        "sources": sorted(sources),
+        "pinned": bool(pinned),
+        "manager": manager,
+        "match_key": match_key,
+    }
+
+
+def in_order(documents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Members documents in the one listing order: by email (members without one first), then match key."""
+    return sorted(documents, key=lambda d: (d["email"] is not None, d["email"] or "", d["match_key"]))
 
 
 def find(org: Organization, who: str) -> Member:

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 import peewee
 
 from syncd.clock import iso, utcnow
-from syncd.store import prepared
-from syncd.store.db import stored_time
+from syncd.store import sql
+from syncd.store.dialect import stored_time
 from syncd.store.models import Organization, Token
 from syncd.store.tx import write_transaction
 from syncd.sync import ledger
@@ -112,13 +112,13 @@ def revoke(token_id: int, actor: str = "admin:cli") -> Token:
 def authenticate(presented: str | None, now: datetime | None = None) -> Principal | None:
     """Return the principal a bearer token stands for, or None when it is unknown, revoked or expired.
 
-    Every SCIM request runs this, so its statement is composed once (:mod:`syncd.store.prepared`): peewee spends far
+    Every SCIM request runs this, so its statement is composed once (:mod:`syncd.store.sql`): peewee spends far
     longer composing a query than the indexed lookup takes.
     """
     if not presented or not presented.startswith(PREFIX):
         return None
     wanted = digest(presented)
-    found = prepared.rows("token.lookup", lambda: _lookup_query(wanted), (wanted,))
+    found = sql.rows("token.lookup", lambda: _lookup_query(wanted), (wanted,))
     if not found:
         return None
     row = found[0]

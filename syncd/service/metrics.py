@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from syncd import __version__
 from syncd.clock import utcnow
-from syncd.store.db import stored_time
+from syncd.store.dialect import stored_time
 from syncd.store.models import Identity, LedgerEntry, Organization, OutboxEvent, Plan, Source
 from syncd.sync import held as held_module
 

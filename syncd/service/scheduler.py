@@ -39,7 +39,7 @@ from syncd.service.slots import SlotTrigger
 from syncd.store import lease
 from syncd.store.db import database
 from syncd.store.models import Organization, Source
-from syncd.store.tx import write_transaction
+from syncd.sync import source_runs
 from syncd.sync.orgs import scim_source_name
 
 log = logging.getLogger("syncd.scheduler")
@@ -177,7 +177,7 @@ class SourceScheduler:
 
     # ----- policy -----------------------------------------------------------------------------------------------
     def quarantined(self, failures: int) -> bool:
-        return failures >= self.config.server.quarantine_after
+        return self.config.server.quarantined(failures)
 
     def backoff(self, failures: int, period: float) -> float:
         """Extra seconds to wait before the next slot: 0, then period·(2^k − 1) capped by ``max_backoff``."""
@@ -442,8 +442,8 @@ class SourceScheduler:
             try:
                 row = Source.get(Source.name == name)
                 before = row.consecutive_failures
-                every = parse_interval(settings.full_snapshot_every, f"source {name}.full_snapshot_every")
-                full = full or row.last_full_at is None or now - row.last_full_at >= timedelta(seconds=every)
+                due = source_runs.full_due(row, settings.full_snapshot_every, now, f"source {name}.full_snapshot_every")
+                full = full or due
                 log_event(log, "source.run.start", full=full, actor=actor, owner=self.owner)
                 if self.isolate:
                     detail = worker.run_in_child(
@@ -495,28 +495,11 @@ class SourceScheduler:
     def _record(
         self, name: str, started: datetime, full: bool, error: str | None, duration: float, before: int, result: str
     ) -> None:
-        """Store the run's outcome on the Source row unless the run did (the pipeline records its own, stamped with
-        the ``now`` it was given), alert once on quarantine, log recovery, and release the lease."""
+        """Settle the run's outcome on the Source row (``source_runs.settle``: unless the pipeline recorded it), alert
+        once on quarantine, log recovery, and release the lease."""
         finished = self.clock()
-        with write_transaction():
-            row = Source.get(Source.name == name)
-            if row.last_run_at != started:
-                changes: dict[Any, Any] = {Source.last_run_at: started}
-                if error is not None:
-                    changes.update(
-                        {
-                            Source.consecutive_failures: row.consecutive_failures + 1,
-                            Source.last_error: redact_text(error),
-                        }
-                    )
-                elif result == "ok":
-                    changes.update({Source.consecutive_failures: 0, Source.last_error: None})
-                    changes[Source.last_success_at] = finished
-                    if full:
-                        changes[Source.last_full_at] = started
-                Source.update(changes).where(Source.name == name).execute()
-            after = Source.get(Source.name == name)
-            failures = after.consecutive_failures
+        after = source_runs.settle(name, started, finished, full, error, result == "ok")
+        failures = after.consecutive_failures
         ms = round(duration * 1000)
         if error is None:
             log_event(log, "source.run.ok", result=result, full=full, duration_ms=ms)

@@ -60,7 +60,7 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
     service = state or ServiceState(config=config)
     app.extensions["syncd"] = service
-    metrics.install_store_collector(service.scheduler.quarantined if service.scheduler else _default_quarantine(config))
+    metrics.install_store_collector(service.scheduler.quarantined if service.scheduler else config.server.quarantined)
     blueprint = scim.create_blueprint(config, lambda: service.config) if with_scim else None
     if blueprint is not None:
         scim.install(app, blueprint)
@@ -197,7 +197,7 @@ def sources_state(service: ServiceState, org_slug: str) -> list[dict[str, Any]]:
     configured = [s for s in service.config.sources if s.org == org_slug]
     rows = {row.name: row for row in Source.select().where(Source.name.in_([s.name for s in configured]))}
     in_flight = service.scheduler.in_flight() if service.scheduler else {}
-    quarantined = service.scheduler.quarantined if service.scheduler else _default_quarantine(service.config)
+    quarantined = service.scheduler.quarantined if service.scheduler else service.config.server.quarantined
     answer = []
     for settings in configured:
         row = rows.get(settings.name)
@@ -217,10 +217,6 @@ def sources_state(service: ServiceState, org_slug: str) -> list[dict[str, Any]]:
             }
         )
     return answer
-
-
-def _default_quarantine(config: Config) -> Any:
-    return lambda failures: failures >= config.server.quarantine_after
 
 
 def _admin(service: ServiceState) -> tuple[tokens.Principal | None, tuple[Response, int]]:

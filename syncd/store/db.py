@@ -6,7 +6,6 @@ wait instead of failing (https://www.sqlite.org/wal.html, https://www.sqlite.org
 
 from __future__ import annotations
 
-from datetime import datetime
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import peewee
@@ -38,15 +37,6 @@ def open_database(url: str) -> peewee.Database:
         )
     database.initialize(db)
     return db
-
-
-def stored_time(value: datetime | str) -> datetime:
-    """A time column read with raw SQL: SQLite hands back the text peewee stored, PostgreSQL a datetime."""
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
-
-
-def is_postgres() -> bool:
-    return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
 class StoreUnavailable(Exception):

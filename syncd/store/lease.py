@@ -29,9 +29,7 @@ import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import peewee
-
-from syncd.store.db import database
+from syncd.store import dialect
 from syncd.store.models import Source
 
 
@@ -137,12 +135,5 @@ def declaration_lock() -> Iterator[None]:
     advisory lock (https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS) makes them take
     turns; SQLite needs none, its write transactions already serialize (``BEGIN IMMEDIATE``).
     """
-    db = database.obj
-    if not isinstance(db, peewee.PostgresqlDatabase):
+    with dialect.of().session_lock(DECLARE_LOCK_KEY):
         yield
-        return
-    db.execute_sql("SELECT pg_advisory_lock(%s)", (DECLARE_LOCK_KEY,))
-    try:
-        yield
-    finally:
-        db.execute_sql("SELECT pg_advisory_unlock(%s)", (DECLARE_LOCK_KEY,))

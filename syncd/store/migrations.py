@@ -12,8 +12,11 @@ from collections.abc import Callable
 
 import peewee
 
+from syncd.store import dialect
 from syncd.store.db import database
 from syncd.store.models import ALL_MODELS, GroupMember, HeldRemoval, Member, OutboxEvent, PlanBasis
+
+MIGRATION_LOCK_KEY = 7362001
 
 
 class SchemaVersion(peewee.Model):
@@ -43,7 +46,7 @@ def _text_columns(db: peewee.Database) -> None:
     Only PostgreSQL columns still ``character varying`` where the model now says ``TEXT`` are altered, so the step is
     a no-op on SQLite and on a database created at version 3 or later.
     """
-    if not isinstance(db, peewee.PostgresqlDatabase):
+    if not dialect.of(db).column_types_are_enforced():
         return
     for model in ALL_MODELS:
         table = model._meta.table_name
@@ -71,11 +74,7 @@ def _outbox_message_ids(db: peewee.Database) -> None:
         db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "message_id" VARCHAR(64)')
     if "order_key" not in present:
         db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "order_key" TEXT')
-    random_id = (
-        "'msg_' || md5(random()::text || clock_timestamp()::text || id::text)"
-        if isinstance(db, peewee.PostgresqlDatabase)
-        else "'msg_' || lower(hex(randomblob(16)))"
-    )
+    random_id = dialect.of(db).random_message_id()
     db.execute_sql(f'UPDATE "{table}" SET "message_id" = {random_id} WHERE "message_id" IS NULL')
     pending = OutboxEvent.select(OutboxEvent.id, OutboxEvent.payload).where(
         OutboxEvent.delivered_at.is_null(), OutboxEvent.order_key.is_null()
@@ -157,12 +156,10 @@ def upgrade() -> list[int]:
     applied: list[int] = []
     with db.atomic():
         db.create_tables([SchemaVersion], safe=True)
-        if isinstance(db, peewee.PostgresqlDatabase):
-            db.execute_sql("SELECT pg_advisory_xact_lock(7362001)")
+        dialect.of(db).transaction_lock(MIGRATION_LOCK_KEY)
     for number, migration in enumerate(MIGRATIONS, start=1):
         with db.atomic():
-            if isinstance(db, peewee.PostgresqlDatabase):
-                db.execute_sql("SELECT pg_advisory_xact_lock(7362001)")
+            dialect.of(db).transaction_lock(MIGRATION_LOCK_KEY)
             if current_version() >= number:
                 continue
             migration(db)

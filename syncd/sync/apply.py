@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from syncd.domain.reconcile import Action, MemberState, Plan
-from syncd.store import prepared
-from syncd.store.db import is_postgres
+from syncd.store import sql
 from syncd.store.models import LedgerEntry, Member, Organization, OutboxEvent, Team, TeamMember, new_message_id
+from syncd.store.sql import batches, insert_many, update_many
 from syncd.sync import ledger, outbox
 from syncd.sync.gather import Inputs
-from syncd.sync.stage import batches, insert_many, update_many
 
 Advance = Callable[[int], None]
 ENTRY_COLUMNS = ("org", "seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
@@ -59,7 +58,8 @@ def apply_plan(
                 )
                 team_ids[slug] = team.id
     _write_members(org, actions, inputs, team_ids, now, advance)
-    chain = _ledger_head(org.id)
+    # The caller took the org lock (ledger.lock_org) before planning; the head is read under it.
+    chain = ledger.head(org.id, lock=False)
     entries = [
         ledger.make_entry(
             org.id,
@@ -113,43 +113,6 @@ def apply_plan(
     ]
     insert_many(OutboxEvent, outbox_fields, events)
     return len(actions)
-
-
-def lock_org(org_id: int) -> None:
-    """Serialize changes of one org's state before reading it (PostgreSQL: a row lock on the org, the same one the
-    ledger takes; SQLite's write transaction already holds the database's single write lock). Taking it first, in
-    every writer, means no two writers plan from the same stale state and none waits on another in a cycle.
-    ``FOR NO KEY UPDATE`` like the ledger's: a writer that already inserted rows referencing the org (a SCIM write)
-    holds ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` would wait for in a cycle. Composed once (``syncd.store.prepared``):
-    every SCIM write takes it."""
-    if is_postgres():
-        prepared.execute(
-            "lock org",
-            lambda: (
-                Organization.select(Organization.id).where(Organization.id == org_id).for_update("FOR NO KEY UPDATE")
-            ),
-            [org_id],
-        )
-
-
-def _ledger_head(org_id: int) -> ledger.LedgerHead:
-    """``ledger.head`` (the org row lock on PostgreSQL, then the last entry) with statements composed once: every
-    SCIM write that changes a member reads it."""
-    lock_org(org_id)
-    last = prepared.rows(
-        "ledger head",
-        lambda: (
-            LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.at)
-            .where(LedgerEntry.org == org_id)
-            .order_by(LedgerEntry.seq.desc())
-            .limit(1)
-        ),
-        [org_id, 1],
-    )
-    if not last:
-        return ledger.LedgerHead(0, ledger.GENESIS_HASH)
-    seq, digest, at = last[0]
-    return ledger.LedgerHead(seq, digest, ledger.stored_at(at))
 
 
 def _ledger_reason(action: Action) -> str:
@@ -231,7 +194,7 @@ def _write_members(
     joined_teams = {key for key, _, _ in team_changes} - member_ids.keys()
     if joined_teams:
         for chunk in batches(sorted(joined_teams)):
-            found = prepared.rows(
+            found = sql.rows(
                 "joined member ids",
                 lambda chunk=chunk: Member.select(Member.match_key, Member.id).where(
                     (Member.org == org.id) & Member.match_key.in_(chunk)
@@ -282,7 +245,7 @@ def _write_teams(
             elif old[slug] != role:
                 role_updates.append((role, team_ids[slug], member_id))
     for team_id, member_id in deletes:
-        prepared.execute(
+        sql.execute(
             "team leave",
             lambda team_id=team_id, member_id=member_id: TeamMember.delete().where(
                 (TeamMember.team == team_id) & (TeamMember.member == member_id)
@@ -292,7 +255,7 @@ def _write_teams(
     fields = [TeamMember.org, TeamMember.team, TeamMember.member, TeamMember.role]
     insert_many(TeamMember, fields, inserts)
     for role, team_id, member_id in role_updates:
-        prepared.execute(
+        sql.execute(
             "team role",
             lambda role=role, team_id=team_id, member_id=member_id: TeamMember.update(role=role).where(
                 (TeamMember.team == team_id) & (TeamMember.member == member_id)

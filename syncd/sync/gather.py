@@ -3,7 +3,7 @@
 Two scopes: the whole org (source runs, ``syncd plan --org``), read as tuples in a few set-based queries, and a
 handful of members by match key (SCIM writes), read through the indexes on match key, group and member key so
 that its cost does not grow with the org. The narrow reads run on every SCIM write, so their statements are composed
-once (``syncd.store.prepared``): peewee composing them cost more than SQLite answering them.
+once (``syncd.store.sql``): peewee composing them cost more than SQLite answering them.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from syncd.domain.reconcile import (
     PlanPolicy,
     RuleLike,
 )
-from syncd.store import prepared
+from syncd.store import sql
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Organization, Source, Team, TeamMember
+from syncd.store.sql import batches, raw_rows
 from syncd.sync.orgs import policy_of
-from syncd.sync.stage import batches, raw_rows
 
 ATTRIBUTE_COLUMNS = (
     "external_id",
@@ -159,7 +159,7 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
     ]
     extra = [getattr(Identity, name) for name in ATTRIBUTE_COLUMNS] + [Identity.resource] if want_attributes else []
 
-    # Narrow reads build their query only when its text is not cached yet (``syncd.store.prepared``).
+    # Narrow reads build their query only when its text is not cached yet (``syncd.store.sql``).
     def base() -> peewee.Select:
         return Identity.select(*columns, *extra).where((Identity.org == org.id) & Identity.match_key.is_null(False))
 
@@ -170,7 +170,7 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
         found = [
             row
             for chunk in batches(keys)
-            for row in prepared.rows(
+            for row in sql.rows(
                 statement, lambda chunk=chunk: base().where(Identity.match_key.in_(chunk)), [org.id, *chunk]
             )
         ]
@@ -204,7 +204,7 @@ def _manager_emails(identity_rows: list[tuple[Any, ...]]) -> dict[tuple[int, str
         missing.setdefault(source_id, []).append(key)
     for source_id, keys in missing.items():
         for chunk in batches(keys):
-            for key, email in prepared.rows(
+            for key, email in sql.rows(
                 "manager emails",
                 lambda source_id=source_id, chunk=chunk: Identity.select(Identity.key, Identity.email).where(
                     (Identity.source == source_id) & Identity.key.in_(chunk)
@@ -237,7 +237,7 @@ def _direct_groups(
             row
             for source_id, identity_keys in by_source.items()
             for chunk in batches(identity_keys)
-            for row in prepared.rows(
+            for row in sql.rows(
                 "direct groups",
                 lambda source_id=source_id, chunk=chunk: base().where(
                     (GroupMember.source == source_id) & GroupMember.member_key.in_(chunk)
@@ -281,7 +281,7 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
     while frontier:
         loaded = []
         for chunk in batches(sorted(frontier)):
-            for gid, source_id, key, name, external_id in prepared.rows(
+            for gid, source_id, key, name, external_id in sql.rows(
                 "groups by id",
                 lambda chunk=chunk: DirectoryGroup.select(*columns).where(DirectoryGroup.id.in_(chunk)),
                 chunk,
@@ -294,7 +294,7 @@ def _groups(org: Organization, start: set[int] | None) -> dict[int, tuple[int, s
         parents: set[int] = set()
         for source_id, child_keys in by_source.items():
             for chunk in batches(child_keys):
-                for parent, _, child in prepared.rows(
+                for parent, _, child in sql.rows(
                     "enclosing groups",
                     lambda source_id=source_id, chunk=chunk: nested().where(
                         (GroupMember.source == source_id) & GroupMember.member_key.in_(chunk)
@@ -335,7 +335,7 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
         raw = [
             row
             for chunk in batches(keys)
-            for row in prepared.rows(
+            for row in sql.rows(
                 "members", lambda chunk=chunk: base().where(Member.match_key.in_(chunk)), [org.id, *chunk]
             )
         ]
@@ -355,7 +355,7 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
         memberships = [
             row
             for chunk in batches([r[0] for r in raw])
-            for row in prepared.rows(
+            for row in sql.rows(
                 "team memberships",
                 lambda chunk=chunk: team_query().where(TeamMember.member.in_(chunk)),
                 [org.id, *chunk],
@@ -377,7 +377,7 @@ def _members(org: Organization, keys: list[str] | None) -> tuple[dict[str, Curre
 
 
 def _sources(org_id: int) -> list[tuple[int, str, int]]:
-    return prepared.rows(
+    return sql.rows(
         "sources",
         lambda: Source.select(Source.id, Source.name, Source.precedence).where(Source.org == org_id),
         [org_id],
@@ -385,9 +385,7 @@ def _sources(org_id: int) -> list[tuple[int, str, int]]:
 
 
 def _teams(org: Organization) -> list[tuple[int, str, int | None]]:
-    return prepared.rows(
-        "teams", lambda: Team.select(Team.id, Team.slug, Team.parent).where(Team.org == org.id), [org.id]
-    )
+    return sql.rows("teams", lambda: Team.select(Team.id, Team.slug, Team.parent).where(Team.org == org.id), [org.id])
 
 
 def _count(org: Organization, owners: bool) -> int:
@@ -396,7 +394,7 @@ def _count(org: Organization, owners: bool) -> int:
     if owners:
         query = query.where(Member.role == "owner")
         params.append("owner")
-    return int(prepared.rows("owner count" if owners else "active count", lambda: query, params)[0][0])
+    return int(sql.rows("owner count" if owners else "active count", lambda: query, params)[0][0])
 
 
 def due_for_deprovision(org: Organization, grace_days: int, now: datetime) -> list[str]:

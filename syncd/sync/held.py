@@ -26,7 +26,7 @@ from syncd.config import Policy, parse_interval
 from syncd.domain.reconcile import Action, Plan
 from syncd.logs import log_event
 from syncd.service import metrics
-from syncd.store import prepared
+from syncd.store import sql
 from syncd.store.models import HeldRemoval, LedgerEntry, Member, Organization, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.sync import guard, ledger
@@ -67,7 +67,7 @@ def recent_removals(org_id: int, window_seconds: int, now: datetime) -> int:
 
 def _active(org_id: int) -> int:
     return int(
-        prepared.rows(
+        sql.rows(
             "active count",
             lambda: Member.select(peewee.fn.COUNT(Member.id)).where(
                 (Member.org == org_id) & (Member.status == "active")

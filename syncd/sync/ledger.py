@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import peewee
 
 from syncd.clock import iso, utcnow
-from syncd.store.db import is_postgres
+from syncd.store import dialect, sql
 from syncd.store.models import LedgerEntry, Organization
 from syncd.store.tx import write_transaction
 from syncd.sync import outbox
@@ -88,23 +88,35 @@ class LedgerHead:
     at: datetime | None = None
 
 
-def head(org_id: int, lock: bool = True) -> LedgerHead:
-    """Read the org's chain head; inside a write transaction, ``lock`` serializes appenders on PostgreSQL.
+def lock_org(org_id: int) -> None:
+    """Serialize changes of one org's state before reading it: the one org lock, taken by every writer first (so no
+    two writers plan from the same stale state and none waits on another in a cycle), under which the chain head is
+    read. PostgreSQL: a row lock on the org (``FOR NO KEY UPDATE``: a writer that already inserted rows referencing
+    the org, a SCIM write, holds ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` would wait for in a cycle;
+    https://www.postgresql.org/docs/current/explicit-locking.html#LOCKING-ROWS). SQLite: the write transaction
+    already holds the database's single write lock."""
+    dialect.of().lock_row(Organization, org_id)
 
-    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: rows inserted earlier in the same transaction that reference the org
-    hold ``FOR KEY SHARE`` on it, which ``FOR UPDATE`` conflicts with, so two concurrent writers would deadlock
-    (https://www.postgresql.org/docs/current/explicit-locking.html#LOCKING-ROWS).
-    """
-    if lock and is_postgres():
-        Organization.select(Organization.id).where(Organization.id == org_id).for_update("FOR NO KEY UPDATE").execute()
-    last = (
-        LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.at)
-        .where(LedgerEntry.org == org_id)
-        .order_by(LedgerEntry.seq.desc())
-        .limit(1)
-        .first()
+
+def head(org_id: int, lock: bool = True) -> LedgerHead:
+    """Read the org's chain head; inside a write transaction, ``lock`` takes :func:`lock_org` first (pass False
+    when the caller already holds it). Composed once: every SCIM write that changes a member reads it."""
+    if lock:
+        lock_org(org_id)
+    last = sql.rows(
+        "ledger head",
+        lambda: (
+            LedgerEntry.select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.at)
+            .where(LedgerEntry.org == org_id)
+            .order_by(LedgerEntry.seq.desc())
+            .limit(1)
+        ),
+        [org_id, 1],
     )
-    return LedgerHead(last.seq, last.hash, stored_at(last.at)) if last else LedgerHead(0, GENESIS_HASH)
+    if not last:
+        return LedgerHead(0, GENESIS_HASH)
+    seq, digest, at = last[0]
+    return LedgerHead(seq, digest, stored_at(at))
 
 
 def stored_at(value: object) -> datetime | None:
@@ -550,8 +562,3 @@ def _latest_states(org_id: int, through: int) -> dict[str, Any]:
         for target, seq, at, after in query.iterator()
         if not target.startswith(_NOT_CARRIED)
     }
-
-
-def _entries_in_order(org_id: int) -> Iterator[StoredEntry]:
-    """The org's whole chain in sequence order, paged (kept for callers of the original helper)."""
-    return stream(org_id, select_entries(org_id))

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 
 from syncd.clock import utcnow
-from syncd.config import ConfigError, OrgSettings, Policy, check_domain
+from syncd.config import ConfigError, OrgSettings, Policy, check_domain, is_slug
 from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
 from syncd.sync import ledger
-
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class OrgError(Exception):
@@ -45,7 +42,7 @@ def create(
     policy: Policy | None = None,
 ) -> Organization:
     """Create an org and its SCIM source, ledgered as the org's first entry."""
-    if not _SLUG.match(slug):
+    if not is_slug(slug):
         raise OrgError(f"org slug {slug!r} is invalid; use lowercase letters, digits and dashes (e.g. acme-corp)")
     for domain in domains:
         try:

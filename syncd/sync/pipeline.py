@@ -21,21 +21,21 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
-from connectors.redaction import redact
+from connectors.interface import Connector, ConnectorError, ReadResult
 from syncd.clock import utcnow
-from syncd.config import Config, Rule, SourceSettings, parse_interval
+from syncd.config import Config, Rule, SourceSettings
 from syncd.domain.reconcile import Action, Plan, reconcile
 from syncd.logs import log_event
-from syncd.store import prepared
+from syncd.store import sql
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
-from syncd.sync import guard, held, orgs
-from syncd.sync.apply import apply_plan, lock_org
+from syncd.sync import guard, held, orgs, source_runs
+from syncd.sync.apply import apply_plan
 from syncd.sync.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
+from syncd.sync.ledger import lock_org
 from syncd.sync.stage import StageResult, rekey, stage, touched_match_keys
 
 log = logging.getLogger("syncd.pipeline")
@@ -63,6 +63,11 @@ class RunResult:
     held_reason: str | None = None
     stale: bool = False
     stage: StageResult | None = None
+
+    def record(self, decision: Decision) -> None:
+        """Note what the core decided: the plan, its size and the guard's reason (``held`` already on a dry run)."""
+        self.plan, self.actions, self.held_reason = decision.plan, len(decision.plan.actions), decision.held_reason
+        self.held = decision.held_reason is not None
 
 
 def org_rules(config: Config, slug: str) -> tuple[Rule, ...]:
@@ -114,7 +119,7 @@ def gc_paused() -> Iterator[None]:
 def _organization(org_id: int) -> Organization:
     """The org row by id, through a statement composed once (a SCIM write reads it on every request)."""
     fields = Organization._meta.sorted_fields
-    found = prepared.rows("org by id", lambda: Organization.select(*fields).where(Organization.id == org_id), [org_id])
+    found = sql.rows("org by id", lambda: Organization.select(*fields).where(Organization.id == org_id), [org_id])
     if not found:
         raise PipelineError(f"org id {org_id}: no such org; it may have been deleted while the request ran")
     return Organization(**{f.name: f.python_value(v) for f, v in zip(fields, found[0], strict=True)})
@@ -142,7 +147,11 @@ def run_source(
     row = _source_row(source_name)
     cursor = row.cursor
     asked_full = full
-    if full or cursor is None or _full_due(row, settings.full_snapshot_every, now):
+    if (
+        full
+        or cursor is None
+        or source_runs.full_due(row, settings.full_snapshot_every, now, f"source {source_name}.full_snapshot_every")
+    ):
         cursor, full = None, True
     try:
         connector = connector_for(settings)
@@ -154,12 +163,12 @@ def run_source(
         result = connector.read(row.cursor if whole_always and not asked_full else cursor)
     except ConnectorError as error:
         if not dry_run:
-            _record_failure(row, str(error), now)
+            source_runs.failed(row, str(error), now)
         raise
     except Exception as error:
         message = f"source {source_name}: read failed ({type(error).__name__}); see the service log"
         if not dry_run:
-            _record_failure(row, message, now)
+            source_runs.failed(row, message, now)
         raise PipelineError(message) from error
     return apply_read(
         config,
@@ -201,79 +210,168 @@ def apply_read(
     try:
         with write_transaction() as tx:
             lock_org(org.id)
-            if progress:
-                progress("staging", 0, None)
-            staged = stage(org, row, result, now)
-            outcome.stage, outcome.complete, outcome.problems = staged, staged.complete, list(staged.problems)
-            _fault("stage")
-            if progress:
-                progress("planning", 0, None)
-            digest = basis(org, rules)
-            stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
-            changed_basis = stored_basis is None or stored_basis.fingerprint != digest
-            whole = full or changed_basis
-            if changed_basis:
-                rekey(org)
-            inputs, plan = _plan(org, rules, now, None if whole else _scope(org, row, staged, now))
-            outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
-            if outcome.held_reason is not None and not whole:
-                # Held plans are whole-org plans, so that approval recomputes exactly the same thing.
-                inputs, plan = _plan(org, rules, now, None)
-                outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
-            outcome.plan, outcome.actions = plan, len(plan.actions)
-            _fault("plan")
-            if dry_run:
-                outcome.held = outcome.held_reason is not None
-                tx.rollback()
-                return outcome
-            if outcome.held_reason is not None:
-                fingerprint = guard.fingerprint(inputs, rules)
+            staged = _stage(org, row, result, now, outcome, progress)
+            decision = _decide_read(
+                org, row, rules, staged, now, full=full, dry_run=dry_run, actor=actor, progress=progress
+            )
+            outcome.record(decision)
+            if dry_run or decision.held_reason is not None:
                 tx.rollback()
             else:
-                _apply(org, plan, inputs, actor, now, progress)
-                if whole:
-                    _record_basis(org, stored_basis, digest, now)
                 _fault("apply")
-                _advance_source(row, result, staged, now, full)
+                source_runs.advanced(row, result, staged, now)
                 _fault("commit")
     except Exception as error:
         if not isinstance(error, PipelineError) and not dry_run:
-            _record_failure(row, f"source {source_name}: run failed ({type(error).__name__}); see the service log", now)
+            message = f"source {source_name}: run failed ({type(error).__name__}); see the service log"
+            source_runs.failed(row, message, now)
         raise
-    if outcome.held_reason is not None:
-        with write_transaction():
-            outcome.plan_id, new = guard.hold(
-                org,
-                row,
-                plan,
-                fingerprint,
-                outcome.held_reason,
-                read_cursor=read_cursor,
-                full=full,
-                actor=actor,
-                now=now,
-            )
-            if new:
-                Source.update(
-                    last_run_at=now, last_error=f"source {source_name}: plan {outcome.plan_id} held by the guard"
-                ).where(Source.id == row.id).execute()
-        outcome.held = True
+    if dry_run:
         return outcome
+    if decision.held_reason is not None:
+        return _hold(org, row, decision, outcome, read_cursor, full, actor, now)
     _fault("committed")
-    if staged.newly_unmatched:
-        shown = ", ".join(staged.newly_unmatched[:5]) + (" ..." if len(staged.newly_unmatched) > 5 else "")
-        log_event(
-            log,
-            "identity.unmatched",
-            logging.WARNING,
-            source=source_name,
-            count=len(staged.newly_unmatched),
-            ids=shown,
-            match_on=org.match_on,
-            effect="they join no member; see 'syncd sources show'",
-        )
+    _log_unmatched(org, source_name, staged)
     outcome.applied = True
     return outcome
+
+
+@dataclass
+class Decision:
+    """What :func:`_plan_guard_apply` decided: the plan and its inputs, the guard's reason to hold it (None: not
+    held), the fingerprint a held plan is kept under, and how many actions were applied."""
+
+    inputs: Inputs
+    plan: Plan
+    held_reason: str | None
+    fingerprint: str | None = None
+    applied: int = 0
+
+
+def _plan_guard_apply(
+    org: Organization,
+    rules: Sequence[Rule],
+    now: datetime,
+    *,
+    scope: set[str] | None,
+    dry_run: bool,
+    actor: str,
+    progress: Progress | None = None,
+    stored_basis: PlanBasis | None = None,
+) -> Decision:
+    """The one core of a source run and a whole-org re-plan: plan (the members in ``scope``; None: the whole org),
+    guard, and apply unless held or a dry run, inside the caller's write transaction. A plan the guard holds is
+    held as a whole-org plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back
+    what it wrote before, and holds the plan. A whole-org plan applied records the config it was applied under."""
+    decision = _plan_and_guard(org, rules, now, scope)
+    _fault("plan")
+    if dry_run:
+        return decision
+    if decision.held_reason is not None:
+        decision.fingerprint = guard.fingerprint(decision.inputs, rules)
+        return decision
+    decision.applied = _apply(org, decision.plan, decision.inputs, actor, now, progress)
+    if scope is None:
+        _record_basis(org, stored_basis, basis(org, rules), now)
+    return decision
+
+
+def _plan_and_guard(org: Organization, rules: Sequence[Rule], now: datetime, scope: set[str] | None) -> Decision:
+    """Plan and the guard's verdict: the members in ``scope`` (None: the whole org); a plan the guard would hold is
+    planned again for the whole org, as held plans are. An approval asks it for the plan a whole-org run would make
+    now, to compare with the one it holds."""
+    inputs, plan = _plan(org, rules, now, scope)
+    held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+    if held_reason is not None and scope is not None:
+        inputs, plan = _plan(org, rules, now, None)
+        held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+    return Decision(inputs, plan, held_reason)
+
+
+def _stage(
+    org: Organization, row: Source, result: ReadResult, now: datetime, outcome: RunResult, progress: Progress | None
+) -> StageResult:
+    """Stage the read (what the source says, as it says it) and note it on the outcome."""
+    if progress:
+        progress("staging", 0, None)
+    staged = stage(org, row, result, now)
+    outcome.stage, outcome.complete, outcome.problems = staged, staged.complete, list(staged.problems)
+    _fault("stage")
+    return staged
+
+
+def _decide_read(
+    org: Organization,
+    row: Source,
+    rules: Sequence[Rule],
+    staged: StageResult,
+    now: datetime,
+    *,
+    full: bool,
+    dry_run: bool,
+    actor: str,
+    progress: Progress | None,
+) -> Decision:
+    """Plan what a staged read changed: the members it touched, or the whole org after a full read or when the
+    org-wide basis (rules, policy, match key, precedences) changed since the last whole-org plan."""
+    if progress:
+        progress("planning", 0, None)
+    stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+    changed_basis = stored_basis is None or stored_basis.fingerprint != basis(org, rules)
+    if changed_basis:
+        rekey(org)
+    scope = None if full or changed_basis else _scope(org, row, staged, now)
+    return _plan_guard_apply(
+        org, rules, now, scope=scope, dry_run=dry_run, actor=actor, progress=progress, stored_basis=stored_basis
+    )
+
+
+def _hold(
+    org: Organization,
+    row: Source | None,
+    decision: Decision,
+    outcome: RunResult,
+    read_cursor: str | None,
+    full: bool,
+    actor: str,
+    now: datetime,
+) -> RunResult:
+    """Keep a plan the guard held (a ``Plan`` row, ledgered), in the caller's transaction or a new one; a source
+    run's held plan keeps ``read_cursor`` so that ``syncd approve`` can read the same changes again."""
+    assert decision.held_reason is not None and decision.fingerprint is not None
+    with write_transaction():
+        outcome.plan_id, new = guard.hold(
+            org,
+            row,
+            decision.plan,
+            decision.fingerprint,
+            decision.held_reason,
+            read_cursor=read_cursor,
+            full=full,
+            actor=actor,
+            now=now,
+        )
+        if new and row is not None:
+            source_runs.held(row, f"source {row.name}: plan {outcome.plan_id} held by the guard", now)
+    outcome.held = True
+    return outcome
+
+
+def _log_unmatched(org: Organization, source_name: str, staged: StageResult) -> None:
+    """One ``identity.unmatched`` line for the identities a committed read left without a member."""
+    if not staged.newly_unmatched:
+        return
+    shown = ", ".join(staged.newly_unmatched[:5]) + (" ..." if len(staged.newly_unmatched) > 5 else "")
+    log_event(
+        log,
+        "identity.unmatched",
+        logging.WARNING,
+        source=source_name,
+        count=len(staged.newly_unmatched),
+        ids=shown,
+        match_on=org.match_on,
+        effect="they join no member; see 'syncd sources show'",
+    )
 
 
 def _scope(org: Organization, row: Source, staged: StageResult, now: datetime) -> set[str]:
@@ -330,45 +428,11 @@ def _apply(
     return apply_plan(org, actions, inputs, actor, now, advance if progress else None)
 
 
-def _advance_source(row: Source, result: ReadResult, staged: StageResult, now: datetime, full: bool) -> None:
-    """Move the cursor with the data it produced; an incomplete read keeps the old cursor so nothing is skipped."""
-    values: dict[str, object] = {"last_run_at": now, "last_notes": "\n".join(result.notes) or None}
-    if staged.complete:
-        values.update(cursor=result.cursor, last_success_at=now, last_error=None, consecutive_failures=0)
-        if isinstance(result, Snapshot):
-            values["last_full_at"] = now
-    elif staged.blind and len(staged.problems) == 1:
-        # Applied and the cursor moves on, but the run is not a complete view: someone may have left unseen.
-        values.update(cursor=result.cursor, last_error=f"incomplete view: {staged.problems[0]}")
-    else:
-        shown = staged.problems[0] if staged.problems else "read was incomplete"
-        more = f" (+{len(staged.problems) - 1} more)" if len(staged.problems) > 1 else ""
-        values.update(
-            last_error=f"incomplete read, nothing removed: {shown}{more}",
-            consecutive_failures=Source.consecutive_failures + 1,
-        )
-    Source.update(**values).where(Source.id == row.id).execute()
-
-
-def _record_failure(row: Source, message: str, now: datetime) -> None:
-    """Record a failed run on the source row, in its own transaction (the run's own rolled back)."""
-    with write_transaction():
-        Source.update(
-            last_run_at=now, last_error=redact(message), consecutive_failures=Source.consecutive_failures + 1
-        ).where(Source.id == row.id).execute()
-
-
 def _source_row(name: str) -> Source:
     row = Source.get_or_none(Source.name == name)
     if row is None:
         raise PipelineError(f"source {name}: not in the database; check the config's [[sources]] and restart")
     return row
-
-
-def _full_due(row: Source, every: str, now: datetime) -> bool:
-    if row.last_full_at is None:
-        return True
-    return now - row.last_full_at >= timedelta(seconds=parse_interval(every, "full_snapshot_every"))
 
 
 def plan_org(config: Config, org_slug: str, *, now: datetime | None = None) -> RunResult:
@@ -394,29 +458,16 @@ def reconcile_org(
     with write_transaction() as tx:
         lock_org(org.id)
         rekey(org)
-        inputs, plan = _plan(org, rules, now, None)
-        outcome.plan, outcome.actions = plan, len(plan.actions)
-        outcome.held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
+        stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+        decision = _plan_guard_apply(
+            org, rules, now, scope=None, dry_run=dry_run, actor=actor, progress=progress, stored_basis=stored_basis
+        )
+        outcome.record(decision)
         if dry_run:
-            outcome.held = outcome.held_reason is not None
             tx.rollback()
             return outcome
-        if outcome.held_reason is not None:
-            outcome.plan_id, _ = guard.hold(
-                org,
-                None,
-                plan,
-                guard.fingerprint(inputs, rules),
-                outcome.held_reason,
-                read_cursor=None,
-                full=False,
-                actor=actor,
-                now=now,
-            )
-            outcome.held = True
-            return outcome
-        _apply(org, plan, inputs, actor, now, progress)
-        _record_basis(org, PlanBasis.get_or_none(PlanBasis.org == org.id), basis(org, rules), now)
+        if decision.held_reason is not None:
+            return _hold(org, None, decision, outcome, None, False, actor, now)
     outcome.applied = True
     return outcome
 
@@ -442,23 +493,23 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
         try:
             result = connector_for(config.source(source.name)).read(row.cursor)
         except ConnectorError as error:
-            _record_failure(source, str(error), now)
+            source_runs.failed(source, str(error), now)
             raise
     stored = [Action.from_dict(a) for a in json.loads(row.actions)]
     outcome = RunResult(source=source.name if source else "", org=org.slug, plan_id=plan_id)
     with write_transaction() as tx:
         lock_org(org.id)
         staged = stage(org, source, result, now) if source is not None and result is not None else None
-        inputs = gather(org, rules)
-        plan = _decide(org, rules, inputs, now)
-        same = guard.fingerprint(inputs, rules) == row.fingerprint and [a.as_dict() for a in plan.actions] == [
-            a.as_dict() for a in stored
-        ]
+        # The approval overrides the guard's verdict; what must hold is that the plan is still the held one.
+        now_planned = _plan_and_guard(org, rules, now, None)
+        same = guard.fingerprint(now_planned.inputs, rules) == row.fingerprint and [
+            a.as_dict() for a in now_planned.plan.actions
+        ] == [a.as_dict() for a in stored]
         if same:
             guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(stored)} actions")
-            _apply(org, stored, inputs, actor, now, None)
+            _apply(org, stored, now_planned.inputs, actor, now, None)
             if source is not None and result is not None and staged is not None:
-                _advance_source(source, result, staged, now, bool(summary.get("full")))
+                source_runs.advanced(source, result, staged, now)
             outcome.plan, outcome.actions, outcome.applied = Plan(tuple(stored)), len(stored), True
             return outcome
         tx.rollback()

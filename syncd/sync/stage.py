@@ -9,7 +9,6 @@ the read incomplete, never crash it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,12 +18,11 @@ import peewee
 from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
 from connectors.redaction import redact
 from syncd.domain.matching import match_key
-from syncd.store.db import database, is_postgres
+from syncd.store.dialect import fold
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
+from syncd.store.sql import batches, execute_many, insert_many, raw_rows, update_many, written
 from syncd.sync.ledger import canonical_json
-
-BATCH = 500
 
 IDENTITY_FIELDS = (
     "user_name",
@@ -102,9 +100,9 @@ def identity_values(record: UserRecord, match_on: str) -> tuple[Any, ...]:
     """The stored columns of a user record, in :data:`IDENTITY_FIELDS` order."""
     return (
         record.user_name,
-        record.user_name.lower(),
+        fold(record.user_name),
         record.email,
-        record.email.lower() if record.email else None,
+        fold(record.email) if record.email else None,
         record.external_id,
         record.display_name,
         record.given_name,
@@ -121,118 +119,13 @@ def identity_values(record: UserRecord, match_on: str) -> tuple[Any, ...]:
 
 def _group_values(record: GroupRecord) -> tuple[Any, ...]:
     attributes = canonical_json(dict(record.attributes)) if record.attributes else "{}"
-    return (record.display_name, record.display_name.lower(), record.external_id, attributes)
-
-
-_PLAIN_FIELDS = (
-    peewee.CharField,
-    peewee.TextField,
-    peewee.IntegerField,
-    peewee.BooleanField,
-    peewee.ForeignKeyField,
-)
-
-
-def insert_many(model: type[peewee.Model], fields: list[peewee.Field], rows: list[tuple[Any, ...]]) -> None:
-    """Insert many rows with one prepared statement: ``executemany`` on SQLite, ``execute_values`` (multi-row
-    VALUES pages) on PostgreSQL. Peewee's own insert_many builds SQL value by value, which dominated a 100,000-person
-    first sync."""
-    if not rows:
-        return
-    db = database.obj
-    left, right = db.quote[0], db.quote[1]
-    given = {f.name for f in fields}
-    # Columns left out take the model's default, as peewee's insert would give them.
-    defaults = [
-        f for f in model._meta.sorted_fields if f.name not in given and not f.primary_key and f.default is not None
-    ]
-    # A callable default (a random id) is called per row, as peewee's insert does; a constant is shared.
-    makers = [f.default if callable(f.default) else (lambda value=f.default: value) for f in defaults]
-    every = [*fields, *defaults]
-    columns = ", ".join(f"{left}{f.column_name}{right}" for f in every)
-    table = f"{left}{model._meta.table_name}{right}"
-    # Text, numbers, booleans and row ids go to the driver as they are; only dates need peewee's conversion.
-    convert = [i for i, f in enumerate(every) if not isinstance(f, _PLAIN_FIELDS)]
-    converted: list[tuple[Any, ...]] = []
-    for row in rows:
-        full = [*row, *(make() for make in makers)]
-        for i in convert:
-            full[i] = every[i].db_value(full[i])
-        converted.append(tuple(full))
-    fields = every
-    cursor = db.cursor()
-    if is_postgres():
-        from psycopg2.extras import execute_values
-
-        execute_values(cursor, f"INSERT INTO {table} ({columns}) VALUES %s", converted, page_size=1000)
-    else:
-        placeholders = ", ".join(db.param for _ in fields)
-        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", converted)
-
-
-def raw_rows(query: peewee.Query) -> Iterator[tuple[Any, ...]]:
-    """The query's rows straight from the driver, without peewee's per-value conversion (a third of a no-op
-    re-sync at 100,000 people). Use for columns whose raw values compare correctly: text, integers, booleans
-    (SQLite's 0/1 equal False/True); convert dates with the field's ``python_value``."""
-    cursor = database.obj.execute(query)
-    while True:
-        batch = cursor.fetchmany(2000)
-        if not batch:
-            return
-        yield from batch
-
-
-def batches(items: Iterable[Any], size: int = BATCH) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def update_many(
-    model: type[peewee.Model], names: tuple[str, ...], rows: list[tuple[Any, ...]], bump_version: bool = False
-) -> None:
-    """Run one prepared ``UPDATE ... WHERE id = ?`` for many rows (``executemany``): each row holds the values of
-    ``names`` then the row id. Both drivers batch this far faster than one ORM save per row."""
-    if not rows:
-        return
-    db = database.obj
-    left, right = db.quote[0], db.quote[1]
-
-    def q(name: str) -> str:
-        return f"{left}{name}{right}"
-
-    assignments = ", ".join(f"{q(n)} = {db.param}" for n in names)
-    if bump_version:
-        assignments += f", {q('version')} = {q('version')} + 1"
-    sql = f"UPDATE {q(model._meta.table_name)} SET {assignments} WHERE {q('id')} = {db.param}"
-    fields = [model._meta.fields[n] for n in names]
-    converted = [(*(f.db_value(v) for f, v in zip(fields, row[:-1], strict=True)), row[-1]) for row in rows]
-    execute_many(sql, converted)
-
-
-def execute_many(sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """One statement for many parameter rows: sqlite3's executemany, or psycopg2's execute_batch (which sends
-    pages of statements per round trip; plain executemany there is one round trip per row)."""
-    cursor = database.obj.cursor()
-    if is_postgres():
-        from psycopg2.extras import execute_batch
-
-        execute_batch(cursor, sql, rows, page_size=500)
-        return
-    for chunk in batches(rows, 5000):
-        cursor.executemany(sql, chunk)
+    return (record.display_name, fold(record.display_name), record.external_id, attributes)
 
 
 class _Staging:
     def __init__(self, org: Organization, source: Source, now: datetime) -> None:
         self.org, self.source, self.now = org, source, now
         self.result = StageResult()
-        self.db = database.obj
 
     def _problem(self, text: str) -> None:
         self.result.complete = False
@@ -244,7 +137,7 @@ class _Staging:
         by_key: dict[str, UserRecord] = {}
         names: set[str] = set()
         for record in users:
-            name = record.user_name.lower()
+            name = fold(record.user_name)
             unfit = _user_problem(record)
             if unfit is not None:
                 self._problem(f"user {_shown(record.key)}: {unfit}; record skipped")
@@ -285,7 +178,7 @@ class _Staging:
         implied = {key for user in users.values() for key in user.groups if key not in groups}
         group_rows = {key: _group_values(record) for key, record in groups.items()}
         for key in sorted(implied):
-            group_rows[key] = (key, key.lower(), None, "{}")
+            group_rows[key] = (key, fold(key), None, "{}")
         complete = self.result.complete
         self._upsert_identities(users, remove_missing=complete)
         group_ids = self._upsert_groups(group_rows, remove_missing=complete)
@@ -320,7 +213,7 @@ class _Staging:
         stored_groups = self._stored_group_keys()
         group_rows = {key: _group_values(record) for key, record in groups.items()}
         for key in named - set(groups) - set(stored_groups) - removed_groups:
-            group_rows[key] = (key, key.lower(), None, "{}")
+            group_rows[key] = (key, fold(key), None, "{}")
         group_ids = self._upsert_groups(group_rows, remove_missing=False)
         if removed_groups:
             self._remove_groups(removed_groups & set(group_ids), group_ids)
@@ -479,13 +372,16 @@ class _Staging:
     def _delete_memberships(self, pairs: list[tuple[int, str]]) -> None:
         if not pairs:
             return
-        db = database.obj
-        left, right = db.quote[0], db.quote[1]
-        sql = (
-            f"DELETE FROM {left}{GroupMember._meta.table_name}{right} WHERE {left}{GroupMember.group.column_name}"
-            f"{right} = {db.param} AND {left}member_key{right} = {db.param}"
+        table, group, member = GroupMember._meta.table_name, GroupMember.group.column_name, "member_key"
+        execute_many(
+            written(
+                "delete membership",
+                lambda d: (
+                    f"DELETE FROM {d.quote(table)} WHERE {d.quote(group)} = {d.param} AND {d.quote(member)} = {d.param}"
+                ),
+            ),
+            pairs,
         )
-        execute_many(sql, pairs)
         self.result.memberships_removed += len(pairs)
 
     def _insert_memberships(self, pairs: set[tuple[str, str]], group_ids: dict[str, int]) -> None:
@@ -593,14 +489,7 @@ def rekey(org: Organization) -> int:
         want = match_key(org.match_on, user_name=user_name, email=email, external_id=external_id)
         if want != have:
             moved.append((want, row_id))
-    if moved:
-        db = database.obj
-        left, right = db.quote[0], db.quote[1]
-        execute_many(
-            f"UPDATE {left}{Identity._meta.table_name}{right} SET {left}match_key{right} = {db.param} "
-            f"WHERE {left}id{right} = {db.param}",
-            moved,
-        )
+    update_many(Identity, ("match_key",), moved)
     return len(moved)
 
 

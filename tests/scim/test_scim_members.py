@@ -213,3 +213,15 @@ def test_a_user_without_display_name_is_known_by_given_and_family_name(scim):
     assert scim.a.get(f"/Groups/{group['id']}").body["members"][0]["display"] == "Eve Example"
     formatted = scim.a.create_user("zed@acme.com", name={"formatted": "Dr. Zed", "givenName": "Zed"})
     assert Identity.get(Identity.key == formatted["id"]).display_name == "Dr. Zed"
+
+
+def test_a_scim_write_that_changes_a_member_locks_the_org_once(scim, monkeypatch):
+    """The org lock has one owner (syncd.sync.ledger.lock_org): a SCIM write that creates a member takes it once,
+    and the ledger head is read under it (PostgreSQL: one ``FOR NO KEY UPDATE``; SQLite: its write transaction)."""
+    import peewee
+
+    with recorded_sql(monkeypatch) as statements:
+        scim.a.create_user("lock-once", emails=[{"value": "lock-once@acme.com"}])
+    locks = [s for s in statements if "FOR NO KEY UPDATE" in s]
+    assert len(locks) == (1 if isinstance(database.obj, peewee.PostgresqlDatabase) else 0), statements
+    assert any("ledger_entry" in s for s in statements)

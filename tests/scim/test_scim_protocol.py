@@ -151,6 +151,19 @@ def test_sort_by_an_attribute_some_users_lack_puts_them_last(scim):
     assert names == ["c", "a", "b"]
 
 
+def test_sort_by_a_multi_valued_attribute_orders_by_its_first_value(scim):
+    """``sortBy=emails.value`` reads the first email out of the stored JSON (syncd.store.dialect's JSON path with
+    an array position, alike on SQLite and PostgreSQL); case folds, users without one come last."""
+    scim.a.create_user("a", emails=[{"value": "Zed@acme.com"}, {"value": "aaa@acme.com"}])
+    scim.a.create_user("b")
+    scim.a.create_user("c", emails=[{"value": "bob@acme.com"}])
+    scim.a.create_user("d", emails=[{"value": "Carol@acme.com"}])
+    names = [r["userName"] for r in scim.a.get("/Users", query={"sortBy": "emails.value"}).body["Resources"]]
+    assert names == ["c", "d", "a", "b"]
+    query = {"sortBy": "emails.value", "sortOrder": "descending"}
+    assert [r["userName"] for r in scim.a.get("/Users", query=query).body["Resources"]] == ["b", "a", "d", "c"]
+
+
 def test_attributes_and_excluded_attributes_project_the_response(scim):
     scim.a.create_user("proj", title="T", displayName="D")
     only = scim.a.get("/Users", query={"attributes": "userName"}).body["Resources"][0]

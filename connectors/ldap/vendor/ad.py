@@ -136,10 +136,6 @@ def full_read_reason(previous: UsnPosition, current: UsnPosition) -> str | None:
     return None
 
 
-def changed_filter(base_filter: str, previous: UsnPosition) -> str:
-    return f"(&{base_filter}(uSNChanged>={previous.usn + 1}))"
-
-
 def deleted_filter(previous: UsnPosition) -> str:
     """Tombstones changed since the watermark; searched with the Show Deleted control ([MS-ADTS] §3.1.1.3.4.1.14)."""
     return f"(&(isDeleted=TRUE)(uSNChanged>={previous.usn + 1}))"

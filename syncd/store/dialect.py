@@ -1,0 +1,273 @@
+"""Every difference between SQLite and PostgreSQL, behind one object chosen from the open database.
+
+No other module asks which database it runs on: it asks :func:`of` for the dialect and calls the form it needs.
+The differences, and where each is documented:
+
+| concern | SQLite | PostgreSQL |
+|---|---|---|
+| placeholder | ``?`` | ``%s`` |
+| many parameter rows | ``executemany`` | psycopg2 ``execute_values`` / ``execute_batch`` (pages per round trip) |
+| serializing writers | ``BEGIN IMMEDIATE`` (the one write lock) | a row lock ``FOR NO KEY UPDATE`` on the org |
+| one-at-a-time across replicas | nothing (writes serialize) | advisory locks |
+| a failed statement | undoes itself only | aborts the transaction: a savepoint around it |
+| JSON paths | ``json_extract(col, '$."a"[0]."b"')`` | ``CAST(col AS jsonb) #>> '{a,0,b}'`` |
+| case folding (NFC, lower) | a registered Python function | ``lower(normalize(...))`` |
+| time columns read raw | the text peewee stored | a ``datetime`` |
+
+(https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
+https://www.postgresql.org/docs/current/explicit-locking.html, https://www.postgresql.org/docs/current/functions-json.html,
+https://www.psycopg.org/docs/extras.html#fast-execution-helpers). See docs/architecture.md, "Layers".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import unicodedata
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+import peewee
+from peewee import SQL, NodeList, fn
+
+from syncd.store.db import database
+
+FOLD_FUNCTION = "scim_fold"
+EXECUTEMANY_CHUNK = 5000
+
+
+def fold(value: str | None) -> str | None:
+    """The one case folding of identifiers (scim2-models' default comparison key): NFC, lower case, NFC again.
+
+    Staging and SCIM store ``user_name_lower``, ``email_lower`` and ``display_name_lower`` with it, and
+    :meth:`Dialect.fold` is its SQL twin, so a filter's folding equals the stored one."""
+    if value is None:
+        return None
+    if value.isascii():
+        return value.lower()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value).lower())
+
+
+def stored_time(value: datetime | str) -> datetime:
+    """A time column read with raw SQL: SQLite hands back the text peewee stored, PostgreSQL a datetime."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def of(db: peewee.Database | None = None) -> Dialect:
+    """The dialect of ``db`` (default: the open store), made once per database object."""
+    db = database.obj if db is None else db
+    made = db.__dict__.get("_syncd_dialect")
+    if made is None:
+        made = Dialect(db)
+        db.__dict__["_syncd_dialect"] = made
+    return made
+
+
+class Dialect:
+    """The SQL forms of one database; :func:`of` gives the one of the open store."""
+
+    def __init__(self, db: peewee.Database | None = None) -> None:
+        self.db = database.obj if db is None else db
+        self.postgres = isinstance(self.db, peewee.PostgresqlDatabase)
+        self.param: str = self.db.param
+        self._lock_sql: dict[str, str] = {}
+
+    # -- identifiers ----------------------------------------------------------------------------------------------
+
+    def quote(self, name: str) -> str:
+        left, right = self.db.quote[0], self.db.quote[1]
+        return f"{left}{name}{right}"
+
+    def marks(self, count: int) -> str:
+        """``count`` placeholders, comma-separated."""
+        return ", ".join([self.param] * count)
+
+    # -- transactions and locks -----------------------------------------------------------------------------------
+
+    def write_transaction(self) -> AbstractContextManager[Any]:
+        """A transaction for a change of org state (a savepoint when one is already open). SQLite takes its write
+        lock up front (``BEGIN IMMEDIATE``) instead of failing at the first write; PostgreSQL serializes on the
+        org row (:meth:`lock_row`)."""
+        if not self.postgres and not self.db.in_transaction():
+            return self.db.atomic(lock_type="IMMEDIATE")
+        return self.db.atomic()
+
+    def lock_row(self, model: type[peewee.Model], row_id: int) -> None:
+        """Lock one row for the rest of the write transaction (PostgreSQL; SQLite's write transaction already holds
+        the database's single write lock). ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: rows inserted earlier in the
+        same transaction that reference it hold ``FOR KEY SHARE``, which ``FOR UPDATE`` would wait for in a cycle.
+        The text is composed once per table: every SCIM write takes it."""
+        if not self.postgres:
+            return
+        table = model._meta.table_name
+        sql = self._lock_sql.get(table)
+        if sql is None:
+            sql = f"SELECT {self.quote('id')} FROM {self.quote(table)} WHERE {self.quote('id')} = {self.param} "
+            sql += "FOR NO KEY UPDATE"
+            self._lock_sql[table] = sql
+        self.db.execute_sql(sql, (row_id,))
+
+    @contextlib.contextmanager
+    def session_lock(self, key: int) -> Iterator[None]:
+        """Hold a database-wide lock named ``key`` for the block, across transactions (a PostgreSQL session-level
+        advisory lock; nothing on SQLite, whose write transactions already serialize)."""
+        if not self.postgres:
+            yield
+            return
+        self.db.execute_sql("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            self.db.execute_sql("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def transaction_lock(self, key: int) -> None:
+        """Hold a database-wide lock named ``key`` until the transaction ends (PostgreSQL advisory; SQLite none)."""
+        if self.postgres:
+            self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+    def may_fail(self) -> AbstractContextManager[Any]:
+        """Around a statement that may fail (a uniqueness violation) while the transaction goes on: PostgreSQL aborts
+        the whole transaction on a failed statement, so it gets a savepoint; SQLite undoes only the failed statement
+        (https://www.sqlite.org/lang_conflict.html, ABORT)."""
+        return self.db.atomic() if self.postgres else contextlib.nullcontext()
+
+    # -- many rows ------------------------------------------------------------------------------------------------
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """``INSERT`` many rows: ``execute_values`` (multi-row VALUES pages) on PostgreSQL, ``executemany`` on SQLite."""
+        names = ", ".join(self.quote(c) for c in columns)
+        cursor = self.db.cursor()
+        if self.postgres:
+            from psycopg2.extras import execute_values
+
+            execute_values(cursor, f"INSERT INTO {self.quote(table)} ({names}) VALUES %s", rows, page_size=1000)
+            return
+        cursor.executemany(f"INSERT INTO {self.quote(table)} ({names}) VALUES ({self.marks(len(columns))})", rows)
+
+    def execute_many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """One statement for many parameter rows: sqlite3's executemany, or psycopg2's execute_batch (which sends
+        pages of statements per round trip; plain executemany there is one round trip per row)."""
+        cursor = self.db.cursor()
+        if self.postgres:
+            from psycopg2.extras import execute_batch
+
+            execute_batch(cursor, sql, rows, page_size=500)
+            return
+        for start in range(0, len(rows), EXECUTEMANY_CHUNK):
+            cursor.executemany(sql, rows[start : start + EXECUTEMANY_CHUNK])
+
+    def random_message_id(self) -> str:
+        """An SQL expression for a random ``msg_…`` webhook id (for rows written before ids were stored)."""
+        if self.postgres:
+            return "'msg_' || md5(random()::text || clock_timestamp()::text || id::text)"
+        return "'msg_' || lower(hex(randomblob(16)))"
+
+    def column_types_are_enforced(self) -> bool:
+        """Whether ``varchar(n)`` refuses longer text (PostgreSQL) or is only a name (SQLite)."""
+        return self.postgres
+
+    # -- JSON -----------------------------------------------------------------------------------------------------
+
+    def json_path(self, keys: Sequence[str | int]) -> Any:
+        """``keys`` (object keys, or integers for array positions) as the path parameter: SQLite's text path with
+        each key quoted (a ``"`` doubled), PostgreSQL's ``text[]`` (the driver escapes it)."""
+        if self.postgres:
+            return [str(key) for key in keys]
+        return "$" + "".join(
+            f"[{key}]" if isinstance(key, int) else '."' + key.replace('"', '""') + '"' for key in keys
+        )
+
+    def json_value(self, column: peewee.Node, keys: Sequence[str | int]) -> peewee.Node:
+        """The scalar at ``keys`` inside a JSON text column (text for strings; NULL when absent)."""
+        if self.postgres:
+            path = self.json_path(keys)
+            return NodeList((SQL("(CAST("), column, SQL(f" AS jsonb) #>> {self.param})", [path])), glue="")
+        return fn.json_extract(column, self.json_path(keys))
+
+    def json_type(self, column: peewee.Node, keys: Sequence[str]) -> peewee.Node:
+        """The JSON type name at ``keys`` ('object', 'array', 'text'/'string', ...) or NULL."""
+        if self.postgres:
+            path = self.json_path(keys)
+            return NodeList((SQL("jsonb_typeof(CAST("), column, SQL(f" AS jsonb) #> {self.param})", [path])), glue="")
+        return fn.json_type(column, self.json_path(keys))
+
+    def element_value(self, keys: Sequence[str]) -> peewee.Node:
+        """The scalar at ``keys`` inside the current array element (inside :meth:`exists_element`)."""
+        if self.postgres:
+            if not keys:
+                return SQL("(e.v #>> '{}')")
+            return SQL(f"(e.v #>> {self.param})", [self.json_path(keys)])
+        if not keys:
+            return SQL("e.value")
+        return SQL(f"json_extract(e.value, {self.param})", [self.json_path(keys)])
+
+    def exists_element(self, column: peewee.Node, keys: Sequence[str], condition: peewee.Node) -> peewee.Node:
+        """EXISTS an element of the JSON array at ``keys`` satisfying ``condition`` (built on element_value)."""
+        path = self.json_path(keys)
+        if self.postgres:
+            p = self.param
+            return NodeList(
+                (
+                    SQL("EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(CAST("),
+                    column,
+                    SQL(f" AS jsonb) #> {p}) = 'array' THEN CAST(", [path]),
+                    column,
+                    SQL(f" AS jsonb) #> {p} ELSE '[]'::jsonb END) AS e(v) WHERE ", [path]),
+                    condition,
+                    SQL(")"),
+                ),
+                glue="",
+            )
+        return NodeList(
+            (
+                SQL("EXISTS (SELECT 1 FROM json_each("),
+                column,
+                SQL(f", {self.param}) AS e WHERE ", [path]),
+                condition,
+                SQL(")"),
+            ),
+            glue="",
+        )
+
+    def json_literal(self, value: Any) -> Any:
+        """A value as :meth:`json_value` returns it: booleans are 1/0 in SQLite and 'true'/'false' in PostgreSQL."""
+        if isinstance(value, bool) and self.postgres:
+            return "true" if value else "false"
+        if isinstance(value, bool):
+            return 1 if value else 0
+        if self.postgres and not isinstance(value, str):
+            return str(value)
+        return value
+
+    # -- strings --------------------------------------------------------------------------------------------------
+
+    def register_functions(self) -> None:
+        """Give SQLite the case folding PostgreSQL does natively (idempotent)."""
+        if not self.postgres and FOLD_FUNCTION not in self.db._functions:
+            self.db.register_function(fold, FOLD_FUNCTION, 1, deterministic=True)
+
+    def fold(self, node: peewee.Node) -> peewee.Node:
+        """:func:`fold` in SQL."""
+        if self.postgres:
+            return fn.lower(fn.normalize(node))
+        return getattr(fn, FOLD_FUNCTION)(node)
+
+    def text(self, node: peewee.Node) -> peewee.Node:
+        """A string comparison operand in byte (code point) order, as Python compares strings."""
+        if self.postgres:
+            return NodeList((node, SQL('COLLATE "C"')))
+        return node
+
+    def contains(self, node: peewee.Node, key: str) -> peewee.Node:
+        if self.postgres:
+            return fn.strpos(node, key) > 0
+        return fn.instr(node, key) > 0
+
+    def starts_with(self, node: peewee.Node, key: str) -> peewee.Node:
+        return fn.substr(node, 1, len(key)) == key
+
+    def ends_with(self, node: peewee.Node, key: str) -> peewee.Node:
+        if self.postgres:
+            return fn.right(node, len(key)) == key
+        return fn.substr(node, -len(key)) == key
