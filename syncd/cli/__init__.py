@@ -20,7 +20,7 @@ from typing import NoReturn
 
 import peewee
 
-from connectors.redaction import redact
+from common.redaction import redact
 from syncd import __version__, logs
 from syncd.cli.errors import KNOWN_ERRORS, CliError
 from syncd.store.db import unavailable
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fail(message: str) -> int:
-    """The one-line error: secrets masked (connectors.redaction), whatever the message came from."""
+    """The one-line error: secrets masked (common.redaction), whatever the message came from."""
     print(f"syncd: error: {redact(message)}", file=sys.stderr)
     return EXIT_ERROR
 

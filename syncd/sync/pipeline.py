@@ -23,8 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from connectors.interface import Connector, ConnectorError, ReadResult, Snapshot
-from connectors.redaction import redact
+from common.errors import ConnectorError
+from common.redaction import redact
+from connectors.interface import Connector, ReadResult, Snapshot
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings, parse_interval
 from syncd.domain.reconcile import Action, Plan, reconcile
