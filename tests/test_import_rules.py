@@ -89,6 +89,7 @@ PLANTED = [
     # scim: store, domain, the sync entry point; never a connector, never the service.
     (("scim.storage", "connectors.ldap"), None, "scim: scim.storage reaches connectors.ldap"),
     (("scim.web", "syncd.service.scheduler"), None, "scim: scim.web reaches syncd.service.scheduler"),
+    (("scim.storage", "syncd.sync.apply"), None, "scim: scim.storage imports syncd.sync.apply, not an entry point"),
     # sync and admin do not wire: no HTTP, no service, no CLI.
     (("syncd.sync.apply", "syncd.admin.members"), None, "sync: syncd.sync.apply reaches syncd.admin.members"),
     (("syncd.sync.gather", "flask"), None, "sync: syncd.sync.gather reaches flask"),
