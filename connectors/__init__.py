@@ -1,5 +1,5 @@
-"""Directory connectors: protocol in, plain records out (see docs/architecture.md, "Data flow").
+"""Directory connectors: protocol in, plain records out (docs/architecture.md, "Data flow" and "Layers").
 
-A connector never touches the store, Flask, the scheduler or the reconciler; it imports protocol libraries and
-:mod:`connectors.interface` only.
+Does not touch the store, Flask, the scheduler, the reconciler or syncd: protocol libraries, :mod:`connectors.interface`
+and the shared kernel :mod:`common` only.
 """

@@ -15,13 +15,13 @@ import logging
 import ssl
 from typing import Any
 
+from common.errors import ConnectorError
 from connectors.azure.delta import DeltaReader, ResyncRequired
 from connectors.azure.records import GroupFold, UserFold, delta, snapshot
 from connectors.azure.settings import Settings
 from connectors.azure.throttle import Throttle
 from connectors.azure.token import TokenSource
 from connectors.azure.transport import new_session
-from connectors.errors import ConnectorError
 from connectors.interface import ReadResult
 
 CURSOR_VERSION = 1

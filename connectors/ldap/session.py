@@ -19,7 +19,7 @@ from typing import Any
 import ldap3
 from ldap3.core import exceptions as ldap_errors
 
-from connectors.errors import ConnectorError
+from common.errors import ConnectorError
 from connectors.ldap.settings import Settings
 
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"

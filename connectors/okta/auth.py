@@ -25,8 +25,8 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from connectors.errors import ConnectorError
-from connectors.redaction import remember
+from common.errors import ConnectorError
+from common.redaction import remember
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RENEW_BEFORE_SECONDS = 60

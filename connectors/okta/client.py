@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from connectors.errors import ConnectorError
+from common.errors import ConnectorError
 from connectors.interface import read_secret
 from connectors.okta.auth import ServiceAppAuth, TokenAuth
 from connectors.okta.paging import Page, limit_of, with_limit

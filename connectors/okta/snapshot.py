@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.errors import ConnectorError
+from common.errors import ConnectorError
 from connectors.interface import GroupRecord, Snapshot, UserRecord
 from connectors.okta.client import NotFound, OktaClient
 from connectors.okta.cursor import Watermark

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
-from connectors.errors import ConnectorError
+from common.errors import ConnectorError
 from connectors.okta.client import Cancelled, NotFound, OktaClient
 
 T = TypeVar("T")

@@ -1,5 +1,8 @@
 """The ``syncd`` command line: a subcommand module each, registered here; errors are one line on stderr.
 
+Does not hold rules of its own: commands parse, call admin, sync and service, and print (several still query the
+store themselves; docs/architecture.md, "Layers").
+
 Exit codes: 0 success; 1 error (usage errors too: one line on stderr naming the fix); 2 a plan has changes pending;
 3 a plan is held by the guard; 4 ``syncd sync`` applied what it could but the read was incomplete (nothing removed;
 the problems are printed). No command prints a traceback: a domain error is one line, and an unexpected one is one
@@ -20,7 +23,7 @@ from typing import NoReturn
 
 import peewee
 
-from connectors.redaction import redact
+from common.redaction import redact
 from syncd import __version__, logs
 from syncd.cli.errors import KNOWN_ERRORS, CliError
 from syncd.store.db import unavailable
@@ -132,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fail(message: str) -> int:
-    """The one-line error: secrets masked (connectors.redaction), whatever the message came from."""
+    """The one-line error: secrets masked (common.redaction), whatever the message came from."""
     print(f"syncd: error: {redact(message)}", file=sys.stderr)
     return EXIT_ERROR
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.interface import ConfigError, ConnectorError
+from common.errors import ConfigError, ConnectorError
 from syncd.admin.history import HistoryError
 from syncd.admin.members import MemberError
 from syncd.admin.tokens import TokenError

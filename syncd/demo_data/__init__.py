@@ -1,0 +1,1 @@
+"""The demo's HR export (``people.csv``), read by ``syncd demo``; data only, no code (docs/architecture.md)."""

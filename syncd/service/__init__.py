@@ -1,4 +1,5 @@
-"""``syncd serve``: the HTTP app, the scheduler and its run processes, systemd notify, metrics, webhooks delivery.
+"""``syncd serve``: the HTTP app, the scheduler and its run processes, systemd notify, metrics, webhook delivery.
 
-Wires the parts together; holds no protocol or policy rules of its own (docs/architecture.md, "Layers").
+Does not hold protocol or policy rules of its own: it wires the other layers together (docs/architecture.md,
+"Layers").
 """

@@ -16,111 +16,58 @@ from collections.abc import Callable, Iterator
 from datetime import UTC
 
 import peewee
-from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from syncd import __version__
 from syncd.clock import utcnow
+from syncd.counters import (
+    LATENCY_BUCKETS,
+    RUN_BUCKETS,
+    build_info,
+    config_reloaded,
+    config_reloads,
+    http_latency,
+    http_requests,
+    registry,
+    run_start_failures,
+    run_start_failures_in_a_row,
+    scheduler_running,
+    scim_write_held,
+    scim_writes_held,
+    source_run_duration,
+    source_runs,
+    webhook_deliveries,
+    webhook_failures,
+)
 from syncd.store.dialect import stored_time
 from syncd.store.models import Identity, LedgerEntry, Organization, OutboxEvent, Plan, Source
 from syncd.sync import held as held_module
 
+# The event counters live in syncd.counters (any layer may count); they are served from here with the store's gauges.
+__all__ = [
+    "LATENCY_BUCKETS",
+    "RUN_BUCKETS",
+    "build_info",
+    "config_reloaded",
+    "config_reloads",
+    "exposition",
+    "http_latency",
+    "http_requests",
+    "install_store_collector",
+    "registry",
+    "run_start_failures",
+    "run_start_failures_in_a_row",
+    "scheduler_running",
+    "scim_write_held",
+    "scim_writes_held",
+    "source_run_duration",
+    "source_runs",
+    "webhook_deliveries",
+    "webhook_failures",
+]
+
 log = logging.getLogger("syncd.metrics")
-
-LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-RUN_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
-
-registry = CollectorRegistry()
-http_requests = Counter(
-    "syncd_http_requests_total",
-    "HTTP requests by method, endpoint (route template) and status; SCIM endpoints start with /scim/v2.",
-    ["method", "endpoint", "status"],
-    registry=registry,
-)
-http_latency = Histogram(
-    "syncd_http_request_duration_seconds",
-    "HTTP request latency by method and endpoint (route template).",
-    ["method", "endpoint"],
-    buckets=LATENCY_BUCKETS,
-    registry=registry,
-)
-source_runs = Counter(
-    "syncd_source_runs_total",
-    "Source runs by this replica, by result (ok, held, partial, failed).",
-    ["source", "result"],
-    registry=registry,
-)
-source_run_duration = Histogram(
-    "syncd_source_run_duration_seconds",
-    "Duration of source runs by this replica, by result.",
-    ["source", "result"],
-    buckets=RUN_BUCKETS,
-    registry=registry,
-)
-run_start_failures = Counter(
-    "syncd_source_run_start_failures_total",
-    "Runs by this replica whose process ended before the run started (the run did nothing), by source.",
-    ["source"],
-    registry=registry,
-)
-run_start_failures_in_a_row = Gauge(
-    "syncd_run_start_failures_in_a_row",
-    "Runs of any source on this replica that failed to start since the last one that started; /readyz turns 503 "
-    "at server.quarantine_after.",
-    registry=registry,
-)
-scheduler_running = Gauge(
-    "syncd_scheduler_running", "1 while this replica's scheduler runs and its heartbeat is fresh.", registry=registry
-)
-
-# prometheus-client's default collectors (process_*, python_info, python_gc_*), registered in our registry too.
-for _default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-    registry.register(_default)
-build_info = Gauge(
-    "syncd_build_info", "Always 1; the running syncd's version as a label.", ["version"], registry=registry
-)
-build_info.labels(__version__).set(1)
-webhook_deliveries = Counter(
-    "syncd_webhook_deliveries_total",
-    "Webhook requests answered 2xx, by endpoint (scheme://host/path), sent by this replica.",
-    ["endpoint"],
-    registry=registry,
-)
-webhook_failures = Counter(
-    "syncd_webhook_failures_total",
-    "Webhook requests that failed (non-2xx, unreachable, unreadable secret), by endpoint, sent by this replica.",
-    ["endpoint"],
-    registry=registry,
-)
-config_reloads = Counter(
-    "syncd_config_reloads_total", "Config reloads (SIGHUP) by result: ok or refused.", ["result"], registry=registry
-)
-scim_writes_held = Counter(
-    "syncd_scim_writes_held_total",
-    "SCIM writes served by this replica whose suspensions or deprovisions the guard held, by org (the members "
-    "waiting are syncd_scim_removals_held).",
-    ["org"],
-    registry=registry,
-)
-
-
-def scim_write_held(org: str) -> None:
-    """Count one SCIM write whose removals the guard held for ``org`` (the org's slug)."""
-    scim_writes_held.labels(org).inc()
-
-
-def config_reloaded(ok: bool) -> None:
-    config_reloads.labels("ok" if ok else "refused").inc()
 
 
 class StoreCollector(Collector):

@@ -35,7 +35,7 @@ from pathlib import Path
 import peewee
 from cheroot.wsgi import Server
 
-from connectors.interface import ConfigError
+from common.errors import ConfigError
 from syncd import config as config_module
 from syncd import logs
 from syncd.admin import shell

@@ -38,8 +38,9 @@ from urllib.parse import urlsplit
 import peewee
 import requests
 
-from connectors.interface import ConnectorError, read_secret
-from connectors.redaction import redact
+from common.errors import ConnectorError
+from common.redaction import redact
+from common.settings import read_secret
 from syncd.clock import iso, utcnow
 from syncd.config import Config, WebhookSettings
 from syncd.logs import log_event

@@ -11,7 +11,7 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 import peewee
 from playhouse.db_url import connect
 
-from connectors.interface import ConfigError
+from common.errors import ConfigError
 
 database = peewee.DatabaseProxy()
 

@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 
 import peewee
 
+from syncd import counters
 from syncd.config import Policy, parse_interval
 from syncd.domain.reconcile import Action, Plan
 from syncd.logs import log_event
-from syncd.service import metrics
 from syncd.store import sql
 from syncd.store.models import HeldRemoval, LedgerEntry, Member, Organization, Source
 from syncd.store.models import Plan as PlanRow
@@ -160,7 +160,7 @@ def hold(org: Organization, row: PlanRow | None, actions: list[Action], reason: 
             created_at=now,
         )
     if new:
-        metrics.scim_write_held(org.slug)
+        counters.scim_write_held(org.slug)
         summary = json.loads(row.summary)
         summary["removals"] = summary.get("removals", 0) + len(new)
         summary["actions"] = summary.get("actions", 0) + sum(len(by_member[k]) for k in new)

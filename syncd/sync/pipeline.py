@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from connectors.interface import Connector, ConnectorError, ReadResult
+from common.errors import ConnectorError
+from connectors.interface import Connector, ReadResult
 from syncd.clock import utcnow
 from syncd.config import Config, Rule, SourceSettings
 from syncd.domain.reconcile import Action, Plan, reconcile

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import ConnectorError
 from connectors.azure import Connector
-from connectors.errors import ConnectorError
 from connectors.interface import Delta, Snapshot
 from tests.fakes.graph import FakeGraph, make_client_certificate
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from common.errors import ConfigError
 from connectors.azure import Settings
-from connectors.errors import ConfigError
 from syncd import config
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.errors import ConnectorError
+from common.errors import ConnectorError
 from syncd.admin import shell
 from syncd.config import Config
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Source

@@ -8,7 +8,7 @@ import gc
 import pytest
 
 import connectors.ldap.reader as reader_module
-from connectors.errors import ConnectorError
+from common.errors import ConnectorError
 from connectors.interface import Snapshot
 from connectors.ldap import Connector
 from tests.ldap.directory import GROUPS, SUFFIX, SYNCD_PASSWORD

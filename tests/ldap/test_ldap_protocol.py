@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.errors import ConfigError
+from common.errors import ConfigError
 from connectors.ldap import Settings, syncrepl
 from syncd import config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.errors import ConnectorError
+from common.errors import ConnectorError
 from connectors.interface import ReadResult, Snapshot
 from tests.fakes.okta import FakeOkta
 

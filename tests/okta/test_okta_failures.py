@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from connectors.errors import ConnectorError
+from common.errors import ConnectorError
 from connectors.interface import ReadResult, Snapshot
 from tests.fakes.okta import FakeOkta
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from connectors.errors import ConnectorError
+from common.errors import ConnectorError
 from connectors.interface import ReadResult, Snapshot
 from connectors.okta.ratelimit import RateLimiter, bucket_of
 from tests.fakes.okta import FakeOkta

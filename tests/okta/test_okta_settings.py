@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connectors.errors import ConfigError
+from common.errors import ConfigError
 from connectors.okta import Settings
 from syncd import config
 

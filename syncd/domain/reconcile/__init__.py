@@ -1,5 +1,7 @@
-"""The reconciler: a pure planner from what sources observe to what the org should be (docs/architecture.md, "Data
-flow")."""
+"""The reconciler: a pure planner from what sources observe to what the org should be.
+
+Does not touch the store, the network or the clock (docs/architecture.md, "Data flow" and "Layers").
+"""
 
 from syncd.domain.reconcile.model import (
     ROLE_RANK,

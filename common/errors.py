@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.redaction import redact
+from common.redaction import redact
 
 
 class ConnectorError(Exception):
     """A read failed: the run stops, nothing is applied, and the message names the source and the fix.
 
-    The message is redacted when the error is made (:func:`connectors.redaction.redact`): a server's error text
+    The message is redacted when the error is made (:func:`common.redaction.redact`): a server's error text
     quoted in it may echo the credential that was sent, and this text is stored, printed and logged.
     """
 
