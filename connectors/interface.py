@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from common.errors import ConfigError, ConnectorError
-from common.settings import parse_settings, read_secret
+from syncd.common.errors import ConfigError, ConnectorError
+from syncd.common.settings import parse_settings, read_secret
 
 __all__ = [
     "ConfigError",

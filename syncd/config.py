@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from common.errors import ConfigError
-from common.settings import parse_settings
+from syncd.common.errors import ConfigError
+from syncd.common.settings import parse_settings
 from syncd.logs import log_event
 
 SOURCE_KINDS = ("file", "ldap", "okta", "azure")

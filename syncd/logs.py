@@ -4,7 +4,7 @@ An event is a name plus key/value fields (``log_event(logger, "source.run.ok", d
 renders only the event name, the bound context (org, source, run) and the fields; a field whose key names a secret
 (password, token, secret, authorization, private key, ...) is written as ``[redacted]`` whatever its value, and any
 text that holds a secret syncd read or obtained, or looks like a credential (a syncd token, an HTTP ``Bearer``/``Basic``
-or Okta ``SSWS`` value), is masked inside free text and tracebacks too, by :func:`common.redaction.redact`, the
+or Okta ``SSWS`` value), is masked inside free text and tracebacks too, by :func:`syncd.common.redaction.redact`, the
 same function every stored or printed error goes through. logfmt follows https://brandur.org/logfmt.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from common.redaction import REDACTED, redact
+from syncd.common.redaction import REDACTED, redact
 
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|authorization|private_key|api_key|credential|cookie", re.I)
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("syncd_log_context", default={})  # noqa: B039

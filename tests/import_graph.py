@@ -1,6 +1,6 @@
 """The import graph of the source and the layer rules checked on it (docs/architecture.md, "Layers").
 
-Every module of ``common``, ``connectors``, ``scim`` and ``syncd`` is parsed with :mod:`ast`; an edge is an absolute
+Every module of ``connectors``, ``scim`` and ``syncd`` is parsed with :mod:`ast`; an edge is an absolute
 import, a relative one (resolved against the module's package), the parent packages an import runs, or an
 ``importlib.import_module(...)`` load: a string literal is that module, an f-string whose tail is chosen at run time
 (``f"connectors.{kind}"``) is the node ``connectors.*``, "a connector chosen by kind". A layer's allow-list is
@@ -16,15 +16,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-PACKAGES = ("common", "connectors", "scim", "syncd")
+PACKAGES = ("connectors", "scim", "syncd")
 STDLIB = "<stdlib>"
 """An allow-list entry standing for any module of the standard library."""
 
 # Longest prefix wins. The top of ``syncd`` (the package, config, clock, logs) is the kernel every layer may use.
 LAYER_OF = {
-    "common": "common",
     "connectors": "connectors",
     "syncd": "kernel",
+    "syncd.common": "common",
     "syncd.domain": "domain",
     "syncd.store": "store",
     "syncd.sync": "sync",
@@ -60,10 +60,12 @@ PURE_STDLIB = frozenset(
     ]
 )
 
-_COMMON = frozenset({"common", STDLIB})
+# syncd.common sits inside the syncd package: importing it also runs syncd/__init__.py, which imports nothing (a
+# package that imports nothing carries no dependency, see _allowed).
+_COMMON = frozenset({"syncd.common", STDLIB})
 _CONNECTORS = _COMMON | {"connectors", "ldap3", "pyasn1", "msal", "requests", "jwt", "cryptography"}
 _DOMAIN = PURE_STDLIB | {"syncd.domain"}
-# The store raises the shared ConfigError for a bad database URL (common imports the standard library only).
+# The store raises the shared ConfigError for a bad database URL (syncd.common imports the standard library only).
 _STORE = _COMMON | {"syncd.store", "peewee", "playhouse", "psycopg2"}
 # config loads each source kind's Settings by name (connectors.*) and checks cron expressions with apscheduler;
 # counters holds the event counters any layer may bump.

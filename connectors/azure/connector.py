@@ -15,7 +15,6 @@ import logging
 import ssl
 from typing import Any
 
-from common.errors import ConnectorError
 from connectors.azure.delta import DeltaReader, ResyncRequired
 from connectors.azure.records import GroupFold, UserFold, delta, snapshot
 from connectors.azure.settings import Settings
@@ -23,6 +22,7 @@ from connectors.azure.throttle import Throttle
 from connectors.azure.token import TokenSource
 from connectors.azure.transport import new_session
 from connectors.interface import ReadResult
+from syncd.common.errors import ConnectorError
 
 CURSOR_VERSION = 1
 log = logging.getLogger("syncd.connectors.azure")

@@ -19,10 +19,10 @@ from typing import Any
 
 import requests
 
-from common.errors import ConnectorError
 from connectors.azure.settings import Settings
 from connectors.azure.throttle import Throttle
 from connectors.azure.token import TokenSource
+from syncd.common.errors import ConnectorError
 
 #: Graph error codes that mean "this delta token is no longer usable; synchronize again from the start".
 RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "syncStateInvalid"})

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from common.errors import ConfigError
+from syncd.common.errors import ConfigError
 
 #: Attributes every user read selects; ``select`` adds more (they land in ``UserRecord.attributes``). ``manager`` is
 #: a relationship: selecting it makes Graph report ``manager@delta`` (delta query overview, "Optional query

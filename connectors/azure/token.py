@@ -16,10 +16,10 @@ from typing import Any
 import msal
 import requests
 
-from common.errors import ConnectorError
-from common.redaction import remember
 from connectors.azure.settings import Settings
 from connectors.interface import read_secret
+from syncd.common.errors import ConnectorError
+from syncd.common.redaction import remember
 
 #: What to check for the AADSTS codes an unattended client-credentials app meets.
 AADSTS_ADVICE = {

@@ -19,8 +19,8 @@ from typing import Any
 import ldap3
 from ldap3.core import exceptions as ldap_errors
 
-from common.errors import ConnectorError
 from connectors.ldap.settings import Settings
+from syncd.common.errors import ConnectorError
 
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 SCOPES = {"sub": ldap3.SUBTREE, "one": ldap3.LEVEL, "base": ldap3.BASE}

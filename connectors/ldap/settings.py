@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from common.errors import ConfigError
+from syncd.common.errors import ConfigError
 
 #: Record fields an ``attributes`` table may map to another LDAP attribute (SCIM core and enterprise User, RFC 7643
 #: §4.1 and §4.3, plus the group's display name).

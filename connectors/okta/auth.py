@@ -25,8 +25,8 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from common.errors import ConnectorError
-from common.redaction import remember
+from syncd.common.errors import ConnectorError
+from syncd.common.redaction import remember
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 RENEW_BEFORE_SECONDS = 60

@@ -24,12 +24,12 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from common.errors import ConnectorError
 from connectors.interface import read_secret
 from connectors.okta.auth import ServiceAppAuth, TokenAuth
 from connectors.okta.paging import Page, limit_of, with_limit
 from connectors.okta.ratelimit import RateLimiter, RateLimitTooLong, bucket_of
 from connectors.okta.settings import Settings
+from syncd.common.errors import ConnectorError
 
 MAX_THROTTLED_ATTEMPTS = 30
 USER_AGENT = "syncd-okta-connector"

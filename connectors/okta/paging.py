@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from common.errors import ConnectorError
+from syncd.common.errors import ConnectorError
 
 if TYPE_CHECKING:
     from connectors.okta.client import OktaClient

@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from common.errors import ConfigError
+from syncd.common.errors import ConfigError
 
 GROUP_TYPES = ("OKTA_GROUP", "APP_GROUP", "BUILT_IN")
 USERS_PAGE_MAX = 200

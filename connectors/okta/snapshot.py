@@ -18,7 +18,6 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
-from common.errors import ConnectorError
 from connectors.interface import GroupRecord, Snapshot, UserRecord
 from connectors.okta.client import NotFound, OktaClient
 from connectors.okta.cursor import Watermark
@@ -26,6 +25,7 @@ from connectors.okta.paging import items, pages
 from connectors.okta.records import STATUS_FILTER, group_record, selected, type_filter, user_record
 from connectors.okta.settings import Settings
 from connectors.okta.workers import ReadWorkers
+from syncd.common.errors import ConnectorError
 
 log = logging.getLogger(__name__)
 

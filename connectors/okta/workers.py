@@ -12,8 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
-from common.errors import ConnectorError
 from connectors.okta.client import Cancelled, NotFound, OktaClient
+from syncd.common.errors import ConnectorError
 
 T = TypeVar("T")
 

@@ -23,9 +23,9 @@ from typing import NoReturn
 
 import peewee
 
-from common.redaction import redact
 from syncd import __version__, logs
 from syncd.cli.errors import KNOWN_ERRORS, CliError
+from syncd.common.redaction import redact
 from syncd.store.db import unavailable
 
 EXIT_ERROR = 1
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def fail(message: str) -> int:
-    """The one-line error: secrets masked (common.redaction), whatever the message came from."""
+    """The one-line error: secrets masked (syncd.common.redaction), whatever the message came from."""
     print(f"syncd: error: {redact(message)}", file=sys.stderr)
     return EXIT_ERROR
 

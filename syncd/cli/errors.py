@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from common.errors import ConfigError, ConnectorError
 from syncd.admin.history import HistoryError
 from syncd.admin.members import MemberError
 from syncd.admin.tokens import TokenError
+from syncd.common.errors import ConfigError, ConnectorError
 from syncd.service.web_client import ServiceError
 from syncd.store.db import StoreUnavailable
 from syncd.sync.ledger import LedgerError

@@ -35,10 +35,10 @@ from pathlib import Path
 import peewee
 from cheroot.wsgi import Server
 
-from common.errors import ConfigError
 from syncd import config as config_module
 from syncd import logs
 from syncd.admin import shell
+from syncd.common.errors import ConfigError
 from syncd.config import Config
 from syncd.logs import log_event
 from syncd.service import metrics

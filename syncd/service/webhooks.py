@@ -38,10 +38,10 @@ from urllib.parse import urlsplit
 import peewee
 import requests
 
-from common.errors import ConnectorError
-from common.redaction import redact
-from common.settings import read_secret
 from syncd.clock import iso, utcnow
+from syncd.common.errors import ConnectorError
+from syncd.common.redaction import redact
+from syncd.common.settings import read_secret
 from syncd.config import Config, WebhookSettings
 from syncd.logs import log_event
 from syncd.service import metrics

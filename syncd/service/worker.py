@@ -30,7 +30,7 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
-from common.errors import ConnectorError
+from syncd.common.errors import ConnectorError
 from syncd.config import Config
 from syncd.logs import bound, log_event, redact_text
 

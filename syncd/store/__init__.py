@@ -1,7 +1,7 @@
 """The store: peewee models, the database they live in (SQLite embedded, PostgreSQL for scale-out), migrations,
 transactions, source leases and composed-once statements.
 
-Does not import anything above it: peewee, its own modules and common's errors only (docs/architecture.md, "Layers").
+Does not import anything above it: peewee, its own modules and syncd.common's errors only (docs/architecture.md, "Layers").
 """
 
 from syncd.store.db import database, open_database

@@ -11,7 +11,7 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 import peewee
 from playhouse.db_url import connect
 
-from common.errors import ConfigError
+from syncd.common.errors import ConfigError
 
 database = peewee.DatabaseProxy()
 

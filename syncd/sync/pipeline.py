@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from common.errors import ConnectorError
 from connectors.interface import Connector, ReadResult
 from syncd.clock import utcnow
+from syncd.common.errors import ConnectorError
 from syncd.config import Config, Rule, SourceSettings
 from syncd.domain.reconcile import Action, Plan, reconcile
 from syncd.logs import log_event

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.interface import ReadResult, Snapshot
-from connectors.redaction import redact
+from syncd.common.redaction import redact
 from syncd.config import parse_interval
 from syncd.store.models import Source
 from syncd.store.tx import write_transaction

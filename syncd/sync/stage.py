@@ -15,8 +15,8 @@ from typing import Any
 
 import peewee
 
-from common.redaction import redact
 from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
+from syncd.common.redaction import redact
 from syncd.domain.matching import match_key
 from syncd.store.dialect import fold
 from syncd.store.limits import first_problem

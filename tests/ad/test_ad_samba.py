@@ -253,7 +253,7 @@ def test_a_refused_dirsync_cookie_falls_back_to_a_full_read(samba_dc, ad_setting
 def test_dirsync_demanded_without_the_right_is_one_clear_error(samba_dc, ad_settings):
     import pytest
 
-    from connectors.errors import ConnectorError
+    from syncd.common.errors import ConnectorError
 
     with pytest.raises(ConnectorError) as failure:
         Connector("corp-ad", ad_settings(samba_dc, incremental="dirsync")).read(None)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConnectorError
 from connectors.azure import Connector
 from connectors.interface import Delta, Snapshot
+from syncd.common.errors import ConnectorError
 from tests.fakes.graph import FakeGraph, make_client_certificate
 
 

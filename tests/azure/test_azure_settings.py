@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from common.errors import ConfigError
 from connectors.azure import Settings
 from syncd import config
+from syncd.common.errors import ConfigError
 
 
 def _source(**keys: Any) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConnectorError
 from syncd.admin import shell
+from syncd.common.errors import ConnectorError
 from syncd.config import Config
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Source
 from tests.fakes.graph import FakeGraph

@@ -8,9 +8,9 @@ import gc
 import pytest
 
 import connectors.ldap.reader as reader_module
-from common.errors import ConnectorError
 from connectors.interface import Snapshot
 from connectors.ldap import Connector
+from syncd.common.errors import ConnectorError
 from tests.ldap.directory import GROUPS, SUFFIX, SYNCD_PASSWORD
 from tests.ldap.slapd import free_port
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import ConfigError
 from connectors.ldap import Settings, syncrepl
 from syncd import config
+from syncd.common.errors import ConfigError
 
 COOKIE = b"rid=000,csn=20261125114641.526680Z#000000#000#000000"
 # A syncIdSet with refreshDeletes TRUE and one UUID, sent by slapd with a session log after one delete (§2.5).

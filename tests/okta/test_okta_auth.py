@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from common.errors import ConnectorError
 from connectors.interface import ReadResult, Snapshot
+from syncd.common.errors import ConnectorError
 from tests.fakes.okta import FakeOkta
 
 SCOPES = ("okta.users.read", "okta.groups.read", "okta.logs.read")

@@ -162,7 +162,7 @@ def test_a_cursor_this_connector_did_not_write_gives_a_full_snapshot(
 def test_a_failing_delta_raises_instead_of_returning_part_of_the_changes(
     fake: FakeOkta, read: Callable[..., ReadResult], org: dict[str, str]
 ) -> None:
-    from common.errors import ConnectorError
+    from syncd.common.errors import ConnectorError
 
     cursor = first_cursor(read, fake)
     fake.fail("/api/v1/groups", status=502, times=100)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from common.errors import ConnectorError
 from connectors.interface import ReadResult, Snapshot
+from syncd.common.errors import ConnectorError
 from tests.fakes.okta import FakeOkta
 
 

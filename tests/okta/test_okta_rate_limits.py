@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from common.errors import ConnectorError
 from connectors.interface import ReadResult, Snapshot
 from connectors.okta.ratelimit import RateLimiter, bucket_of
+from syncd.common.errors import ConnectorError
 from tests.fakes.okta import FakeOkta
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from common.errors import ConfigError
 from connectors.okta import Settings
 from syncd import config
+from syncd.common.errors import ConfigError
 
 
 def okta_source(**keys: Any) -> Settings:

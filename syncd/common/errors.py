@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.redaction import redact
+from syncd.common.redaction import redact
 
 
 class ConnectorError(Exception):

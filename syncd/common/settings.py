@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from common.errors import ConfigError, ConnectorError
-from common.redaction import remember
+from syncd.common.errors import ConfigError, ConnectorError
+from syncd.common.redaction import remember
 
 T = typing.TypeVar("T")
 
