@@ -139,7 +139,7 @@ class Session:
         return connection
 
     def _trusted_cas(self) -> str | None:
-        """The system's CA bundle plus ``ca_file`` (DESIGN.md: an extra CA to trust, checks never off); ``None``
+        """The system's CA bundle plus ``ca_file`` (docs/architecture.md, "Contracts": an extra CA); ``None``
         leaves the system's store alone."""
         if not self.settings.ca_file:
             return None

@@ -1,5 +1,5 @@
-"""The settings of an LDAP source: the keys of a ``[[sources]]`` table of kind ``ldap`` (DESIGN.md, "The config's
-shape"), documented one by one in config/syncd.example.toml."""
+"""The settings of an LDAP source: the keys of a ``[[sources]]`` table of kind ``ldap`` (docs/architecture.md,
+"Contracts"), documented one by one in config/syncd.example.toml."""
 
 from __future__ import annotations
 
