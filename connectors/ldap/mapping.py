@@ -1,7 +1,7 @@
 """LDAP entries → :class:`UserRecord` / :class:`GroupRecord`: which attributes to ask for and how to read them.
 
-Only mapped attributes are requested (docs/architecture.md, "Data flow": protocol in, records out), so a read moves no more data
-than the records need. DN-valued attributes (``manager``, ``member``, ``uniqueMember``, ``memberOf``) are
+Only mapped attributes are requested (docs/architecture.md, "Data flow": protocol in, records out), so a read moves
+no more data than the records need. DN-valued attributes (``manager``, ``member``, ``uniqueMember``, ``memberOf``) are
 returned raw here; the reader resolves them to keys once it knows the keys of the entries they name.
 """
 
