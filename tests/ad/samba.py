@@ -13,7 +13,9 @@ back (:meth:`SambaDC.restore`) in a few seconds instead of provisioning again.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -126,6 +128,29 @@ def _port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _stop_orphaned_dcs() -> None:
+    """Stop Samba DCs that an earlier test session started and left behind when it was killed.
+
+    The fixture always stops its DC; a ``samba`` whose standard error is a ``syncd-samba-`` test log and whose parent
+    is gone (adopted by init, parent pid 1) belongs to no live session. (Samba rewrites its command line to "samba:
+    root process", so the log it writes to is what names it.) A DC of a live session is left alone.
+    """
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            name = (proc / "comm").read_text().strip()
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            log = os.readlink(proc / "fd" / "2")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == 1 and name == "samba" and "syncd-samba-" in log:
+            try:
+                os.kill(int(proc.name), signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+
+
 class SambaDC:
     """One Samba AD DC serving ldap://127.0.0.1 and ldaps://127.0.0.1 from ``root``."""
 
@@ -192,6 +217,11 @@ class SambaDC:
     # -- running ------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if _port_open(389) or _port_open(636):
+            _stop_orphaned_dcs()
+            deadline = time.monotonic() + 20
+            while (_port_open(389) or _port_open(636)) and time.monotonic() < deadline:
+                time.sleep(0.1)  # a stopped DC's prefork children close their listeners after it
         if _port_open(389) or _port_open(636):
             raise RuntimeError("ports 389/636 are taken: another Samba DC (or LDAP server) is running here")
         self.process = subprocess.Popen(
