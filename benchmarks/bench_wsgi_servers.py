@@ -31,7 +31,7 @@ THREADS = 8
 def app_from_env():  # type: ignore[no-untyped-def]
     """The app a server process serves (gunicorn loads it by name): the config named by SYNCD_CONFIG."""
     from syncd.admin import shell
-    from syncd.service.web import ServiceState, create_app
+    from syncd.service.http_apps import ServiceState, create_app
 
     runtime = shell.start()
     return create_app(runtime.config, ServiceState(config=runtime.config), with_scim=False)

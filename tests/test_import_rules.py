@@ -39,17 +39,17 @@ def test_the_graph_follows_relative_and_importlib_imports(tmp_path):
 
             def load(kind):
                 from ..store import models
-                importlib.import_module("syncd.service.web")
+                importlib.import_module("syncd.service.http_apps")
                 return importlib.import_module(f"connectors.{kind}")
             """
         )
     )
     modules = ig.parse_modules(tmp_path, packages=("syncd",))
-    assert {"syncd.store.models", "syncd.service.web", "connectors.*"} <= ig.edges(modules)["syncd.domain.sneaky"]
+    assert {"syncd.store.models", "syncd.service.http_apps", "connectors.*"} <= ig.edges(modules)["syncd.domain.sneaky"]
     assert ig.violations(modules, ig.edges(modules)) == [
         "domain: syncd.domain.sneaky reaches <stdlib>:importlib (syncd.domain.sneaky -> <stdlib>:importlib)",
         "domain: syncd.domain.sneaky reaches connectors.* (syncd.domain.sneaky -> connectors.*)",
-        "domain: syncd.domain.sneaky reaches syncd.service.web (syncd.domain.sneaky -> syncd.service.web)",
+        "domain: syncd.domain.sneaky reaches syncd.service.http_apps (syncd.domain.sneaky -> syncd.service.http_apps)",
         "domain: syncd.domain.sneaky reaches syncd.store.models (syncd.domain.sneaky -> syncd.store.models)",
     ]
 
@@ -93,7 +93,11 @@ PLANTED = [
     # sync and admin do not wire: no HTTP, no service, no CLI.
     (("syncd.sync.apply", "syncd.admin.members"), None, "sync: syncd.sync.apply reaches syncd.admin.members"),
     (("syncd.sync.gather", "flask"), None, "sync: syncd.sync.gather reaches flask"),
-    (("syncd.admin.history", "syncd.service.web"), None, "admin: syncd.admin.history reaches syncd.service.web"),
+    (
+        ("syncd.admin.history", "syncd.service.http_apps"),
+        None,
+        "admin: syncd.admin.history reaches syncd.service.http_apps",
+    ),
     # only the CLI is above the service.
     (("syncd.service.serve", "syncd.cli.plan"), None, "service: syncd.service.serve reaches syncd.cli.plan"),
     # a module no layer owns is a violation by itself.

@@ -6,7 +6,7 @@ from syncd.admin.history import HistoryError
 from syncd.admin.members import MemberError
 from syncd.admin.tokens import TokenError
 from syncd.common.errors import ConfigError, ConnectorError
-from syncd.service.web_client import ServiceError
+from syncd.service.admin_client import ServiceError
 from syncd.store.db import StoreUnavailable
 from syncd.sync.ledger import LedgerError
 from syncd.sync.orgs import OrgError

@@ -18,7 +18,7 @@ from syncd.cli.plan import (
     progress_for,
 )
 from syncd.cli.runtime import start_runtime
-from syncd.service import web_client
+from syncd.service import admin_client
 from syncd.sync import orgs, pipeline
 
 
@@ -114,7 +114,7 @@ def run_remote(args: argparse.Namespace) -> int:
     """Trigger the run in the service instead of here, so it takes the same lease as the scheduler's runs."""
     if args.org or args.dry_run:
         raise CliError("--remote runs a SOURCE; drop --org / --dry-run (use 'syncd plan' for a dry run)")
-    token = web_client.admin_token()
+    token = admin_client.admin_token()
     if not token:
         raise CliError(
             "--remote needs an admin token: 'syncd tokens create --org ORG --scope admin', then set "
@@ -122,8 +122,8 @@ def run_remote(args: argparse.Namespace) -> int:
         )
     cfg = config.load(args.config)
     try:
-        answer = web_client.trigger_sync(web_client.service_url(cfg), token, args.source, full=args.full)
-    except web_client.ServiceError as error:
+        answer = admin_client.trigger_sync(admin_client.service_url(cfg), token, args.source, full=args.full)
+    except admin_client.ServiceError as error:
         raise CliError(str(error)) from None
     if args.format == "json":
         print_json(answer)

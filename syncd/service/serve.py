@@ -42,9 +42,9 @@ from syncd.common.errors import ConfigError
 from syncd.config import Config
 from syncd.logs import log_event
 from syncd.service import metrics
+from syncd.service.http_apps import ServiceState, create_app, create_metrics_app
 from syncd.service.notify import notify, watchdog_interval
 from syncd.service.scheduler import RunFunction, SourceScheduler
-from syncd.service.web import ServiceState, create_app, create_metrics_app
 from syncd.store import open_database, upgrade
 from syncd.store.db import unavailable
 from syncd.store.lease import declaration_lock

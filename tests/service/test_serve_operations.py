@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from syncd.service.web_client import ServiceError, trigger_sync
+from syncd.service.admin_client import ServiceError, trigger_sync
 from tests.service.conftest import service_config
 from tests.service.runs import recorded
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.service.web_client import trigger_sync
+from syncd.service.admin_client import trigger_sync
 
 PEOPLE = 8000
 

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from syncd.service.web_client import trigger_sync
+from syncd.service.admin_client import trigger_sync
 from syncd.store.models import LedgerEntry, OutboxEvent
 from tests.webhook_receiver import VerifyingReceiver
 

@@ -209,7 +209,7 @@ def test_quarantine_backoff_doubles_and_is_capped():
 
 
 def test_readyz_names_the_failing_check_and_healthz_stays_up(store):
-    from syncd.service.web import ServiceState, create_app, create_metrics_app
+    from syncd.service.http_apps import ServiceState, create_app, create_metrics_app
 
     config = Config()
     state = ServiceState(config=config)
@@ -227,7 +227,7 @@ def test_readyz_names_the_failing_check_and_healthz_stays_up(store):
 
 
 def test_each_request_gets_an_id_bound_to_its_log_events(store, captured):
-    from syncd.service.web import ServiceState, create_app
+    from syncd.service.http_apps import ServiceState, create_app
 
     stream = captured("json")
     config = Config()
@@ -265,7 +265,7 @@ def test_a_run_process_that_dies_mid_transaction_is_a_failed_run_that_changed_no
 def test_scim_catch_all_routes_are_labelled_by_resource_endpoint_not_by_path():
     from flask import Flask
 
-    from syncd.service.web import endpoint_label
+    from syncd.service.http_apps import endpoint_label
 
     app = Flask("t")
     app.add_url_rule("/scim/v2/<path:path>", "scim", lambda path: "")

@@ -1,4 +1,4 @@
-"""The client side of the admin API, for ``syncd sync SOURCE`` against a running service (syncd/service/web.py).
+"""The client side of the admin API, for ``syncd sync SOURCE`` against a running service (syncd/service/http_apps.py).
 
 ``POST /admin/v1/sources/<name>/sync`` runs the source now in the service (taking the same database lease as the
 scheduler, so it never overlaps a scheduled run on any replica) and answers with the run's outcome.
