@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-GROUPS = 2_000
+GROUPS_PER_PERSON = 1 / 50
+"""2,000 groups at 100,000 people, 20,000 at 1,000,000 (issue 16's figures)."""
 PER_PERSON = 3
 AIMS = {"first": 60.0, "noop": 10.0, "change": 5.0}
 RULES_TOML = """
@@ -45,16 +46,20 @@ team = "finance"
 """
 
 
-def person(i: int, version: int) -> dict[str, str]:
+def group_count(people: int) -> int:
+    return max(1, round(people * GROUPS_PER_PERSON))
+
+
+def person(i: int, version: int, groups_total: int) -> dict[str, str]:
     """Person i as version 1 or 2 of the export: in version 2, 1% of people changed (attributes, groups, leavers,
     joiners), the rest are identical."""
-    groups = [f"Group {(i * 7 + k * 613) % GROUPS:04d}" for k in range(PER_PERSON)]
+    groups = [f"Group {(i * 7 + k * 613) % groups_total:04d}" for k in range(PER_PERSON)]
     department = ["Sales", "Engineering", "Finance", "Support"][i % 4]
     title = "Engineer"
     if version == 2 and i % 100 == 1:
         title = "Senior Engineer"
     if version == 2 and i % 100 == 2:
-        groups = [f"Group {(i * 11 + k * 37) % GROUPS:04d}" for k in range(PER_PERSON)]
+        groups = [f"Group {(i * 11 + k * 37) % groups_total:04d}" for k in range(PER_PERSON)]
     return {
         "employee id": f"E{i:06d}",
         "email": f"person{i:06d}@acme.com",
@@ -66,9 +71,10 @@ def person(i: int, version: int) -> dict[str, str]:
 
 
 def people(count: int, version: int) -> list[dict[str, str]]:
-    rows = [person(i, version) for i in range(count) if not (version == 2 and i % 100 == 3)]
+    total = group_count(count)
+    rows = [person(i, version, total) for i in range(count) if not (version == 2 and i % 100 == 3)]
     if version == 2:
-        rows += [person(count + i, 2) for i in range(count // 100)]
+        rows += [person(count + i, 2, total) for i in range(count // 100)]
     return rows
 
 
@@ -126,6 +132,61 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def peak_rss_mib() -> float:
+    """The process's peak RSS so far (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mib() -> float:
+    """The process's resident set now, from /proc (0 where there is none)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+PHASES = {
+    "stage": ("syncd.sync.pipeline", "stage"),
+    "rekey": ("syncd.sync.pipeline", "rekey"),
+    "scope": ("syncd.sync.pipeline", "_scope"),
+    "gather": ("syncd.sync.pipeline", "gather"),
+    "plan": ("syncd.sync.pipeline", "_decide"),
+    "apply": ("syncd.sync.pipeline", "apply_plan"),
+    "record": ("syncd.sync.source_runs", "advanced"),
+}
+"""The steps of a run, by the name the pipeline calls them under: each is wrapped to add up its wall time and to
+note the process's peak RSS when it returns (so a step's peak is the highest RSS seen up to its end)."""
+
+
+def instrument(phases: dict[str, dict[str, float]]) -> None:
+    """Wrap each step of :data:`PHASES` so that it adds its time and peak RSS to ``phases``."""
+    import functools
+    import importlib
+
+    for name, (module_name, attribute) in PHASES.items():
+        module = importlib.import_module(module_name)
+        original = getattr(module, attribute, None)
+        if original is None:
+            continue
+
+        def timed(*args, __original=original, __name=name, **kwargs):
+            began = time.perf_counter()
+            before = peak_rss_mib()
+            try:
+                return __original(*args, **kwargs)
+            finally:
+                figures = phases.setdefault(__name, {"seconds": 0.0, "calls": 0, "rss_before_mib": rss_mib()})
+                figures["seconds"] = round(figures["seconds"] + time.perf_counter() - began, 2)
+                figures["calls"] += 1
+                figures["peak_rss_mib"] = round(peak_rss_mib(), 1)
+                figures["peak_grew_mib"] = round(figures.get("peak_grew_mib", 0.0) + peak_rss_mib() - before, 1)
+
+        setattr(module, attribute, functools.wraps(original)(timed))
+
+
 def run_phase(args: argparse.Namespace) -> None:
     """One phase in this process: time it, then report peak RSS (ru_maxrss is KiB on Linux)."""
     from syncd.admin import shell
@@ -141,6 +202,8 @@ def run_phase(args: argparse.Namespace) -> None:
 
     document = tomllib.loads(config_text(args.database_url, csv_path))
     read_seconds = 0.0
+    phases: dict[str, dict[str, float]] = {}
+    instrument(phases)
     if args.mode == "csv":
         config = parse(document, base=work)
         shell.start(config=config)
@@ -152,6 +215,7 @@ def run_phase(args: argparse.Namespace) -> None:
         cpu_began = cpu_seconds()
         read = pipeline.connector_for(config.source("hr")).read(cursor)
         read_seconds = time.perf_counter() - began
+        phases["read"] = {"seconds": round(read_seconds, 2), "peak_rss_mib": round(peak_rss_mib(), 1)}
         started = time.perf_counter()
         result = pipeline.apply_read(config, "hr", read, read_cursor=cursor, full=cursor is None)
     else:
@@ -198,6 +262,7 @@ def run_phase(args: argparse.Namespace) -> None:
                 "applied": result.applied,
                 "held": result.held,
                 "staged_changes": staged.changed if staged else None,
+                "phases": phases,
             }
         )
     )
@@ -222,7 +287,7 @@ def main() -> int:
             _fresh_postgres(url)
         memberships = args.people * PER_PERSON
         print(
-            f"bench_reconcile: {args.people} people, {GROUPS} groups, {memberships} memberships; "
+            f"bench_reconcile: {args.people} people, {group_count(args.people)} groups, {memberships} memberships; "
             f"source fed as {'a CSV file read by connectors.file' if mode == 'csv' else 'an in-memory Snapshot'}; "
             f"database {url.split(':')[0]}"
         )
@@ -249,6 +314,13 @@ def main() -> int:
                     f", records built in {figures['read_seconds']:.2f} s (not counted)"
                     if mode == "snapshot"
                     else f" (CSV read {figures['read_seconds']:.2f} s + reconcile {figures['reconcile_seconds']:.2f} s)"
+                )
+            )
+            print(
+                "        "
+                + "; ".join(
+                    f"{name} {step['seconds']:.2f} s, peak {step['peak_rss_mib']:.0f} MiB"
+                    for name, step in figures["phases"].items()
                 )
             )
     return 0

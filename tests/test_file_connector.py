@@ -164,37 +164,37 @@ def test_unreadable_path_raises_an_error_naming_the_path_and_the_fix(tmp_path):
 
 
 def test_a_file_still_being_written_on_every_read_is_refused_rather_than_read_half(tmp_path, monkeypatch):
-    """The read of the open handle is replaced by one that lets an exporter append in the middle of every read."""
+    """The copy of the open handle is replaced by one that lets an exporter append in the middle of every read."""
     path = write(tmp_path, "email\na@acme.com\n")
 
     def read_while_exporter_appends(handle):
-        data = handle.read(6)
+        yield handle.read(6)
         with open(path, "a", encoding="utf-8") as exporter:
             exporter.write("b@acme.com\n")
-        return data + handle.read()
+        yield handle.read()
 
-    monkeypatch.setattr(file_connector, "_read_all", read_while_exporter_appends)
+    monkeypatch.setattr(file_connector, "_chunks", read_while_exporter_appends)
     with pytest.raises(ConnectorError, match="changed while it was read, twice"):
         read(path)
 
 
 def test_a_file_swapped_in_place_during_a_read_is_read_again_whole(tmp_path, monkeypatch):
-    """The first read of the open handle is interrupted halfway by the exporter rewriting the file in place (the
+    """The first copy of the open handle is interrupted halfway by the exporter rewriting the file in place (the
     2,000-person export becomes the next day's, one person fewer); the connector must notice and read again."""
     people = [f"p{i}@acme.com" for i in range(2000)]
     path = write(tmp_path, "email\n" + "".join(f"{p}\n" for p in people))
     swaps = []
 
     def read_during_a_rewrite(handle):
-        data = handle.read(20_000)
+        yield handle.read(20_000)
         if not swaps:
             with open(path, "r+", encoding="utf-8") as exporter:
                 exporter.write("email\n" + "".join(f"{p}\n" for p in people[1:]))
                 exporter.truncate()
             swaps.append(True)
-        return data + handle.read()
+        yield handle.read()
 
-    monkeypatch.setattr(file_connector, "_read_all", read_during_a_rewrite)
+    monkeypatch.setattr(file_connector, "_chunks", read_during_a_rewrite)
     snapshot = read(path)
     assert swaps and snapshot.complete, snapshot.problems
     assert sorted(u.email for u in snapshot.users) == sorted(people[1:])
