@@ -627,6 +627,8 @@ def _records_of(cursor: str | None) -> int | None:
 
 def _control_character(value: str) -> str | None:
     """The first control or format character (Unicode Cc/Cf) of an identifier, as ``U+XXXX``."""
+    if value.isprintable():
+        return None  # printable text holds neither (str.isprintable excludes every "Other" category)
     for char in value:
         if unicodedata.category(char) in ("Cc", "Cf"):
             return f"U+{ord(char):04X}"
@@ -634,6 +636,8 @@ def _control_character(value: str) -> str | None:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value.strip()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
@@ -657,9 +661,11 @@ def _active(value: Any) -> bool:
 def _group_names(value: Any) -> list[str]:
     parts: Iterable[Any] = value if isinstance(value, list) else _GROUP_SEPARATOR.split(_text(value))
     names: list[str] = []
+    folded: set[str] = set()
     for part in parts:
         name = _text(part)
-        if name and name.casefold() not in {n.casefold() for n in names}:
+        if name and name.casefold() not in folded:
+            folded.add(name.casefold())
             names.append(name)
     return names
 
