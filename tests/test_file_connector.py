@@ -380,3 +380,20 @@ def test_a_control_or_format_character_in_an_identifier_makes_the_row_invalid(tm
 def test_the_cursor_carries_the_record_count_of_the_read(tmp_path):
     path = write(tmp_path, "email\na@acme.com\nb@acme.com\n")
     assert read(path).cursor.endswith(";records=2")
+
+
+def test_a_streamed_read_is_incomplete_until_its_last_record_then_judged(tmp_path):
+    """``stream`` yields records one at a time; its verdict and cursor exist only once the records are exhausted."""
+    path = write(tmp_path, "email,groups\na@acme.com,X\nb@acme.com,X;Y\nc@acme.com,Y\n")
+    snapshot = Connector("hr", Settings(path=str(path))).stream(None)
+    assert not isinstance(snapshot.users, list) and snapshot.groups == []
+    records = iter(snapshot.users)
+    assert next(records).key == "a@acme.com"
+    assert not snapshot.complete and snapshot.cursor is None
+    assert [user.groups for user in records] == [("X", "Y"), ("Y",)]
+    assert snapshot.complete and snapshot.problems == [] and snapshot.cursor.endswith(";records=3")
+    assert snapshot.cursor == read(path).cursor
+
+    cut = Connector("hr", Settings(path=str(write(tmp_path, "email\na@acme.com\nb@acme.com")))).stream(None)
+    assert [user.key for user in cut.users] == ["a@acme.com", "b@acme.com"]
+    assert not cut.complete and "line 3: the last record has no line end" in cut.problems[0]
