@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,17 +80,17 @@ def person(i: int, version: int, groups_total: int) -> dict[str, str]:
     }
 
 
-def people(count: int, version: int) -> list[dict[str, str]]:
+def people(count: int, version: int) -> Iterator[dict[str, str]]:
     total = group_count(count)
-    rows = [person(i, version, total) for i in range(count) if not (version == 2 and i % 100 == 3)]
+    yield from (person(i, version, total) for i in range(count) if not (version == 2 and i % 100 == 3))
     if version == 2:
-        rows += [person(count + i, 2, total) for i in range(count // 100)]
-    return rows
+        yield from (person(count + i, 2, total) for i in range(count // 100))
 
 
-def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+def write_csv(path: Path, rows: Iterable[dict[str, str]]) -> None:
+    """Write the export row by row (by the parent process: a phase's peak RSS is the run's, not the generator's)."""
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(person(0, 1, 1)))
         writer.writeheader()
         writer.writerows(rows)
 
@@ -205,8 +206,6 @@ def run_phase(args: argparse.Namespace) -> None:
     work = Path(args.workdir)
     version = 2 if args.phase == "change" else 1
     csv_path = work / "hr.csv"
-    if args.phase != "noop" and args.mode == "csv":
-        write_csv(csv_path, people(args.people, version))
     import tomllib
 
     document = tomllib.loads(config_text(args.database_url, csv_path))
@@ -251,7 +250,7 @@ def run_phase(args: argparse.Namespace) -> None:
         )
         shell.start(config=config)
         began = time.perf_counter()
-        read = snapshot_of(people(args.people, 2 if args.phase == "change" else 1))
+        read = snapshot_of(list(people(args.people, version)))
         read_seconds = time.perf_counter() - began
         started = time.perf_counter()
         cpu_began = cpu_seconds()
@@ -304,6 +303,8 @@ def main() -> int:
         )
         results = {}
         for phase in ("first", "noop", "change"):
+            if mode == "csv" and phase != "noop":
+                write_csv(Path(work) / "hr.csv", people(args.people, 2 if phase == "change" else 1))
             command = [sys.executable, __file__, "--phase", phase, "--workdir", work, "--mode", mode]
             command += ["--people", str(args.people), "--database-url", url]
             done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
