@@ -428,24 +428,22 @@ class Connector:
         last_line: list[int] | None = None,
     ) -> Iterator[_Row]:
         """The CSV's rows one at a time; ``last_line[0]`` follows the line the latest record started on."""
+        fields = [(index, name) for index, name in enumerate(columns) if name is not None]
+        kept = [
+            (index, title.strip()) for index, title in enumerate(header) if columns[index] is None and title.strip()
+        ]
+        width = len(header)
         for line, cells in _records(reader, problems):
             if last_line is not None:
                 last_line[0] = line
-            if not any(cell.strip() for cell in cells):
+            if len(cells) != width:
+                if any(cell.strip() for cell in cells):
+                    problems.append(f"line {line}: {len(cells)} fields where the header has {width}; row skipped")
                 continue
-            if len(cells) != len(header):
-                problems.append(f"line {line}: {len(cells)} fields where the header has {len(header)}; row skipped")
+            values = {name: value for index, name in fields if (value := cells[index].strip())}
+            extra = {title: value for index, title in kept if (value := cells[index].strip())}
+            if not values and not extra and not any(cell.strip() for cell in cells):
                 continue
-            values: dict[str, Any] = {}
-            extra: dict[str, Any] = {}
-            for index, cell in enumerate(cells):
-                target = columns[index]
-                value = cell.strip()
-                if target is None:
-                    if value and header[index].strip():
-                        extra[header[index].strip()] = value
-                elif value:
-                    values[target] = value
             yield _Row(f"line {line}", values, extra)
 
     def _map_columns(self, header: list[str]) -> list[str | None]:
@@ -674,7 +672,10 @@ def _people(rows: Iterable[_Row], problems: list[str], seen: dict[str, str]) -> 
     """Each row fit to be a person, with its field values checked and its key; the others become problem lines.
     ``seen`` maps each key to where it was first seen, so a key seen before is such a problem."""
     for row in rows:
-        values = {name: _text(v) if name != "groups" and name != "active" else v for name, v in row.values.items()}
+        values = {
+            name: v if type(v) is str or name == "groups" or name == "active" else _text(v)
+            for name, v in row.values.items()
+        }
         hidden = next(
             ((name, char) for name in _IDENTIFIERS if (char := _control_character(values.get(name) or ""))), None
         )
