@@ -21,12 +21,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
-import peewee
-
 from syncd import __version__, logs
 from syncd.cli.errors import KNOWN_ERRORS, CliError
 from syncd.common.redaction import redact
-from syncd.store.db import unavailable
+from syncd.store.db import UNREACHABLE, unavailable
 
 EXIT_ERROR = 1
 
@@ -117,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         return int(args.handler(args) or 0)
     except KNOWN_ERRORS as error:
         return fail(str(error))
-    except (peewee.OperationalError, peewee.InterfaceError) as error:
+    except UNREACHABLE as error:
         return fail(str(unavailable(error)))
     except KeyboardInterrupt:
         print("syncd: interrupted", file=sys.stderr)

@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from syncd.admin import audit
 from syncd.admin.history import parse_moment
 from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, plural, print_json
 from syncd.cli.runtime import start_runtime
 from syncd.clock import iso
-from syncd.store.models import LedgerEntry
 from syncd.sync import ledger, orgs
 
 EXPORT_FIELDS = ("seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
@@ -112,28 +112,24 @@ def _add_range(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _query(args: argparse.Namespace, org_id: int) -> Any:
+def _entries(args: argparse.Namespace, org_id: int, last: int | None = None) -> Iterator[ledger.StoredEntry]:
     since = parse_moment(args.since, "--since") if args.since else None
     until = parse_moment(args.until, "--until", end_of_day=True) if args.until else None
-    return ledger.select_entries(
+    return audit.entries(
         org_id,
         since=since,
         until=until,
         actor=getattr(args, "actor", None),
         action=getattr(args, "action", None),
         target=getattr(args, "target", None),
+        last=last,
     )
 
 
 def run_list(args: argparse.Namespace) -> int:
     start_runtime(args)
     org = orgs.get(args.org)
-    query = _query(args, org.id)
-    if args.last:
-        newest = query.order_by(LedgerEntry.seq.desc()).limit(args.last).tuples()
-        entries: Iterator[ledger.StoredEntry] = iter(sorted(ledger.StoredEntry(*row) for row in newest))
-    else:
-        entries = ledger.stream(org.id, query)
+    entries = _entries(args, org.id, args.last)
     if args.format == "json":
         _write_json_array(sys.stdout, entries)
         return 0
@@ -157,7 +153,7 @@ def run_export(args: argparse.Namespace) -> int:
     start_runtime(args)
     org = orgs.get(args.org)
     progress = Progress(f"audit export {org.slug}")
-    entries = _counted(ledger.stream(org.id, _query(args, org.id)), progress)
+    entries = _counted(_entries(args, org.id), progress)
     with _destination(args.output) as out:
         if args.format == "jsonl":
             for entry in entries:
@@ -189,7 +185,7 @@ def run_verify(args: argparse.Namespace) -> int:
         org = orgs.get(args.org)
         subject = f"ledger of org {org.slug}"
         progress = Progress(f"audit verify {org.slug}")
-        entries = _counted(ledger.stream(org.id, ledger.select_entries(org.id)), progress)
+        entries = _counted(audit.entries(org.id), progress)
         result = ledger.verify_entries(entries, ledger.checkpoints(org.id), expect)
         progress.finish()
     if args.format == "json":
