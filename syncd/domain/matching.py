@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-MATCH_ON = ("email", "userName", "externalId")
 _EMAIL_SHAPED = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
