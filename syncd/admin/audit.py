@@ -15,19 +15,11 @@ MEMBER_PREFIX = "member:"
 """The target prefix of every ledger entry about a member (``member:<match key>``)."""
 
 
-def entries(
-    org_id: int,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    actor: str | None = None,
-    action: str | None = None,
-    target: str | None = None,
-    last: int | None = None,
-) -> Iterator[ledger.StoredEntry]:
-    """The org's entries matching the filters (:func:`syncd.sync.ledger.select_entries`: ``x*`` is a prefix), oldest
-    first; with ``last`` only the newest ``last`` of them. Streamed, so memory stays flat at any ledger size."""
-    query = ledger.select_entries(org_id, since=since, until=until, actor=actor, action=action, target=target)
+def entries(org_id: int, *, last: int | None = None, **filters: datetime | str | None) -> Iterator[ledger.StoredEntry]:
+    """The org's entries matching ``filters`` (``since``, ``until``, ``actor``, ``action``, ``target`` of
+    :func:`syncd.sync.ledger.select_entries`: ``x*`` is a prefix), oldest first; with ``last`` only the newest
+    ``last`` of them. Streamed, so memory stays flat at any ledger size."""
+    query = ledger.select_entries(org_id, **filters)  # type: ignore[arg-type]
     if last is None:
         return ledger.stream(org_id, query)
     newest = query.order_by(LedgerEntry.seq.desc()).limit(last).tuples()
