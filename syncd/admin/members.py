@@ -15,6 +15,7 @@ from typing import Any
 from peewee import fn
 
 from syncd.admin import audit
+from syncd.clock import iso_seconds
 from syncd.config import Config
 from syncd.domain.reconcile import Action
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
@@ -126,7 +127,7 @@ def detail(org: Organization, who: str, changes: int = 10) -> dict[str, Any]:
     row["history"] = [
         {
             "seq": e.seq,
-            "at": e.at.isoformat(timespec="seconds") + "Z",
+            "at": iso_seconds(e.at),
             "actor": e.actor,
             "action": e.action,
             "reason": e.reason,

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from syncd.clock import iso_seconds
 from syncd.domain.reconcile import Action
 from syncd.store.models import Organization
 from syncd.store.models import Plan as PlanRow
@@ -36,7 +37,7 @@ def held_plans(org_id: int) -> list[dict[str, Any]]:
         found.append(
             {
                 "plan_id": row.id,
-                "created_at": row.created_at.isoformat(timespec="seconds") + "Z",
+                "created_at": iso_seconds(row.created_at),
                 "reason": summary.get("reason", ""),
                 "kind": summary.get("kind", "plan"),
                 "removals": summary.get("removals", 0),

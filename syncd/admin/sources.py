@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from syncd.clock import iso_seconds
 from syncd.config import Config
 from syncd.store.models import Organization, Source
 from syncd.sync.gather import Unmatched, unmatched
@@ -65,4 +66,4 @@ def unjoined(name: str) -> Unjoined:
 
 
 def _when(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value is not None else None
+    return iso_seconds(value) if value is not None else None
