@@ -17,6 +17,7 @@ from peewee import fn
 from syncd.admin import audit
 from syncd.clock import iso_seconds
 from syncd.config import Config
+from syncd.domain.matching import fold_key
 from syncd.domain.reconcile import Action
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
 from syncd.store.sql import batches
@@ -142,7 +143,7 @@ def detail(org: Organization, who: str, changes: int = 10) -> dict[str, Any]:
 
 def find(org: Organization, who: str) -> Member:
     """The member whose match key or email is ``who`` (case-insensitive)."""
-    wanted = who.strip().lower()
+    wanted = fold_key(who)
     member = Member.get_or_none((Member.org == org.id) & (Member.match_key == wanted))
     if member is None:
         member = Member.get_or_none((Member.org == org.id) & (fn.LOWER(Member.email) == wanted))
