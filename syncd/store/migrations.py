@@ -176,7 +176,7 @@ def _refold(field: peewee.Field) -> None:
     """Re-fold one column of folded identifiers in every row where the one folding gives another value."""
     model = field.model
     rows = model.select(model.id, field).where(field.is_null(False)).tuples()
-    update_many(model, (field.name,), [(fold(value), row_id) for row_id, value in rows if fold(value) != value])
+    update_many(model, (field.name,), [(new, row_id) for row_id, value in rows if (new := fold(value)) != value])
 
 
 def _refold_member_keys() -> set[tuple[int, str]]:
