@@ -148,9 +148,9 @@ def _one_identity_folding(db: peewee.Database) -> None:
 
     Match keys (identity, member, held removal, the undelivered outbox's order keys) were ``strip().lower()``, and
     staged ``user_name_lower`` / ``email_lower`` / ``display_name_lower`` were ``lower()`` before staging used the
-    one folding; each stored value is re-folded in place, since ``fold(s.lower()) == fold(s)`` (tests/
-    test_identity_folding.py) gives the value the current code computes. ``unique_name`` is left alone: only SCIM
-    writes set it, always with the one folding. Idempotent: ``fold`` is, and a run over a re-folded store changes
+    one folding; each stored value is re-folded in place, since ``fold(s.lower()) == fold(s)`` (a property test
+    pins it) gives the value the current code computes. ``unique_name`` is left alone: only SCIM writes set it,
+    always with the one folding. Idempotent: ``fold`` is, and a run over a re-folded store changes
     nothing. The ledger is append-only and hash-chained: past entries keep the targets they were written with.
 
     Two members of an org that now fold to one key are not merged here: a merge changes roles, teams and status,
