@@ -15,8 +15,11 @@ It prints throughput, p50/p99 latency and errors per mode and phase, the server'
 process tree's utime + stime from /proc) and each mode's throughput as a ratio of the threads mode. An SQLite store
 (the embedded default) by default: its writes are serialised by the one write lock, so extra processes can help
 lookups more than writes; ``--database-url postgresql://...`` uses that database instead (emptied per mode).
+``--gate-sqlite-writers`` adds each mode again with SQLite writers queued on an flock (:func:`_gate_sqlite_writers`).
+``--rounds`` repeats the modes, interleaved, on a host whose load moves.
 
-    python benchmarks/bench_workers.py [--clients 8] [--seconds 10] [--workers 2,4] [--database-url URL]
+    python benchmarks/bench_workers.py [--clients 8] [--seconds 10] [--workers 2,4] [--rounds 3]
+                                       [--gate-sqlite-writers] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -184,7 +187,7 @@ def fresh_store(url: str | None, work: Path, mode: str) -> str:
     return url
 
 
-def run_mode(mode: str, workers: int, args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
+def run_mode(mode: str, workers: int, gate: bool, args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
     from syncd.admin import shell, tokens
     from syncd.store.models import Organization
 
@@ -198,11 +201,11 @@ def run_mode(mode: str, workers: int, args: argparse.Namespace, work: Path) -> d
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log_path = work / f"{mode}.log"
-    if workers == 0 and not args.gate_sqlite_writers:
+    if workers == 0 and not gate:
         command = [sys.executable, "-m", "syncd", "--config", str(config), "serve", "--metrics-listen", ""]
     else:
         command = [sys.executable, __file__, "--serve-workers", str(workers), "--config", str(config)]
-        command += ["--gate-sqlite-writers"] if args.gate_sqlite_writers else []
+        command += ["--gate-sqlite-writers"] if gate else []
     server = subprocess.Popen(
         [*command, "--listen", f"127.0.0.1:{port}"],
         cwd=ROOT,
@@ -345,7 +348,8 @@ def main() -> int:
     parser.add_argument(
         "--gate-sqlite-writers",
         action="store_true",
-        help="every mode queues SQLite writers on an flock instead of SQLite's busy handler (see _gate_sqlite_writers)",
+        help="also run every mode with SQLite writers queued on an flock instead of SQLite's busy handler "
+        "(see _gate_sqlite_writers)",
     )
     parser.add_argument("--serve-workers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -353,21 +357,24 @@ def main() -> int:
     args = parser.parse_args()
     if args.serve_workers is not None:
         return serve_workers(args.config, args.listen, args.serve_workers, args.gate_sqlite_writers)
-    modes = [("threads", 0)] + [(f"workers={n}", int(n)) for n in args.workers.split(",")]
+    modes = [("threads", 0, False)] + [(f"workers={n}", int(n), False) for n in args.workers.split(",")]
+    if args.gate_sqlite_writers:
+        modes += [(f"{mode}+gate", workers, True) for mode, workers, _ in modes]
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     store = "postgresql" if args.database_url else "sqlite"
-    gated = ", SQLite writers gated by flock" if args.gate_sqlite_writers else ""
     print(
         f"bench_workers: {args.clients} SCIM clients (keep-alive), {args.seconds:g} s per phase, {SEED_USERS} users, "
-        f"store {store}{gated}, {os.cpu_count()} CPUs, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+        f"store {store}, {os.cpu_count()} CPUs, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     for round_number in range(1, args.rounds + 1):
-        figures = {mode: run_mode(mode, workers, args, work / f"round{round_number}") for mode, workers in modes}
+        figures = {
+            mode: run_mode(mode, workers, gate, args, work / f"round{round_number}") for mode, workers, gate in modes
+        }
         base = figures["threads"]
         for mode, phases in figures.items():
             for kind, f in phases.items():
                 print(
-                    f"round {round_number} {mode:>10} {kind:>6}: {f['rate']:6.0f} req/s "
+                    f"round {round_number} {mode:>14} {kind:>6}: {f['rate']:6.0f} req/s "
                     f"({f['rate'] / base[kind]['rate']:4.2f}x threads), p50 {f['p50']:6.1f} ms, "
                     f"p99 {f['p99']:6.1f} ms, server CPU {f['cpu_ms']:5.2f} ms/req, errors {f['errors']} of {f['n']}",
                     flush=True,
