@@ -17,7 +17,17 @@ from syncd.config import SourceSettings
 from syncd.domain import matching
 from syncd.domain.folding import fold
 from syncd.store.migrations import MIGRATIONS, SchemaVersion, _one_identity_folding, upgrade
-from syncd.store.models import DirectoryGroup, Identity, LedgerEntry, Member, OutboxEvent, PlanBasis
+from syncd.store.models import (
+    DirectoryGroup,
+    HeldRemoval,
+    Identity,
+    LedgerEntry,
+    Member,
+    OutboxEvent,
+    PlanBasis,
+    Source,
+)
+from syncd.store.models import Plan as PlanRow
 from syncd.sync import ledger, pipeline, stage
 from tests.directory import declare, make_config, snapshot
 
@@ -111,3 +121,26 @@ def test_the_migration_refolds_an_old_store_and_keeps_members_that_now_fold_toge
     by_key = {row["match_key"]: row for row in listing(Member.get(Member.match_key == jose).org)}
     assert by_key[jose]["sources"] == ["hr", "idp"] and by_key[zoe]["sources"] == ["idp"]
     assert ledger.verify(org).ok
+
+
+def test_without_a_member_on_the_folded_key_the_oldest_takes_it_and_held_removals_follow_their_members(
+    store, database_url
+):
+    """Two spellings that both differ from the folded key (combining marks in either order): the older member
+    takes the folded key, the younger keeps its own; a held removal moves with its member only."""
+    declare(make_config(database_url))
+    org = Source.get(Source.name == "hr").org_id
+    canonical, swapped = "s\u0323\u0307@acme.com", "s\u0307\u0323@acme.com"  # both fold to "\u1e69@acme.com"
+    elder = Member.create(org=org, match_key=canonical, created_at=NOW, updated_at=NOW)
+    younger = Member.create(org=org, match_key=swapped, created_at=NOW, updated_at=NOW)
+    plan = PlanRow.create(id="p-1", org=org, created_at=NOW, status="held", fingerprint="f")
+    for key in (canonical, swapped):
+        HeldRemoval.create(org=org, plan=plan, match_key=key, created_at=NOW)
+
+    _one_identity_folding(store)
+
+    assert Member.get_by_id(elder.id).match_key == "\u1e69@acme.com"
+    assert Member.get_by_id(younger.id).match_key == swapped
+    assert sorted(k for (k,) in HeldRemoval.select(HeldRemoval.match_key).tuples()) == sorted(
+        ["\u1e69@acme.com", swapped]
+    )
