@@ -65,8 +65,9 @@ PURE_STDLIB = frozenset(
 _COMMON = frozenset({"syncd.common", STDLIB})
 _CONNECTORS = _COMMON | {"connectors", "ldap3", "pyasn1", "msal", "requests", "jwt", "cryptography"}
 _DOMAIN = PURE_STDLIB | {"syncd.domain"}
-# The store raises the shared ConfigError for a bad database URL (syncd.common imports the standard library only).
-_STORE = _COMMON | {"syncd.store", "peewee", "playhouse", "psycopg2"}
+# The store raises the shared ConfigError for a bad database URL (syncd.common imports the standard library only),
+# and folds stored identifiers with the domain's one folding (syncd.domain.folding imports unicodedata only).
+_STORE = _COMMON | {"syncd.store", "syncd.domain.folding", "peewee", "playhouse", "psycopg2"}
 # config loads each source kind's Settings by name (connectors.*) and checks cron expressions with apscheduler;
 # counters holds the event counters any layer may bump.
 _KERNEL = _COMMON | {"syncd.config", "syncd.clock", "syncd.logs", "syncd.counters", "connectors.*", "apscheduler"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from syncd.domain.folding import fold
+
 _EMAIL_SHAPED = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
@@ -13,7 +15,7 @@ def email_shaped(value: str | None) -> bool:
 
 
 def match_key(match_on: str, *, user_name: str | None, email: str | None, external_id: str | None) -> str | None:
-    """The lower-cased, trimmed join key of an identity, or None when it lacks the org's key (it then joins no one).
+    """The folded, trimmed join key of an identity, or None when it lacks the org's key (it then joins no one).
 
     Email and userName compare case-insensitively (RFC 7643 §4.1.1 makes userName caseExact false; mailbox local
     parts are case-insensitive in practice), and so does externalId here, since HR systems vary its case.
@@ -29,5 +31,6 @@ def match_key(match_on: str, *, user_name: str | None, email: str | None, extern
 
 
 def fold_key(value: str) -> str:
-    """A join key's folding: trimmed, lower case. What a person types to find a member folds the same way."""
-    return value.strip().lower()
+    """A join key: trimmed, then folded as every stored identifier is (:func:`syncd.domain.folding.fold`: NFC, lower
+    case). What a person types to find a member folds the same way."""
+    return fold(value.strip())

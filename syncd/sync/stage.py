@@ -18,9 +18,9 @@ import peewee
 
 from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
 from syncd.common.redaction import redact
+from syncd.domain.folding import fold
 from syncd.domain.matching import match_key
 from syncd.store import dialect, sql
-from syncd.store.dialect import fold
 from syncd.store.limits import MAX_IDENTIFIER_CHARS, first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
 from syncd.store.sql import batches, execute_many, insert_many, raw_rows, rows_in, update_many, written
