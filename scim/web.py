@@ -34,9 +34,10 @@ from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
 from werkzeug.exceptions import HTTPException
 
+from scim.resources import SyncdStorage
 from scim.schema import build_provider
 from scim.service import SyncdHandler, SyncdService
-from scim.storage import SyncdStorage, Tenant
+from scim.storage import Tenant
 from syncd.admin import tokens
 from syncd.config import Config
 from syncd.logs import log_event
