@@ -201,10 +201,13 @@ class Rows:
         return total, rows
 
     def _lookup_page(self, search_request: SearchRequest[Any], column: str, value: str) -> tuple[int, list[UserRow]]:
-        """``userName`` / ``externalId`` / ``id`` eq a value: one indexed statement (what IdPs send most)."""
-        source = self.tenant.source_id
-        count = search_request.count
         offset = max((search_request.start_index or 1) - 1, 0)
+        return self.users_where(column, value, offset, search_request.count)
+
+    def users_where(self, column: str, value: str, offset: int, count: int | None) -> tuple[int, list[UserRow]]:
+        """(total, page) of the users whose indexed ``column`` (userName folded, externalId or id) is ``value``: one
+        indexed statement, what IdPs send most; a short first page is the whole result, so no COUNT."""
+        source = self.tenant.source_id
         if count == 0:
             return statements.count_where(source, column, value), []
         rows = statements.users_where(source, column, value, offset, count)
