@@ -79,6 +79,8 @@ class SyncdStorage(ScimStorage):
         self.config = config or Config()
         self.models = models
         self._read: dict[str, tuple[UserRow, list[dict[str, Any]]]] = {}
+        self.written: dict[str, tuple[UserRow, list[dict[str, Any]]]] = {}
+        """Users this request wrote, by key: the row as stored and its groups, to answer with."""
 
     def operation(self) -> AbstractContextManager[None]:
         return self.rows.operation()
@@ -267,6 +269,7 @@ class SyncdStorage(ScimStorage):
         with self.unique("userName"):
             self.rows.insert_user(key, columns, now)
         reconciliation.user_created(self.config, self.rows, key, columns)
+        self.written[key] = (UserRow(0, key, columns["resource"], 1, now, now, columns["match_key"]), [])
         return self._stored(resource_type, resource, key, now, now, 1, [])
 
     def update(
@@ -296,6 +299,8 @@ class SyncdStorage(ScimStorage):
                 self.rows.update_user(user, version_number(expected_version), columns, utcnow())
             )
         reconciliation.user_updated(self.config, self.rows, before, primary_email(json.loads(before.resource)), columns)
+        stored = UserRow(user.id, key, columns["resource"], user.version, user.created_at, user.updated_at, None)
+        self.written[key] = (stored, groups)
         return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
 
     def _stored(

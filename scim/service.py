@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, cast
 
 from scim2_models import (
@@ -29,9 +30,11 @@ from scim2_server.conditions import Conditions
 from scim2_server.handler import ScimHandler
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
+from scim2_server.routing import Operation
 from scim2_server.service import ScimService
 from scim2_server.utils import parametrize
 
+from scim import projection, representation
 from scim.limits import bounded_start_index, check_filter
 from scim.preconditions import version_tag
 from scim.quirks import entra, okta
@@ -225,13 +228,60 @@ class SyncdHandler(ScimHandler):
 
     storage: SyncdStorage
 
-    def __init__(self, service: SyncdService, storage: SyncdStorage) -> None:
+    def __init__(self, service: SyncdService, storage: SyncdStorage, *, stored_responses: bool = True) -> None:
         super().__init__(service, storage)
         self.patch_query: dict[str, str] = {}
+        self.stored_responses = stored_responses
 
     def patch(self, request: ScimRequest) -> ScimResponse:
         self.patch_query = dict(request.query)
         return super().patch(request)
+
+    def create(self, request: ScimRequest) -> ScimResponse:
+        """scim2-server's create (RFC 7644 §3.3), answering a created User from its stored representation."""
+        with self.service.provider:
+            target = self.service.route(request, Operation.create)
+            resource_type = self.service.resource_type_at(cast(str, target.endpoint))
+            self.service.authorize(request, target, resource_type)
+            resource = self.service.read_creation(resource_type, request.body, request.header("Content-Type"))
+            with self.storage.operation():
+                created = self.storage.create(resource_type, resource)
+            stored = self.stored_response(request.base_url, created, HTTPStatus.CREATED)
+            if stored is not None:
+                stored.headers["Location"] = stored.headers["Content-Location"]
+                return stored
+            return self.service.creation_response(request.base_url, created)
+
+    def replace(self, request: ScimRequest) -> ScimResponse:
+        """scim2-server's replace (RFC 7644 §3.5.1), answering a replaced User from its stored representation when
+        no ``attributes`` / ``excludedAttributes`` are asked for."""
+        with self.service.provider:
+            target = self.service.route(request, Operation.replace)
+            resource_type = self.service.resource_type_at(cast(str, target.endpoint))
+            self.service.authorize(request, target, resource_type)
+            response_parameters = self.service.read_response_parameters(resource_type, request.query)
+            with self.storage.operation():
+                current = self.storage.get(resource_type, cast(str, target.resource_id))
+                replacement = self.service.read_replacement(resource_type, request.body, request.header("Content-Type"))
+                resource = self.replace_resource(
+                    resource_type, current, replacement, self.service.read_conditions(request)
+                )
+            stored = None if projection.asked(response_parameters) else self.stored_response(request.base_url, resource)
+            response = stored or self.service.replacement_response(request.base_url, resource, response_parameters)
+            return self.service.me_response(request, target, response)
+
+    def stored_response(
+        self, base_url: str, resource: Resource[Any], status: HTTPStatus = HTTPStatus.OK
+    ) -> ScimResponse | None:
+        """The response carrying a User this request wrote, from the representation stored with it
+        (:mod:`scim.representation`: the same bytes the model path dumps), or None to dump through the models."""
+        written = self.storage.written.get(cast(str, resource.id)) if self.stored_responses else None
+        if written is None or not representation.stored_as_served(written[0]):
+            return None
+        row, groups = written
+        body = representation.user(row, groups, base_url)
+        meta = body["meta"]
+        return ScimResponse(status, body, {"Content-Location": meta["location"], "ETag": meta["version"]})
 
     def _response_parameters(self, resource_type: ResourceType) -> ResponseParameters[Any]:
         parameters = self.service.read_response_parameters(resource_type, self.patch_query)
@@ -252,10 +302,11 @@ class SyncdHandler(ScimHandler):
             row = storage.user_row(resource_id)
             storage.remember_read(row, [])
         version = version_tag(row.version)
-        current = self.service.get_model(resource_type).model_construct(
-            id=row.key, meta=Meta(resource_type=str(resource_type.name), version=version)
-        )
-        self.service.check_deletion(current, conditions)
+        if conditions.if_match is not None or conditions.if_none_match is not None:
+            current = self.service.get_model(resource_type).model_construct(
+                id=row.key, meta=Meta(resource_type=str(resource_type.name), version=version)
+            )
+            self.service.check_deletion(current, conditions)
         storage.delete(resource_type, resource_id, expected_version=version)
 
     def patch_resource(

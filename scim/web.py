@@ -206,7 +206,8 @@ class FlaskScim(BaseApplication):
                     response = stored
                 else:
                     storage = SyncdStorage(tenant, self.models, writing=operation not in READ_OPERATIONS, config=config)
-                    response = SyncdHandler(self.service, storage).handle(request)
+                    handler = SyncdHandler(self.service, storage, stored_responses=self.stored_reads)
+                    response = handler.handle(request)
         except Exception as exception:
             response = unavailable(exception) or self.handle_exception(request, exception)
         response = self.finalize_response(request, response)
@@ -325,7 +326,8 @@ def create_blueprint(
 
     ``current`` returns the live config (``syncd serve`` swaps it whole on SIGHUP); each request reconciles with the
     rules of the config it returns, so a reload reaches every later write. Without it, ``config`` stays.
-    ``stored_reads=False`` answers every read through the models (what the stored reads are compared with)."""
+    ``stored_reads=False`` answers every read and written User through the models (what the stored answers are
+    compared with)."""
     scim = FlaskScim(config, current, stored_reads=stored_reads)
     blueprint = flask.Blueprint("scim", __name__)
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]

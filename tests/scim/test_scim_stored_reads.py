@@ -4,6 +4,8 @@ shape and after every kind of write that changes what a read shows."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import flask
@@ -175,3 +177,89 @@ def test_discovery_answers_are_fresh_responses_and_still_need_a_token(scim: Scim
     assert scim.a.get("/Schemas").status == 200
     assert client.get(BASE + "/Schemas").status_code == 401
     assert client.get(BASE + "/ResourceTypes", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def normalised(answer: Any, ids: dict[str, str]) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """An answer with org b's ids and the times of writes replaced by placeholders, to compare with org a's."""
+    data = answer.data
+    for real, placeholder in ids.items():
+        data = data.replace(real.encode(), placeholder.encode())
+    data = re.sub(rb'"(created|lastModified)": "[^"]+"', rb'"\1": "T"', data)
+    headers = sorted(
+        (k, ids.get(v.rsplit("/", 1)[-1], v) if k != "Content-Length" else "") for k, v in answer.headers.items()
+    )
+    return answer.status_code, data, headers
+
+
+def test_written_users_are_answered_as_the_models_answer(scim: ScimWorld, model_app: flask.Flask) -> None:
+    """Create and PUT answer a User from the stored representation (org a, the default app) exactly as the model
+    path answers them (org b, ``stored_reads=False``), groups and the enterprise manager included."""
+    stored = scim.app.test_client()
+    modelled = model_app.test_client()
+    sides = {
+        "a": (stored, {"Authorization": f"Bearer {scim.tokens['a']}"}),
+        "b": (modelled, {"Authorization": f"Bearer {scim.tokens['b']}"}),
+    }
+    ids: dict[str, dict[str, str]] = {"a": {}, "b": {}}
+
+    def send(
+        side: str, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, str] | None = None
+    ) -> Any:
+        client, headers = sides[side]
+        for name, real in ids[side].items():
+            path = path.replace(name, real)
+            if body is not None:
+                body = json.loads(json.dumps(body).replace(name, real))
+        data = json.dumps(body) if body is not None else None
+        return client.open(
+            BASE + path,
+            method=method,
+            data=data,
+            headers={**headers, "Content-Type": "application/scim+json"},
+            query_string=query,
+        )
+
+    def both(
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        answers = {side: send(side, method, path, body, query) for side in sides}
+        if name is not None:
+            for side, answer in answers.items():
+                ids[side][name] = answer.get_json()["id"]
+        a = normalised(answers["a"], {real: name for name, real in ids["a"].items()})
+        b = normalised(answers["b"], {real: name for name, real in ids["b"].items()})
+        assert a == b
+
+    both("POST", "/Users", {"schemas": [USER], "userName": "boss"}, name="BOSS-ID")
+    both("POST", "/Users", full_user("alice", {"value": "BOSS-ID"}), name="ALICE-ID")
+    both(
+        "POST",
+        "/Users",
+        {"schemas": [USER], "userName": "nameonly", "name": {"givenName": "N", "familyName": "O"}},
+        name="N-ID",
+    )
+    both(
+        "POST",
+        "/Groups",
+        {"schemas": [GROUP], "displayName": "Team", "members": [{"value": "ALICE-ID"}]},
+        name="GROUP-ID",
+    )
+    replaced = full_user("alice", "BOSS-ID")
+    replaced["title"] = "Replaced"
+    both("PUT", "/Users/ALICE-ID", replaced)
+    both("PUT", "/Users/ALICE-ID", replaced)  # unchanged: the resource as read
+    both("PUT", "/Users/ALICE-ID", replaced, query={"attributes": "userName"})
+    both("PUT", "/Users/N-ID", {"schemas": [USER], "userName": "nameonly", "displayName": "Now named"})
+    both(
+        "PATCH",
+        "/Users/ALICE-ID",
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "title", "value": "P"}],
+        },
+    )
+    both("GET", "/Users/ALICE-ID")
