@@ -16,8 +16,6 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_core import to_jsonable_python
-
 from scim.preconditions import version_tag
 from scim.statements import UserRow
 from syncd.store.dialect import fold
@@ -47,8 +45,9 @@ def stored_as_served(row: UserRow) -> bool:
     return '"$ref"' not in row.resource
 
 
-def _time(moment: datetime) -> Any:
-    return to_jsonable_python(moment.replace(tzinfo=UTC))
+def _time(moment: datetime) -> str:
+    """A UTC time as pydantic writes it: ISO 8601 with ``Z``, microseconds only when there are some."""
+    return moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
 
 def user(row: UserRow, groups: list[dict[str, Any]], base_url: str) -> dict[str, Any]:
