@@ -61,7 +61,7 @@ NUL = re.compile(r"\x00|(?<!\\)(?:\\\\)*\\u0000")
 
 DISCOVERY = frozenset({"ServiceProviderConfig", "Schemas", "ResourceTypes"})
 DISCOVERY_CACHE_ENTRIES = 64
-"""Discovery answers kept per (path, base URL): the base URL comes from the Host header, so the cache is bounded."""
+"""Discovery answers kept per path and base URL: the base URL comes from the Host header, so the cache is bounded."""
 LOOKUP_PARAMETERS = frozenset({"filter", "startIndex", "count"})
 CONDITIONAL_HEADERS = ("If-Match", "If-None-Match")
 
@@ -94,7 +94,7 @@ class FlaskScim(BaseApplication):
         self.log = log
         self.tenants: dict[int, tuple[float, Tenant]] = {}
         self.stored_reads = stored_reads
-        self.discovery: dict[tuple[str, str], tuple[int, dict[str, str], bytes]] = {}
+        self.discovery: dict[tuple[str, ...], tuple[int, dict[str, str], bytes]] = {}
 
     # -- request -------------------------------------------------------------
 
@@ -179,20 +179,21 @@ class FlaskScim(BaseApplication):
         return Tenant(org_id=principal.org_id, source_id=source_id, match_on=match_on, actor=principal.actor)
 
     def serve(self, path: str) -> flask.Response:
+        discovery = self.discovery_key(path)
+        if discovery is not None and discovery[0] == "ServiceProviderConfig" and discovery in self.discovery:
+            return self.cached(discovery)  # no token, body or parameter to check (RFC 7643 §5)
         request = self.read_request(path)
         config = self.current()
         if config is not self._config_seen:  # reloaded: a tenant's match_on may have changed with it
             self.tenants.clear()
             self._config_seen = config
-        discovery = self.discovery_key(request, path)
         try:
             request.body = self.read_body()
             self.check_query(request)
             if discovery is not None and discovery in self.discovery:
                 if discovery[0] != "ServiceProviderConfig":
                     self.tenant_of(self.authenticate(request))
-                status, headers, body = self.discovery[discovery]
-                return flask.Response(body, status=status, headers=headers)
+                return self.cached(discovery)
             operation = self.service.match(request).operation
             if not self.needs_auth(request):
                 handler = SyncdHandler(self.service, SyncdStorage(Tenant(0, 0, "email", "anonymous"), self.models))
@@ -218,12 +219,26 @@ class FlaskScim(BaseApplication):
         return self.send(response)
 
     @staticmethod
-    def discovery_key(request: ScimRequest, path: str) -> tuple[str, str] | None:
-        """The cache key of a discovery read (RFC 7644 §4): the same for the life of the process, as the provider
-        is built once; requests with parameters are answered afresh."""
-        if request.method != "GET" or request.query or path.split("/", 1)[0] not in DISCOVERY:
+    def discovery_key(path: str) -> tuple[str, ...] | None:
+        """The cache key of a discovery read (RFC 7644 §4): its path and what the base URL of its answer is made of.
+        The answers are the same for the life of the process (the provider is built once); requests with parameters
+        or a body are answered afresh."""
+        incoming = flask.request
+        environ = incoming.environ
+        if (
+            incoming.method != "GET"
+            or path.split("/", 1)[0] not in DISCOVERY
+            or environ.get("QUERY_STRING")
+            or environ.get("CONTENT_LENGTH") not in (None, "", "0")
+            or environ.get("HTTP_TRANSFER_ENCODING")
+        ):
             return None
-        return path, request.base_url
+        parts = ("wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME")
+        return (path, *(str(environ.get(name, "")) for name in parts))
+
+    def cached(self, key: tuple[str, ...]) -> flask.Response:
+        status, headers, body = self.discovery[key]
+        return flask.Response(body, status=status, headers=headers)
 
     def stored_read(self, request: ScimRequest, path: str, tenant: Tenant) -> ScimResponse | None:
         """A GET of a user by id, or a ``userName`` / ``externalId`` lookup, answered from the stored

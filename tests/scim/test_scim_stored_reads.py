@@ -173,6 +173,10 @@ def test_discovery_answers_are_fresh_responses_and_still_need_a_token(scim: Scim
     second = client.get(BASE + "/ServiceProviderConfig")
     assert first.status_code == second.status_code == 200 and first.data == second.data
     assert first is not second
+    elsewhere = client.get(BASE + "/ServiceProviderConfig", headers={"Host": "other.example"})
+    assert b"http://other.example/scim/v2/ServiceProviderConfig" in elsewhere.data
+    assert b"other.example" not in client.get(BASE + "/ServiceProviderConfig").data
+    assert client.post(BASE + "/ServiceProviderConfig").status_code == 405
     assert scim.a.get("/Schemas").status == 200
     assert scim.a.get("/Schemas").status == 200
     assert client.get(BASE + "/Schemas").status_code == 401
