@@ -5,7 +5,8 @@ Does not import a connector: it uses the store, the domain and the sync entry po
 
 Built on scim2-server's service and handler layers and scim2-models; ours, one job each:
 
-- :mod:`scim.web`: the Flask integration (body limit, bearer token, tenant);
+- :mod:`scim.web`: the Flask integration (body limit, bearer token, tenant), with the hot reads answered from
+  :mod:`scim.representation` (docs/architecture.md, "SCIM hot path");
 - :mod:`scim.service`: our steps of scim2-server's service and handler (limits, quirks, the member fast path);
 - :mod:`scim.resources`: scim2-server's storage step, resources in and out of rows, with projection
   (:mod:`scim.projection`, RFC 7644 §3.9), preconditions (:mod:`scim.preconditions`, §3.14) and member validation;
