@@ -194,7 +194,6 @@ class FlaskScim(BaseApplication):
                 if discovery[0] != "ServiceProviderConfig":
                     self.tenant_of(self.authenticate(request))
                 return self.cached(discovery)
-            operation = self.service.match(request).operation
             if not self.needs_auth(request):
                 handler = SyncdHandler(self.service, SyncdStorage(Tenant(0, 0, "email", "anonymous"), self.models))
                 response = handler.handle(request)
@@ -206,7 +205,8 @@ class FlaskScim(BaseApplication):
                 if stored is not None:
                     response = stored
                 else:
-                    storage = SyncdStorage(tenant, self.models, writing=operation not in READ_OPERATIONS, config=config)
+                    writing = self.service.match(request).operation not in READ_OPERATIONS
+                    storage = SyncdStorage(tenant, self.models, writing=writing, config=config)
                     handler = SyncdHandler(self.service, storage, stored_responses=self.stored_reads)
                     response = handler.handle(request)
         except Exception as exception:
