@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-MATCH_ON = ("email", "userName", "externalId")
 _EMAIL_SHAPED = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
@@ -26,5 +25,9 @@ def match_key(match_on: str, *, user_name: str | None, email: str | None, extern
         value = user_name
     if value is None:
         return None
-    value = value.strip().lower()
-    return value or None
+    return fold_key(value) or None
+
+
+def fold_key(value: str) -> str:
+    """A join key's folding: trimmed, lower case. What a person types to find a member folds the same way."""
+    return value.strip().lower()
