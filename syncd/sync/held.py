@@ -167,27 +167,20 @@ def hold(org: Organization, row: HeldPlan | None, actions: list[Action], reason:
             announce=False,  # the plan.held event above is its event, in the shape of the run guard's
         )
         log_event(log, "plan.held", logging.WARNING, org=org.slug, plan=plan_id, reason=reason, kind=KIND)
-    present = set(
-        sql.keys_in(
-            "held present",
-            'SELECT "match_key" FROM "held_removal" WHERE "plan_id" = {p} AND "match_key" IN ({marks})',
-            [row.id],
-            list(by_member),
-        )
-    )
-    new = [key for key in by_member if key not in present]
-    if not new:
-        return row.id
     insert = sql.written(
         "hold removal",
         lambda d: (
             'INSERT INTO "held_removal" ("org_id", "plan_id", "match_key", "actions", "created_at") '
-            f"VALUES ({d.marks(5)})"
+            f"VALUES ({d.marks(5)}) ON CONFLICT DO NOTHING"
         ),
     )
-    for key in new:
-        actions_text = json.dumps([a.as_dict() for a in by_member[key]], sort_keys=True, default=str)
-        sql.run(insert, (org.id, row.id, key, actions_text, now))
+    new: list[str] = []
+    for key, member_actions in by_member.items():
+        text = json.dumps([a.as_dict() for a in member_actions], sort_keys=True, default=str)
+        if sql.run(insert, (org.id, row.id, key, text, now)).rowcount:  # 0: already held (unique plan, match_key)
+            new.append(key)
+    if not new:
+        return row.id
     counters.scim_write_held(org.slug)
     summary = json.loads(row.summary)
     summary["removals"] = summary.get("removals", 0) + len(new)
