@@ -226,6 +226,29 @@ def test_guard_holds_mass_suspension_without_moving_cursor_then_approve_applies(
     assert ledger.verify(org_id()).ok
 
 
+def test_batched_run_is_guarded_as_a_whole_and_its_approval_applies_every_batch(store, database_url, monkeypatch):
+    """Batches of 2 members: the guard judges the whole plan before any batch, so a held plan applies nothing; the
+    approved plan applies in batches and moves the cursor with the last."""
+    monkeypatch.setattr(pipeline, "BATCH_MEMBERS", 2)
+    config = declare(make_config(database_url, policy=Policy(guard_max_percent=10.0, guard_max_count=50)))
+    everyone = [user(f"u{i}") for i in range(20)]
+    directory = Directory(snapshot(*everyone))
+    monkeypatch.setattr(pipeline, "connector_for", directory.connector)
+    first = pipeline.run_source(config, "hr", now=NOW)
+    assert first.applied and Member.select().count() == 20
+    directory.result = snapshot(*everyone[:15], cursor="c2")
+    held = pipeline.run_source(config, "hr", now=NOW)
+    assert held.held and not held.applied
+    assert sum(1 for s, _ in members().values() if s == "active") == 20, "no batch of a held plan applies"
+    assert Source.get(Source.name == "hr").cursor == "c1"
+    approved = pipeline.approve(config, held.plan_id, now=NOW)
+    assert approved.applied and approved.actions == 5
+    assert sum(1 for s, _ in members().values() if s == "suspended") == 5
+    assert Source.get(Source.name == "hr").cursor == "c2"
+    assert ledger.verify(org_id()).ok
+    assert pipeline.run_source(config, "hr", now=NOW).actions == 0
+
+
 def test_approve_of_a_plan_whose_inputs_changed_marks_it_stale_and_plans_again(store, database_url, monkeypatch):
     config = declare(make_config(database_url, policy=Policy(guard_max_percent=10.0, guard_max_count=50)))
     everyone = [user(f"u{i}") for i in range(20)]
