@@ -13,6 +13,7 @@ The differences, and where each is documented:
 | JSON paths | ``json_extract(col, '$."a"[0]."b"')`` | ``CAST(col AS jsonb) #>> '{a,0,b}'`` |
 | case folding (NFC, lower) | a registered Python function | ``lower(normalize(...))`` |
 | time columns read raw | the text peewee stored | a ``datetime`` |
+| a long writer between its transactions | pauses so waiting writers get the lock | nothing (waiters queue) |
 
 (https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
 https://www.postgresql.org/docs/current/explicit-locking.html, https://www.postgresql.org/docs/current/functions-json.html,
@@ -22,6 +23,7 @@ https://www.psycopg.org/docs/extras.html#fast-execution-helpers). See docs/archi
 from __future__ import annotations
 
 import contextlib
+import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -35,6 +37,7 @@ from syncd.store.db import database
 
 FOLD_FUNCTION = "scim_fold"
 EXECUTEMANY_CHUNK = 5000
+WRITER_HANDOFF_SECONDS = 0.03
 
 
 def fold(value: str | None) -> str | None:
@@ -92,6 +95,14 @@ class Dialect:
         if not self.postgres and not self.db.in_transaction():
             return self.db.atomic(lock_type="IMMEDIATE")
         return self.db.atomic()
+
+    def let_writers_in(self) -> None:
+        """Between two transactions of one long writer (a run's apply batches): on SQLite, pause long enough that a
+        writer waiting for the lock gets it. SQLite's busy handler sleeps between retries (1 to 25 ms in the first
+        ~130 ms of waiting, https://www.sqlite.org/c3ref/busy_timeout.html) and does not queue; without a pause the
+        long writer takes the lock back at once. PostgreSQL queues waiters on the row lock: no pause."""
+        if not self.postgres:
+            time.sleep(WRITER_HANDOFF_SECONDS)
 
     def lock_row(self, model: type[peewee.Model], row_id: int) -> None:
         """Lock one row for the rest of the write transaction (PostgreSQL; SQLite's write transaction already holds

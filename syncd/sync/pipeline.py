@@ -29,7 +29,7 @@ from syncd.common.errors import ConnectorError
 from syncd.config import Config, Rule, SourceSettings
 from syncd.domain.reconcile import Action, Plan, reconcile
 from syncd.logs import log_event
-from syncd.store import sql
+from syncd.store import dialect, sql
 from syncd.store.models import Organization, PlanBasis, Source
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
@@ -382,6 +382,7 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
     total = len(decision.plan.actions)
     for keys in decision.rest:
         _fault("batch")
+        dialect.of().let_writers_in()
         with write_transaction():
             lock_org(org.id)
             inputs = gather(org, rules, keys)
@@ -389,6 +390,7 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
             decision.applied += _apply(
                 org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
             )
+    dialect.of().let_writers_in()
     with write_transaction():
         lock_org(org.id)
         _settle(decision, advance)
