@@ -14,6 +14,7 @@ The differences, and where each is documented:
 | case folding (NFC, lower) | a registered Python function | ``lower(normalize(...))`` |
 | time columns read raw | the text peewee stored | a ``datetime`` |
 | a long writer between its transactions | pauses so waiting writers get the lock | nothing (waiters queue) |
+| "did another writer commit meanwhile" | ``PRAGMA data_version`` | unknown: assume it did |
 
 (https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
 https://www.postgresql.org/docs/current/explicit-locking.html, https://www.postgresql.org/docs/current/functions-json.html,
@@ -103,6 +104,14 @@ class Dialect:
         long writer takes the lock back at once. PostgreSQL queues waiters on the row lock: no pause."""
         if not self.postgres:
             time.sleep(WRITER_HANDOFF_SECONDS)
+
+    def others_commits(self) -> int | None:
+        """A number that changes when another connection commits (SQLite ``PRAGMA data_version``,
+        https://www.sqlite.org/pragma.html#pragma_data_version); read inside a write transaction, equal values mean
+        no other writer came in between. None on PostgreSQL, which has no such counter: callers assume one did."""
+        if self.postgres:
+            return None
+        return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
 
     def lock_row(self, model: type[peewee.Model], row_id: int) -> None:
         """Lock one row for the rest of the write transaction (PostgreSQL; SQLite's write transaction already holds

@@ -30,7 +30,7 @@ from syncd.config import Config, Rule, SourceSettings
 from syncd.domain.reconcile import Action, Plan, reconcile
 from syncd.logs import log_event
 from syncd.store import dialect, sql
-from syncd.store.models import Organization, PlanBasis, Source
+from syncd.store.models import Organization, PlanBasis, Source, Team
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
 from syncd.sync import guard, held, orgs, source_runs
@@ -260,6 +260,7 @@ class Decision:
     fingerprint: str | None = None
     applied: int = 0
     rest: list[list[str]] = field(default_factory=list)
+    others_commits: int | None = None
     planner: Planner | None = None
     settle_basis: Callable[[], None] | None = None
     progress: Progress | None = None
@@ -313,7 +314,14 @@ def _plan_guard_apply(
         decision.settle_basis = lambda: _restore_basis(stored_basis.id, *kept)
     if decision.rest:
         _mark_pending(org)
+        decision.inputs.teams.update(_team_ids(org))
+        decision.others_commits = dialect.of().others_commits()
     return decision
+
+
+def _team_ids(org: Organization) -> dict[str, int]:
+    """The org's teams by slug, with those the first batch created: later batches join members to them."""
+    return dict(Team.select(Team.slug, Team.id).where(Team.org == org.id).tuples())
 
 
 def _plan_and_judge(
@@ -331,7 +339,7 @@ def _plan_and_judge(
     return decision
 
 
-BATCH_MEMBERS = 1000
+BATCH_MEMBERS = 2000
 """Members whose changes one apply transaction writes. About 100 ms of write lock on SQLite for a first sync's
 joins (docs/architecture.md, "Batches"); the tests make it small to cross batch boundaries."""
 
@@ -372,24 +380,35 @@ def _finish(decision: Decision, now: datetime, advance: Callable[[], None]) -> N
 def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) -> None:
     """Apply the batches after the first, each its own transaction, then ``advance`` with the config basis.
 
-    Each later batch plans its members again from the store under the org lock, so that a SCIM write between
-    batches is seen rather than overwritten; the guard judged the whole plan before the first batch. A crash
+    A later batch applies the plan's actions for its members while no other writer committed since the plan was
+    made (the dialect tells, on SQLite); otherwise it plans its members again from the store under the org lock, so
+    that a SCIM write between batches is seen rather than overwritten. The guard judged the whole plan before the
+    first batch. A crash
     between batches leaves whole batches applied, the cursor where it was and the org's plan basis marked pending,
     so that the next run plans the whole org and finishes the job (docs/architecture.md, invariant 2)."""
     if not decision.rest or decision.held_reason is not None:
         return
     org, rules = decision.org, decision.rules
     total = len(decision.plan.actions)
+    planned: dict[str, list[Action]] = {}
+    for action in decision.plan.actions:
+        planned.setdefault(action.target.removeprefix("member:"), []).append(action)
     for keys in decision.rest:
         _fault("batch")
         dialect.of().let_writers_in()
         with write_transaction():
             lock_org(org.id)
-            inputs = gather(org, rules, keys)
-            plan = (decision.planner or _decide)(org, rules, inputs, now)
+            marker = dialect.of().others_commits()
+            if marker is not None and marker == decision.others_commits:
+                # No other writer since the plan was made: its actions for these members still hold.
+                inputs, plan = decision.inputs, Plan(tuple(a for key in keys for a in planned[key]))
+            else:
+                inputs = gather(org, rules, keys)
+                plan = (decision.planner or _decide)(org, rules, inputs, now)
             decision.applied += _apply(
                 org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
             )
+            decision.others_commits = dialect.of().others_commits()
     dialect.of().let_writers_in()
     with write_transaction():
         lock_org(org.id)

@@ -1,7 +1,7 @@
 """SCIM never waits behind a sync on SQLite: while a first sync of several apply batches runs in a real
 ``syncd serve``, SCIM writes to the same org keep succeeding, and they are applied between the sync's batches
 (their ledger entries fall inside the sync's run of entries), not after it. Real command, HTTP, reconciler and
-file connector; sized to take several batches of ``pipeline.BATCH_MEMBERS``."""
+file connector; sized to take four batches of ``pipeline.BATCH_MEMBERS``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from syncd.store.models import LedgerEntry, Organization
 from syncd.sync import pipeline
 from tests.service.scim_push import Idp, token
 
-PEOPLE = 4 * pipeline.BATCH_MEMBERS + 1
+PEOPLE = 3 * pipeline.BATCH_MEMBERS + 1
 CONFIG = """[database]
 url = "{url}"
 
