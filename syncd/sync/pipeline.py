@@ -2,11 +2,14 @@
 
 This module is the shell's entry point for source runs (CLI ``syncd sync``, the scheduler, the admin API) and for
 SCIM writes (:func:`reconcile_touched`, called inside the SCIM write transaction). Stage, plan, apply, ledger,
-outbox and the new cursor share one transaction (invariant 2). A held plan rolls the stage back too, so the store
-never holds staged data the org has not accepted; ``syncd approve`` reads the source again from the same cursor.
+outbox and the new cursor share one transaction (invariant 2); a plan of more than :data:`BATCH_MEMBERS` members
+applies in batches, each its own transaction, and the cursor moves with the last (docs/architecture.md,
+"Batches"). A held plan rolls the stage back too, so the store never holds staged data the org has not accepted;
+``syncd approve`` reads the source again from the same cursor.
 
-``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``commit``, ``committed``) kills the process with SIGKILL at that
-step: the crash tests use it to prove a kill at any step loses and doubles nothing.
+``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``batch``, ``commit``, ``committed``) kills the process with SIGKILL
+at that step (``batch``: before each batch after the first): the crash tests use it to prove a kill at any step
+loses and doubles nothing.
 """
 
 from __future__ import annotations
@@ -380,12 +383,12 @@ def _finish(decision: Decision, now: datetime, advance: Callable[[], None]) -> N
 def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) -> None:
     """Apply the batches after the first, each its own transaction, then ``advance`` with the config basis.
 
-    A later batch applies the plan's actions for its members while no other writer committed since the plan was
-    made (the dialect tells, on SQLite); otherwise it plans its members again from the store under the org lock, so
-    that a SCIM write between batches is seen rather than overwritten. The guard judged the whole plan before the
-    first batch. A crash
-    between batches leaves whole batches applied, the cursor where it was and the org's plan basis marked pending,
-    so that the next run plans the whole org and finishes the job (docs/architecture.md, invariant 2)."""
+    A later batch applies the plan's actions for its members while no other writer has committed since the plan
+    was made (the dialect tells, on SQLite); once one has, each batch plans its members again from the store under
+    the org lock, so that a SCIM write between batches is seen rather than overwritten. The guard judged the whole
+    plan before the first batch. A crash between batches leaves whole batches applied, the cursor where it was and
+    the org's plan basis marked pending, so that the next run plans the whole org and finishes the job
+    (docs/architecture.md, invariant 2)."""
     if not decision.rest or decision.held_reason is not None:
         return
     org, rules = decision.org, decision.rules
@@ -399,16 +402,18 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
         with write_transaction():
             lock_org(org.id)
             marker = dialect.of().others_commits()
-            if marker is not None and marker == decision.others_commits:
+            fresh = marker is not None and marker == decision.others_commits
+            if fresh:
                 # No other writer since the plan was made: its actions for these members still hold.
                 inputs, plan = decision.inputs, Plan(tuple(a for key in keys for a in planned[key]))
             else:
+                # Another writer may have changed any member not applied yet: plan each batch again from now on.
                 inputs = gather(org, rules, keys)
                 plan = (decision.planner or _decide)(org, rules, inputs, now)
             decision.applied += _apply(
                 org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
             )
-            decision.others_commits = dialect.of().others_commits()
+            decision.others_commits = dialect.of().others_commits() if fresh else None
     dialect.of().let_writers_in()
     with write_transaction():
         lock_org(org.id)
