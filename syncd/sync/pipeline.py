@@ -670,12 +670,16 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
     def approved(decision: Decision) -> None:
         guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(stored)} actions")
 
-    advance = _nothing
+    staged: StageResult | None = None
+
+    def advance() -> None:
+        if source is not None and result is not None and staged is not None:
+            source_runs.advanced(source, result, staged, now)
+
     with write_transaction() as tx:
         lock_org(org.id)
         if source is not None and result is not None:
             staged = stage(org, source, result, now)
-            advance = lambda: source_runs.advanced(source, result, staged, now)  # noqa: E731
         stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
         decision = _plan_guard_apply(
             org, rules, now, scope=None, actor=actor, judge=unchanged, accepted=approved, stored_basis=stored_basis
