@@ -264,8 +264,8 @@ def test_batches_after_another_writer_committed_are_planned_again_from_the_store
     pause = dialect.Dialect.let_writers_in
     writes: list[int] = []
 
-    def another_writer(self):
-        pause(self)
+    def another_writer(self, held):
+        pause(self, held)
         if not writes:
 
             def write() -> None:

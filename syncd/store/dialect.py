@@ -38,7 +38,9 @@ from syncd.store.db import database
 
 FOLD_FUNCTION = "scim_fold"
 EXECUTEMANY_CHUNK = 5000
-WRITER_HANDOFF_SECONDS = 0.03
+SQLITE_BUSY_RETRIES = ((3, 2), (8, 5), (18, 10), (33, 15), (53, 20), (128, 25), (228, 50))
+"""(waited so far in ms, next sleep in ms) of SQLite's default busy handler: its delays 1, 2, 5, 10, 15, 20, 25, 25,
+25, 50, 50, then 100 ms, as cumulative limits."""
 
 
 def fold(value: str | None) -> str | None:
@@ -97,13 +99,18 @@ class Dialect:
             return self.db.atomic(lock_type="IMMEDIATE")
         return self.db.atomic()
 
-    def let_writers_in(self) -> None:
+    def let_writers_in(self, held_seconds: float | None) -> None:
         """Between two transactions of one long writer (a run's apply batches): on SQLite, pause long enough that a
-        writer waiting for the lock gets it. SQLite's busy handler sleeps between retries (1 to 25 ms in the first
-        ~130 ms of waiting, https://www.sqlite.org/c3ref/busy_timeout.html) and does not queue; without a pause the
-        long writer takes the lock back at once. PostgreSQL queues waiters on the row lock: no pause."""
-        if not self.postgres:
-            time.sleep(WRITER_HANDOFF_SECONDS)
+        writer that has waited while the last one held the lock (``held_seconds``; None: long) retries within the
+        pause and gets it. SQLite's busy handler does not queue waiters; it sleeps between retries, longer the
+        longer it has waited (1 to 25 ms in the first ~130 ms, then 50, then 100 ms: ``sqliteDefaultBusyCallback``,
+        https://www.sqlite.org/c3ref/busy_timeout.html), so without a pause the long writer takes the lock back
+        at once. PostgreSQL queues waiters on the row lock: no pause."""
+        if self.postgres:
+            return
+        waited = 1e9 if held_seconds is None else held_seconds * 1000
+        retry_ms = next((delay for limit, delay in SQLITE_BUSY_RETRIES if waited < limit), 100)
+        time.sleep((retry_ms + 5) / 1000)
 
     def others_commits(self) -> int | None:
         """A number that changes when another connection commits (SQLite ``PRAGMA data_version``,

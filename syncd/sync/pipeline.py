@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -396,9 +397,11 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
     planned: dict[str, list[Action]] = {}
     for action in decision.plan.actions:
         planned.setdefault(action.target.removeprefix("member:"), []).append(action)
+    held: float | None = None  # the first transaction held the lock for the stage and the whole plan: long
     for keys in decision.rest:
         _fault("batch")
-        dialect.of().let_writers_in()
+        dialect.of().let_writers_in(held)
+        began = time.monotonic()
         with write_transaction():
             lock_org(org.id)
             marker = dialect.of().others_commits()
@@ -414,7 +417,8 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
                 org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
             )
             decision.others_commits = dialect.of().others_commits() if fresh else None
-    dialect.of().let_writers_in()
+        held = time.monotonic() - began
+    dialect.of().let_writers_in(held)
     with write_transaction():
         lock_org(org.id)
         _settle(decision, advance)
