@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -34,6 +33,7 @@ from typing import Any
 import peewee
 from peewee import SQL, NodeList, fn
 
+from syncd.domain.folding import fold
 from syncd.store.db import database
 
 FOLD_FUNCTION = "scim_fold"
@@ -41,18 +41,6 @@ EXECUTEMANY_CHUNK = 5000
 SQLITE_BUSY_RETRIES = ((3, 2), (8, 5), (18, 10), (33, 15), (53, 20), (128, 25), (228, 50))
 """(waited so far in ms, next sleep in ms) of SQLite's default busy handler: its delays 1, 2, 5, 10, 15, 20, 25, 25,
 25, 50, 50, then 100 ms, as cumulative limits."""
-
-
-def fold(value: str | None) -> str | None:
-    """The one case folding of identifiers (scim2-models' default comparison key): NFC, lower case, NFC again.
-
-    Staging and SCIM store ``user_name_lower``, ``email_lower`` and ``display_name_lower`` with it, and
-    :meth:`Dialect.fold` is its SQL twin, so a filter's folding equals the stored one."""
-    if value is None:
-        return None
-    if value.isascii():
-        return value.lower()
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value).lower())
 
 
 def stored_time(value: datetime | str) -> datetime:
@@ -275,7 +263,7 @@ class Dialect:
             self.db.register_function(fold, FOLD_FUNCTION, 1, deterministic=True)
 
     def fold(self, node: peewee.Node) -> peewee.Node:
-        """:func:`fold` in SQL."""
+        """:func:`syncd.domain.folding.fold` in SQL (the one identifier folding), so a filter folds as stored."""
         if self.postgres:
             return fn.lower(fn.normalize(node))
         return getattr(fn, FOLD_FUNCTION)(node)
