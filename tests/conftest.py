@@ -28,13 +28,12 @@ GROUPED_FIXTURES = {"samba_dc": "samba-dc", "ds389": "ds389"}
 POSTGRES_ADMIN_URL = os.environ.get("SYNCD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests that use a grouped session fixture with its ``xdist_group`` (before xdist reads the marks)."""
-    for item in items:
-        for fixture, group in GROUPED_FIXTURES.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark a test that uses a grouped session fixture with its ``xdist_group`` as it is collected: xdist reads the
+    marks in its own ``pytest_collection_modifyitems``, which runs before a conftest's."""
+    for fixture, group in GROUPED_FIXTURES.items():
+        if fixture in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
