@@ -39,10 +39,10 @@ from scim.filters import GROUP_COLUMNS, USER_COLUMNS, FilterCompiler, json_keys
 from scim.schema import ENTERPRISE_URN, GROUP_TYPE
 from syncd.clock import utcnow
 from syncd.config import Config
+from syncd.domain.folding import fold
 from syncd.domain.matching import match_key
 from syncd.logs import log_event
 from syncd.store import dialect as store_dialect
-from syncd.store.dialect import fold
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Source
 from syncd.store.tx import write_transaction

@@ -13,3 +13,8 @@ def utcnow() -> datetime:
 def iso(moment: datetime) -> str:
     """A stored naive-UTC time as RFC 3339 text with microseconds (stable, so ledger hashes recompute exactly)."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_seconds(moment: datetime) -> str:
+    """A stored naive-UTC time as RFC 3339 text to the second, as the CLI shows when something happened."""
+    return moment.isoformat(timespec="seconds") + "Z"

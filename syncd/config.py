@@ -24,7 +24,6 @@ from syncd.logs import log_event
 
 SOURCE_KINDS = ("file", "ldap", "okta", "azure")
 ROLES = ("owner", "admin", "team_admin", "member", "guest")
-TEAM_ROLES = ("maintainer", "member")
 DEFAULT_DATABASE_URL = "sqlite:///syncd.db"
 SYSTEM_CONFIG = Path("/etc/syncd/syncd.toml")
 SCIM_GUARD_WINDOW = (60, 7 * 86400)

@@ -65,8 +65,9 @@ PURE_STDLIB = frozenset(
 _COMMON = frozenset({"syncd.common", STDLIB})
 _CONNECTORS = _COMMON | {"connectors", "ldap3", "pyasn1", "msal", "requests", "jwt", "cryptography"}
 _DOMAIN = PURE_STDLIB | {"syncd.domain"}
-# The store raises the shared ConfigError for a bad database URL (syncd.common imports the standard library only).
-_STORE = _COMMON | {"syncd.store", "peewee", "playhouse", "psycopg2"}
+# The store raises the shared ConfigError for a bad database URL (syncd.common imports the standard library only),
+# and folds stored identifiers with the domain's one folding (syncd.domain.folding imports unicodedata only).
+_STORE = _COMMON | {"syncd.store", "syncd.domain.folding", "peewee", "playhouse", "psycopg2"}
 # config loads each source kind's Settings by name (connectors.*) and checks cron expressions with apscheduler;
 # counters holds the event counters any layer may bump.
 _KERNEL = _COMMON | {"syncd.config", "syncd.clock", "syncd.logs", "syncd.counters", "connectors.*", "apscheduler"}
@@ -96,9 +97,17 @@ ALLOWED: Mapping[str, frozenset[str]] = {
 }
 
 # Where a layer may enter another one by its own imports (what lies behind is then allowed by the list above):
-# SCIM enters sync through the SCIM-write entry point (pipeline.reconcile_touched) and org lookups only.
+# SCIM enters sync through the SCIM-write entry point (pipeline.reconcile_touched) and org lookups only. The CLI is
+# commands only: it runs no query, so it names no model, no peewee and no driver itself; of the store it uses the
+# "database unavailable" error (db) and the schema version (migrations) only.
 ENTRY_POINTS: Mapping[str, Mapping[str, frozenset[str]]] = {
     "scim": {"syncd.sync": frozenset({"syncd.sync", "syncd.sync.pipeline", "syncd.sync.orgs"})},
+    "cli": {
+        "syncd.store": frozenset({"syncd.store", "syncd.store.db", "syncd.store.migrations"}),
+        "peewee": frozenset(),
+        "playhouse": frozenset(),
+        "psycopg2": frozenset(),
+    },
 }
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 from syncd import config as config_module
 from syncd.admin import tokens
+from syncd.clock import utcnow
+from syncd.store.models import Member
+from syncd.sync import orgs
 
 
 def test_demo_sets_up_members_token_and_ledger_and_reruns_cleanly(cli, tmp_path):
@@ -33,6 +36,24 @@ def test_demo_sets_up_members_token_and_ledger_and_reruns_cleanly(cli, tmp_path)
     assert f"SCIM token:     {token}" in again.stdout
     assert "0 changes applied" in again.stdout
     assert cli("--config", config, "audit", "verify", "--org", "demo").code == 0
+
+
+def test_demo_counts_the_active_members_of_the_demo_org_only(cli, tmp_path):
+    """The first line says how many active members org 'demo' has; another org in the same store does not count
+    (it counted every org's active members before)."""
+    folder = tmp_path / "demo"
+    assert cli("demo", "--dir", str(folder), "--no-serve").code == 0
+    config = str(folder / "syncd.toml")
+    assert cli("--config", config, "orgs", "create", "other", "--name", "Other").code == 0
+    now = utcnow()
+    Member.create(
+        org=orgs.get("other"), match_key="x@other.example", email="x@other.example", created_at=now, updated_at=now
+    )
+    members = json.loads(cli("--config", config, "members", "list", "--org", "demo", "--format", "json").stdout)
+    active = sum(1 for m in members if m["status"] == "active")
+    again = cli("demo", "--dir", str(folder), "--no-serve")
+    assert again.code == 0, again.stderr
+    assert f"org 'demo' has {active} active members from" in again.stdout
 
 
 def test_demo_refuses_a_config_of_its_own(cli, tmp_path):

@@ -519,7 +519,7 @@ def test_a_managers_new_email_in_a_delta_reaches_the_people_they_manage(config):
 def test_staging_folds_identifiers_as_scim_does(config):
     """One identity folding (syncd.store.dialect.fold, NFC then lower case): a userName and email sent decomposed
     (e + combining acute) are stored folded exactly as a SCIM write stores them, so a SCIM filter finds either."""
-    from syncd.store.dialect import fold
+    from syncd.domain.folding import fold
 
     decomposed = "E\u0301mile@Acme.com"
     read = snapshot(replace(user("emile"), user_name=decomposed, email=decomposed))

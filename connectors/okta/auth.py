@@ -76,7 +76,6 @@ class ServiceAppAuth(requests.auth.AuthBase):
         self._lock = threading.Lock()
         self._access_token: str | None = None
         self._renew_at = 0.0
-        self.tokens_fetched = 0
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self._current()}"
@@ -140,7 +139,6 @@ class ServiceAppAuth(requests.auth.AuthBase):
                 f"source {self._source}: the token endpoint {self._token_url} answered without an access_token; "
                 "check that url points at the Okta org"
             )
-        self.tokens_fetched += 1
         remember(token)
         lifetime = body.get("expires_in")
         return token, float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else 3600.0

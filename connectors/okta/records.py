@@ -35,7 +35,6 @@ from typing import Any
 from connectors.interface import GroupRecord, UserRecord
 
 ACTIVE_STATUSES = frozenset({"ACTIVE", "PROVISIONED", "RECOVERY", "PASSWORD_EXPIRED", "LOCKED_OUT"})
-INACTIVE_STATUSES = frozenset({"STAGED", "SUSPENDED", "DEPROVISIONED"})
 ALL_STATUSES = (
     "STAGED",
     "PROVISIONED",

@@ -17,11 +17,11 @@ from typing import Any
 import peewee
 
 from syncd.admin import members
+from syncd.admin.audit import MEMBER_PREFIX
 from syncd.clock import iso
 from syncd.store.models import LedgerEntry
 from syncd.sync import ledger
 
-MEMBER_PREFIX = "member:"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 

@@ -14,7 +14,10 @@ from typing import Any
 
 from peewee import fn
 
+from syncd.admin import audit
+from syncd.clock import iso_seconds
 from syncd.config import Config
+from syncd.domain.matching import fold_key
 from syncd.domain.reconcile import Action
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
 from syncd.store.sql import batches
@@ -106,9 +109,41 @@ def in_order(documents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(documents, key=lambda d: (d["email"] is not None, d["email"] or "", d["match_key"]))
 
 
+def detail(org: Organization, who: str, changes: int = 10) -> dict[str, Any]:
+    """One member as ``syncd members show`` prints it: the members document (:func:`document`, match key kept), the
+    identities of every source behind them, their newest ``changes`` ledger entries (newest first), and when they
+    were suspended or deprovisioned and to whom their data went."""
+    member = find(org, who)
+    (row,) = listing(org, [member.match_key])
+    row["identities"] = [
+        {"source": name, "key": key, "user_name": user_name, "active": bool(active)}
+        for name, key, user_name, active in Identity.select(
+            Source.name, Identity.key, Identity.user_name, Identity.active
+        )
+        .join(Source, on=(Identity.source == Source.id))
+        .where((Identity.org == org.id) & (Identity.match_key == member.match_key))
+        .order_by(Source.name)
+        .tuples()
+    ]
+    row["history"] = [
+        {
+            "seq": e.seq,
+            "at": iso_seconds(e.at),
+            "actor": e.actor,
+            "action": e.action,
+            "reason": e.reason,
+        }
+        for e in audit.member_changes(org.id, member.match_key, changes)
+    ]
+    row["suspended_at"] = member.suspended_at.isoformat() + "Z" if member.suspended_at else None
+    row["deprovisioned_at"] = member.deprovisioned_at.isoformat() + "Z" if member.deprovisioned_at else None
+    row["transfer_to"] = member.transfer_to
+    return row
+
+
 def find(org: Organization, who: str) -> Member:
     """The member whose match key or email is ``who`` (case-insensitive)."""
-    wanted = who.strip().lower()
+    wanted = fold_key(who)
     member = Member.get_or_none((Member.org == org.id) & (Member.match_key == wanted))
     if member is None:
         member = Member.get_or_none((Member.org == org.id) & (fn.LOWER(Member.email) == wanted))

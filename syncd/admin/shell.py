@@ -13,7 +13,7 @@ import peewee
 from syncd import config as config_module
 from syncd.config import Config
 from syncd.store import open_database, upgrade
-from syncd.store.db import unavailable
+from syncd.store.db import UNREACHABLE, unavailable
 from syncd.store.models import Organization, Source
 from syncd.store.tx import write_transaction
 from syncd.sync import orgs
@@ -39,7 +39,7 @@ def start(config_path: str | None = None, config: Config | None = None) -> Runti
         db = open_database(cfg.database.url)
         upgrade()
         declared = declare_and_describe(cfg)
-    except (peewee.OperationalError, peewee.InterfaceError) as error:
+    except UNREACHABLE as error:
         raise unavailable(error, cfg.database.url) from None
     return Runtime(config=cfg, db=db, declared=declared)
 

@@ -11,6 +11,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import peewee
 
@@ -89,9 +90,38 @@ def create(
     return row, secret
 
 
+def listing(org: Organization | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every token (or one org's), oldest first, as ``syncd tokens list --format json`` prints it: never the secret
+    or its hash, only the first characters of the token and whether it is active, expired or revoked."""
+    query = Token.select(Token, Organization).join(Organization).order_by(Token.id)
+    if org is not None:
+        query = query.where(Token.org == org.id)
+    moment = now or utcnow()
+    return [
+        {
+            "id": token.id,
+            "org": token.org.slug,
+            "scope": token.scope,
+            "prefix": token.prefix + "…",
+            "state": _state(token, moment),
+            "created_at": iso(token.created_at),
+            "expires_at": iso(token.expires_at) if token.expires_at else None,
+            "description": token.description,
+        }
+        for token in query
+    ]
+
+
+def _state(token: Token, now: datetime) -> str:
+    if token.revoked_at:
+        return "revoked"
+    return "expired" if token.expires_at and token.expires_at <= now else "active"
+
+
 def revoke(token_id: int, actor: str = "admin:cli") -> Token:
+    """Revoke a token at once (idempotent; ledgered the first time). The row comes back with its org loaded."""
     with write_transaction():
-        row = Token.get_or_none(Token.id == token_id)
+        row = Token.select(Token, Organization).join(Organization).where(Token.id == token_id).first()
         if row is None:
             raise TokenError(f"no token with id {token_id}; see 'syncd tokens list'")
         if row.revoked_at is None:

@@ -1,7 +1,7 @@
 """The ``syncd`` command line: a subcommand module each, registered here; errors are one line on stderr.
 
-Does not hold rules of its own: commands parse, call admin, sync and service, and print (several still query the
-store themselves; docs/architecture.md, "Layers").
+Does not hold rules of its own or run queries: commands parse, call admin, sync and service, and format the plain
+values they return; no command imports a model or peewee (docs/architecture.md, "Layers"; tests/test_import_rules.py).
 
 Exit codes: 0 success; 1 error (usage errors too: one line on stderr naming the fix); 2 a plan has changes pending;
 3 a plan is held by the guard; 4 ``syncd sync`` applied what it could but the read was incomplete (nothing removed;
@@ -21,12 +21,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
-import peewee
-
 from syncd import __version__, logs
 from syncd.cli.errors import KNOWN_ERRORS, CliError
 from syncd.common.redaction import redact
-from syncd.store.db import unavailable
+from syncd.store.db import UNREACHABLE, unavailable
 
 EXIT_ERROR = 1
 
@@ -117,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         return int(args.handler(args) or 0)
     except KNOWN_ERRORS as error:
         return fail(str(error))
-    except (peewee.OperationalError, peewee.InterfaceError) as error:
+    except UNREACHABLE as error:
         return fail(str(unavailable(error)))
     except KeyboardInterrupt:
         print("syncd: interrupted", file=sys.stderr)

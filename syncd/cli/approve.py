@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from syncd.admin import plans
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, changes, print_json
 from syncd.cli.plan import EXIT_HELD
 from syncd.cli.runtime import start_runtime
-from syncd.store.models import Organization
-from syncd.store.models import Plan as PlanRow
-from syncd.sync import held, pipeline
+from syncd.sync import pipeline
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -85,25 +83,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def show(plan_id: str, fmt: str) -> int:
-    row = PlanRow.get_or_none(PlanRow.id == plan_id)
-    if row is None:
+    plan = plans.find(plan_id)
+    if plan is None:
         raise CliError(f"plan {plan_id}: no such plan; held plans are listed by 'syncd plan --org ORG'")
-    org = Organization.get_by_id(row.org_id)
-    actions = held.actions_of(row)
-    summary = json.loads(row.summary)
     if fmt == "json":
         print_json(
             {
-                "plan_id": row.id,
-                "org": org.slug,
-                "held": row.status == "held",
-                "status": row.status,
-                "held_reason": summary.get("reason"),
-                "actions": [a.as_dict() for a in actions],
+                "plan_id": plan.plan_id,
+                "org": plan.org,
+                "held": plan.status == "held",
+                "status": plan.status,
+                "held_reason": plan.reason,
+                "actions": [a.as_dict() for a in plan.actions],
             }
         )
     else:
-        print(f"plan {row.id} for org {org.slug}: {row.status}, {changes(len(actions))} ({summary.get('reason')})")
-        for action in actions:
+        print(f"plan {plan.plan_id} for org {plan.org}: {plan.status}, {changes(len(plan.actions))} ({plan.reason})")
+        for action in plan.actions:
             print(f"  {action.line()}")
-    return EXIT_HELD if row.status == "held" else 0
+    return EXIT_HELD if plan.status == "held" else 0

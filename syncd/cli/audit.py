@@ -19,15 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from syncd.admin import audit
 from syncd.admin.history import parse_moment
 from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, plural, print_json
 from syncd.cli.runtime import start_runtime
 from syncd.clock import iso
-from syncd.store.models import LedgerEntry
 from syncd.sync import ledger, orgs
 
-EXPORT_FIELDS = ("seq", "at", "actor", "action", "target", "before", "after", "reason", "prev_hash", "hash")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TIME_HELP = "ISO 8601 date or time, UTC unless an offset is given (2026-11-01, 2026-11-01T09:30:00Z)"
@@ -112,28 +111,24 @@ def _add_range(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _query(args: argparse.Namespace, org_id: int) -> Any:
+def _entries(args: argparse.Namespace, org_id: int, last: int | None = None) -> Iterator[ledger.StoredEntry]:
     since = parse_moment(args.since, "--since") if args.since else None
     until = parse_moment(args.until, "--until", end_of_day=True) if args.until else None
-    return ledger.select_entries(
+    return audit.entries(
         org_id,
         since=since,
         until=until,
         actor=getattr(args, "actor", None),
         action=getattr(args, "action", None),
         target=getattr(args, "target", None),
+        last=last,
     )
 
 
 def run_list(args: argparse.Namespace) -> int:
     start_runtime(args)
     org = orgs.get(args.org)
-    query = _query(args, org.id)
-    if args.last:
-        newest = query.order_by(LedgerEntry.seq.desc()).limit(args.last).tuples()
-        entries: Iterator[ledger.StoredEntry] = iter(sorted(ledger.StoredEntry(*row) for row in newest))
-    else:
-        entries = ledger.stream(org.id, query)
+    entries = _entries(args, org.id, args.last)
     if args.format == "json":
         _write_json_array(sys.stdout, entries)
         return 0
@@ -157,7 +152,7 @@ def run_export(args: argparse.Namespace) -> int:
     start_runtime(args)
     org = orgs.get(args.org)
     progress = Progress(f"audit export {org.slug}")
-    entries = _counted(ledger.stream(org.id, _query(args, org.id)), progress)
+    entries = _counted(_entries(args, org.id), progress)
     with _destination(args.output) as out:
         if args.format == "jsonl":
             for entry in entries:
@@ -166,7 +161,7 @@ def run_export(args: argparse.Namespace) -> int:
             _write_json_array(out, entries)
         else:
             writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-            writer.writerow(EXPORT_FIELDS)
+            writer.writerow(audit.EXPORT_FIELDS)
             for entry in entries:
                 writer.writerow([defuse_formula(_csv_cell(value)) for value in entry])
     progress.finish()
@@ -183,13 +178,13 @@ def run_verify(args: argparse.Namespace) -> int:
     expect = _parse_head(args.expect_head) if args.expect_head else None
     if args.file:
         subject = f"export {args.file}"
-        result = ledger.verify_entries(_file_entries(args.file), _file_anchors(args.file), expect)
+        result = audit.verify_export(args.file, expect)
     else:
         start_runtime(args)
         org = orgs.get(args.org)
         subject = f"ledger of org {org.slug}"
         progress = Progress(f"audit verify {org.slug}")
-        entries = _counted(ledger.stream(org.id, ledger.select_entries(org.id)), progress)
+        entries = _counted(audit.entries(org.id), progress)
         result = ledger.verify_entries(entries, ledger.checkpoints(org.id), expect)
         progress.finish()
     if args.format == "json":
@@ -214,55 +209,6 @@ def run_verify(args: argparse.Namespace) -> int:
         head = f"; head {result.last_seq}:{result.head_hash}" if result.checked else ""
         print(f"{subject} intact: {result.checked} entries ({span}){head}")
     return 0
-
-
-def _file_documents(path: str) -> Iterator[tuple[int, Any]]:
-    """(line or index, document) for each entry of a jsonl export (streamed) or a json export (one array)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            first = handle.read(1)
-            while first.isspace():
-                first = handle.read(1)
-            handle.seek(0)
-            if first not in ("[", "{", ""):
-                raise CliError(
-                    f"{path}: not a json or jsonl export; only 'syncd audit export --format jsonl' (or json) files can "
-                    "be verified (csv is for spreadsheets and does not keep the exact values the hashes cover)"
-                )
-            if first == "[":
-                try:
-                    array = json.load(handle)
-                except json.JSONDecodeError as error:
-                    raise CliError(f"{path}: not valid JSON at line {error.lineno} ({error.msg})") from None
-                yield from enumerate(array, start=1)
-                return
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        yield number, json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise CliError(f"{path} line {number}: not valid JSON ({error.msg})") from None
-    except OSError as error:
-        raise CliError(f"{path}: cannot read it ({error.strerror}); give an 'audit export' file") from None
-    except UnicodeDecodeError:
-        raise CliError(f"{path}: not UTF-8 text, so not an 'audit export --format jsonl' (or json) file") from None
-
-
-def _file_entries(path: str) -> Iterator[ledger.StoredEntry]:
-    for number, document in _file_documents(path):
-        try:
-            yield ledger.entry_from_document(document)
-        except (KeyError, ValueError, TypeError):
-            raise CliError(f"{path} entry {number}: not a ledger entry (needs {', '.join(EXPORT_FIELDS)})") from None
-
-
-def _file_anchors(path: str) -> list[ledger.Anchor]:
-    anchors = []
-    for entry in _file_entries(path):
-        anchor = ledger.anchor_of(entry) if entry.action == ledger.CHECKPOINT_ACTION else None
-        if anchor is not None:
-            anchors.append(anchor)
-    return anchors
 
 
 def run_prune(args: argparse.Namespace) -> int:

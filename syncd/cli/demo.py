@@ -12,7 +12,7 @@ from syncd import demo
 from syncd.admin import shell
 from syncd.cli.errors import CliError
 from syncd.cli.output import changes, plural
-from syncd.store.models import Member
+from syncd.sync import orgs
 from syncd.sync.pipeline import run_source
 
 SCIM_USER = (
@@ -56,7 +56,7 @@ def run_demo(args: argparse.Namespace) -> int:
     runtime = shell.start(str(folder.config))
     result = run_source(runtime.config, demo.DEMO_SOURCE, actor=f"source:{demo.DEMO_SOURCE}")
     token = demo.scim_token(folder)
-    members = Member.select().where(Member.status == "active").count()
+    members = next(org["active_members"] for org in orgs.listing() if org["slug"] == demo.DEMO_ORG)
     listen = args.listen
     syncd = syncd_command()
     config_arg = shlex.quote(str(folder.config))

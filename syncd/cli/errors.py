@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from syncd.admin.audit import AuditError
 from syncd.admin.history import HistoryError
 from syncd.admin.members import MemberError
 from syncd.admin.tokens import TokenError
@@ -18,6 +19,7 @@ class CliError(Exception):
 
 
 KNOWN_ERRORS: tuple[type[Exception], ...] = (
+    AuditError,
     CliError,
     ConfigError,
     ConnectorError,

@@ -11,7 +11,6 @@ from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
 from syncd.clock import utcnow
 from syncd.config import ROLES
-from syncd.store.models import Identity, LedgerEntry, Source
 from syncd.sync import orgs
 
 
@@ -98,38 +97,9 @@ def run_show(args: argparse.Namespace) -> int:
     start_runtime(args)
     org = orgs.get(args.org)
     try:
-        member = members.find(org, args.member)
+        row = members.detail(org, args.member)
     except members.MemberError as error:
         raise CliError(str(error)) from None
-    (row,) = members.listing(org, [member.match_key])
-    identities = [
-        {"source": name, "key": key, "user_name": user_name, "active": bool(active)}
-        for name, key, user_name, active in Identity.select(
-            Source.name, Identity.key, Identity.user_name, Identity.active
-        )
-        .join(Source, on=(Identity.source == Source.id))
-        .where((Identity.org == org.id) & (Identity.match_key == member.match_key))
-        .order_by(Source.name)
-        .tuples()
-    ]
-    history = [
-        {
-            "seq": e.seq,
-            "at": e.at.isoformat(timespec="seconds") + "Z",
-            "actor": e.actor,
-            "action": e.action,
-            "reason": e.reason,
-        }
-        for e in LedgerEntry.select()
-        .where((LedgerEntry.org == org.id) & (LedgerEntry.target == f"member:{member.match_key}"))
-        .order_by(LedgerEntry.seq.desc())
-        .limit(10)
-    ]
-    row["identities"] = identities
-    row["history"] = history
-    row["suspended_at"] = member.suspended_at.isoformat() + "Z" if member.suspended_at else None
-    row["deprovisioned_at"] = member.deprovisioned_at.isoformat() + "Z" if member.deprovisioned_at else None
-    row["transfer_to"] = member.transfer_to
     if args.format == "json":
         print_json(row)
         return 0
@@ -144,10 +114,10 @@ def run_show(args: argparse.Namespace) -> int:
     print("  teams: " + (teams_text(row) or "none"))
     if row["manager"]:
         print(f"  manager: {row['manager']}")
-    for identity in identities:
+    for identity in row["identities"]:
         state = "active" if identity["active"] else "disabled"
         print(f"  identity: source {identity['source']}, key {identity['key']}, {identity['user_name']} ({state})")
-    for entry in history:
+    for entry in row["history"]:
         print(f"  #{entry['seq']} {entry['at']} {entry['actor']} {entry['action']}: {entry['reason']}")
     return 0
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
-from syncd.store.models import Member, Organization
 from syncd.sync import orgs
 
 
@@ -46,18 +44,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     start_runtime(args)
-    rows = []
-    for org in Organization.select().order_by(Organization.slug):
-        members = Member.select().where((Member.org == org) & (Member.status == "active")).count()
-        rows.append(
-            {
-                "slug": org.slug,
-                "name": org.name,
-                "domains": json.loads(org.domains),
-                "status": org.status,
-                "active_members": members,
-            }
-        )
+    rows = orgs.listing()
     if args.format == "json":
         print_json(rows)
     else:

@@ -6,16 +6,15 @@ Exit codes (docs/architecture.md): 0 nothing to do, 2 changes pending, 3 the gua
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from syncd.admin import plans
 from syncd.cli.errors import CliError
 from syncd.cli.output import Progress, add_format, changes, print_json
 from syncd.cli.runtime import start_runtime
-from syncd.store.models import Plan as PlanRow
 from syncd.sync import orgs, pipeline
 
 EXIT_PENDING = 2
@@ -110,18 +109,7 @@ def print_plan(result: pipeline.RunResult, fmt: str) -> None:
 
 
 def held_plans(org_slug: str) -> list[dict[str, Any]]:
-    org = orgs.get(org_slug)
-    rows = PlanRow.select().where((PlanRow.org == org.id) & (PlanRow.status == "held")).order_by(PlanRow.created_at)
-    return [
-        {
-            "plan_id": row.id,
-            "created_at": row.created_at.isoformat(timespec="seconds") + "Z",
-            "reason": json.loads(row.summary).get("reason", ""),
-            "kind": json.loads(row.summary).get("kind", "plan"),
-            "removals": json.loads(row.summary).get("removals", 0),
-        }
-        for row in rows
-    ]
+    return plans.held_plans(orgs.get(org_slug).id)
 
 
 class PhaseProgress:

@@ -7,12 +7,10 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from syncd.admin import sources
 from syncd.cli.errors import CliError
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
-from syncd.config import Config
-from syncd.store.models import Organization, Source
-from syncd.sync.gather import unmatched
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -36,32 +34,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     show.set_defaults(handler=run_show)
 
 
-def _when(value: object) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value is not None else None  # type: ignore[attr-defined]
-
-
 def run_list(args: argparse.Namespace) -> int:
     runtime = start_runtime(args)
-    configured = {s.name: s for s in runtime.config.sources}
-    rows = []
-    for source in Source.select(Source, Organization).join(Organization).order_by(Organization.slug, Source.name):
-        settings = configured.get(source.name)
-        rows.append(
-            {
-                "name": source.name,
-                "org": source.org.slug,
-                "kind": source.kind,
-                "precedence": source.precedence,
-                "schedule": settings.schedule if settings else ("push" if source.kind == "scim" else None),
-                "configured": settings is not None or source.kind == "scim",
-                "last_run_at": _when(source.last_run_at),
-                "last_success_at": _when(source.last_success_at),
-                "last_full_at": _when(source.last_full_at),
-                "consecutive_failures": source.consecutive_failures,
-                "last_error": source.last_error,
-                "notes": source.last_notes.splitlines() if source.last_notes else [],
-            }
-        )
+    rows = sources.listing(runtime.config)
     if args.format == "json":
         print_json(rows)
     else:
@@ -87,39 +62,43 @@ SectionValue = tuple[Any, list[str]]
 """A section's JSON value and its text lines."""
 
 
-def _state_section(source: Source, config: Config) -> SectionValue:
-    settings = next((s for s in config.sources if s.name == source.name), None)
-    value = {
-        "name": source.name,
-        "org": source.org.slug,
-        "kind": source.kind,
-        "precedence": source.precedence,
-        "schedule": settings.schedule if settings else ("push" if source.kind == "scim" else None),
-        "last_run_at": _when(source.last_run_at),
-        "last_success_at": _when(source.last_success_at),
-        "last_full_at": _when(source.last_full_at),
-        "consecutive_failures": source.consecutive_failures,
-        "last_error": source.last_error,
-    }
+STATE_KEYS = (
+    "name",
+    "org",
+    "kind",
+    "precedence",
+    "schedule",
+    "last_run_at",
+    "last_success_at",
+    "last_full_at",
+    "consecutive_failures",
+    "last_error",
+)
+"""What the [source] section shows of the source's listing (``syncd sources list --format json``)."""
+
+
+def _state_section(source: dict[str, Any]) -> SectionValue:
+    value = {key: source[key] for key in STATE_KEYS}
     return value, [f"{key}: {'' if shown is None else shown}" for key, shown in value.items()]
 
 
-def _unmatched_section(source: Source, config: Config) -> SectionValue:
-    found = unmatched(source.org, source.id)
-    value = [{"id": u.key, "user_name": u.user_name, "email": u.email, "external_id": u.external_id} for u in found]
-    match_on = source.org.match_on
-    lines = [f"{len(found)} identities without {match_on} join no member"] if found else ["none"]
-    lines += [f"  {u.key}  userName {u.user_name!r}" for u in found]
+def _unmatched_section(source: dict[str, Any]) -> SectionValue:
+    found = sources.unjoined(source["name"])
+    value = [
+        {"id": u.key, "user_name": u.user_name, "email": u.email, "external_id": u.external_id}
+        for u in found.identities
+    ]
+    lines = [f"{len(value)} identities without {found.match_on} join no member"] if value else ["none"]
+    lines += [f"  {u.key}  userName {u.user_name!r}" for u in found.identities]
     return value, lines
 
 
-def _notes_section(source: Source, config: Config) -> SectionValue:
+def _notes_section(source: dict[str, Any]) -> SectionValue:
     """What the last read could and could not see (an AD account blind to deletions, and how leavers are found)."""
-    notes = source.last_notes.splitlines() if source.last_notes else []
-    return notes, notes or ["none"]
+    return source["notes"], source["notes"] or ["none"]
 
 
-SECTIONS: dict[str, Callable[[Source, Config], SectionValue]] = {
+SECTIONS: dict[str, Callable[[dict[str, Any]], SectionValue]] = {
     "source": _state_section,
     "notes": _notes_section,
     "unmatched": _unmatched_section,
@@ -129,10 +108,10 @@ SECTIONS: dict[str, Callable[[Source, Config], SectionValue]] = {
 
 def run_show(args: argparse.Namespace) -> int:
     runtime = start_runtime(args)
-    source = Source.select(Source, Organization).join(Organization).where(Source.name == args.name).first()
+    source = sources.find(runtime.config, args.name)
     if source is None:
         raise CliError(f"no source named {args.name!r}; see 'syncd sources list'")
-    sections = {name: build(source, runtime.config) for name, build in SECTIONS.items()}
+    sections = {name: build(source) for name, build in SECTIONS.items()}
     if args.format == "json":
         print_json({name: value for name, (value, _) in sections.items()})
         return 0

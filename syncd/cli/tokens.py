@@ -8,9 +8,8 @@ from datetime import timedelta
 from syncd.admin import tokens
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
-from syncd.clock import iso, utcnow
+from syncd.clock import iso
 from syncd.config import parse_interval
-from syncd.store.models import Organization, Token
 from syncd.sync import orgs
 
 
@@ -57,27 +56,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     start_runtime(args)
-    query = Token.select(Token, Organization).join(Organization).order_by(Token.id)
-    if args.org:
-        query = query.where(Organization.slug == orgs.get(args.org).slug)
-    now = utcnow()
-    rows = []
-    for token in query:
-        state = (
-            "revoked" if token.revoked_at else ("expired" if token.expires_at and token.expires_at <= now else "active")
-        )
-        rows.append(
-            {
-                "id": token.id,
-                "org": token.org.slug,
-                "scope": token.scope,
-                "prefix": token.prefix + "…",
-                "state": state,
-                "created_at": iso(token.created_at),
-                "expires_at": iso(token.expires_at) if token.expires_at else None,
-                "description": token.description,
-            }
-        )
+    rows = tokens.listing(orgs.get(args.org) if args.org else None)
     if args.format == "json":
         print_json(rows)
     else:

@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import peewee
-
 from syncd.cli.output import add_format, print_json, print_table
 from syncd.cli.runtime import start_runtime
-from syncd.clock import iso
 from syncd.service import webhooks
-from syncd.store.models import Organization, OutboxEvent
 from syncd.sync import orgs
 
 
@@ -42,20 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def run_deliver(args: argparse.Namespace) -> int:
     runtime = start_runtime(args)
-    revived = 0
-    if args.retry_given_up:
-        revived = (
-            OutboxEvent.update(attempts=0, next_attempt_at=None)
-            .where(OutboxEvent.delivered_at.is_null(), OutboxEvent.attempts >= webhooks.MAX_ATTEMPTS)
-            .execute()
-        )
-    total = webhooks.DeliveryReport()
-    while True:
-        report = webhooks.deliver_due(runtime.config)
-        for name in ("delivered", "failed", "gave_up", "deferred"):
-            getattr(total, name).extend(getattr(report, name))
-        if report.deferred or not (report.delivered or report.failed or report.gave_up):
-            break
+    revived = webhooks.revive_given_up() if args.retry_given_up else 0
+    total = webhooks.deliver_until_idle(runtime.config)
     counts = {name: len(getattr(total, name)) for name in ("delivered", "failed", "gave_up", "deferred")}
     if args.format == "json":
         print_json({**counts, "revived": revived})
@@ -65,34 +49,15 @@ def run_deliver(args: argparse.Namespace) -> int:
             f"deferred {counts['deferred']}" + (f"; {revived} given-up events revived" if revived else "")
         )
     if counts["failed"] or counts["gave_up"]:
-        first = OutboxEvent.get_by_id((total.failed + total.gave_up)[0])
-        print(f"syncd: error: webhook delivery failed: {first.last_error}", file=sys.stderr)
+        error = webhooks.last_error((total.failed + total.gave_up)[0])
+        print(f"syncd: error: webhook delivery failed: {error}", file=sys.stderr)
         return 1
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
     start_runtime(args)
-    undelivered = OutboxEvent.delivered_at.is_null()
-    given_up = OutboxEvent.attempts >= webhooks.MAX_ATTEMPTS
-    query = (
-        OutboxEvent.select(
-            Organization.slug,
-            peewee.fn.SUM(peewee.Case(None, [(given_up, 0)], 1)).alias("pending"),
-            peewee.fn.SUM(peewee.Case(None, [(given_up, 1)], 0)).alias("given_up"),
-            peewee.fn.MIN(OutboxEvent.created_at).alias("oldest"),
-        )
-        .join(Organization)
-        .where(undelivered)
-        .group_by(Organization.slug)
-        .order_by(Organization.slug)
-    )
-    if args.org:
-        query = query.where(Organization.slug == orgs.get(args.org).slug)
-    rows = [
-        {"org": slug, "pending": int(pending), "given_up": int(gave_up), "oldest": iso(oldest)}
-        for slug, pending, gave_up, oldest in query.tuples()
-    ]
+    rows = webhooks.backlog(orgs.get(args.org).id if args.org else None)
     if args.format == "json":
         print_json(rows)
     else:

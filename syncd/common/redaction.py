@@ -83,10 +83,3 @@ def _mask_fragments(text: str, fragments: frozenset[str]) -> str:
             out.append(text[index])
             index += 1
     return "".join(out)
-
-
-def forget_all() -> None:
-    """Drop every remembered secret (a process that reloads its config from scratch; tests)."""
-    with _lock:
-        _known.clear()
-        _fragments.clear()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-MATCH_ON = ("email", "userName", "externalId")
+from syncd.domain.folding import fold
+
 _EMAIL_SHAPED = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
@@ -14,7 +15,7 @@ def email_shaped(value: str | None) -> bool:
 
 
 def match_key(match_on: str, *, user_name: str | None, email: str | None, external_id: str | None) -> str | None:
-    """The lower-cased, trimmed join key of an identity, or None when it lacks the org's key (it then joins no one).
+    """The folded, trimmed join key of an identity, or None when it lacks the org's key (it then joins no one).
 
     Email and userName compare case-insensitively (RFC 7643 §4.1.1 makes userName caseExact false; mailbox local
     parts are case-insensitive in practice), and so does externalId here, since HR systems vary its case.
@@ -26,5 +27,10 @@ def match_key(match_on: str, *, user_name: str | None, email: str | None, extern
         value = user_name
     if value is None:
         return None
-    value = value.strip().lower()
-    return value or None
+    return fold_key(value) or None
+
+
+def fold_key(value: str) -> str:
+    """A join key: trimmed, then folded as every stored identifier is (:func:`syncd.domain.folding.fold`: NFC, lower
+    case). What a person types to find a member folds the same way."""
+    return fold(value.strip())

@@ -33,6 +33,7 @@ from syncd.logs import log_event
 from syncd.service import metrics
 from syncd.service.scheduler import SchedulerError, SourceScheduler
 from syncd.store import current_version, database
+from syncd.store.db import UNREACHABLE
 from syncd.store.migrations import latest_version
 from syncd.store.models import Source
 
@@ -99,7 +100,7 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
         context = g.pop("syncd_log_context", None)
         if context is not None:
             context.__exit__(None, None, None)
-        if isinstance(error, peewee.OperationalError | peewee.InterfaceError) and database.obj is not None:
+        if isinstance(error, UNREACHABLE) and database.obj is not None:
             database.obj.close()
 
     @app.get("/healthz")

@@ -142,6 +142,56 @@ def deliver_due(
     return report
 
 
+def deliver_until_idle(config: Config) -> DeliveryReport:
+    """:func:`deliver_due` round after round until nothing more is due or an endpoint is unreachable (``syncd
+    webhooks deliver``), the rounds' reports summed."""
+    total = DeliveryReport()
+    while True:
+        report = deliver_due(config)
+        for name in ("delivered", "failed", "gave_up", "deferred"):
+            getattr(total, name).extend(getattr(report, name))
+        if report.deferred or not (report.delivered or report.failed or report.gave_up):
+            return total
+
+
+def revive_given_up() -> int:
+    """Give every given-up event a fresh set of :data:`MAX_ATTEMPTS` attempts; return how many were revived."""
+    return int(
+        OutboxEvent.update(attempts=0, next_attempt_at=None)
+        .where(OutboxEvent.delivered_at.is_null(), OutboxEvent.attempts >= MAX_ATTEMPTS)
+        .execute()
+    )
+
+
+def last_error(event_id: int) -> str | None:
+    """The error of an event's last failed attempt."""
+    return OutboxEvent.get_by_id(event_id).last_error
+
+
+def backlog(org_id: int | None = None) -> list[dict[str, object]]:
+    """Undelivered events per org (or of one org), by slug, as ``syncd webhooks status --format json`` prints them:
+    how many are still being delivered, how many were given up, and when the oldest was written."""
+    given_up = OutboxEvent.attempts >= MAX_ATTEMPTS
+    query = (
+        OutboxEvent.select(
+            Organization.slug,
+            peewee.fn.SUM(peewee.Case(None, [(given_up, 0)], 1)).alias("pending"),
+            peewee.fn.SUM(peewee.Case(None, [(given_up, 1)], 0)).alias("given_up"),
+            peewee.fn.MIN(OutboxEvent.created_at).alias("oldest"),
+        )
+        .join(Organization)
+        .where(OutboxEvent.delivered_at.is_null())
+        .group_by(Organization.slug)
+        .order_by(Organization.slug)
+    )
+    if org_id is not None:
+        query = query.where(OutboxEvent.org == org_id)
+    return [
+        {"org": slug, "pending": int(pending), "given_up": int(gave_up), "oldest": iso(oldest)}
+        for slug, pending, gave_up, oldest in query.tuples()
+    ]
+
+
 def _due(moment: datetime, seen: set[int], room: int) -> peewee.ModelSelect:
     """Due events not handled yet in this round, each the first undelivered, not given-up one of its target."""
     earlier = OutboxEvent.alias()

@@ -39,6 +39,10 @@ def open_database(url: str) -> peewee.Database:
     return db
 
 
+UNREACHABLE: tuple[type[Exception], ...] = (peewee.OperationalError, peewee.InterfaceError)
+"""What the driver raises when the database cannot be opened or does not answer (:func:`unavailable` words it)."""
+
+
 class StoreUnavailable(Exception):
     """The database cannot be opened or reached; the message names it (never its password) and what to check."""
 

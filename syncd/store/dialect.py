@@ -22,7 +22,6 @@ https://www.psycopg.org/docs/extras.html#fast-execution-helpers). See docs/archi
 from __future__ import annotations
 
 import contextlib
-import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -31,22 +30,11 @@ from typing import Any
 import peewee
 from peewee import SQL, NodeList, fn
 
+from syncd.domain.folding import fold
 from syncd.store.db import database
 
 FOLD_FUNCTION = "scim_fold"
 EXECUTEMANY_CHUNK = 5000
-
-
-def fold(value: str | None) -> str | None:
-    """The one case folding of identifiers (scim2-models' default comparison key): NFC, lower case, NFC again.
-
-    Staging and SCIM store ``user_name_lower``, ``email_lower`` and ``display_name_lower`` with it, and
-    :meth:`Dialect.fold` is its SQL twin, so a filter's folding equals the stored one."""
-    if value is None:
-        return None
-    if value.isascii():
-        return value.lower()
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value).lower())
 
 
 def stored_time(value: datetime | str) -> datetime:
@@ -248,7 +236,7 @@ class Dialect:
             self.db.register_function(fold, FOLD_FUNCTION, 1, deterministic=True)
 
     def fold(self, node: peewee.Node) -> peewee.Node:
-        """:func:`fold` in SQL."""
+        """:func:`syncd.domain.folding.fold` in SQL (the one identifier folding), so a filter folds as stored."""
         if self.postgres:
             return fn.lower(fn.normalize(node))
         return getattr(fn, FOLD_FUNCTION)(node)

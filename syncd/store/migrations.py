@@ -8,15 +8,31 @@ so a crash leaves the schema at the last complete version.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 import peewee
 
+from syncd.domain.folding import fold
 from syncd.store import dialect
 from syncd.store.db import database
-from syncd.store.models import ALL_MODELS, GroupMember, HeldRemoval, Member, OutboxEvent, PlanBasis
+from syncd.store.models import (
+    ALL_MODELS,
+    DirectoryGroup,
+    GroupMember,
+    HeldRemoval,
+    Identity,
+    Member,
+    Organization,
+    OutboxEvent,
+    PlanBasis,
+)
+from syncd.store.sql import update_many
 
 MIGRATION_LOCK_KEY = 7362001
+MEMBER_TARGET = "member:"  # a member's ledger target and outbox order key: this prefix and the match key
+
+log = logging.getLogger("syncd.migrations")
 
 
 class SchemaVersion(peewee.Model):
@@ -126,6 +142,101 @@ def _source_notes(db: peewee.Database) -> None:
         db.execute_sql('ALTER TABLE "source" ADD COLUMN "last_notes" TEXT')
 
 
+def _one_identity_folding(db: peewee.Database) -> None:
+    """Identifiers folded by lower case alone are folded again by the one folding (:mod:`syncd.domain.folding`: NFC,
+    lower case), so that a person stored once composed (U+00E9) and once decomposed (e + U+0301) is one key.
+
+    Match keys (identity, member, held removal, the undelivered outbox's order keys) were ``strip().lower()``, and
+    staged ``user_name_lower`` / ``email_lower`` / ``display_name_lower`` were ``lower()`` before staging used the
+    one folding; each stored value is re-folded in place, since ``fold(s.lower()) == fold(s)`` (a property test
+    pins it) gives the value the current code computes. ``unique_name`` is left alone: only SCIM writes set it,
+    always with the one folding. Idempotent: ``fold`` is, and a run over a re-folded store changes
+    nothing. The ledger is append-only and hash-chained: past entries keep the targets they were written with.
+
+    Two members of an org that now fold to one key are not merged here: a merge changes roles, teams and status,
+    which only the planner may do, with a ledger entry each. The member already holding the folded key keeps it
+    (else the oldest takes it); the others keep their own keys and are named in a warning; every identity joins the
+    kept member; and the org's plan basis is dropped, so its next run plans the whole org, which suspends the others
+    ("no source asserts them any more": ledgered, guarded, reversible inside the grace period).
+    """
+    for field in (
+        Identity.user_name_lower,
+        Identity.email_lower,
+        Identity.match_key,
+        DirectoryGroup.display_name_lower,
+    ):
+        _refold(field)
+    kept_apart = _refold_member_keys()
+    _refold_held_removals(kept_apart)
+    _refold_order_keys(kept_apart)
+    PlanBasis.delete().where(PlanBasis.org.in_(sorted({org for org, _ in kept_apart}))).execute()
+
+
+def _refold(field: peewee.Field) -> None:
+    """Re-fold one column of folded identifiers in every row where the one folding gives another value."""
+    model = field.model
+    rows = model.select(model.id, field).where(field.is_null(False)).tuples()
+    update_many(model, (field.name,), [(new, row_id) for row_id, value in rows if (new := fold(value)) != value])
+
+
+def _refold_member_keys() -> set[tuple[int, str]]:
+    """Re-fold members' match keys; return the (org id, key) of the members left with their own key because
+    another member of their org folds to the same one."""
+    by_folded: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for member_id, org_id, key in Member.select(Member.id, Member.org, Member.match_key).order_by(Member.id).tuples():
+        by_folded.setdefault((org_id, fold(key)), []).append((member_id, key))
+    moved: list[tuple[str, int]] = []
+    kept_apart: set[tuple[int, str]] = set()
+    for (org_id, folded), members in by_folded.items():
+        keeper = next((m for m in members if m[1] == folded), members[0])
+        if keeper[1] != folded:
+            moved.append((folded, keeper[0]))
+        others = [key for member_id, key in members if member_id != keeper[0]]
+        if others:
+            kept_apart.update((org_id, key) for key in others)
+            log.warning(
+                "store.migration.members_fold_together",
+                extra={
+                    "syncd_fields": {
+                        "org": Organization.get_by_id(org_id).slug,
+                        "kept": folded,
+                        "apart": others,
+                        "next": "the org's next run suspends the members kept apart (their identities joined the "
+                        "kept one); pin the kept member's role if one of them was pinned",
+                    }
+                },
+            )
+    update_many(Member, ("match_key",), moved)
+    return kept_apart
+
+
+def _refold_held_removals(kept_apart: set[tuple[int, str]]) -> None:
+    """Re-fold held removals' keys as their members' were (one key per held plan)."""
+    taken = set(HeldRemoval.select(HeldRemoval.plan, HeldRemoval.match_key).tuples())
+    moved = []
+    for row_id, org_id, plan_id, key in HeldRemoval.select(
+        HeldRemoval.id, HeldRemoval.org, HeldRemoval.plan, HeldRemoval.match_key
+    ).tuples():
+        folded = fold(key)
+        if folded != key and (org_id, key) not in kept_apart and (plan_id, folded) not in taken:
+            taken.add((plan_id, folded))
+            moved.append((folded, row_id))
+    update_many(HeldRemoval, ("match_key",), moved)
+
+
+def _refold_order_keys(kept_apart: set[tuple[int, str]]) -> None:
+    """Re-fold the order key of undelivered events about a member, so they stay in order with the member's next."""
+    pending = OutboxEvent.select(OutboxEvent.id, OutboxEvent.org, OutboxEvent.order_key).where(
+        OutboxEvent.delivered_at.is_null(), OutboxEvent.order_key.startswith(MEMBER_TARGET)
+    )
+    moved = []
+    for row_id, org_id, order_key in pending.tuples():
+        key = order_key.removeprefix(MEMBER_TARGET)
+        if fold(key) != key and (org_id, key) not in kept_apart:
+            moved.append((MEMBER_TARGET + fold(key), row_id))
+    update_many(OutboxEvent, ("order_key",), moved)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _plan_basis,
@@ -135,6 +246,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _member_manager,
     _held_removals,
     _source_notes,
+    _one_identity_folding,
 )
 
 

@@ -74,10 +74,11 @@ class Source(BaseModel):
 class Identity(BaseModel):
     """A person as one source sees them, keyed by that source's stable id (``key``).
 
-    ``match_key`` is the lower-cased value of the org's ``match_on`` attribute; identities of every source with the
-    same match key are one member. ``unique_name`` is the lower-cased userName where the source demands uniqueness
-    (SCIM, RFC 7643 §4.1.1) and NULL elsewhere, so the database enforces it without a partial index. ``resource``
-    keeps the full SCIM resource (SCIM source) or extra attributes (JSON). ``version`` feeds weak ETags.
+    ``match_key`` is the folded value of the org's ``match_on`` attribute (syncd/domain/folding.py); identities of
+    every source with the same match key are one member. ``*_lower`` columns hold the folded values, and
+    ``unique_name`` the folded userName where the source demands uniqueness (SCIM, RFC 7643 §4.1.1) and NULL
+    elsewhere, so the database enforces it without a partial index. ``resource`` keeps the full SCIM resource (SCIM
+    source) or extra attributes (JSON). ``version`` feeds weak ETags.
     """
 
     org = peewee.ForeignKeyField(Organization, on_delete="CASCADE")

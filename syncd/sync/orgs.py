@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from peewee import fn
+
 from syncd.clock import utcnow
 from syncd.config import ConfigError, OrgSettings, Policy, check_domain, is_slug
-from syncd.store.models import Organization, Source
+from syncd.store.models import Member, Organization, Source
 from syncd.store.tx import write_transaction
 from syncd.sync import ledger
 
@@ -99,6 +101,24 @@ def declare(settings: OrgSettings) -> Organization:
                 reason="config changed",
             )
     return org
+
+
+def listing() -> list[dict[str, object]]:
+    """Every org by slug with its count of active members, as ``syncd orgs list --format json`` prints it (one
+    grouped count, not a query per org)."""
+    active = dict(
+        Member.select(Member.org, fn.COUNT(Member.id)).where(Member.status == "active").group_by(Member.org).tuples()
+    )
+    return [
+        {
+            "slug": org.slug,
+            "name": org.name,
+            "domains": json.loads(org.domains),
+            "status": org.status,
+            "active_members": active.get(org.id, 0),
+        }
+        for org in Organization.select().order_by(Organization.slug)
+    ]
 
 
 def get(slug: str) -> Organization:

@@ -17,8 +17,8 @@ import peewee
 
 from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserRecord
 from syncd.common.redaction import redact
+from syncd.domain.folding import fold
 from syncd.domain.matching import match_key
-from syncd.store.dialect import fold
 from syncd.store.limits import first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
 from syncd.store.sql import batches, execute_many, insert_many, raw_rows, update_many, written

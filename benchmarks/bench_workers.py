@@ -1,0 +1,387 @@
+"""Threads against worker processes in ``syncd serve`` at 8 SCIM clients (issue 16, "Multi-core serving").
+
+For each mode, the service is started on a real config and a fresh store, SCIM users are seeded, and client
+processes with keep-alive connections drive, one phase after the other, lookups (``GET /Users?filter=userName eq
+...``) and writes (``PATCH`` replace of ``displayName`` and ``POST`` of new users, half each). Modes:
+
+- ``threads``: today's ``python -m syncd serve`` (cheroot threads in one process);
+- ``workers=N``: a pre-fork prototype, :func:`serve_workers` (this file run with ``--serve-workers N``): it prepares
+  the store as ``syncd serve`` does, opens the listening socket, closes its database connection and forks N workers;
+  each opens its own connection and runs the real :class:`syncd.service.serve.Service` (SCIM app, scheduler, signal
+  loop) with cheroot taking connections from the shared socket. The parent only forwards SIGTERM and SIGHUP. The
+  service has no sources here, so each worker's own scheduler has nothing to run; an adopted mode would keep one.
+
+It prints throughput, p50/p99 latency and errors per mode and phase, the server's CPU seconds per request (the
+process tree's utime + stime from /proc) and each mode's throughput as a ratio of the threads mode. An SQLite store
+(the embedded default) by default: its writes are serialised by the one write lock, so extra processes can help
+lookups more than writes; ``--database-url postgresql://...`` uses that database instead (emptied per mode).
+``--gate-sqlite-writers`` adds each mode again with SQLite writers queued on an flock (:func:`_gate_sqlite_writers`).
+``--rounds`` repeats the modes, interleaved, on a host whose load moves.
+
+    python benchmarks/bench_workers.py [--clients 8] [--seconds 10] [--workers 2,4] [--rounds 3]
+                                       [--gate-sqlite-writers] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SEED_USERS = 500
+CONFIG = """
+[database]
+url = "{url}"
+
+[server]
+shutdown_timeout = 30
+
+[logging]
+format = "json"
+
+[[orgs]]
+slug = "idp"
+name = "Pushed by an IdP"
+domains = ["scim.example"]
+"""
+
+
+class Scim:
+    """A keep-alive SCIM client for one process."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        payload = json.dumps(body) if body is not None else None
+        try:
+            self.connection.request(method, path, body=payload, headers=self.headers)
+            response = self.connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            self.connection.close()
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            return 0, None
+        return response.status, json.loads(data) if data else None
+
+
+def user_body(user_name: str) -> dict[str, Any]:
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+        "displayName": user_name.split("@")[0],
+        "emails": [{"value": user_name, "primary": True, "type": "work"}],
+        "active": True,
+    }
+
+
+def seed(port: int, token: str) -> list[tuple[str, str]]:
+    client = Scim(port, token)
+    seeded = []
+    for i in range(SEED_USERS):
+        name = f"seed{i:04d}@scim.example"
+        status, body = client.call("POST", "/scim/v2/Users", user_body(name))
+        if status != 201:
+            raise SystemExit(f"bench_workers: seeding {name} answered {status}: {body}")
+        seeded.append((name, body["id"]))
+    return seeded
+
+
+def client(port: int, token: str, users: list[tuple[str, str]], kind: str, stop_at: float, out: Any) -> None:
+    """One client process: ``kind`` requests (lookup or write) until ``stop_at`` (monotonic)."""
+    scim = Scim(port, token)
+    rng = random.Random(os.getpid())
+    latencies: list[float] = []
+    errors = 0
+    while time.monotonic() < stop_at:
+        name, key = rng.choice(users)
+        started = time.perf_counter()
+        if kind == "lookup":
+            status, _ = scim.call("GET", f"/scim/v2/Users?filter=userName%20eq%20%22{name}%22")
+            ok = status == 200
+        elif rng.random() < 0.5:
+            patch = {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "displayName", "value": f"n{rng.randrange(10**6)}"}],
+            }
+            status, _ = scim.call("PATCH", f"/scim/v2/Users/{key}", patch)
+            ok = status in (200, 204)
+        else:
+            status, _ = scim.call("POST", "/scim/v2/Users", user_body(f"new-{uuid.uuid4().hex[:12]}@scim.example"))
+            ok = status == 201
+        latencies.append(time.perf_counter() - started)
+        errors += 0 if ok else 1
+    out.put((latencies, errors))
+
+
+def drive(port: int, token: str, users, kind: str, clients: int, seconds: float, server_pid: int) -> dict[str, Any]:
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    cpu_before = tree_cpu(server_pid)
+    began = time.monotonic()
+    processes = [
+        multiprocessing.Process(target=client, args=(port, token, users, kind, began + seconds, queue))
+        for _ in range(clients)
+    ]
+    for process in processes:
+        process.start()
+    results = [queue.get() for _ in processes]
+    elapsed = time.monotonic() - began
+    cpu = tree_cpu(server_pid) - cpu_before
+    for process in processes:
+        process.join()
+    latencies = sorted(v for r in results for v in r[0])
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
+    return {
+        "n": len(latencies),
+        "rate": len(latencies) / elapsed,
+        "p50": cuts[49] * 1000,
+        "p99": cuts[98] * 1000,
+        "errors": sum(r[1] for r in results),
+        "cpu_ms": cpu * 1000 / max(len(latencies), 1),
+    }
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its live descendants, from /proc (proc(5): stat fields 14, 15)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def fresh_store(url: str | None, work: Path, mode: str) -> str:
+    if url is None:
+        return f"sqlite:///{work / f'{mode}.db'}"
+    import psycopg2
+
+    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
+        cursor.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    return url
+
+
+def run_mode(mode: str, workers: int, gate: bool, args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
+    from syncd.admin import shell, tokens
+    from syncd.store.models import Organization
+
+    work.mkdir(exist_ok=True)
+    config = work / f"{mode}.toml"
+    config.write_text(CONFIG.format(url=fresh_store(args.database_url, work, mode)), encoding="utf-8")
+    runtime = shell.start(str(config))
+    _, token = tokens.create(Organization.get(Organization.slug == "idp"), "scim", description="bench")
+    runtime.db.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = work / f"{mode}.log"
+    if workers == 0 and not gate:
+        command = [sys.executable, "-m", "syncd", "--config", str(config), "serve", "--metrics-listen", ""]
+    else:
+        command = [sys.executable, __file__, "--serve-workers", str(workers), "--config", str(config)]
+        command += ["--gate-sqlite-writers"] if gate else []
+    server = subprocess.Popen(
+        [*command, "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_ready(port, server, log_path)
+        users = seed(port, token)
+        return {
+            kind: drive(port, token, users, kind, args.clients, args.seconds, server.pid)
+            for kind in ("lookup", "write")
+        }
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def serve_workers(config_path: str, listen: str, workers: int, gate: bool) -> int:
+    """The pre-fork prototype measured against threads (see the module docstring); ``workers`` 0 is today's
+    ``syncd serve`` in this process, for ``gate`` to apply to it too."""
+    from cheroot.wsgi import Server
+
+    from syncd import config as config_module
+    from syncd import logs
+    from syncd.admin import shell
+    from syncd.service import serve as serve_module
+    from syncd.store import open_database, upgrade
+    from syncd.store.db import database
+    from syncd.store.lease import declaration_lock
+
+    if workers == 0:
+        if gate:
+            _gate_sqlite_writers(config_module.load(config_path).database.url)
+        return serve_module.serve(config_path, listen=listen, metrics_listen="")
+    signal.pthread_sigmask(signal.SIG_BLOCK, serve_module.HANDLED)
+    config = config_module.load(config_path)
+    logs.configure(config.logging.format, config.logging.level)
+    open_database(config.database.url)
+    upgrade()
+    with declaration_lock():
+        shell.declare(config)
+    host, port = serve_module.parse_listen(listen)
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    # As cheroot prepares its own (TCP_NODELAY above all: without it every keep-alive answer waits for a delayed ACK).
+    listener = Server.prepare_socket(address, family, kind, proto, nodelay=True, ssl_adapter=None)
+    listener.bind(address)
+    listener.listen(128)
+
+    class SharedListenerServer(Server):
+        """cheroot on the socket opened before the fork. Non-blocking: every worker's selector sees a connection,
+        one ``accept()`` wins, the others get EAGAIN, which cheroot takes as "try again"."""
+
+        def bind(self, family: int, type: int, proto: int = 0) -> socket.socket:
+            self.socket = listener
+            return listener
+
+        def prepare(self) -> None:
+            super().prepare()
+            listener.settimeout(0)
+
+    database.close()  # never share a connection across fork: each worker opens its own
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            open_database(config.database.url)
+            serve_module.Server = SharedListenerServer  # the one part replaced: where cheroot gets its socket
+            if gate:
+                _gate_sqlite_writers(config.database.url)
+            os._exit(serve_module.Service(config_path, config, listen, None, "").run())
+        children.append(pid)
+    while True:
+        number = signal.sigwaitinfo(serve_module.HANDLED).si_signo
+        for child in children:
+            os.kill(child, number)
+        if number != signal.SIGHUP:
+            break
+    return max(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children)
+
+
+def _gate_sqlite_writers(url: str) -> None:
+    """``--gate-sqlite-writers``: SQLite writers of every process and thread wait in line on an ``flock(2)`` of a
+    file beside the database before ``BEGIN IMMEDIATE``, woken by the kernel when it is released, instead of in
+    SQLite's busy handler, which polls the lock with sleeps of 1, 2, 5, 10 ... 100 ms
+    (https://www.sqlite.org/c3ref/busy_timeout.html; ``sqliteDefaultBusyCallback``). The one part replaced is
+    ``Dialect.write_transaction``; a hypothesis measured, not how syncd writes."""
+    import contextlib
+    import fcntl
+
+    from syncd.store import dialect
+
+    original = dialect.Dialect.write_transaction
+    path = url.removeprefix("sqlite:///") + ".writers"
+
+    @contextlib.contextmanager
+    def gated(self: dialect.Dialect) -> Iterator[Any]:
+        if self.postgres or self.db.in_transaction():
+            with original(self) as tx:
+                yield tx
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with original(self) as tx:
+                yield tx
+        finally:
+            os.close(fd)
+
+    dialect.Dialect.write_transaction = gated
+
+
+def wait_ready(port: int, server: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"bench_workers: syncd serve exited:\n{log_path.read_text()}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bench_workers: syncd serve did not become ready:\n{log_path.read_text()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase (lookups, writes)")
+    parser.add_argument("--workers", default=str(os.cpu_count() or 2), help="comma-separated worker process counts")
+    parser.add_argument("--rounds", type=int, default=1, help="modes run this many times, interleaved (noisy hosts)")
+    parser.add_argument("--database-url", help="a PostgreSQL database to use (its public schema is emptied per mode)")
+    parser.add_argument(
+        "--gate-sqlite-writers",
+        action="store_true",
+        help="also run every mode with SQLite writers queued on an flock instead of SQLite's busy handler "
+        "(see _gate_sqlite_writers)",
+    )
+    parser.add_argument("--serve-workers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--listen", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_workers is not None:
+        return serve_workers(args.config, args.listen, args.serve_workers, args.gate_sqlite_writers)
+    modes = [("threads", 0, False)] + [(f"workers={n}", int(n), False) for n in args.workers.split(",")]
+    if args.gate_sqlite_writers:
+        modes += [(f"{mode}+gate", workers, True) for mode, workers, _ in modes]
+    work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
+    store = "postgresql" if args.database_url else "sqlite"
+    print(
+        f"bench_workers: {args.clients} SCIM clients (keep-alive), {args.seconds:g} s per phase, {SEED_USERS} users, "
+        f"store {store}, {os.cpu_count()} CPUs, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
+    for round_number in range(1, args.rounds + 1):
+        figures = {
+            mode: run_mode(mode, workers, gate, args, work / f"round{round_number}") for mode, workers, gate in modes
+        }
+        base = figures["threads"]
+        for mode, phases in figures.items():
+            for kind, f in phases.items():
+                print(
+                    f"round {round_number} {mode:>14} {kind:>6}: {f['rate']:6.0f} req/s "
+                    f"({f['rate'] / base[kind]['rate']:4.2f}x threads), p50 {f['p50']:6.1f} ms, "
+                    f"p99 {f['p99']:6.1f} ms, server CPU {f['cpu_ms']:5.2f} ms/req, errors {f['errors']} of {f['n']}",
+                    flush=True,
+                )
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
