@@ -8,10 +8,11 @@ Both run on gunicorn on 127.0.0.1 and are driven by the same client (``requests`
   default RFC 7643 schemas and configuration), gunicorn with one worker and threads, since its storage lives in the
   memory of one process.
 
-Measured, for each: create, lookup by userName (at 1,000 users and at N), paging through the users (count=100),
-PUT, PATCH adding/removing one member of a 10,000-member group and of a 10-member group, DELETE. Each figure is
-throughput (operations/s over the wall time of all client processes) and p50/p99 latency; the last column is the
-ratio ours/reference. Each measurement stops at its operation count or after ``--time-box`` seconds, whichever
+Measured, for each: create, lookup by userName (at 1,000 users and at N), GET of a user by id,
+``/ServiceProviderConfig``, paging through the users (count=100), PUT, PATCH adding/removing one member of a
+10,000-member group and of a 10-member group, DELETE. Each figure is throughput (operations/s over the wall time of
+all client processes), p50/p99 latency and the server's CPU per operation (user + system time of the gunicorn
+processes, from ``/proc``); the last column is the ratio ours/reference. Each measurement stops at its operation count or after ``--time-box`` seconds, whichever
 comes first. The machine is shared: figures are noisy, compare ratios from the same run.
 
     python benchmarks/bench_scim.py                 # N=10,000 users
@@ -112,6 +113,22 @@ class Server:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (gunicorn's master and workers), from ``/proc``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if entry.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def start(name: str, app: str, args: list[str], env: dict[str, str], base_path: str, token: str) -> Server:
@@ -229,6 +246,8 @@ class Figure:
     p50: float
     p99: float
     errors: int
+    cpu: float = 0.0
+    """Server CPU seconds spent during the measurement."""
 
     @property
     def rate(self) -> float:
@@ -241,16 +260,18 @@ def measure(server: Server, ops: list[Op], clients: int, time_box: float, warm: 
         _run_ops((server.base, server.token, ops[: min(200, len(ops))], time.time() + 10))
     chunks = [ops[i::clients] for i in range(clients)]
     deadline = time.time() + time_box
+    cpu_before = server_cpu_seconds(server.process.pid)
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         results = pool.map(_run_ops, [(server.base, server.token, chunk, deadline) for chunk in chunks])
     seconds = time.perf_counter() - started
+    cpu = server_cpu_seconds(server.process.pid) - cpu_before
     latencies = sorted(lat for lats, _ in results for lat in lats)
     errors = sum(e for _, e in results)
     if not latencies:
-        return Figure(0, seconds, 0.0, 0.0, errors)
+        return Figure(0, seconds, 0.0, 0.0, errors, cpu)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return Figure(len(latencies), seconds, statistics.median(latencies), p99, errors)
+    return Figure(len(latencies), seconds, statistics.median(latencies), p99, errors, cpu)
 
 
 # -- seeding ----------------------------------------------------------------------------------------------------------
@@ -332,6 +353,12 @@ def run_server(server: Server, plan: Plan, log: Callable[[str], None]) -> Iterat
     lookups = [("GET", f'/Users?filter=userName eq "{rng.choice(names)}"', None, None) for _ in range(3000)]
     yield f"lookup @{plan.users:,}", measure(server, lookups, plan.clients, plan.time_box)
 
+    gets = [("GET", f"/Users/{rng.choice(ids)}", None, None) for _ in range(3000)]
+    yield "GET by id", measure(server, gets, plan.clients, plan.time_box)
+
+    discovery = [("GET", "/ServiceProviderConfig", None, None)] * 3000
+    yield "/ServiceProviderConfig", measure(server, discovery, plan.clients, plan.time_box)
+
     pages = (plan.users + 99) // 100
     starts = [1 + 100 * p for p in range(pages)]
     if plan.page_sample and pages > plan.page_sample:
@@ -373,23 +400,36 @@ def run_server(server: Server, plan: Plan, log: Callable[[str], None]) -> Iterat
     yield "DELETE", measure(server, deletes, plan.clients, plan.time_box)
 
 
+def cpu_ms(figure: Figure) -> float:
+    """Server CPU milliseconds per operation."""
+    return figure.cpu * 1000 / figure.ops if figure.ops else 0.0
+
+
 def report(plan: Plan, ours: dict[str, Figure], reference: dict[str, Figure], baseline: str = "reference") -> None:
     print()
     print(f"SCIM benchmark: {plan.users:,} users, {plan.groups + 2} groups, {plan.clients} client processes")
     if baseline == "no-reconcile":
         print("baseline ('ref' columns): ours with reconciliation of SCIM writes switched off")
     print("(shared 2-core machine: figures are noisy; compare the ratio column of one run)")
-    header = f"{'operation':<38}{'ours ops/s':>11}{'p50 ms':>9}{'p99 ms':>9}   {'ref ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'ratio':>8}"
+    header = (
+        f"{'operation':<38}{'ours ops/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms':>8}   "
+        f"{'ref ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'cpu ms':>8}{'ratio':>8}"
+    )
     print(header)
     print("-" * len(header))
     for label, mine in ours.items():
         theirs = reference.get(label)
         ratio = f"{mine.rate / theirs.rate:.1f}x" if theirs and theirs.rate else "n/a"
-        ref_cols = f"{theirs.rate:>10.1f}{theirs.p50 * 1000:>9.1f}{theirs.p99 * 1000:>9.1f}" if theirs else f"{'-':>28}"
+        ref_cols = (
+            f"{theirs.rate:>10.1f}{theirs.p50 * 1000:>9.1f}{theirs.p99 * 1000:>9.1f}{cpu_ms(theirs):>8.2f}"
+            if theirs
+            else f"{'-':>36}"
+        )
         errors = f"  ({mine.errors} errors ours)" if mine.errors else ""
         errors += f"  ({theirs.errors} errors ref)" if theirs and theirs.errors else ""
         print(
-            f"{label:<38}{mine.rate:>11.1f}{mine.p50 * 1000:>9.1f}{mine.p99 * 1000:>9.1f}   {ref_cols}{ratio:>8}{errors}"
+            f"{label:<38}{mine.rate:>11.1f}{mine.p50 * 1000:>9.1f}{mine.p99 * 1000:>9.1f}{cpu_ms(mine):>8.2f}   "
+            f"{ref_cols}{ratio:>8}{errors}"
         )
     lookup_small = ours.get("lookup @1,000")
     lookup_large = ours.get(f"lookup @{plan.users:,}")

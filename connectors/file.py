@@ -71,17 +71,19 @@ user name column raises :class:`ConnectorError`: nothing in it can be trusted.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import os
 import re
+import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from connectors.interface import ConfigError, ConnectorError, GroupRecord, Snapshot, UserRecord
 
@@ -234,45 +236,133 @@ class Connector:
 
     def read(self, cursor: str | None) -> Snapshot:
         """Return every user and group in the file; ``cursor`` is not needed, since a file has no change feed."""
-        raw = self._read_bytes()
-        text = self._decode(raw)
         if self.format == "json":
-            rows, groups_in, problems = self._parse_json(text)
-        else:
-            rows, problems = self._parse_csv(text)
-            groups_in = []
+            return self._read_json(cursor)
+        snapshot = self.stream(cursor)
+        users = list(snapshot.users)
+        snapshot.users = users
+        snapshot.groups = _groups_of(users)
+        return snapshot
+
+    def stream(self, cursor: str | None) -> Snapshot:
+        """The read as a stream: a :class:`Snapshot` whose ``users`` yields one record at a time and whose verdict
+        (``complete``, ``problems``, ``cursor``) is final only once ``users`` is exhausted (until then it says
+        incomplete). Each user names its groups, so ``groups`` is empty for a CSV: the stager creates the groups
+        the users name. The file is first copied to a private temporary file while it is hashed and its encoding
+        checked, so that a file rewritten meanwhile is copied again (then refused) and the stream parses bytes
+        that cannot change under it; memory stays flat in the file's size. A JSON file is parsed whole."""
+        if self.format == "json":
+            return self._read_json(cursor)
+        copy, digest = self._private_copy()
+        try:
+            reader, header, columns = self._csv_reader(copy)
+        except BaseException:
+            copy.close()
+            raise
+        snapshot = Snapshot(users=[], groups=[], cursor=None, complete=False)
+        snapshot.users = self._stream_csv(copy, digest, reader, header, columns, _records_of(cursor), snapshot)
+        return snapshot
+
+    def _read_json(self, cursor: str | None) -> Snapshot:
+        raw = self._read_bytes()
+        rows, groups_in, problems = self._parse_json(self._decode(raw))
         users, groups = _build(rows, groups_in, problems)
+        count = len(users)
+        self._judge(problems, count, _records_of(cursor))
+        cursor_out = f"sha256:{hashlib.sha256(raw).hexdigest()};records={count}"
+        return Snapshot(users=users, groups=groups, cursor=cursor_out, complete=not problems, problems=problems)
+
+    def _judge(self, problems: list[str], count: int, baseline: int | None) -> None:
+        """Put the problems in file order and add the drop check against the last complete read."""
         problems.sort(key=_problem_order)
-        baseline = _records_of(cursor)
-        if not problems and baseline is not None and baseline >= DROP_BASELINE and len(users) < baseline / 2:
+        if not problems and baseline is not None and baseline >= DROP_BASELINE and count < baseline / 2:
             problems.append(
-                f"the file holds {len(users)} people where the last complete read held {baseline} (cut short or "
+                f"the file holds {count} people where the last complete read held {baseline} (cut short or "
                 f"partly exported?); nothing is removed. If the drop is real, run 'syncd sync {self.name} --full'"
             )
-        cursor_out = f"sha256:{hashlib.sha256(raw).hexdigest()};records={len(users)}"
-        return Snapshot(users=users, groups=groups, cursor=cursor_out, complete=not problems, problems=problems)
+
+    def _stream_csv(
+        self,
+        copy: IO[bytes],
+        digest: str,
+        reader: Any,
+        header: list[str],
+        columns: list[str | None],
+        baseline: int | None,
+        snapshot: Snapshot,
+    ) -> Iterator[UserRecord]:
+        """Yield the CSV's users in file order, then set the snapshot's verdict (see :meth:`stream`)."""
+        with copy:
+            problems: list[str] = []
+            index: dict[str, str] | None = None
+            if "manager" in columns:
+                # Managers are named by email, user name or employee id: resolving them needs every person's
+                # identifiers first, so a file with a manager column is parsed twice (the index only, then records).
+                index = _index(_people(self._csv_rows(reader, header, columns, []), [], {}))
+                copy.seek(0)
+                reader, _, _ = self._csv_reader(copy)
+            groups: dict[str, str] = {}
+            count = 0
+            last_line = [1]
+            for row, values in _people(self._csv_rows(reader, header, columns, problems, last_line), problems, {}):
+                count += 1
+                yield _user(row, values, index or {}, groups)
+            if count and not _ends_a_line(copy, self._encoding()):
+                problems.append(
+                    f"line {last_line[0]}: the last record has no line end, so the file may be cut short; read "
+                    "as incomplete (nothing removed). An export ends every record with a line break"
+                )
+            self._judge(problems, count, baseline)
+            snapshot.problems = problems
+            snapshot.cursor = f"sha256:{digest};records={count}"
+            snapshot.complete = not problems
 
     def _fail(self, what: str, fix: str) -> ConnectorError:
         return ConnectorError(f"source {self.name}: {self.settings.path}: {what}; {fix}")
 
     def _read_bytes(self) -> bytes:
-        """The file's bytes, read again once when it changed during the read (rewritten in place); then refused."""
+        """The file's bytes (JSON is parsed whole): its private copy read back."""
+        copy, _ = self._private_copy(check_encoding=False)
+        with copy:
+            return copy.read()
+
+    def _private_copy(self, check_encoding: bool = True) -> tuple[IO[bytes], str]:
+        """A private temporary copy of the file and the SHA-256 of its bytes, copied again once when the file
+        changed during the copy (rewritten in place); then refused. The encoding is checked on the way."""
         for _ in range(2):
-            raw, changed = self._read_once()
+            copy = tempfile.TemporaryFile()  # noqa: SIM115 (returned open: the stream closes it)
+            try:
+                digest, changed = self._copy_once(copy, check_encoding)
+            except BaseException:
+                copy.close()
+                raise
             if not changed:
-                return raw
+                copy.seek(0)
+                return copy, digest
+            copy.close()
         raise self._fail(
             "changed while it was read, twice (rewritten in place?)",
             "the next run reads it again; have the exporter write to a temp name and rename it into place",
         )
 
-    def _read_once(self) -> tuple[bytes, bool]:
-        """Read through one open handle; changed when its size or modification time moved meanwhile."""
+    def _copy_once(self, copy: IO[bytes], check_encoding: bool) -> tuple[str, bool]:
+        """Copy through one open handle; changed when its size or modification time moved meanwhile."""
         path = Path(self.settings.path)
+        digest = hashlib.sha256()
+        decoder = codecs.getincrementaldecoder(self._encoding())() if check_encoding else None
+        size = lines = 0
         try:
             with path.open("rb") as handle:
                 before = os.fstat(handle.fileno())
-                raw = _read_all(handle)
+                for chunk in _chunks(handle):
+                    if decoder is not None:
+                        self._check_decoding(decoder, chunk, lines)
+                    digest.update(chunk)
+                    copy.write(chunk)
+                    size += len(chunk)
+                    lines += chunk.count(b"\n")
+                if decoder is not None:
+                    self._check_decoding(decoder, b"", lines, final=True)
                 after = os.fstat(handle.fileno())
         except FileNotFoundError:
             raise self._fail("file not found", "check the source's path") from None
@@ -281,14 +371,28 @@ class Connector:
         except OSError as error:
             raise self._fail(f"cannot read it ({error.strerror})", "check the path and its permissions") from None
         moved = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
-        return raw, moved or len(raw) != after.st_size
+        return digest.hexdigest(), moved or size != after.st_size
+
+    def _check_decoding(
+        self, decoder: codecs.IncrementalDecoder, chunk: bytes, lines: int, final: bool = False
+    ) -> None:
+        pending = decoder.getstate()[0]
+        try:
+            decoder.decode(chunk, final)
+        except UnicodeDecodeError as error:
+            line = lines + (pending + chunk)[: error.start].count(b"\n") + 1
+            raise self._fail(
+                f"line {line} is not valid {self.settings.encoding}",
+                'save the file as UTF-8 or set encoding (e.g. encoding = "cp1252")',
+            ) from None
+
+    def _encoding(self) -> str:
+        encoding = self.settings.encoding
+        return "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
 
     def _decode(self, raw: bytes) -> str:
-        encoding = self.settings.encoding
-        if encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
-            encoding = "utf-8-sig"
         try:
-            return raw.decode(encoding)
+            return raw.decode(self._encoding())
         except UnicodeDecodeError as error:
             line = raw[: error.start].count(b"\n") + 1
             raise self._fail(
@@ -296,44 +400,51 @@ class Connector:
                 'save the file as UTF-8 or set encoding (e.g. encoding = "cp1252")',
             ) from None
 
-    def _parse_csv(self, text: str) -> tuple[list[_Row], list[str]]:
-        first_line = text.split("\n", 1)[0]
+    def _csv_reader(self, copy: IO[bytes]) -> tuple[Any, list[str], list[str | None]]:
+        """A CSV reader over the copy, past its header line, with the header and the field each column holds."""
+        copy.seek(0)
+        text = io.TextIOWrapper(copy, encoding=self._encoding(), newline="")
+        first_line = text.readline()
+        text.detach()
+        first_line = first_line.split("\n", 1)[0]
         if not first_line.strip():
             raise self._fail("no header line (the file is empty or starts blank)", "export the file with its header")
         delimiter = self.settings.delimiter or max(_DELIMITERS, key=first_line.count)
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        copy.seek(0)
+        # Detached by the caller before another reader over the copy is made: a dropped wrapper closes the copy.
+        reader = csv.reader(_Text(copy, encoding=self._encoding(), newline=""), delimiter=delimiter, strict=True)
         try:
             header = next(reader)
         except csv.Error as error:
             raise self._fail(f"cannot parse the header line ({error})", "fix or re-export the file") from None
-        columns = self._map_columns(header)
-        rows: list[_Row] = []
-        problems: list[str] = []
-        last_line = 1
+        return reader, header, self._map_columns(header)
+
+    def _csv_rows(
+        self,
+        reader: Any,
+        header: list[str],
+        columns: list[str | None],
+        problems: list[str],
+        last_line: list[int] | None = None,
+    ) -> Iterator[_Row]:
+        """The CSV's rows one at a time; ``last_line[0]`` follows the line the latest record started on."""
+        fields = [(index, name) for index, name in enumerate(columns) if name is not None]
+        kept = [
+            (index, title.strip()) for index, title in enumerate(header) if columns[index] is None and title.strip()
+        ]
+        width = len(header)
         for line, cells in _records(reader, problems):
-            last_line = line
-            if not any(cell.strip() for cell in cells):
+            if last_line is not None:
+                last_line[0] = line
+            if len(cells) != width:
+                if any(cell.strip() for cell in cells):
+                    problems.append(f"line {line}: {len(cells)} fields where the header has {width}; row skipped")
                 continue
-            if len(cells) != len(header):
-                problems.append(f"line {line}: {len(cells)} fields where the header has {len(header)}; row skipped")
+            values = {name: value for index, name in fields if (value := cells[index].strip())}
+            extra = {title: value for index, title in kept if (value := cells[index].strip())}
+            if not values and not extra and not any(cell.strip() for cell in cells):
                 continue
-            values: dict[str, Any] = {}
-            extra: dict[str, Any] = {}
-            for index, cell in enumerate(cells):
-                target = columns[index]
-                value = cell.strip()
-                if target is None:
-                    if value and header[index].strip():
-                        extra[header[index].strip()] = value
-                elif value:
-                    values[target] = value
-            rows.append(_Row(f"line {line}", values, extra))
-        if rows and not text.endswith(("\n", "\r")):
-            problems.append(
-                f"line {last_line}: the last record has no line end, so the file may be cut short; read as "
-                "incomplete (nothing removed). An export ends every record with a line break"
-            )
-        return rows, problems
+            yield _Row(f"line {line}", values, extra)
 
     def _map_columns(self, header: list[str]) -> list[str | None]:
         """Return the field each column holds (None: kept as an attribute); refuse a file without an identifier."""
@@ -484,8 +595,26 @@ def _records(reader: Any, problems: list[str]) -> Iterator[tuple[int, list[str]]
         yield line, cells
 
 
-def _read_all(handle: io.BufferedReader) -> bytes:
-    return handle.read()
+class _Text(io.TextIOWrapper):
+    """Text over the private copy that leaves the copy open when it is dropped (the stream owns the copy)."""
+
+    def __del__(self) -> None:
+        if not self.buffer.closed:
+            self.detach()
+
+
+def _chunks(handle: io.BufferedReader) -> Iterator[bytes]:
+    """The open file's bytes in pieces of a megabyte."""
+    while chunk := handle.read(1 << 20):
+        yield chunk
+
+
+def _ends_a_line(copy: IO[bytes], encoding: str) -> bool:
+    """Whether the file's last character is a line end (a writer stopped mid-record leaves none)."""
+    copy.seek(0, io.SEEK_END)
+    size = copy.tell()
+    copy.seek(max(0, size - 8))
+    return copy.read().decode(encoding, errors="ignore").endswith(("\n", "\r"))
 
 
 def _records_of(cursor: str | None) -> int | None:
@@ -496,6 +625,8 @@ def _records_of(cursor: str | None) -> int | None:
 
 def _control_character(value: str) -> str | None:
     """The first control or format character (Unicode Cc/Cf) of an identifier, as ``U+XXXX``."""
+    if value.isprintable():
+        return None  # printable text holds neither (str.isprintable excludes every "Other" category)
     for char in value:
         if unicodedata.category(char) in ("Cc", "Cf"):
             return f"U+{ord(char):04X}"
@@ -503,6 +634,8 @@ def _control_character(value: str) -> str | None:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value.strip()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
@@ -526,19 +659,23 @@ def _active(value: Any) -> bool:
 def _group_names(value: Any) -> list[str]:
     parts: Iterable[Any] = value if isinstance(value, list) else _GROUP_SEPARATOR.split(_text(value))
     names: list[str] = []
+    folded: set[str] = set()
     for part in parts:
         name = _text(part)
-        if name and name.casefold() not in {n.casefold() for n in names}:
+        if name and name.casefold() not in folded:
+            folded.add(name.casefold())
             names.append(name)
     return names
 
 
-def _build(rows: list[_Row], groups_in: list[Any], problems: list[str]) -> tuple[list[UserRecord], list[GroupRecord]]:
-    """Turn parsed rows into records: keys, duplicates, managers, and groups from both users and a groups list."""
-    parsed: list[tuple[_Row, dict[str, Any]]] = []
-    first_seen: dict[str, str] = {}
+def _people(rows: Iterable[_Row], problems: list[str], seen: dict[str, str]) -> Iterator[tuple[_Row, dict[str, Any]]]:
+    """Each row fit to be a person, with its field values checked and its key; the others become problem lines.
+    ``seen`` maps each key to where it was first seen, so a key seen before is such a problem."""
     for row in rows:
-        values = {name: _text(v) if name != "groups" and name != "active" else v for name, v in row.values.items()}
+        values = {
+            name: v if type(v) is str or name == "groups" or name == "active" else _text(v)
+            for name, v in row.values.items()
+        }
         hidden = next(
             ((name, char) for name in _IDENTIFIERS if (char := _control_character(values.get(name) or ""))), None
         )
@@ -559,64 +696,82 @@ def _build(rows: list[_Row], groups_in: list[Any], problems: list[str]) -> tuple
             problems.append(f"{row.where}: {error}; row skipped")
             continue
         key = values.get("employee_number") or (email or user_name).lower()
-        if key in first_seen:
-            problems.append(f"{row.where}: key {key!r} already used by {first_seen[key]}; row skipped")
+        if key in seen:
+            problems.append(f"{row.where}: key {key!r} already used by {seen[key]}; row skipped")
             continue
-        first_seen[key] = row.where
+        seen[key] = row.where
         values["user_name"], values["key"] = user_name, key
-        parsed.append((row, values))
+        yield row, values
 
+
+def _index(people: Iterable[tuple[_Row, dict[str, Any]]]) -> dict[str, str]:
+    """Every way a row names a person (email, user name, employee id, key) → that person's key."""
     index: dict[str, str] = {}
-    for _, values in parsed:
+    keys: dict[str, str] = {}
+    for _, values in people:
         for ref in (values.get("user_name"), values.get("email")):
             if ref:
                 index.setdefault(ref.lower(), values["key"])
-    for _, values in parsed:
-        index[values["key"]] = values["key"]
+        keys[values["key"]] = values["key"]
         if values.get("employee_number"):
-            index[values["employee_number"]] = values["key"]
+            keys[values["employee_number"]] = values["key"]
+    index.update(keys)
+    return index
 
+
+def _user(row: _Row, values: dict[str, Any], index: Mapping[str, str], groups: dict[str, str]) -> UserRecord:
+    """The record of one checked row; ``groups`` maps a folded group name to its first spelling (its key)."""
+    keys = [groups.setdefault(name.casefold(), name) for name in _group_names(values.get("groups", []))]
+    attributes = dict(row.extra)
+    if values.get("role"):
+        attributes["role"] = values["role"]
+    manager = values.get("manager")
+    if manager:
+        attributes["manager"] = manager
+    display = values.get("display_name") or (
+        " ".join(p for p in (values.get("given_name"), values.get("family_name")) if p) or None
+    )
+    return UserRecord(
+        key=values["key"],
+        user_name=values["user_name"],
+        email=values.get("email"),
+        external_id=values.get("external_id"),
+        display_name=display,
+        given_name=values.get("given_name"),
+        family_name=values.get("family_name"),
+        active=values["active"],
+        department=values.get("department"),
+        title=values.get("title"),
+        employee_number=values.get("employee_number"),
+        manager_key=_resolve(index, manager) if manager else None,
+        groups=tuple(keys),
+        attributes=attributes,
+    )
+
+
+def _groups_of(users: list[UserRecord]) -> list[GroupRecord]:
+    """The groups the users name, each with its members, in the order first named."""
+    members: dict[str, set[str]] = {}
+    for user in users:
+        for key in user.groups:
+            members.setdefault(key, set()).add(user.key)
+    return [GroupRecord(key=key, display_name=key, member_keys=frozenset(keys)) for key, keys in members.items()]
+
+
+def _build(rows: list[_Row], groups_in: list[Any], problems: list[str]) -> tuple[list[UserRecord], list[GroupRecord]]:
+    """Turn parsed rows into records: keys, duplicates, managers, and groups from both users and a groups list."""
+    parsed = list(_people(rows, problems, {}))
+    index = _index(parsed)
     group_names: dict[str, str] = {}
+    users = [_user(row, values, index, group_names) for row, values in parsed]
     group_members: dict[str, set[str]] = {}
     group_ids: dict[str, str | None] = {}
+    for user in users:
+        for gkey in user.groups:
+            group_members.setdefault(gkey, set()).add(user.key)
 
     def group_key(name: str) -> str:
         return group_names.setdefault(name.casefold(), name)
-
-    users: list[UserRecord] = []
-    for row, values in parsed:
-        keys = []
-        for name in _group_names(values.get("groups", [])):
-            gkey = group_key(name)
-            group_members.setdefault(gkey, set()).add(values["key"])
-            keys.append(gkey)
-        attributes = dict(row.extra)
-        if values.get("role"):
-            attributes["role"] = values["role"]
-        manager = values.get("manager")
-        if manager:
-            attributes["manager"] = manager
-        display = values.get("display_name") or (
-            " ".join(p for p in (values.get("given_name"), values.get("family_name")) if p) or None
-        )
-        users.append(
-            UserRecord(
-                key=values["key"],
-                user_name=values["user_name"],
-                email=values.get("email"),
-                external_id=values.get("external_id"),
-                display_name=display,
-                given_name=values.get("given_name"),
-                family_name=values.get("family_name"),
-                active=values["active"],
-                department=values.get("department"),
-                title=values.get("title"),
-                employee_number=values.get("employee_number"),
-                manager_key=_resolve(index, manager) if manager else None,
-                groups=tuple(keys),
-                attributes=attributes,
-            )
-        )
 
     listed: list[tuple[str, Mapping[str, Any]]] = []
     for position, item in enumerate(groups_in):

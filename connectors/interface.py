@@ -4,11 +4,16 @@ A connector's :meth:`Connector.read` returns either a :class:`Snapshot` (every u
 with ``complete`` saying whether the read saw all of it) or a :class:`Delta` (upserts and explicit removals since
 a cursor), each carrying the cursor to store once the changes are committed. Only a complete snapshot implies that
 someone is absent (docs/architecture.md, invariant 1).
+
+A connector may also offer ``stream(cursor)``: a :class:`Snapshot` whose ``users`` is an iterator, consumed once,
+so that a large directory is staged without ever being held whole. Its ``complete``, ``problems`` and ``cursor`` are
+final only once ``users`` is exhausted and say "incomplete" until then, so a consumer judges the read only after
+the last record (the stager stages, then judges, then removes; planning comes after).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,10 +80,11 @@ class Snapshot:
     """Every user and group of a source, as one read saw them.
 
     ``complete`` is false when any page, row or request failed; ``problems`` then says what (one line each). An
-    incomplete snapshot still updates what it saw, but implies no absence.
+    incomplete snapshot still updates what it saw, but implies no absence. A streamed snapshot's ``users`` is an
+    iterator (see the module docstring).
     """
 
-    users: list[UserRecord]
+    users: Iterable[UserRecord]
     groups: list[GroupRecord]
     cursor: str | None = None
     complete: bool = True
@@ -121,8 +127,9 @@ class Connector(Protocol):
     """What every connector module provides, under the name ``Connector``.
 
     ``__init__(name, settings)`` receives the source's name (for error messages) and its parsed settings object;
-    ``read(None)`` returns a full :class:`Snapshot`; ``read(cursor)`` may return a :class:`Delta` or, when the
-    cursor is no longer usable (Graph 410, a DC restore), a full snapshot instead.
+    ``read(None)`` returns a full :class:`Snapshot` whose ``users`` is a list; ``read(cursor)`` may return a
+    :class:`Delta` or, when the cursor is no longer usable (Graph 410, a DC restore), a full snapshot instead. An
+    optional ``stream(cursor)`` returns the same read with ``users`` streamed (see the module docstring).
     """
 
     def read(self, cursor: str | None) -> ReadResult: ...

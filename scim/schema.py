@@ -1,29 +1,24 @@
 """What the SCIM endpoint serves: User (core + enterprise extension) and Group, and what it tolerates.
 
-The models are scim2-models' own, except the enterprise ``manager``: RFC 7643 §4.3 marks its ``$ref`` required, but
-Microsoft Entra sends ``{"value": id}`` alone, or by default a bare id string ("Known issues and resolutions with
-SCIM 2.0 protocol compliance of the Microsoft Entra user provisioning service"), so our Manager accepts both.
+The models are scim2-models' own, except the enterprise ``manager``, which takes the shapes Entra sends
+(:class:`scim.quirks.entra.Manager`); the tolerance policy is made of the IdPs' quirks (:mod:`scim.quirks`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING
 
 import email_validator
-from pydantic import Field, model_validator
 from scim2_models import (
     URN,
     AuthenticationScheme,
     Bulk,
-    CaseExact,
     ChangePassword,
-    ComplexAttribute,
     ETag,
     Extension,
     External,
     Filter,
     Group,
-    Mutability,
     Patch,
     Reference,
     ResourceType,
@@ -34,6 +29,10 @@ from scim2_models import (
     User,
 )
 
+from scim.quirks import entra, okta
+from scim.quirks.entra import Manager
+from scim.urns import ENTERPRISE_URN
+
 if TYPE_CHECKING:
     from scim2_models import User as _User  # noqa: F401
 
@@ -43,45 +42,17 @@ email_validator.SPECIAL_USE_DOMAIN_NAMES[:] = [
     name for name in email_validator.SPECIAL_USE_DOMAIN_NAMES if name not in ("local", "test", "internal")
 ]
 
-ENTERPRISE_URN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 MAX_RESULTS = 1000
 MAX_BULK_OPERATIONS = 1000
 
 TOLERANT_POLICY = ScimPolicy(
-    unknown=ScimPolicy.Unknown.ignore,
-    remove_value_as_filter=ScimPolicy.RemoveValue.apply,
-    unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
+    unknown=okta.UNKNOWN_ATTRIBUTES,
+    remove_value_as_filter=entra.REMOVE_VALUE,
+    unmatched_path_filter=entra.UNMATCHED_PATH_FILTER,
 )
-"""The IdP tolerance policy (docs/architecture.md, "Peers").
-
-- ``unknown=ignore``: Entra lists an extra group schema URN
-  (``http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group``) and Okta sends attributes of its own;
-  both are dropped instead of refused.
-- ``remove_value_as_filter=apply``: Entra removes members with ``{"op": "Remove", "path": "members", "value":
-  [{"value": id}]}``; only the listed entries are removed, never the whole list.
-- ``unmatched_path_filter=create``: Entra's ``Add`` on ``emails[type eq "work"].value`` creates the entry.
-"""
-
-
-class Manager(ComplexAttribute):
-    """The enterprise ``manager`` (RFC 7643 §4.3) with an optional ``$ref``."""
-
-    value: Annotated[str | None, CaseExact.true] = None
-    ref: Annotated[Reference[User] | None, Mutability.read_write] = Field(  # type: ignore[type-arg]
-        None, serialization_alias="$ref", validation_alias="$ref"
-    )
-    display_name: Annotated[str | None, Mutability.read_only] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_id(cls, value: Any) -> Any:
-        """Entra's default PATCH sends the manager as a bare id string; reference attributes may also come as a
-        one-entry list ``[{"value": id, "$ref": ...}]``, as Entra sends reference values: the entry is the manager."""
-        if isinstance(value, list):
-            value = value[0] if value else {}
-        if isinstance(value, str):
-            return {"value": value}
-        return value
+"""The IdP tolerance policy (docs/architecture.md, "Peers"): unknown attributes (Okta's own, Entra's extra group
+schema URN) are dropped, Entra's value-list member removal removes only the listed members, and Entra's ``Add`` on an
+unmatched filtered path creates the entry (:mod:`scim.quirks.entra`, :mod:`scim.quirks.okta`)."""
 
 
 class EnterpriseUser(Extension):

@@ -1,6 +1,7 @@
 """Our steps of scim2-server's service and handler layers: the IdP quirks and the member fast path.
 
-The service keeps scim2-server's rules and adds what Entra needs in filters (an unqualified ``manager``). The handler
+The service keeps scim2-server's rules and adds the IdPs' quirks (:mod:`scim.quirks`: Entra's unqualified
+``manager`` in filters and PATCH paths, Okta's User PATCH answered with the body) and our limits (:mod:`scim.limits`). The handler
 subclasses the PATCH step of Groups: operations on ``members`` become ``group_member`` inserts and deletes, so adding
 or removing one member of a 10,000-member group never loads or rewrites the member list (RFC 7644 §3.5.2 semantics
 kept: add skips members already there, remove takes exactly the selected members, replace sets the list).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, cast
 
 from scim2_models import (
@@ -23,71 +25,24 @@ from scim2_models import (
     ScimFilter,
     SearchRequest,
 )
-from scim2_models.path import (
-    AttrPath,
-    CompareOperator,
-    Comparison,
-    FilterNode,
-    LogicalExpr,
-    LogicalOperator,
-    Not,
-    Present,
-)
+from scim2_models.path import CompareOperator, Comparison, FilterNode, LogicalExpr, LogicalOperator
 from scim2_server.conditions import Conditions
 from scim2_server.handler import ScimHandler
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
+from scim2_server.routing import Operation
 from scim2_server.service import ScimService
 from scim2_server.utils import parametrize
 
+from scim import projection, representation
 from scim.limits import bounded_start_index, check_filter
-from scim.schema import ENTERPRISE_URN, GROUP_TYPE
+from scim.preconditions import version_tag
+from scim.quirks import entra, okta
+from scim.resources import SyncdStorage
+from scim.schema import GROUP_TYPE
 from scim.statements import NOTHING_SENT, MemberSent
-from scim.storage import SyncdStorage, version_tag
 
 MEMBERS = "members"
-
-
-def _qualify_manager(node: FilterNode) -> FilterNode:
-    """Entra filters on ``manager eq "id"``: read it as the enterprise ``manager.value`` (RFC 7643 §4.3)."""
-    if isinstance(node, Comparison | Present):
-        path = node.attr_path
-        if path.uri is None and path.attr.lower() == "manager":
-            qualified = AttrPath(attr="manager", sub_attr=path.sub_attr or "value", uri=ENTERPRISE_URN)
-            if isinstance(node, Comparison):
-                return Comparison(qualified, node.op, node.value)
-            return Present(qualified)
-        return node
-    if isinstance(node, Not):
-        return Not(_qualify_manager(node.expr))
-    if isinstance(node, LogicalExpr):
-        return LogicalExpr(node.op, tuple(_qualify_manager(term) for term in node.terms))
-    return node
-
-
-def _qualify_manager_paths(body: bytes) -> bytes:
-    """Entra's documented ``"path": "manager"`` names the enterprise manager (RFC 7643 §4.3): qualify it."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):  # scim2-models answers the same body with invalidSyntax
-        return body
-    operations = payload.get("Operations") if isinstance(payload, dict) else None
-    if not isinstance(operations, list):
-        return body
-    changed = False
-    for operation in operations:
-        if not isinstance(operation, dict):
-            continue
-        path = operation.get("path")
-        if isinstance(path, str) and path.split(".", 1)[0].strip().lower() == "manager":
-            operation["path"] = f"{ENTERPRISE_URN}:{path.strip()}"
-            changed = True
-        value = operation.get("value")
-        if path is None and isinstance(value, dict):
-            for key in [k for k in value if k.split(".", 1)[0].lower() == "manager"]:
-                value[f"{ENTERPRISE_URN}:{key}"] = value.pop(key)
-                changed = True
-    return json.dumps(payload).encode() if changed else body
 
 
 class SyncdService(ScimService):
@@ -104,10 +59,10 @@ class SyncdService(ScimService):
     def patch_response(
         self, base_url: str, resource: Resource[Any], response_parameters: ResponseParameters[Any]
     ) -> ScimResponse:
-        """A User PATCH answers 200 with the resource (RFC 7644 §3.5.2 allows it; Okta reads the body), honouring
-        ``attributes`` / ``excludedAttributes``; a Group PATCH keeps 204 unless attributes are asked for, so that a
-        member change never reads a 10,000-member list back."""
-        if resource.meta is None or resource.meta.resource_type == GROUP_TYPE.name:
+        """A User PATCH answers 200 with the resource (:func:`scim.quirks.okta.patch_answers_with_body`), honouring
+        ``attributes`` / ``excludedAttributes``; a Group PATCH keeps 204 unless attributes are asked for."""
+        resource_type = resource.meta.resource_type if resource.meta is not None else None
+        if not okta.patch_answers_with_body(resource_type, str(GROUP_TYPE.name)):
             return super().patch_response(base_url, resource, response_parameters)
         return self.resource_response(
             self.publish(base_url, resource), Context.RESOURCE_REPLACEMENT_RESPONSE, response_parameters
@@ -116,7 +71,7 @@ class SyncdService(ScimService):
     def read_patch(self, resource_type: ResourceType, body: bytes, content_type: str | None) -> PatchOp[Any]:
         _check_patch_paths(body)
         if resource_type.name == "User":
-            body = _qualify_manager_paths(body)
+            body = entra.qualify_manager_paths(body)
         return super().read_patch(resource_type, body, content_type)
 
     def read_search(self, resource_types: list[ResourceType], payload: Any) -> tuple[SearchRequest[Any], Any]:
@@ -140,7 +95,7 @@ class SyncdService(ScimService):
             except Exception:  # the parent step reports the invalid filter as invalidFilter
                 parsed = None
             if parsed is not None:
-                rewritten = _qualify_manager(parsed.ast)
+                rewritten = entra.qualify_manager(parsed.ast)
                 if rewritten != parsed.ast:
                     payload = {**payload, "filter": str(rewritten)}
         return super().read_search(resource_types, payload)
@@ -273,13 +228,60 @@ class SyncdHandler(ScimHandler):
 
     storage: SyncdStorage
 
-    def __init__(self, service: SyncdService, storage: SyncdStorage) -> None:
+    def __init__(self, service: SyncdService, storage: SyncdStorage, *, stored_responses: bool = True) -> None:
         super().__init__(service, storage)
         self.patch_query: dict[str, str] = {}
+        self.stored_responses = stored_responses
 
     def patch(self, request: ScimRequest) -> ScimResponse:
         self.patch_query = dict(request.query)
         return super().patch(request)
+
+    def create(self, request: ScimRequest) -> ScimResponse:
+        """scim2-server's create (RFC 7644 §3.3), answering a created User from its stored representation."""
+        with self.service.provider:
+            target = self.service.route(request, Operation.create)
+            resource_type = self.service.resource_type_at(cast(str, target.endpoint))
+            self.service.authorize(request, target, resource_type)
+            resource = self.service.read_creation(resource_type, request.body, request.header("Content-Type"))
+            with self.storage.operation():
+                created = self.storage.create(resource_type, resource)
+            stored = self.stored_response(request.base_url, created, HTTPStatus.CREATED)
+            if stored is not None:
+                stored.headers["Location"] = stored.headers["Content-Location"]
+                return stored
+            return self.service.creation_response(request.base_url, created)
+
+    def replace(self, request: ScimRequest) -> ScimResponse:
+        """scim2-server's replace (RFC 7644 §3.5.1), answering a replaced User from its stored representation when
+        no ``attributes`` / ``excludedAttributes`` are asked for."""
+        with self.service.provider:
+            target = self.service.route(request, Operation.replace)
+            resource_type = self.service.resource_type_at(cast(str, target.endpoint))
+            self.service.authorize(request, target, resource_type)
+            response_parameters = self.service.read_response_parameters(resource_type, request.query)
+            with self.storage.operation():
+                current = self.storage.get(resource_type, cast(str, target.resource_id))
+                replacement = self.service.read_replacement(resource_type, request.body, request.header("Content-Type"))
+                resource = self.replace_resource(
+                    resource_type, current, replacement, self.service.read_conditions(request)
+                )
+            stored = None if projection.asked(response_parameters) else self.stored_response(request.base_url, resource)
+            response = stored or self.service.replacement_response(request.base_url, resource, response_parameters)
+            return self.service.me_response(request, target, response)
+
+    def stored_response(
+        self, base_url: str, resource: Resource[Any], status: HTTPStatus = HTTPStatus.OK
+    ) -> ScimResponse | None:
+        """The response carrying a User this request wrote, from the representation stored with it
+        (:mod:`scim.representation`: the same bytes the model path dumps), or None to dump through the models."""
+        written = self.storage.written.get(cast(str, resource.id)) if self.stored_responses else None
+        if written is None or not representation.stored_as_served(written[0]):
+            return None
+        row, groups = written
+        body = representation.user(row, groups, base_url)
+        meta = body["meta"]
+        return ScimResponse(status, body, {"Content-Location": meta["location"], "ETag": meta["version"]})
 
     def _response_parameters(self, resource_type: ResourceType) -> ResponseParameters[Any]:
         parameters = self.service.read_response_parameters(resource_type, self.patch_query)
@@ -298,12 +300,13 @@ class SyncdHandler(ScimHandler):
             row: Any = storage.group_row(resource_id)
         else:
             row = storage.user_row(resource_id)
-            storage._read[row.key] = (row, [])
+            storage.remember_read(row, [])
         version = version_tag(row.version)
-        current = self.service.get_model(resource_type).model_construct(
-            id=row.key, meta=Meta(resource_type=str(resource_type.name), version=version)
-        )
-        self.service.check_deletion(current, conditions)
+        if conditions.if_match is not None or conditions.if_none_match is not None:
+            current = self.service.get_model(resource_type).model_construct(
+                id=row.key, meta=Meta(resource_type=str(resource_type.name), version=version)
+            )
+            self.service.check_deletion(current, conditions)
         storage.delete(resource_type, resource_id, expected_version=version)
 
     def patch_resource(
@@ -346,13 +349,13 @@ class SyncdHandler(ScimHandler):
             return current
         renamed = False
         if changed_fields:
-            columns = storage._group_columns(storage._dump(current))
+            columns = storage.group_columns(storage.dump(current))
             renamed = columns["display_name"] != row.display_name
-            with storage._unique("displayName"):
+            with storage.unique("displayName"):
                 storage.bump(row, version, **columns)
         else:
             storage.bump(row, version)
         if renamed:
             touched = touched + storage.member_keys(row)
-        storage._reconcile(storage._member_match_keys(touched))
+        storage.members_changed(touched)
         return storage.get(resource_type, resource_id, response_parameters=self._response_parameters(resource_type))

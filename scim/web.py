@@ -34,9 +34,11 @@ from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
 from werkzeug.exceptions import HTTPException
 
-from scim.schema import build_provider
+from scim import representation
+from scim.resources import SyncdStorage
+from scim.schema import MAX_RESULTS, build_provider
 from scim.service import SyncdHandler, SyncdService
-from scim.storage import SyncdStorage, Tenant
+from scim.storage import Rows, Tenant
 from syncd.admin import tokens
 from syncd.config import Config
 from syncd.logs import log_event
@@ -57,6 +59,12 @@ RETRYABLE_SQLSTATES = {"55P03", "40001", "40P01", "57014", "57P01"}
 # hold it, so it is refused up front on every backend alike.
 NUL = re.compile(r"\x00|(?<!\\)(?:\\\\)*\\u0000")
 
+DISCOVERY = frozenset({"ServiceProviderConfig", "Schemas", "ResourceTypes"})
+DISCOVERY_CACHE_ENTRIES = 64
+"""Discovery answers kept per path and base URL: the base URL comes from the Host header, so the cache is bounded."""
+LOOKUP_PARAMETERS = frozenset({"filter", "startIndex", "count"})
+CONDITIONAL_HEADERS = ("If-Match", "If-None-Match")
+
 READ_OPERATIONS = {
     Operation.query,
     Operation.search,
@@ -72,7 +80,9 @@ READ_OPERATIONS = {
 class FlaskScim(BaseApplication):
     """Serves SCIM requests arriving through Flask, each as the tenant its token names."""
 
-    def __init__(self, config: Config, current: Callable[[], Config] | None = None) -> None:
+    def __init__(
+        self, config: Config, current: Callable[[], Config] | None = None, *, stored_reads: bool = True
+    ) -> None:
         self.current = current or (lambda: config)
         self._config_seen = config
         provider = build_provider(config.server.max_body_bytes)
@@ -83,6 +93,8 @@ class FlaskScim(BaseApplication):
         }
         self.log = log
         self.tenants: dict[int, tuple[float, Tenant]] = {}
+        self.stored_reads = stored_reads
+        self.discovery: dict[tuple[str, ...], tuple[int, dict[str, str], bytes]] = {}
 
     # -- request -------------------------------------------------------------
 
@@ -167,6 +179,9 @@ class FlaskScim(BaseApplication):
         return Tenant(org_id=principal.org_id, source_id=source_id, match_on=match_on, actor=principal.actor)
 
     def serve(self, path: str) -> flask.Response:
+        discovery = self.discovery_key(path)
+        if discovery is not None and discovery[0] == "ServiceProviderConfig" and discovery in self.discovery:
+            return self.cached(discovery)  # no token, body or parameter to check (RFC 7643 §5)
         request = self.read_request(path)
         config = self.current()
         if config is not self._config_seen:  # reloaded: a tenant's match_on may have changed with it
@@ -175,25 +190,95 @@ class FlaskScim(BaseApplication):
         try:
             request.body = self.read_body()
             self.check_query(request)
-            operation = self.service.match(request).operation
+            if discovery is not None and discovery in self.discovery:
+                if discovery[0] != "ServiceProviderConfig":
+                    self.tenant_of(self.authenticate(request))
+                return self.cached(discovery)
             if not self.needs_auth(request):
                 handler = SyncdHandler(self.service, SyncdStorage(Tenant(0, 0, "email", "anonymous"), self.models))
                 response = handler.handle(request)
             else:
                 principal = self.authenticate(request)
                 request.subject = principal
-                storage = SyncdStorage(
-                    self.tenant_of(principal), self.models, writing=operation not in READ_OPERATIONS, config=config
-                )
-                response = SyncdHandler(self.service, storage).handle(request)
+                tenant = self.tenant_of(principal)
+                stored = self.stored_read(request, path, tenant) if self.stored_reads else None
+                if stored is not None:
+                    response = stored
+                else:
+                    writing = self.service.match(request).operation not in READ_OPERATIONS
+                    storage = SyncdStorage(tenant, self.models, writing=writing, config=config)
+                    handler = SyncdHandler(self.service, storage, stored_responses=self.stored_reads)
+                    response = handler.handle(request)
         except Exception as exception:
             response = unavailable(exception) or self.handle_exception(request, exception)
-        return self.send(self.finalize_response(request, response))
+        response = self.finalize_response(request, response)
+        if discovery is not None and response.status == HTTPStatus.OK:
+            if len(self.discovery) >= DISCOVERY_CACHE_ENTRIES:
+                self.discovery.clear()
+            self.discovery[discovery] = (int(response.status), dict(response.headers), self.body(response))
+        return self.send(response)
 
     @staticmethod
-    def send(response: ScimResponse) -> flask.Response:
-        body = b"" if response.body is None else json.dumps(response.body).encode()
-        return flask.Response(body, status=int(response.status), headers=dict(response.headers))
+    def discovery_key(path: str) -> tuple[str, ...] | None:
+        """The cache key of a discovery read (RFC 7644 §4): its path and what the base URL of its answer is made of.
+        The answers are the same for the life of the process (the provider is built once); requests with parameters
+        or a body are answered afresh."""
+        incoming = flask.request
+        environ = incoming.environ
+        if (
+            incoming.method != "GET"
+            or path.split("/", 1)[0] not in DISCOVERY
+            or environ.get("QUERY_STRING")
+            or environ.get("CONTENT_LENGTH") not in (None, "", "0")
+            or environ.get("HTTP_TRANSFER_ENCODING")
+        ):
+            return None
+        parts = ("wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME")
+        return (path, *(str(environ.get(name, "")) for name in parts))
+
+    def cached(self, key: tuple[str, ...]) -> flask.Response:
+        status, headers, body = self.discovery[key]
+        return flask.Response(body, status=status, headers=headers)
+
+    def stored_read(self, request: ScimRequest, path: str, tenant: Tenant) -> ScimResponse | None:
+        """A GET of a user by id, or a ``userName`` / ``externalId`` lookup, answered from the stored
+        representation (:mod:`scim.representation`); None for anything the model path must answer."""
+        if request.method != "GET" or any(request.header(name) for name in CONDITIONAL_HEADERS):
+            return None
+        rows = Rows(tenant)
+        if path.startswith("Users/") and not request.query:
+            key = path[len("Users/") :]
+            row = rows.user(key) if key and "/" not in key else None
+            if row is None or not representation.stored_as_served(row):
+                return None
+            body = representation.user(row, rows.groups_of([key])[key], request.base_url)
+            meta = body["meta"]
+            return ScimResponse(HTTPStatus.OK, body, {"Content-Location": meta["location"], "ETag": meta["version"]})
+        query = request.query
+        if path != "Users" or "filter" not in query or not set(query) <= LOOKUP_PARAMETERS:
+            return None
+        count_text = query.get("count")
+        if query.get("startIndex", "1") != "1" or (
+            count_text is not None and not (count_text.isdigit() and 1 <= int(count_text) <= MAX_RESULTS)
+        ):
+            return None
+        found = representation.lookup(query["filter"])
+        if found is None:
+            return None
+        total, users = rows.users_where(*found, 0, int(count_text) if count_text else None)
+        if not all(representation.stored_as_served(row) for row in users):
+            return None
+        groups = rows.groups_of([row.key for row in users])
+        served = [representation.user(row, groups[row.key], request.base_url) for row in users]
+        return ScimResponse(HTTPStatus.OK, representation.list_response(total, served))
+
+    @staticmethod
+    def body(response: ScimResponse) -> bytes:
+        return b"" if response.body is None else json.dumps(response.body).encode()
+
+    @classmethod
+    def send(cls, response: ScimResponse) -> flask.Response:
+        return flask.Response(cls.body(response), status=int(response.status), headers=dict(response.headers))
 
 
 def unavailable(exception: Exception) -> ScimResponse | None:
@@ -249,12 +334,16 @@ def install(app: flask.Flask, blueprint: flask.Blueprint) -> None:
     app.register_error_handler(HTTPException, http_error)
 
 
-def create_blueprint(config: Config, current: Callable[[], Config] | None = None) -> flask.Blueprint:
+def create_blueprint(
+    config: Config, current: Callable[[], Config] | None = None, *, stored_reads: bool = True
+) -> flask.Blueprint:
     """The SCIM endpoints (RFC 7644 §3.2) as a blueprint; the service mounts it at ``/scim/v2``.
 
     ``current`` returns the live config (``syncd serve`` swaps it whole on SIGHUP); each request reconciles with the
-    rules of the config it returns, so a reload reaches every later write. Without it, ``config`` stays."""
-    scim = FlaskScim(config, current)
+    rules of the config it returns, so a reload reaches every later write. Without it, ``config`` stays.
+    ``stored_reads=False`` answers every read and written User through the models (what the stored answers are
+    compared with)."""
+    scim = FlaskScim(config, current, stored_reads=stored_reads)
     blueprint = flask.Blueprint("scim", __name__)
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -268,7 +357,7 @@ def create_blueprint(config: Config, current: Callable[[], Config] | None = None
     return blueprint
 
 
-def create_app(config: Config) -> flask.Flask:
+def create_app(config: Config, *, stored_reads: bool = True) -> flask.Flask:
     """A WSGI app serving only SCIM at ``/scim/v2``, for tests and benchmarks; opens the configured store."""
     from syncd.store import open_database, upgrade
 
@@ -278,5 +367,5 @@ def create_app(config: Config) -> flask.Flask:
     dialect.of(database.obj).register_functions()
     app = flask.Flask("syncd.scim")
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
-    install(app, create_blueprint(config))
+    install(app, create_blueprint(config, stored_reads=stored_reads))
     return app

@@ -126,3 +126,39 @@ def test_a_short_file_is_still_caught_when_the_periodic_full_read_falls_due(
     later = run_source(config, "hr", now=start + timedelta(hours=25))
     assert not later.complete and any("held 200" in problem for problem in later.problems)
     assert set(statuses().values()) == {"active"}
+
+
+def test_a_damaged_file_staged_a_few_people_at_a_time_removes_no_one_and_no_membership(export, monkeypatch):
+    """Staging takes two people at a time here (``stage.CHUNK``), so the read's verdict is known only after most of
+    it is staged: the cut file still suspends no one and drops no one from a group; the whole file then does."""
+    from syncd.store.models import DirectoryGroup, GroupMember
+    from syncd.sync import stage
+
+    monkeypatch.setattr(stage, "CHUNK", 2)
+
+    def memberships() -> set[tuple[str, str]]:
+        query = GroupMember.select(DirectoryGroup.key, GroupMember.member_key).join(DirectoryGroup)
+        return set(query.tuples())
+
+    people = [f"p{i}@acme.test" for i in range(7)]
+    whole = "email,groups\n" + "".join(f"{p},Staff;Team {i % 2}\n" for i, p in enumerate(people))
+    assert export.sync(whole).code == 0
+    before = memberships()
+    assert ("Team 0", "p0@acme.test") in before and len(before) == 14
+    # p0 leaves Team 0, p5 and p6 are gone, and the file is cut inside its last record.
+    cut = "email,groups\np0@acme.test,Staff\n" + "".join(f"{p},Staff;Team {i % 2}\n" for i, p in enumerate(people))
+    cut = cut.replace("p0@acme.test,Staff;Team 0\n", "").replace(
+        "p5@acme.test,Staff;Team 1\np6@acme.test,Staff;Team 0\n", "p5@acme.test,Sta"
+    )
+    result = export.sync(cut)
+    assert result.code == 4 and "no line end" in result.stdout
+    assert set(statuses().values()) == {"active"}
+    assert memberships() >= before, "an incomplete read removes no membership, even of people it staged early"
+    fixed = "email,groups\np0@acme.test,Staff\n" + "".join(
+        f"{p},Staff;Team {i % 2}\n" for i, p in enumerate(people[1:5], 1)
+    )
+    assert export.sync(fixed).code == 0
+    after = memberships()
+    assert ("Team 0", "p0@acme.test") not in after and ("Staff", "p0@acme.test") in after
+    assert not any(member in ("p5@acme.test", "p6@acme.test") for _, member in after)
+    assert sorted(statuses().values()).count("suspended") == 2

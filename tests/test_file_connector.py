@@ -164,37 +164,37 @@ def test_unreadable_path_raises_an_error_naming_the_path_and_the_fix(tmp_path):
 
 
 def test_a_file_still_being_written_on_every_read_is_refused_rather_than_read_half(tmp_path, monkeypatch):
-    """The read of the open handle is replaced by one that lets an exporter append in the middle of every read."""
+    """The copy of the open handle is replaced by one that lets an exporter append in the middle of every read."""
     path = write(tmp_path, "email\na@acme.com\n")
 
     def read_while_exporter_appends(handle):
-        data = handle.read(6)
+        yield handle.read(6)
         with open(path, "a", encoding="utf-8") as exporter:
             exporter.write("b@acme.com\n")
-        return data + handle.read()
+        yield handle.read()
 
-    monkeypatch.setattr(file_connector, "_read_all", read_while_exporter_appends)
+    monkeypatch.setattr(file_connector, "_chunks", read_while_exporter_appends)
     with pytest.raises(ConnectorError, match="changed while it was read, twice"):
         read(path)
 
 
 def test_a_file_swapped_in_place_during_a_read_is_read_again_whole(tmp_path, monkeypatch):
-    """The first read of the open handle is interrupted halfway by the exporter rewriting the file in place (the
+    """The first copy of the open handle is interrupted halfway by the exporter rewriting the file in place (the
     2,000-person export becomes the next day's, one person fewer); the connector must notice and read again."""
     people = [f"p{i}@acme.com" for i in range(2000)]
     path = write(tmp_path, "email\n" + "".join(f"{p}\n" for p in people))
     swaps = []
 
     def read_during_a_rewrite(handle):
-        data = handle.read(20_000)
+        yield handle.read(20_000)
         if not swaps:
             with open(path, "r+", encoding="utf-8") as exporter:
                 exporter.write("email\n" + "".join(f"{p}\n" for p in people[1:]))
                 exporter.truncate()
             swaps.append(True)
-        return data + handle.read()
+        yield handle.read()
 
-    monkeypatch.setattr(file_connector, "_read_all", read_during_a_rewrite)
+    monkeypatch.setattr(file_connector, "_chunks", read_during_a_rewrite)
     snapshot = read(path)
     assert swaps and snapshot.complete, snapshot.problems
     assert sorted(u.email for u in snapshot.users) == sorted(people[1:])
@@ -380,3 +380,20 @@ def test_a_control_or_format_character_in_an_identifier_makes_the_row_invalid(tm
 def test_the_cursor_carries_the_record_count_of_the_read(tmp_path):
     path = write(tmp_path, "email\na@acme.com\nb@acme.com\n")
     assert read(path).cursor.endswith(";records=2")
+
+
+def test_a_streamed_read_is_incomplete_until_its_last_record_then_judged(tmp_path):
+    """``stream`` yields records one at a time; its verdict and cursor exist only once the records are exhausted."""
+    path = write(tmp_path, "email,groups\na@acme.com,X\nb@acme.com,X;Y\nc@acme.com,Y\n")
+    snapshot = Connector("hr", Settings(path=str(path))).stream(None)
+    assert not isinstance(snapshot.users, list) and snapshot.groups == []
+    records = iter(snapshot.users)
+    assert next(records).key == "a@acme.com"
+    assert not snapshot.complete and snapshot.cursor is None
+    assert [user.groups for user in records] == [("X", "Y"), ("Y",)]
+    assert snapshot.complete and snapshot.problems == [] and snapshot.cursor.endswith(";records=3")
+    assert snapshot.cursor == read(path).cursor
+
+    cut = Connector("hr", Settings(path=str(write(tmp_path, "email\na@acme.com\nb@acme.com")))).stream(None)
+    assert [user.key for user in cut.users] == ["a@acme.com", "b@acme.com"]
+    assert not cut.complete and "line 3: the last record has no line end" in cut.problems[0]

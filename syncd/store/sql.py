@@ -112,6 +112,31 @@ def keys_in(name: Hashable, head: str, head_params: Sequence[Any], keys: Sequenc
     return found
 
 
+def rows_in(
+    name: Hashable,
+    table: str,
+    columns: Sequence[str],
+    where: Sequence[str],
+    params: Sequence[Any],
+    key: str,
+    keys: Iterable[Any],
+) -> Iterator[tuple[Any, ...]]:
+    """The ``columns`` of ``table``'s rows whose ``where`` columns equal ``params`` and whose ``key`` column is one
+    of ``keys``, in chunks of :data:`BATCH`; each chunk length's text is composed once per database kind (peewee
+    composing an ``IN`` list of 500 cost more than SQLite answering it)."""
+    for chunk in batches(keys):
+        sql = written((name, len(chunk)), functools.partial(_select_in, table, columns, where, key, len(chunk)))
+        yield from run(sql, (*params, *chunk)).fetchall()
+
+
+def _select_in(
+    table: str, columns: Sequence[str], where: Sequence[str], key: str, count: int, d: dialect.Dialect
+) -> str:
+    conditions = [f"{d.quote(column)} = {d.param}" for column in where] + [f"{d.quote(key)} IN ({d.marks(count)})"]
+    shown = ", ".join(d.quote(column) for column in columns)
+    return f"SELECT {shown} FROM {d.quote(table)} WHERE {' AND '.join(conditions)}"
+
+
 def _fill(head: str, count: int, d: dialect.Dialect) -> str:
     return head.format(p=d.param, marks=d.marks(count))
 

@@ -161,7 +161,9 @@ def run_source(
         # A connector whose every read is whole (a file) compares each read with the last complete one through the
         # cursor: only an explicit --full reads without that comparison, not the periodic full read.
         whole_always = getattr(connector, "every_read_is_whole", False)
-        result = connector.read(row.cursor if whole_always and not asked_full else cursor)
+        # A connector that can stream its snapshot is staged record by record (connectors/interface.py).
+        read = getattr(connector, "stream", connector.read)
+        result = read(row.cursor if whole_always and not asked_full else cursor)
     except ConnectorError as error:
         if not dry_run:
             source_runs.failed(row, str(error), now)

@@ -9,6 +9,7 @@ the read incomplete, never crash it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,10 @@ from connectors.interface import Delta, GroupRecord, ReadResult, Snapshot, UserR
 from syncd.common.redaction import redact
 from syncd.domain.folding import fold
 from syncd.domain.matching import match_key
-from syncd.store.limits import first_problem
+from syncd.store import dialect, sql
+from syncd.store.limits import MAX_IDENTIFIER_CHARS, first_problem
 from syncd.store.models import DirectoryGroup, GroupMember, Identity, Organization, Source
-from syncd.store.sql import batches, execute_many, insert_many, raw_rows, update_many, written
+from syncd.store.sql import batches, execute_many, insert_many, raw_rows, rows_in, update_many, written
 from syncd.sync.ledger import canonical_json
 
 IDENTITY_FIELDS = (
@@ -43,6 +45,8 @@ IDENTITY_FIELDS = (
 )
 GROUP_FIELDS = ("display_name", "display_name_lower", "external_id", "resource")
 MATCH_KEY = IDENTITY_FIELDS.index("match_key")
+CHUNK = 5000
+"""Users staged at a time: their stored rows and memberships are read and written together."""
 EMAIL = IDENTITY_FIELDS.index("email")
 
 
@@ -133,18 +137,24 @@ class _Staging:
 
     # -- reads --------------------------------------------------------------------------------------------------
 
-    def _unique_users(self, users: list[UserRecord]) -> dict[str, UserRecord]:
+    def _unique_users(
+        self, users: Iterable[UserRecord], keys: set[str] | None = None, names: set[str] | None = None
+    ) -> dict[str, UserRecord]:
+        """The fit records by key, the first of each key and userName; ``keys`` and ``names`` carry what earlier
+        chunks of the same read held."""
         by_key: dict[str, UserRecord] = {}
-        names: set[str] = set()
+        keys = set() if keys is None else keys
+        names = set() if names is None else names
         for record in users:
             name = fold(record.user_name)
             unfit = _user_problem(record)
             if unfit is not None:
                 self._problem(f"user {_shown(record.key)}: {unfit}; record skipped")
                 continue
-            if record.key in by_key:
+            if record.key in keys:
                 self._problem(f"user key {record.key!r} appears twice in one read; kept the first")
                 continue
+            keys.add(record.key)
             if name in names:
                 self._problem(f"userName {record.user_name!r} appears twice in one read; kept the first")
                 continue
@@ -169,30 +179,62 @@ class _Staging:
         return by_key
 
     def snapshot(self, snapshot: Snapshot) -> None:
+        """Stage a snapshot in chunks of :data:`CHUNK` users, so that memory does not grow with the directory:
+        ``snapshot.users`` may be a stream whose verdict (``complete``, ``problems``) is known only once it is
+        exhausted. Each chunk's users and their memberships are added and updated as they come; removals (people,
+        groups and memberships the read no longer lists) wait for the verdict and happen only for a complete read."""
+        groups = self._unique_groups(snapshot.groups)
+        stored_groups = self._stored_groups()
+        self._write_groups({key: _group_values(record) for key, record in groups.items()}, stored_groups)
+        named = set(groups)
+        listed: dict[str, set[str]] = {}
+        for key, record in groups.items():
+            for member in record.member_keys or ():
+                listed.setdefault(member, set()).add(key)
+        seen: set[str] = set()
+        names: set[str] = set()
+        unwanted: set[tuple[int, str]] = set()
+        for chunk in batches(snapshot.users, CHUNK):
+            users = self._unique_users(chunk, seen, names)
+            implied = {key for user in users.values() for key in user.groups if key not in named}
+            named |= implied
+            self._write_groups({key: (key, fold(key), None, "{}") for key in sorted(implied)}, stored_groups)
+            self._upsert_identities(users, self._stored_identities(set(users)))
+            group_ids = {key: row[0] for key, row in stored_groups.items()}
+            wanted = {(group, key) for key, user in users.items() for group in user.groups}
+            wanted.update((group, key) for key in users for group in listed.pop(key, ()))
+            unwanted |= self._sync_memberships(wanted, group_ids, members=list(users))
         if not snapshot.complete:
             self.result.complete = False
             problems = snapshot.problems or [f"source {self.source.name}: read was incomplete"]
             self.result.problems.extend(redact(problem) for problem in problems)
-        users = self._unique_users(snapshot.users)
-        groups = self._unique_groups(snapshot.groups)
-        implied = {key for user in users.values() for key in user.groups if key not in groups}
-        group_rows = {key: _group_values(record) for key, record in groups.items()}
-        for key in sorted(implied):
-            group_rows[key] = (key, fold(key), None, "{}")
         complete = self.result.complete
-        self._upsert_identities(users, remove_missing=complete)
-        group_ids = self._upsert_groups(group_rows, remove_missing=complete)
-        wanted: set[tuple[str, str]] = set()
-        for key, record in groups.items():
-            wanted.update((key, member) for member in record.member_keys or ())
-        for user in users.values():
-            wanted.update((group_key, user.key) for group_key in user.groups)
-        self._sync_memberships(wanted, group_ids, scope=None, remove_missing=complete)
+        group_ids = {key: row[0] for key, row in stored_groups.items()}
+        # Members no user record of this read carries: nested groups, keys the read does not hold as users.
+        rest = {(group, member) for member, keys in listed.items() for group in keys}
+        if rest or complete:
+            unwanted |= self._sync_memberships(rest, group_ids, members=None)
+        if not complete:
+            return
+        stored_keys = Identity.select(Identity.key).where(Identity.source == self.source.id)
+        gone = {key for (key,) in raw_rows(stored_keys) if key not in seen}
+        if gone:
+            self._remove_identities(gone)
+        # The memberships of people who left went with them; the rest not wanted go now.
+        unwanted = {(g, m) for g, m in unwanted if m not in gone}
+        by_id = {gid: key for key, gid in group_ids.items()}
+        self._touch_members({(by_id.get(g, ""), m) for g, m in unwanted}, group_ids)
+        self._delete_memberships(sorted(unwanted))
+        gone_groups = set(group_ids) - named
+        if gone_groups:
+            self._remove_groups(gone_groups, group_ids)
 
     def delta(self, delta: Delta) -> None:
         users = self._unique_users(delta.users)
         groups = self._unique_groups(delta.groups)
-        self._upsert_identities(users, remove_missing=False)
+        for chunk in batches(users, CHUNK):
+            some = {key: users[key] for key in chunk}
+            self._upsert_identities(some, self._stored_identities(set(some)))
         removed_users = set(delta.removed_user_keys)
         removed_groups = set(delta.removed_group_keys)
         if delta.present_user_keys is not None:
@@ -214,7 +256,9 @@ class _Staging:
         group_rows = {key: _group_values(record) for key, record in groups.items()}
         for key in named - set(groups) - set(stored_groups) - removed_groups:
             group_rows[key] = (key, fold(key), None, "{}")
-        group_ids = self._upsert_groups(group_rows, remove_missing=False)
+        stored = self._stored_groups()
+        self._write_groups(group_rows, stored)
+        group_ids = {key: row[0] for key, row in stored.items()}
         if removed_groups:
             self._remove_groups(removed_groups & set(group_ids), group_ids)
             for key in removed_groups:
@@ -222,7 +266,7 @@ class _Staging:
         # A group listed with its members replaces its member list; the rest add or remove named members only.
         replaced = {key for key, record in groups.items() if record.member_keys is not None}
         wanted = {(key, member) for key in replaced for member in groups[key].member_keys or ()}
-        self._sync_memberships(wanted, group_ids, scope=replaced, remove_missing=True)
+        self._replace_memberships(wanted, group_ids, replaced)
         added = {(g, m) for g, members in delta.members_added.items() for m in members}
         added |= {(g, user.key) for user in users.values() for g in user.groups}
         added = {(g, m) for g, m in added if g in group_ids and g not in replaced}
@@ -231,18 +275,15 @@ class _Staging:
 
     # -- identities ---------------------------------------------------------------------------------------------
 
-    def _stored_identities(self, keys: set[str] | None) -> dict[str, tuple[int, tuple[Any, ...]]]:
-        columns = [getattr(Identity, name) for name in IDENTITY_FIELDS]
-        stored: dict[str, tuple[int, tuple[Any, ...]]] = {}
-        base = Identity.select(Identity.id, Identity.key, *columns).where(Identity.source == self.source.id)
-        queries = [base] if keys is None else [base.where(Identity.key.in_(c)) for c in batches(keys)]
-        for query in queries:
-            for row in raw_rows(query):
-                stored[row[1]] = (row[0], tuple(row[2:]))
-        return stored
+    def _stored_identities(self, keys: set[str]) -> dict[str, tuple[int, tuple[Any, ...]]]:
+        """The stored rows of these keys: row id and the :data:`IDENTITY_FIELDS` values."""
+        columns = ["id", "key", *(Identity._meta.fields[name].column_name for name in IDENTITY_FIELDS)]
+        where = [Identity.source.column_name]
+        found = rows_in("stored identities", Identity._meta.table_name, columns, where, [self.source.id], "key", keys)
+        return {row[1]: (row[0], tuple(row[2:])) for row in found}
 
-    def _upsert_identities(self, users: dict[str, UserRecord], remove_missing: bool) -> None:
-        stored = self._stored_identities(None if remove_missing else set(users))
+    def _upsert_identities(self, users: dict[str, UserRecord], stored: dict[str, tuple[int, tuple[Any, ...]]]) -> None:
+        """Insert the new users and update the changed ones, given the stored rows of their keys."""
         match_on = self.org.match_on
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
@@ -266,10 +307,6 @@ class _Staging:
         self._update_rows(Identity, IDENTITY_FIELDS, updates)
         self.result.identities_added += len(inserts)
         self.result.identities_updated += len(updates)
-        if remove_missing:
-            gone = set(stored) - set(users)
-            if gone:
-                self._remove_identities(gone)
 
     def _remove_identities(self, keys: set[str]) -> None:
         for chunk in batches(sorted(keys)):
@@ -295,13 +332,18 @@ class _Staging:
         )
         return dict(query.tuples())
 
-    def _upsert_groups(self, rows: dict[str, tuple[Any, ...]], remove_missing: bool) -> dict[str, int]:
-        """Write changed groups; return every stored group key of the source → row id."""
+    def _stored_groups(self) -> dict[str, tuple[int, tuple[Any, ...]]]:
+        """Every stored group of the source: key → (row id, :data:`GROUP_FIELDS` values)."""
         columns = [getattr(DirectoryGroup, n) for n in GROUP_FIELDS]
         query = DirectoryGroup.select(DirectoryGroup.id, DirectoryGroup.key, *columns).where(
             DirectoryGroup.source == self.source.id
         )
-        stored = {row[1]: (row[0], tuple(row[2:])) for row in query.tuples()}
+        return {row[1]: (row[0], tuple(row[2:])) for row in query.tuples()}
+
+    def _write_groups(self, rows: dict[str, tuple[Any, ...]], stored: dict[str, tuple[int, tuple[Any, ...]]]) -> None:
+        """Insert the new groups and update the changed ones; ``stored`` is kept up to date with what was written."""
+        if not rows:
+            return
         inserts, updates = [], []
         for key, values in rows.items():
             have = stored.get(key)
@@ -309,24 +351,21 @@ class _Staging:
                 inserts.append((self.org.id, self.source.id, key, *values, self.now, self.now))
             elif have[1] != values:
                 updates.append((*values, self.now, have[0]))
+                stored[key] = (have[0], values)
                 if have[1][:3] != values[:3]:
                     self._touch_under([have[0]])
+        columns = [getattr(DirectoryGroup, n) for n in GROUP_FIELDS]
         fields = [DirectoryGroup.org, DirectoryGroup.source, DirectoryGroup.key, *columns]
         fields += [DirectoryGroup.created_at, DirectoryGroup.updated_at]
         insert_many(DirectoryGroup, fields, inserts)
         self._update_rows(DirectoryGroup, GROUP_FIELDS, updates)
         self.result.groups_added += len(inserts)
         self.result.groups_updated += len(updates)
-        ids = {key: value[0] for key, value in stored.items()}
         if inserts:
             ids = self._stored_group_keys()
-        if remove_missing:
-            gone = set(ids) - set(rows)
-            if gone:
-                self._remove_groups(gone, ids)
-                for key in gone:
-                    ids.pop(key)
-        return ids
+            for key, values in rows.items():
+                if key not in stored:
+                    stored[key] = (ids[key], values)
 
     def _remove_groups(self, keys: set[str], ids: dict[str, int]) -> None:
         row_ids = [ids[k] for k in keys if k in ids]
@@ -344,30 +383,46 @@ class _Staging:
     # -- memberships --------------------------------------------------------------------------------------------
 
     def _sync_memberships(
-        self, wanted: set[tuple[str, str]], group_ids: dict[str, int], scope: set[str] | None, remove_missing: bool
-    ) -> None:
-        """Make the memberships of the groups in ``scope`` (all when None) equal ``wanted``, comparing
-        (group row id, member key) pairs as the driver returns them."""
-        if scope is not None and not scope:
+        self,
+        wanted: set[tuple[str, str]],
+        group_ids: dict[str, int],
+        members: list[str] | None,
+    ) -> set[tuple[int, str]]:
+        """Add the ``wanted`` (group key, member key) pairs not stored yet, among the stored memberships of these
+        ``members`` (None: of every member that is not one of the source's people, such as a nested group), and
+        return the stored (group row id, member key) pairs not wanted, for the caller to remove once it knows the
+        read is complete."""
+        stored: set[tuple[int, str]] = set()
+        if members is None:
+            stored.update(
+                sql.run(sql.written("memberships of non-people", _memberships_of_non_people), [self.source.id])
+            )
+        else:
+            table, columns = GroupMember._meta.table_name, [GroupMember.group.column_name, "member_key"]
+            where = [GroupMember.source.column_name]
+            stored.update(rows_in("stored memberships", table, columns, where, [self.source.id], "member_key", members))
+        wanted_ids = {(group_ids[g], m) for g, m in wanted if g in group_ids}
+        by_id = {gid: key for key, gid in group_ids.items()}
+        self._insert_memberships({(by_id[g], m) for g, m in wanted_ids - stored}, group_ids)
+        return stored - wanted_ids
+
+    def _replace_memberships(self, wanted: set[tuple[str, str]], group_ids: dict[str, int], scope: set[str]) -> None:
+        """Make the memberships of the groups in ``scope`` equal ``wanted`` (a delta listing whole member lists)."""
+        ids = [group_ids[k] for k in scope if k in group_ids]
+        if not ids:
             return
         query = GroupMember.select(GroupMember.group, GroupMember.member_key).where(
             GroupMember.source == self.source.id
         )
-        if scope is None:
-            queries = [query]
-        else:
-            ids = [group_ids[k] for k in scope if k in group_ids]
-            queries = [query.where(GroupMember.group.in_(chunk)) for chunk in batches(ids)]
         stored: set[tuple[int, str]] = set()
-        for q in queries:
-            stored.update(tuple(row) for row in raw_rows(q))
+        for chunk in batches(ids):
+            stored.update(raw_rows(query.where(GroupMember.group.in_(chunk))))
         wanted_ids = {(group_ids[g], m) for g, m in wanted if g in group_ids}
         by_id = {gid: key for key, gid in group_ids.items()}
         self._insert_memberships({(by_id[g], m) for g, m in wanted_ids - stored}, group_ids)
-        if remove_missing:
-            gone = stored - wanted_ids
-            self._touch_members({(by_id.get(g, ""), m) for g, m in gone}, group_ids)
-            self._delete_memberships(sorted(gone))
+        gone = stored - wanted_ids
+        self._touch_members({(by_id.get(g, ""), m) for g, m in gone}, group_ids)
+        self._delete_memberships(sorted(gone))
 
     def _delete_memberships(self, pairs: list[tuple[int, str]]) -> None:
         if not pairs:
@@ -460,6 +515,17 @@ class _Staging:
             frontier -= seen
 
 
+def _memberships_of_non_people(d: dialect.Dialect) -> str:
+    """(group id, member key) of the source's memberships whose member is none of its people: SQLite and
+    PostgreSQL answer it through the (source, key) index without sending the people's memberships over."""
+    gm, identity = d.quote(GroupMember._meta.table_name), d.quote(Identity._meta.table_name)
+    group, source, member = (d.quote(c) for c in (GroupMember.group.column_name, "source_id", "member_key"))
+    return (
+        f"SELECT m.{group}, m.{member} FROM {gm} m WHERE m.{source} = {d.param} AND NOT EXISTS "
+        f"(SELECT 1 FROM {identity} i WHERE i.{source} = m.{source} AND i.{d.quote('key')} = m.{member})"
+    )
+
+
 def touched_match_keys(source: Source, staged: StageResult) -> set[str]:
     """The match keys of every member a staged read may have changed: old keys and current ones."""
     keys = set(staged.old_match_keys)
@@ -495,6 +561,13 @@ def rekey(org: Organization) -> int:
 
 def _user_problem(record: UserRecord) -> str | None:
     """Why the store cannot keep this record (syncd.store.limits): an identifier too long, or a NUL anywhere."""
+    identifiers = (record.key, record.user_name, record.email or "", record.external_id or "", *record.groups)
+    texts = (record.display_name, record.given_name, record.family_name, record.department, record.title)
+    texts += (record.employee_number, record.manager_key)
+    if max(map(len, identifiers)) <= MAX_IDENTIFIER_CHARS and "\x00" not in "".join(
+        [*identifiers, *filter(None, texts)]
+    ):
+        return None  # the common case, checked at once; the checks below name the problem
     unfit = first_problem(
         [("key", record.key), ("userName", record.user_name), ("email", record.email)]
         + [("externalId", record.external_id)]
@@ -502,8 +575,7 @@ def _user_problem(record: UserRecord) -> str | None:
     )
     if unfit is not None:
         return unfit
-    texts = (record.display_name, record.given_name, record.family_name, record.department, record.title)
-    if any("\x00" in text for text in (*texts, record.employee_number, record.manager_key) if text):
+    if any("\x00" in text for text in texts if text):
         return "an attribute holds a NUL character"
     return None
 
