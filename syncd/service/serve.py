@@ -55,7 +55,7 @@ from syncd.service.http_apps import ServiceState, create_app, create_metrics_app
 from syncd.service.notify import notify, watchdog_interval
 from syncd.service.scheduler import RunFunction, SourceScheduler
 from syncd.store import open_database, upgrade
-from syncd.store.db import unavailable
+from syncd.store.db import UNREACHABLE, unavailable
 from syncd.store.lease import declaration_lock
 
 log = logging.getLogger("syncd.serve")
@@ -329,7 +329,7 @@ def serve(
         upgrade()
         with declaration_lock():
             shell.declare(config)
-    except (peewee.OperationalError, peewee.InterfaceError) as error:
+    except UNREACHABLE as error:
         raise ServeError(str(unavailable(error, config.database.url))) from None
     if config.path is not None:
         log_event(log, "config.loaded", path=str(Path(config.path)), sources=len(config.sources))
