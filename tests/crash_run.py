@@ -1,6 +1,7 @@
-"""A source run in its own process, for the crash tests: ``python -m tests.crash_run DATABASE_URL ROUND``.
+"""A source run in its own process, for the crash tests: ``python -m tests.crash_run DATABASE_URL ROUND [BATCH]``.
 
-Round 1 is a first sync; round 2 changes people, groups and roles. ``SYNCD_FAULT`` kills it at a step.
+Round 1 is a first sync; round 2 changes people, groups and roles. ``SYNCD_FAULT`` kills it at a step. ``BATCH``
+sets the members per apply batch, so that a small run crosses batch boundaries.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def read(round_: int):
     return snapshot(*people, cursor="r2")
 
 
-def main(url: str, round_: int) -> None:
+def main(url: str, round_: int, batch: int | None = None) -> None:
+    if batch is not None:
+        pipeline.BATCH_MEMBERS = batch
     open_database(url)
     upgrade()
     config = declare(make_config(url))
@@ -34,4 +37,4 @@ def main(url: str, round_: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)

@@ -1,6 +1,7 @@
 """Invariant 4 on the real store: whatever two reads say, applying the second read twice writes nothing the
 second time (no ledger entries, no outbox events, no member or identity changes), and a whole-org plan afterwards
-finds nothing that planning only the touched members missed."""
+finds nothing that planning only the touched members missed. The members per apply batch are drawn too (1 and 2
+put every few members in a batch of their own), so the same holds across batch boundaries."""
 
 from __future__ import annotations
 
@@ -47,10 +48,19 @@ def written() -> tuple[object, ...]:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(first=USERS, second=USERS, nest1=NESTING, nest2=NESTING, complete=st.booleans(), days=st.integers(0, 40))
+@given(
+    first=USERS,
+    second=USERS,
+    nest1=NESTING,
+    nest2=NESTING,
+    complete=st.booleans(),
+    days=st.integers(0, 40),
+    batch=st.sampled_from([1, 2, pipeline.BATCH_MEMBERS]),
+)
 def test_applying_the_same_read_twice_writes_nothing_the_second_time(
-    sqlite_store, sqlite_url, first, second, nest1, nest2, complete, days
+    sqlite_store, sqlite_url, monkeypatch, first, second, nest1, nest2, complete, days, batch
 ):
+    monkeypatch.setattr(pipeline, "BATCH_MEMBERS", batch)
     _empty_tables(sqlite_store)
     config = declare(make_config(sqlite_url))
     pipeline.apply_read(config, "hr", read(first, nest1), now=NOW)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from datetime import timedelta
 
@@ -223,6 +224,67 @@ def test_guard_holds_mass_suspension_without_moving_cursor_then_approve_applies(
     assert sum(1 for s, _ in members().values() if s == "suspended") == 5
     assert PlanRow.get_by_id(held.plan_id).status == "approved"
     assert Source.get(Source.name == "hr").cursor == "c2"
+    assert ledger.verify(org_id()).ok
+
+
+def test_batched_run_is_guarded_as_a_whole_and_its_approval_applies_every_batch(store, database_url, monkeypatch):
+    """Batches of 2 members: the guard judges the whole plan before any batch, so a held plan applies nothing; the
+    approved plan applies in batches and moves the cursor with the last."""
+    monkeypatch.setattr(pipeline, "BATCH_MEMBERS", 2)
+    config = declare(make_config(database_url, policy=Policy(guard_max_percent=10.0, guard_max_count=50)))
+    everyone = [user(f"u{i}") for i in range(20)]
+    directory = Directory(snapshot(*everyone))
+    monkeypatch.setattr(pipeline, "connector_for", directory.connector)
+    first = pipeline.run_source(config, "hr", now=NOW)
+    assert first.applied and Member.select().count() == 20
+    directory.result = snapshot(*everyone[:15], cursor="c2")
+    held = pipeline.run_source(config, "hr", now=NOW)
+    assert held.held and not held.applied
+    assert sum(1 for s, _ in members().values() if s == "active") == 20, "no batch of a held plan applies"
+    assert Source.get(Source.name == "hr").cursor == "c1"
+    approved = pipeline.approve(config, held.plan_id, now=NOW)
+    assert approved.applied and approved.actions == 5
+    assert sum(1 for s, _ in members().values() if s == "suspended") == 5
+    assert Source.get(Source.name == "hr").cursor == "c2"
+    assert ledger.verify(org_id()).ok
+    assert pipeline.run_source(config, "hr", now=NOW).actions == 0
+
+
+def test_batches_after_another_writer_committed_are_planned_again_from_the_store(sqlite_store, sqlite_url, monkeypatch):
+    """Batches of 2 members. Before the second batch another connection changes u8's staged identity (as a SCIM
+    write between batches would change what the store says): u8, in a later batch still, is planned from the store
+    as it is then, not from the plan made before that write."""
+    from syncd.store import dialect
+
+    monkeypatch.setattr(pipeline, "BATCH_MEMBERS", 2)
+    config = declare(make_config(sqlite_url))
+    everyone = [user(f"u{i}") for i in range(10)]
+    pipeline.apply_read(config, "hr", snapshot(*everyone), now=NOW)
+    renamed = [replace(u, display_name=f"{u.display_name} Second") for u in everyone]
+    pause = dialect.Dialect.let_writers_in
+    writes: list[int] = []
+
+    def another_writer(self, held):
+        pause(self, held)
+        if not writes:
+
+            def write() -> None:
+                with sqlite_store.atomic():
+                    writes.append(
+                        Identity.update(display_name="Changed Meanwhile").where(Identity.key == "k-u8").execute()
+                    )
+                sqlite_store.close()
+
+            thread = threading.Thread(target=write)
+            thread.start()
+            thread.join()
+
+    monkeypatch.setattr(dialect.Dialect, "let_writers_in", another_writer)
+    pipeline.apply_read(config, "hr", snapshot(*renamed, cursor="c2"), now=NOW)
+    assert writes == [1]
+    names = {m.match_key: m.display_name for m in Member.select()}
+    assert names["u8@acme.com"] == "Changed Meanwhile"
+    assert names["u9@acme.com"] == "U9 Second"
     assert ledger.verify(org_id()).ok
 
 

@@ -13,6 +13,8 @@ The differences, and where each is documented:
 | JSON paths | ``json_extract(col, '$."a"[0]."b"')`` | ``CAST(col AS jsonb) #>> '{a,0,b}'`` |
 | case folding (NFC, lower) | a registered Python function | ``lower(normalize(...))`` |
 | time columns read raw | the text peewee stored | a ``datetime`` |
+| a long writer between its transactions | pauses so waiting writers get the lock | nothing (waiters queue) |
+| "did another writer commit meanwhile" | ``PRAGMA data_version`` | unknown: assume it did |
 
 (https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
 https://www.postgresql.org/docs/current/explicit-locking.html, https://www.postgresql.org/docs/current/functions-json.html,
@@ -22,6 +24,7 @@ https://www.psycopg.org/docs/extras.html#fast-execution-helpers). See docs/archi
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -35,6 +38,9 @@ from syncd.store.db import database
 
 FOLD_FUNCTION = "scim_fold"
 EXECUTEMANY_CHUNK = 5000
+SQLITE_BUSY_RETRIES = ((3, 2), (8, 5), (18, 10), (33, 15), (53, 20), (128, 25), (228, 50))
+"""(waited so far in ms, next sleep in ms) of SQLite's default busy handler: its delays 1, 2, 5, 10, 15, 20, 25, 25,
+25, 50, 50, then 100 ms, as cumulative limits."""
 
 
 def stored_time(value: datetime | str) -> datetime:
@@ -80,6 +86,27 @@ class Dialect:
         if not self.postgres and not self.db.in_transaction():
             return self.db.atomic(lock_type="IMMEDIATE")
         return self.db.atomic()
+
+    def let_writers_in(self, held_seconds: float | None) -> None:
+        """Between two transactions of one long writer (a run's apply batches): on SQLite, pause long enough that a
+        writer that has waited while the last one held the lock (``held_seconds``; None: long) retries within the
+        pause and gets it. SQLite's busy handler does not queue waiters; it sleeps between retries, longer the
+        longer it has waited (1 to 25 ms in the first ~130 ms, then 50, then 100 ms: ``sqliteDefaultBusyCallback``,
+        https://www.sqlite.org/c3ref/busy_timeout.html), so without a pause the long writer takes the lock back
+        at once. PostgreSQL queues waiters on the row lock: no pause."""
+        if self.postgres:
+            return
+        waited = 1e9 if held_seconds is None else held_seconds * 1000
+        retry_ms = next((delay for limit, delay in SQLITE_BUSY_RETRIES if waited < limit), 100)
+        time.sleep((retry_ms + 5) / 1000)
+
+    def others_commits(self) -> int | None:
+        """A number that changes when another connection commits (SQLite ``PRAGMA data_version``,
+        https://www.sqlite.org/pragma.html#pragma_data_version); read inside a write transaction, equal values mean
+        no other writer came in between. None on PostgreSQL, which has no such counter: callers assume one did."""
+        if self.postgres:
+            return None
+        return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
 
     def lock_row(self, model: type[peewee.Model], row_id: int) -> None:
         """Lock one row for the rest of the write transaction (PostgreSQL; SQLite's write transaction already holds

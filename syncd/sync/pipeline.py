@@ -2,11 +2,14 @@
 
 This module is the shell's entry point for source runs (CLI ``syncd sync``, the scheduler, the admin API) and for
 SCIM writes (:func:`reconcile_touched`, called inside the SCIM write transaction). Stage, plan, apply, ledger,
-outbox and the new cursor share one transaction (invariant 2). A held plan rolls the stage back too, so the store
-never holds staged data the org has not accepted; ``syncd approve`` reads the source again from the same cursor.
+outbox and the new cursor share one transaction (invariant 2); a plan of more than :data:`BATCH_MEMBERS` members
+applies in batches, each its own transaction, and the cursor moves with the last (docs/architecture.md,
+"Batches"). A held plan rolls the stage back too, so the store never holds staged data the org has not accepted;
+``syncd approve`` reads the source again from the same cursor.
 
-``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``commit``, ``committed``) kills the process with SIGKILL at that
-step: the crash tests use it to prove a kill at any step loses and doubles nothing.
+``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``batch``, ``commit``, ``committed``) kills the process with SIGKILL
+at that step (``batch``: before each batch after the first): the crash tests use it to prove a kill at any step
+loses and doubles nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,8 +33,8 @@ from syncd.common.errors import ConnectorError
 from syncd.config import Config, Rule, SourceSettings
 from syncd.domain.reconcile import Action, Plan, reconcile
 from syncd.logs import log_event
-from syncd.store import sql
-from syncd.store.models import Organization, PlanBasis, Source
+from syncd.store import dialect, sql
+from syncd.store.models import Organization, PlanBasis, Source, Team
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
 from syncd.sync import guard, held, orgs, source_runs
@@ -199,8 +203,10 @@ def apply_read(
     now: datetime | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Stage a read of the source, plan the org, guard, apply, move the cursor: one transaction.
+    """Stage a read of the source, plan the org, guard, apply, move the cursor.
 
+    One transaction when the plan fits one batch; otherwise the first transaction holds the stage and the first
+    batch, each further batch its own, and the cursor moves with the last (docs/architecture.md, "Batches").
     ``read_cursor`` is the cursor the read started from (None for a full read); a held plan keeps it so that
     ``syncd approve`` can read the same changes again.
     """
@@ -222,8 +228,8 @@ def apply_read(
                 tx.rollback()
             else:
                 _fault("apply")
-                source_runs.advanced(row, result, staged, now)
-                _fault("commit")
+                _finish(decision, now, lambda: source_runs.advanced(row, result, staged, now))
+        _apply_rest(decision, now, lambda: source_runs.advanced(row, result, staged, now))
     except Exception as error:
         if not isinstance(error, PipelineError) and not dry_run:
             message = f"source {source_name}: run failed ({type(error).__name__}); see the service log"
@@ -239,16 +245,36 @@ def apply_read(
     return outcome
 
 
+Judge = Callable[["Decision"], str | None]
+"""Why a plan must not be applied (None: apply it): the guard for runs, "still the held plan" for approvals."""
+Planner = Callable[[Organization, Sequence[Rule], Inputs, datetime], Plan]
+"""Inputs → the plan to apply: :func:`_decide` for runs; an approval of SCIM removals narrows it to them."""
+
+
 @dataclass
 class Decision:
-    """What :func:`_plan_guard_apply` decided: the plan and its inputs, the guard's reason to hold it (None: not
-    held), the fingerprint a held plan is kept under, and how many actions were applied."""
+    """What :func:`_plan_guard_apply` decided: the plan and its inputs, the reason not to apply it (None: applied,
+    or applying), the fingerprint a held plan is kept under, how many actions were applied so far, and the match
+    keys of the members left for later batches (:func:`_finish` applies them)."""
 
+    org: Organization
+    rules: Sequence[Rule]
     inputs: Inputs
     plan: Plan
     held_reason: str | None
+    actor: str = ""
     fingerprint: str | None = None
     applied: int = 0
+    rest: list[list[str]] = field(default_factory=list)
+    others_commits: int | None = None
+    planner: Planner | None = None
+    settle_basis: Callable[[], None] | None = None
+    progress: Progress | None = None
+
+
+def guard_judge(org: Organization) -> Judge:
+    """The guard's verdict over a whole plan (:func:`syncd.sync.guard.verdict`)."""
+    return lambda decision: guard.verdict(decision.plan, decision.inputs.active, orgs.policy_of(org))
 
 
 def _plan_guard_apply(
@@ -257,38 +283,154 @@ def _plan_guard_apply(
     now: datetime,
     *,
     scope: set[str] | None,
-    dry_run: bool,
     actor: str,
+    judge: Judge | None = None,
+    planner: Planner | None = None,
+    accepted: Callable[[Decision], None] | None = None,
+    dry_run: bool = False,
     progress: Progress | None = None,
     stored_basis: PlanBasis | None = None,
 ) -> Decision:
-    """The one core of a source run and a whole-org re-plan: plan (the members in ``scope``; None: the whole org),
-    guard, and apply unless held or a dry run, inside the caller's write transaction. A plan the guard holds is
-    held as a whole-org plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back
-    what it wrote before, and holds the plan. A whole-org plan applied records the config it was applied under."""
-    decision = _plan_and_guard(org, rules, now, scope)
+    """The one core of a source run, a whole-org re-plan and an approval, inside the caller's write transaction:
+    plan the members in ``scope`` (None: the whole org), judge the WHOLE plan (default: the guard), then, unless
+    judged or a dry run, call ``accepted`` and apply the first batch. A plan the guard holds is held as a whole-org
+    plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back what it wrote before,
+    and holds the plan. The caller finishes with :func:`_finish`, which applies the other batches and records
+    the config a whole-org plan was applied under."""
+    planner = planner or _decide
+    decision = _plan_and_judge(org, rules, now, scope, judge or guard_judge(org), planner)
+    decision.actor, decision.progress, decision.planner = actor, progress, planner
     _fault("plan")
     if dry_run:
         return decision
     if decision.held_reason is not None:
         decision.fingerprint = guard.fingerprint(decision.inputs, rules)
         return decision
-    decision.applied = _apply(org, decision.plan, decision.inputs, actor, now, progress)
+    if accepted is not None:
+        accepted(decision)
+    first, decision.rest = _batches(decision.plan, decision.inputs)
+    decision.applied = _apply(org, first, decision.inputs, actor, now, progress, len(decision.plan.actions))
     if scope is None:
-        _record_basis(org, stored_basis, basis(org, rules), now)
+        digest = basis(org, rules)
+        decision.settle_basis = lambda: _record_basis(
+            org, stored_basis if not decision.rest else PlanBasis.get_or_none(PlanBasis.org == org.id), digest, now
+        )
+    elif decision.rest and stored_basis is not None:
+        kept = stored_basis.fingerprint, stored_basis.planned_at
+        decision.settle_basis = lambda: _restore_basis(stored_basis.id, *kept)
+    if decision.rest:
+        _mark_pending(org)
+        decision.inputs.teams.update(_team_ids(org))
+        decision.others_commits = dialect.of().others_commits()
     return decision
 
 
-def _plan_and_guard(org: Organization, rules: Sequence[Rule], now: datetime, scope: set[str] | None) -> Decision:
-    """Plan and the guard's verdict: the members in ``scope`` (None: the whole org); a plan the guard would hold is
-    planned again for the whole org, as held plans are. An approval asks it for the plan a whole-org run would make
-    now, to compare with the one it holds."""
-    inputs, plan = _plan(org, rules, now, scope)
-    held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
-    if held_reason is not None and scope is not None:
-        inputs, plan = _plan(org, rules, now, None)
-        held_reason = guard.verdict(plan, inputs.active, orgs.policy_of(org))
-    return Decision(inputs, plan, held_reason)
+def _team_ids(org: Organization) -> dict[str, int]:
+    """The org's teams by slug, with those the first batch created: later batches join members to them."""
+    return dict(Team.select(Team.slug, Team.id).where(Team.org == org.id).tuples())
+
+
+def _plan_and_judge(
+    org: Organization, rules: Sequence[Rule], now: datetime, scope: set[str] | None, judge: Judge, planner: Planner
+) -> Decision:
+    """Plan and the judge's verdict: the members in ``scope`` (None: the whole org); a plan the judge stops is
+    planned again for the whole org, as held plans are."""
+    inputs, plan = _plan(org, rules, now, scope, planner)
+    decision = Decision(org, rules, inputs, plan, None)
+    decision.held_reason = judge(decision)
+    if decision.held_reason is not None and scope is not None:
+        inputs, plan = _plan(org, rules, now, None, planner)
+        decision = Decision(org, rules, inputs, plan, None)
+        decision.held_reason = judge(decision)
+    return decision
+
+
+BATCH_MEMBERS = 2000
+"""Members whose changes one apply transaction writes. About 100 ms of write lock on SQLite for a first sync's
+joins (docs/architecture.md, "Batches"); the tests make it small to cross batch boundaries."""
+
+
+def _batches(plan: Plan, inputs: Inputs) -> tuple[list[Action], list[list[str]]]:
+    """The first batch's actions (every ``team.create`` and the first members' changes) and the match keys of the
+    members left for later batches. Active owners go last, as the planner plans them, so that an owner gained in
+    an earlier batch counts before any owner may go in a later one."""
+    members: dict[str, list[Action]] = {}
+    first: list[Action] = []
+    for action in plan.actions:
+        if action.target.startswith("member:"):
+            members.setdefault(action.target.removeprefix("member:"), []).append(action)
+        else:
+            first.append(action)
+    if len(members) <= BATCH_MEMBERS:
+        return list(plan.actions), []
+    current = inputs.current.members
+
+    def owner(key: str) -> bool:
+        member = current.get(key)
+        return member is not None and member.state.status == "active" and member.state.role == "owner"
+
+    keys = sorted(members, key=lambda k: (owner(k), k))
+    chunks = [keys[i : i + BATCH_MEMBERS] for i in range(0, len(keys), BATCH_MEMBERS)]
+    head = set(chunks[0])
+    first += [a for a in plan.actions if a.target.removeprefix("member:") in head]
+    return first, chunks[1:]
+
+
+def _finish(decision: Decision, now: datetime, advance: Callable[[], None]) -> None:
+    """In the first transaction: when the plan fit one batch, ``advance`` (the source's cursor and run state) and
+    record the config basis with it; otherwise :func:`_apply_rest` does, after the first transaction commits."""
+    if not decision.rest:
+        _settle(decision, advance)
+
+
+def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) -> None:
+    """Apply the batches after the first, each its own transaction, then ``advance`` with the config basis.
+
+    A later batch applies the plan's actions for its members while no other writer has committed since the plan
+    was made (the dialect tells, on SQLite); once one has, each batch plans its members again from the store under
+    the org lock, so that a SCIM write between batches is seen rather than overwritten. The guard judged the whole
+    plan before the first batch. A crash between batches leaves whole batches applied, the cursor where it was and
+    the org's plan basis marked pending, so that the next run plans the whole org and finishes the job
+    (docs/architecture.md, invariant 2)."""
+    if not decision.rest or decision.held_reason is not None:
+        return
+    org, rules = decision.org, decision.rules
+    total = len(decision.plan.actions)
+    planned: dict[str, list[Action]] = {}
+    for action in decision.plan.actions:
+        planned.setdefault(action.target.removeprefix("member:"), []).append(action)
+    held: float | None = None  # the first transaction held the lock for the stage and the whole plan: long
+    for keys in decision.rest:
+        _fault("batch")
+        dialect.of().let_writers_in(held)
+        began = time.monotonic()
+        with write_transaction():
+            lock_org(org.id)
+            marker = dialect.of().others_commits()
+            fresh = marker is not None and marker == decision.others_commits
+            if fresh:
+                # No other writer since the plan was made: its actions for these members still hold.
+                inputs, plan = decision.inputs, Plan(tuple(a for key in keys for a in planned[key]))
+            else:
+                # Another writer may have changed any member not applied yet: plan each batch again from now on.
+                inputs = gather(org, rules, keys)
+                plan = (decision.planner or _decide)(org, rules, inputs, now)
+            decision.applied += _apply(
+                org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
+            )
+            decision.others_commits = dialect.of().others_commits() if fresh else None
+        held = time.monotonic() - began
+    dialect.of().let_writers_in(held)
+    with write_transaction():
+        lock_org(org.id)
+        _settle(decision, advance)
+
+
+def _settle(decision: Decision, advance: Callable[[], None]) -> None:
+    if decision.settle_basis is not None:
+        decision.settle_basis()
+    advance()
+    _fault("commit")
 
 
 def _stage(
@@ -385,10 +527,12 @@ def _scope(org: Organization, row: Source, staged: StageResult, now: datetime) -
     return keys
 
 
-def _plan(org: Organization, rules: Sequence[Rule], now: datetime, keys: set[str] | None) -> tuple[Inputs, Plan]:
+def _plan(
+    org: Organization, rules: Sequence[Rule], now: datetime, keys: set[str] | None, planner: Planner
+) -> tuple[Inputs, Plan]:
     """Plan the members with these keys (all when None); a whole-org plan notes each identity that joins no one."""
     inputs = gather(org, rules, keys, count_active=True)
-    plan = _decide(org, rules, inputs, now)
+    plan = planner(org, rules, inputs, now)
     if keys is None:
         notes = tuple(identity.note(org.match_on) for identity in unmatched(org))
         if notes:
@@ -410,6 +554,19 @@ def _record_basis(org: Organization, stored: PlanBasis | None, digest: str, now:
         PlanBasis.update(fingerprint=digest, planned_at=now).where(PlanBasis.id == stored.id).execute()
 
 
+PENDING = "pending"
+"""The plan basis of an org whose batched apply has not finished: it matches no config, so the next run plans the
+whole org (:func:`_decide_read`) and finishes the job."""
+
+
+def _mark_pending(org: Organization) -> None:
+    PlanBasis.update(fingerprint=PENDING).where(PlanBasis.org == org.id).execute()
+
+
+def _restore_basis(basis_id: int, fingerprint: str, planned_at: datetime) -> None:
+    PlanBasis.update(fingerprint=fingerprint, planned_at=planned_at).where(PlanBasis.id == basis_id).execute()
+
+
 def _apply(
     org: Organization,
     plan: Plan | Sequence[Action],
@@ -417,10 +574,12 @@ def _apply(
     actor: str,
     now: datetime,
     progress: Progress | None,
+    total: int | None = None,
+    done: int = 0,
 ) -> int:
+    """Apply ``plan``, reporting progress as ``done`` of ``total`` actions (the whole plan's, across batches)."""
     actions = plan.actions if isinstance(plan, Plan) else tuple(plan)
-    total = len(actions)
-    done = 0
+    total = len(actions) if total is None else total
 
     def advance(count: int) -> None:
         nonlocal done
@@ -471,8 +630,14 @@ def reconcile_org(
             return outcome
         if decision.held_reason is not None:
             return _hold(org, None, decision, outcome, None, False, actor, now)
+        _finish(decision, now, _nothing)
+    _apply_rest(decision, now, _nothing)
     outcome.applied = True
     return outcome
+
+
+def _nothing() -> None:
+    """No cursor to move: a whole-org re-plan or an approval without a source read."""
 
 
 @gc_paused()
@@ -500,24 +665,41 @@ def approve(config: Config, plan_id: str, *, actor: str = "admin:cli", now: date
             raise
     stored = [Action.from_dict(a) for a in json.loads(row.actions)]
     outcome = RunResult(source=source.name if source else "", org=org.slug, plan_id=plan_id)
+
+    # The approval overrides the guard's verdict; what must hold is that the plan is still the held one.
+    def unchanged(decision: Decision) -> str | None:
+        same = guard.fingerprint(decision.inputs, rules) == row.fingerprint and [
+            a.as_dict() for a in decision.plan.actions
+        ] == [a.as_dict() for a in stored]
+        return None if same else "its inputs changed since it was held; planned again"
+
+    def approved(decision: Decision) -> None:
+        guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(stored)} actions")
+
+    staged: StageResult | None = None
+
+    def advance() -> None:
+        if source is not None and result is not None and staged is not None:
+            source_runs.advanced(source, result, staged, now)
+
     with write_transaction() as tx:
         lock_org(org.id)
-        staged = stage(org, source, result, now) if source is not None and result is not None else None
-        # The approval overrides the guard's verdict; what must hold is that the plan is still the held one.
-        now_planned = _plan_and_guard(org, rules, now, None)
-        same = guard.fingerprint(now_planned.inputs, rules) == row.fingerprint and [
-            a.as_dict() for a in now_planned.plan.actions
-        ] == [a.as_dict() for a in stored]
-        if same:
-            guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(stored)} actions")
-            _apply(org, stored, now_planned.inputs, actor, now, None)
-            if source is not None and result is not None and staged is not None:
-                source_runs.advanced(source, result, staged, now)
-            outcome.plan, outcome.actions, outcome.applied = Plan(tuple(stored)), len(stored), True
-            return outcome
-        tx.rollback()
+        if source is not None and result is not None:
+            staged = stage(org, source, result, now)
+        stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+        decision = _plan_guard_apply(
+            org, rules, now, scope=None, actor=actor, judge=unchanged, accepted=approved, stored_basis=stored_basis
+        )
+        if decision.held_reason is None:
+            _finish(decision, now, advance)
+        else:
+            tx.rollback()
+    if decision.held_reason is None:
+        _apply_rest(decision, now, advance)
+        outcome.plan, outcome.actions, outcome.applied = Plan(tuple(stored)), len(stored), True
+        return outcome
     with write_transaction():
-        guard.decide(row, "stale", actor, now, "its inputs changed since it was held; planned again")
+        guard.decide(row, "stale", actor, now, decision.held_reason)
     if source is not None and result is not None:
         again = apply_read(
             config, source.name, result, read_cursor=row.cursor, full=bool(summary.get("full")), actor=actor, now=now
@@ -532,20 +714,35 @@ def _approve_scim(row: PlanRow, org: Organization, rules: Sequence[Rule], actor:
     """Apply the removals a SCIM held plan holds: its members are planned again now, and those whose plan still
     removes them are removed (a member the IdP has since restored is left alone)."""
     outcome = RunResult(source=json.loads(row.summary).get("source") or "", org=org.slug, plan_id=row.id)
-    with write_transaction():
-        lock_org(org.id)
-        keys = held.held_keys(row)
-        inputs = gather(org, rules, keys)
+    keys = held.held_keys(row)
+
+    def held_removals(org: Organization, rules: Sequence[Rule], inputs: Inputs, now: datetime) -> Plan:
+        # Not withheld: these are the removals the held plan withholds from every other plan.
         plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
         targets = held.removal_targets(plan.actions)
-        actions = [a for a in plan.actions if a.target in targets]
+        return Plan(tuple(a for a in plan.actions if a.target in targets))
+
+    def approved(decision: Decision) -> None:
+        targets = held.removal_targets(decision.plan.actions)
         left = len(keys) - len(targets)
         note = f"; {left} no longer removed (restored since)" if left else ""
         guard.decide(row, "approved", actor, now, f"approved by {actor}; applying {len(targets)} held removals{note}")
         held.clear(row)
-        apply_plan(org, actions, inputs, actor, now)
-    outcome.plan, outcome.actions, outcome.applied = Plan(tuple(actions)), len(actions), True
+
+    with write_transaction():
+        lock_org(org.id)
+        decision = _plan_guard_apply(
+            org, rules, now, scope=set(keys), actor=actor, judge=_approved, planner=held_removals, accepted=approved
+        )
+        _finish(decision, now, _nothing)
+    _apply_rest(decision, now, _nothing)
+    outcome.plan, outcome.actions, outcome.applied = decision.plan, len(decision.plan.actions), True
     return outcome
+
+
+def _approved(decision: Decision) -> str | None:
+    """An admin's approval: nothing stops the plan."""
+    return None
 
 
 def reject(plan_id: str, *, actor: str, now: datetime | None = None) -> RunResult:

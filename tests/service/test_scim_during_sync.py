@@ -1,0 +1,103 @@
+"""SCIM never waits behind a sync on SQLite: while a first sync of several apply batches runs in a real
+``syncd serve``, SCIM writes to the same org keep succeeding, and they are applied between the sync's batches
+(their ledger entries fall inside the sync's run of entries), not after it. Real command, HTTP, reconciler and
+file connector; sized to take four batches of ``pipeline.BATCH_MEMBERS``."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from pathlib import Path
+
+from syncd.store.models import LedgerEntry, Organization
+from syncd.sync import pipeline
+from tests.service.scim_push import Idp, token
+
+PEOPLE = 3 * pipeline.BATCH_MEMBERS + 1
+CONFIG = """[database]
+url = "{url}"
+
+[logging]
+format = "json"
+
+[[orgs]]
+slug = "acme"
+name = "Acme"
+domains = ["acme.com"]
+[orgs.policy]
+guard_max_percent = 100
+guard_max_count = 1000000
+"""
+SOURCE = """
+[[sources]]
+name = "hr"
+org = "acme"
+kind = "file"
+schedule = "1d"
+path = "{path}"
+"""
+
+
+def write_people(path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["employee id", "email", "name", "groups"])
+        for i in range(PEOPLE):
+            writer.writerow([f"E{i:06d}", f"person{i:06d}@acme.com", f"Person {i:06d}", f"Group {i % 50:02d}"])
+
+
+def test_scim_writes_succeed_and_interleave_with_the_batches_of_a_big_first_sync(serve, tmp_path, cli):
+    config = tmp_path / "syncd.toml"
+    text = CONFIG.format(url=f"sqlite:///{tmp_path / 's.db'}")
+    config.write_text(text, encoding="utf-8")
+    people = tmp_path / "people.csv"
+    write_people(people)
+    idp = Idp(serve(config, run=None), token(cli, config))
+    service = idp.service
+    service.wait_ready()
+
+    statuses: list[int] = []
+    sync_done = threading.Event()
+
+    def push() -> None:
+        # Writes before, during and just after the sync: each a new user (a member join, ledgered).
+        number = 0
+        while not sync_done.is_set() or number < 5:
+            body = {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": f"scim{number:05d}@acme.com",
+                "emails": [{"value": f"scim{number:05d}@acme.com", "primary": True}],
+                "active": True,
+            }
+            answer = service.http.post(
+                service.url("/scim/v2/Users"),
+                json=body,
+                headers={"Authorization": f"Bearer {idp.token}", "Content-Type": "application/scim+json"},
+                timeout=60,
+            )
+            statuses.append(answer.status_code)
+            number += 1
+
+    pusher = threading.Thread(target=push)
+    pusher.start()
+    try:
+        config.write_text(text + SOURCE.format(path=people), encoding="utf-8")
+        service.signal(1)  # SIGHUP: the new source runs at once
+        ok = service.wait_event("source.run.ok", timeout=300, where=lambda e: e.get("source") == "hr")
+    finally:
+        sync_done.set()
+        pusher.join(120)
+    assert ok
+    assert statuses and set(statuses) == {201}, sorted(set(statuses))
+
+    org = Organization.get(Organization.slug == "acme")
+    entries = list(
+        LedgerEntry.select(LedgerEntry.seq, LedgerEntry.actor)
+        .where(LedgerEntry.org == org.id, LedgerEntry.action == "member.join")
+        .tuples()
+    )
+    scim = [seq for seq, actor in entries if actor.startswith("token:")]
+    sync = [seq for seq, actor in entries if not actor.startswith("token:")]
+    assert len(sync) == PEOPLE
+    between = [seq for seq in scim if min(sync) < seq < max(sync)]
+    assert between, "every SCIM write waited for the whole sync"
