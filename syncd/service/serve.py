@@ -113,29 +113,12 @@ class Service:
         self.state = ServiceState(config=config, scheduler=self.scheduler)
         self._pending: Config | None = None
         self._pending_lock = threading.Lock()
-        host, port = parse_listen(listen)
-        self.server = Server(
-            (host, port),
-            create_app(config, self.state),
-            numthreads=max(1, config.server.workers),
-            server_name="syncd",
-            shutdown_timeout=config.server.shutdown_timeout,
-            timeout=30,
-        )
-        # The app bounds every body by server.max_body_bytes itself (reading at most that much), so that a 413 under
-        # /scim/v2 is a SCIM error (RFC 7644 §3.12); cheroot's own limit would answer text/plain first.
-        self.server.max_request_body_size = 0
+        self.server = http_server(listen, config, self.state)
         self.metrics_server = _metrics_server(config, self.state, metrics_listen) if metrics_listen else None
         self._leaked: list[int] = []
 
     def run(self) -> int:
-        try:
-            self.server.prepare()
-        except OSError as error:
-            raise ServeError(
-                f"server.listen {self.listen}: cannot listen ({error.strerror or error}); "
-                "choose a free address with --listen or [server] listen"
-            ) from None
+        self._open_listener()
         if self.metrics_server is not None:
             try:
                 self.metrics_server.prepare()
@@ -153,10 +136,8 @@ class Service:
             )
         for number in HANDLED:
             signal.signal(number, self._leak)
-        http = threading.Thread(target=self.server.serve, name="http", daemon=True)
         self.scheduler.start()
-        http.start()
-        host, port = self.server.bind_addr[:2]
+        host, port = self._start_http()
         notify("READY=1", f"STATUS=serving on {host}:{port}, {len(self.config.sources)} sources")
         log_event(log, "service.ready", listen=f"{host}:{port}", owner=self.scheduler.owner, pid=os.getpid())
         try:
@@ -164,6 +145,34 @@ class Service:
         except BaseException:
             self.scheduler.abandon()  # an unexpected end: leave no lease named after this process
             raise
+
+    def _open_listener(self) -> None:
+        try:
+            self.server.prepare()
+        except OSError as error:
+            raise ServeError(
+                f"server.listen {self.listen}: cannot listen ({error.strerror or error}); "
+                "choose a free address with --listen or [server] listen"
+            ) from None
+
+    def _start_http(self) -> tuple[str, int]:
+        """Start serving HTTP; returns the address served."""
+        threading.Thread(target=self.server.serve, name="http", daemon=True).start()
+        host, port = self.server.bind_addr[:2]
+        return host, port
+
+    def _stop_http(self) -> threading.Thread:
+        """Stop taking connections and drain the requests in flight; the thread returned ends when that is done."""
+        stopped = threading.Thread(target=self.server.stop, name="http-stop", daemon=True)
+        stopped.start()
+        return stopped
+
+    def _tick(self) -> None:
+        """Called by the signal loop about twice a second (the pre-fork supervisor watches its processes here)."""
+
+    def _http_drained(self, stopped: threading.Thread) -> bool:
+        """After the stop's wait: whether HTTP drained in time (the pre-fork supervisor also asks its processes)."""
+        return not stopped.is_alive()
 
     def _loop(self) -> int:
         ping = watchdog_interval()
@@ -175,6 +184,7 @@ class Service:
                 next_ping = time.monotonic() + ping
                 if self.scheduler.healthy():
                     notify("WATCHDOG=1")
+            self._tick()
             if number is None:
                 continue
             if number == signal.SIGHUP:
@@ -192,7 +202,7 @@ class Service:
         notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         try:
             new = config_module.load(self.config_path)
-            _check_reloadable(self.config, new)
+            check_reloadable(self.config, new)
             with declaration_lock():
                 shell.check_declarable(new)
                 shell.declare(new)
@@ -250,13 +260,12 @@ class Service:
         log_event(log, "service.stopping", signal=why, runs_in_flight=",".join(sorted(running)), timeout_s=timeout)
         self.state.draining = True
         self.scheduler.stop_taking_work()
-        http_stopped = threading.Thread(target=self.server.stop, name="http-stop", daemon=True)
-        http_stopped.start()
+        http_stopped = self._stop_http()
         if self.metrics_server is not None:
             threading.Thread(target=self.metrics_server.stop, name="metrics-stop", daemon=True).start()
         idle = self.scheduler.wait_idle(max(0.0, deadline - time.monotonic()))
         http_stopped.join(max(0.0, deadline - time.monotonic()))
-        if idle and not http_stopped.is_alive():
+        if self._http_drained(http_stopped) and idle:
             log_event(log, "service.stopped", signal=why)
             return 0
         left = self.scheduler.in_flight()
@@ -273,7 +282,23 @@ class Service:
         os._exit(1)
 
 
-def _check_reloadable(old: Config, new: Config) -> None:
+def http_server(listen: str, config: Config, state: ServiceState, server_class: type[Server] = Server) -> Server:
+    """The SCIM/admin/health listener: cheroot with ``server.workers`` threads."""
+    server = server_class(
+        parse_listen(listen),
+        create_app(config, state),
+        numthreads=max(1, config.server.workers),
+        server_name="syncd",
+        shutdown_timeout=config.server.shutdown_timeout,
+        timeout=30,
+    )
+    # The app bounds every body by server.max_body_bytes itself (reading at most that much), so that a 413 under
+    # /scim/v2 is a SCIM error (RFC 7644 §3.12); cheroot's own limit would answer text/plain first.
+    server.max_request_body_size = 0
+    return server
+
+
+def check_reloadable(old: Config, new: Config) -> None:
     """Refuse what a reload cannot change in a running process; what the store cannot take is refused by
     :func:`syncd.admin.shell.check_declarable` before anything is declared."""
     if new.database.url != old.database.url:
@@ -311,6 +336,7 @@ def serve(
     listen: str | None = None,
     metrics_listen: str | None = None,
     run: RunFunction | None = None,
+    processes: int | None = None,
 ) -> int:
     """Run the service until SIGTERM; ``run`` replaces the pipeline's run function (tests, benchmarks).
 
@@ -333,5 +359,10 @@ def serve(
         raise ServeError(str(unavailable(error, config.database.url))) from None
     if config.path is not None:
         log_event(log, "config.loaded", path=str(Path(config.path)), sources=len(config.sources))
+    count = config.server.processes if processes is None else processes
+    if count > 1:
+        from syncd.service.prefork import Supervisor
+
+        return Supervisor(config_path, config, listen or config.server.listen, run, metrics_at, count).run()
     service = Service(config_path, config, listen or config.server.listen, run, metrics_at)
     return service.run()
