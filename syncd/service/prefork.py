@@ -49,7 +49,15 @@ from syncd.logs import log_event
 from syncd.service import metrics
 from syncd.service.http_apps import ServiceState
 from syncd.service.scheduler import RunFunction, SourceScheduler
-from syncd.service.serve import HANDLED, ServeError, Service, check_reloadable, http_server, parse_listen
+from syncd.service.serve import (
+    HANDLED,
+    ServeError,
+    Service,
+    check_reloadable,
+    http_server,
+    parse_listen,
+    wait_signal,
+)
 from syncd.store import open_database
 
 log = logging.getLogger("syncd.serve")
@@ -232,11 +240,11 @@ def http_process() -> int:
     threading.Thread(target=server.serve, name="http", daemon=True).start()
     log_event(log, "service.http_process.ready")
     while True:
-        received = signal.sigtimedwait(HANDLED, 0.5)
-        if received is not None and received.si_signo == signal.SIGHUP:
+        received = wait_signal(0.5)
+        if received == signal.SIGHUP:
             _reload(state, config_path)
         elif received is not None:
-            return _drain(state, server, signal.Signals(received.si_signo).name)
+            return _drain(state, server, signal.Signals(received).name)
         elif os.getppid() != supervisor:
             return _drain(state, server, "supervisor gone")
 

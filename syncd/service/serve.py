@@ -178,8 +178,8 @@ class Service:
         ping = watchdog_interval()
         next_ping = time.monotonic()
         while True:
-            received = signal.sigtimedwait(HANDLED, 0.5)
-            number = received.si_signo if received is not None else (self._leaked.pop(0) if self._leaked else None)
+            received = wait_signal(0.5)
+            number = received if received is not None else (self._leaked.pop(0) if self._leaked else None)
             if ping and time.monotonic() >= next_ping:
                 next_ping = time.monotonic() + ping
                 if self.scheduler.healthy():
@@ -280,6 +280,14 @@ class Service:
         )
         logging.shutdown()
         os._exit(1)
+
+
+def wait_signal(timeout: float) -> int | None:
+    """The next of :data:`HANDLED` within ``timeout`` seconds, or None. A stop and continue (SIGSTOP, SIGCONT) of the
+    process interrupts ``sigtimedwait(2)``, after which Python returns a siginfo whose ``si_signo`` is garbage; that
+    is no signal of ours and reads as none (the service crashed on it before)."""
+    received = signal.sigtimedwait(HANDLED, timeout)
+    return received.si_signo if received is not None and received.si_signo in HANDLED else None
 
 
 def http_server(listen: str, config: Config, state: ServiceState, server_class: type[Server] = Server) -> Server:

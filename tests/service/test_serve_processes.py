@@ -1,0 +1,142 @@
+"""``syncd serve --processes 2``: HTTP processes on one listener under a supervisor that keeps the scheduler.
+
+The real command with the real pipeline and config: requests are answered by two different processes (the ``pid``
+field of their ``http.request`` lines), their counters are summed on the supervisor's /metrics, SIGHUP reaches every
+HTTP process, a killed one is replaced, /readyz in them follows the supervisor's scheduler, run-now reaches a run,
+SIGTERM drains them all, and concurrent SCIM writes from several processes on SQLite all succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from syncd.service.admin_client import trigger_sync
+from tests.service.conftest import service_config
+from tests.service.scim_push import USER
+
+PROCESSES = ("--processes", "2")
+
+
+def _token(cli, config, scope: str) -> str:
+    result = cli("--config", str(config), "tokens", "create", "--org", "acme", "--scope", scope)
+    assert result.code == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _scim_lookups_total(service) -> float:
+    families = text_string_to_metric_families(service.metrics().text)
+    return sum(
+        sample.value
+        for family in families
+        if family.name == "syncd_http_requests"
+        for sample in family.samples
+        if sample.name == "syncd_http_requests_total" and sample.labels["endpoint"] == "/scim/v2/Users"
+    )
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_two_processes_answer_are_summed_reload_are_replaced_and_drain(serve, tmp_path, cli):
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", {"hr": "1h"}, folder=tmp_path))
+    scim, admin = _token(cli, config, "scim"), _token(cli, config, "admin")
+    service = serve(config, run=None, args=PROCESSES)
+    service.wait_ready()
+    ready = service.wait_event("service.http_process.ready", count=2)
+    children = {event["pid"] for event in ready}
+    assert len(children) == 2 and service.process.pid not in children
+
+    # A new connection per request, so the kernel hands them to either process.
+    sent = 0
+    while sent < 400:
+        answer = requests.get(
+            service.url("/scim/v2/Users?filter=userName%20eq%20%22nobody@acme.com%22"),
+            headers={"Authorization": f"Bearer {scim}", "Connection": "close"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        sent += 1
+        answered_by = {e["pid"] for e in service.events("http.request") if e["endpoint"] == "/scim/v2/Users"}
+        if answered_by == children and sent >= 20:
+            break
+    assert answered_by == children, "both HTTP processes answered SCIM"
+    assert _scim_lookups_total(service) == sent, "the supervisor's /metrics sums the counters of both processes"
+
+    outcome = trigger_sync(service.url(""), admin, "hr")
+    assert outcome["result"] == "ok", outcome
+
+    config.write_text(config.read_text() + '\n[[orgs]]\nslug = "late"\nname = "Late"\n')
+    service.signal(signal.SIGHUP)
+    reloaded = service.wait_event("config.reloaded", count=3)
+    assert {event.get("pid") for event in reloaded} >= children, "every HTTP process took the new config"
+
+    victim = min(children)
+    os.kill(victim, signal.SIGKILL)
+    (replaced,) = service.wait_event("service.http_process.replaced")
+    assert replaced["child_pid"] == victim
+    ready = service.wait_event("service.http_process.ready", count=3)
+    children = {event["pid"] for event in ready} - {victim}
+    assert len(children) == 2
+    assert service.get("/readyz").status_code == 200
+
+    service.signal(signal.SIGTERM)
+    assert service.wait() == 0
+    stopped = {event.get("pid") for event in service.events("service.stopped")}
+    assert stopped >= children, "every HTTP process drained and said so"
+
+
+def test_readyz_in_the_http_processes_follows_the_supervisors_scheduler(serve, tmp_path):
+    """The supervisor stopped (SIGSTOP) publishes no health: its HTTP processes answer 503 until it runs again."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", folder=tmp_path))
+    service = serve(config, run=None, args=PROCESSES)
+    service.wait_ready()
+    service.wait_event("service.http_process.ready", count=2)
+    service.signal(signal.SIGSTOP)
+    try:
+        _wait_for(lambda: service.get("/readyz").status_code == 503, 20, "/readyz 503 with the supervisor stopped")
+        assert service.get("/readyz").json()["checks"]["scheduler"] == "not running"
+    finally:
+        service.signal(signal.SIGCONT)
+    _wait_for(lambda: service.get("/readyz").status_code == 200, 20, "/readyz 200 again")
+
+
+def test_concurrent_scim_writes_from_two_processes_on_sqlite_all_succeed(serve, tmp_path, cli):
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", folder=tmp_path))
+    token = _token(cli, config, "scim")
+    service = serve(config, run=None, args=PROCESSES)
+    service.wait_ready()
+    service.wait_event("service.http_process.ready", count=2)
+
+    def create(client: int) -> list[int]:
+        with requests.Session() as session:
+            session.trust_env = False
+            session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"})
+            return [
+                session.post(
+                    service.url("/scim/v2/Users"),
+                    data=json.dumps({"schemas": [USER], "userName": f"u{client}-{i}@acme.com"}),
+                    timeout=60,
+                ).status_code
+                for i in range(10)
+            ]
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [status for answers in pool.map(create, range(8)) for status in answers]
+    assert statuses == [201] * 80
+    assert len({e["pid"] for e in service.events("http.request") if e["method"] == "POST"}) == 2
