@@ -8,16 +8,18 @@ in a separate process, Prometheus' multiprocess mode and cross-process reload, f
 traffic is orders of magnitude below. Scale-out is by replicas (PostgreSQL leases), and cheroot gives a
 programmatic, graceful ``stop()`` that drains its worker threads within a timeout.
 
-A pre-fork mode (worker processes taking connections from one listening socket, each with its own database
-connection) was measured against these threads at 8 SCIM clients (``benchmarks/bench_workers.py``) and not adopted:
-on the 2-core build host, which the clients and other work keep busy, two workers answered lookups at 0.85-1.65x
-the threads' rate on SQLite depending on the host's load (0.86-0.98x on PostgreSQL, whose server shares the cores),
-and SQLite writes at 0.50-0.96x: writers of several processes wait in SQLite's busy handler, which polls the lock
-with sleeps, so on the embedded default the threads stay ahead; four workers lost both (0.48-0.71x).
+A pre-fork mode (HTTP processes taking connections from one listening socket, each with its own database
+connection) is opt-in: ``[server] processes`` or ``--processes N`` (:mod:`syncd.service.prefork`, where a
+:class:`Service` that serves no HTTP itself supervises them). Measured against these threads at 8 SCIM clients
+(``benchmarks/bench_workers.py``, once SCIM lookups were answered from the stored representation), two processes
+answered lookups at 1.36-1.81x the threads' rate on SQLite but SQLite writes at 0.73-0.85x: writers of several
+processes wait in SQLite's busy handler, which polls the lock with sleeps, so one process stays the default on the
+embedded store; on PostgreSQL one run gave 1.26x lookups and 1.79x writes.
 
 Signals (systemd.kill(5), sd_notify(3)) are taken synchronously by the main thread with ``sigtimedwait`` (they are
 blocked in every other thread), so no handler runs in the middle of other code; one that still reaches another
-thread (a library may unblock them there) is caught by a handler that only queues it for the same loop:
+thread (a library may unblock them there) is caught by a handler that only queues it for the same loop (with
+``--processes N`` the supervisor's loop, which passes them on to its HTTP processes):
 
 - SIGTERM/SIGINT: stop taking work (the scheduler fires nothing more, /readyz says draining, the listener closes),
   let in-flight requests and source runs finish, exit 0; when ``server.shutdown_timeout`` passes first the process

@@ -140,3 +140,11 @@ def test_concurrent_scim_writes_from_two_processes_on_sqlite_all_succeed(serve, 
         statuses = [status for answers in pool.map(create, range(8)) for status in answers]
     assert statuses == [201] * 80
     assert len({e["pid"] for e in service.events("http.request") if e["method"] == "POST"}) == 2
+
+
+def test_processes_out_of_range_is_refused_in_one_line_naming_the_option(tmp_path, cli):
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", folder=tmp_path))
+    result = cli("--config", str(config), "serve", "--processes", "0")
+    assert result.code != 0
+    assert result.stderr.strip().splitlines() == ["syncd: error: --processes: expected 1 to 64, got 0"]
