@@ -65,6 +65,8 @@ log = logging.getLogger("syncd.serve")
 HEALTH_STALE_SECONDS = 5.0
 """A scheduler health file older than this reads as "not running" (the supervisor rewrites it twice a second)."""
 BACKLOG = 1024
+_SUPERVISOR_ONLY = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+"""sd_notify(3) variables the HTTP processes do not get: only the supervisor speaks to systemd."""
 _ENV_FD = "SYNCD_LISTEN_FD"
 _ENV_DIR = "SYNCD_PREFORK_DIR"
 _ENV_CONFIG = "SYNCD_PREFORK_CONFIG"
@@ -122,7 +124,7 @@ class Supervisor(Service):
         fd = self.listener.fileno()
         config_path = self.config_path or (str(self.config.path) if self.config.path is not None else "")
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in _SUPERVISOR_ONLY},
             _ENV_FD: str(fd),
             _ENV_DIR: str(self.workdir),
             _ENV_CONFIG: config_path,

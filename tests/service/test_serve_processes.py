@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.service.admin_client import trigger_sync
@@ -31,6 +34,9 @@ def _token(cli, config, scope: str) -> str:
 
 
 def _scim_lookups_total(service) -> float:
+    """From the text exposition; the OpenMetrics one must parse too (the summed families keep its sample order)."""
+    accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
+    assert list(openmetrics_families(service.metrics(headers=accept).text))
     families = text_string_to_metric_families(service.metrics().text)
     return sum(
         sample.value
@@ -76,6 +82,7 @@ def test_two_processes_answer_are_summed_reload_are_replaced_and_drain(serve, tm
     assert answered_by == children, "both HTTP processes answered SCIM"
     assert _scim_lookups_total(service) == sent, "the supervisor's /metrics sums the counters of both processes"
 
+    service.wait_event("source.run.ok")  # the supervisor's first scheduled run, whose lease would answer 409
     outcome = trigger_sync(service.url(""), admin, "hr")
     assert outcome["result"] == "ok", outcome
 
@@ -148,3 +155,34 @@ def test_processes_out_of_range_is_refused_in_one_line_naming_the_option(tmp_pat
     result = cli("--config", str(config), "serve", "--processes", "0")
     assert result.code != 0
     assert result.stderr.strip().splitlines() == ["syncd: error: --processes: expected 1 to 64, got 0"]
+
+
+def test_only_the_supervisor_notifies_systemd(serve, tmp_path):
+    """NotifyAccess=main: every datagram on the notify socket comes from the supervisor's pid (SCM_CREDENTIALS)."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", folder=tmp_path))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    sock.settimeout(30)
+    service = serve(config, run=None, args=PROCESSES, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
+    senders: dict[str, set[int]] = {}
+
+    def receive_until(wanted: str) -> None:
+        while True:
+            data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            (pid,) = [struct.unpack("3i", raw[:12])[0] for _, kind, raw in ancillary if kind == socket.SCM_CREDENTIALS]
+            for line in data.decode().splitlines():
+                senders.setdefault(line.split("=")[0], set()).add(pid)
+            if wanted in data.decode().splitlines():
+                return
+
+    receive_until("READY=1")
+    service.wait_event("service.http_process.ready", count=2)
+    service.signal(signal.SIGHUP)
+    service.wait_event("config.reloaded", count=3)
+    service.signal(signal.SIGTERM)
+    receive_until("STOPPING=1")
+    assert service.wait() == 0
+    assert {pid for pids in senders.values() for pid in pids} == {service.process.pid}
+    assert {"READY", "RELOADING", "STOPPING"} <= set(senders)
