@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import http.client
 import importlib.util
 import json
 import multiprocessing
@@ -37,6 +36,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from scim_client import Scim, seed, user_body, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,49 +96,6 @@ schedule = "1d"
 path = "{path}"
 """
     return text
-
-
-class Scim:
-    """A keep-alive SCIM client for one process."""
-
-    def __init__(self, port: int, token: str) -> None:
-        self.port = port
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        payload = json.dumps(body) if body is not None else None
-        try:
-            self.connection.request(method, path, body=payload, headers=self.headers)
-            response = self.connection.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
-            self.connection.close()
-            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            return 0, None
-        return response.status, json.loads(data) if data else None
-
-
-def user_body(user_name: str) -> dict[str, Any]:
-    return {
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": user_name,
-        "displayName": user_name.split("@")[0],
-        "emails": [{"value": user_name, "primary": True, "type": "work"}],
-        "active": True,
-    }
-
-
-def seed(port: int, token: str) -> list[tuple[str, str]]:
-    client = Scim(port, token)
-    seeded = []
-    for i in range(SEED_USERS):
-        name = f"seed{i:04d}@scim.example"
-        status, body = client.call("POST", "/scim/v2/Users", user_body(name))
-        if status != 201:
-            raise SystemExit(f"bench_serve: seeding SCIM user {name} answered {status}: {body}")
-        seeded.append((name, body["id"]))
-    return seeded
 
 
 def load(
@@ -267,8 +225,8 @@ def main() -> int:
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        _wait_ready(port, server, log_path)
-        users = seed(port, scim_token)
+        wait_ready(port, server, log_path, "bench_serve")
+        users = seed(port, scim_token, SEED_USERS, "bench_serve")
         print(
             f"bench_serve: {args.people} people per sync, {args.clients} SCIM client processes "
             f"({int((1 - WRITE_SHARE) * 100)}% lookups, {int(WRITE_SHARE * 100)}% writes), "
@@ -346,22 +304,6 @@ def _drive_until(port: int, token: str, users, clients: int, waiter, stop_file: 
 
     threading.Thread(target=watch, daemon=True).start()
     return drive(port, token, users, clients, 3600, str(stop_file))
-
-
-def _wait_ready(port: int, server: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"bench_serve: syncd serve exited:\n{log_path.read_text()}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/readyz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("bench_serve: syncd serve did not become ready")
 
 
 if __name__ == "__main__":

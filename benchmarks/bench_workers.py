@@ -25,8 +25,6 @@ lookups more than writes; ``--database-url postgresql://...`` uses that database
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import multiprocessing
 import os
 import random
@@ -41,6 +39,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from scim_client import Scim, seed, user_body, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,49 +61,6 @@ slug = "idp"
 name = "Pushed by an IdP"
 domains = ["scim.example"]
 """
-
-
-class Scim:
-    """A keep-alive SCIM client for one process."""
-
-    def __init__(self, port: int, token: str) -> None:
-        self.port = port
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        payload = json.dumps(body) if body is not None else None
-        try:
-            self.connection.request(method, path, body=payload, headers=self.headers)
-            response = self.connection.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
-            self.connection.close()
-            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            return 0, None
-        return response.status, json.loads(data) if data else None
-
-
-def user_body(user_name: str) -> dict[str, Any]:
-    return {
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": user_name,
-        "displayName": user_name.split("@")[0],
-        "emails": [{"value": user_name, "primary": True, "type": "work"}],
-        "active": True,
-    }
-
-
-def seed(port: int, token: str) -> list[tuple[str, str]]:
-    client = Scim(port, token)
-    seeded = []
-    for i in range(SEED_USERS):
-        name = f"seed{i:04d}@scim.example"
-        status, body = client.call("POST", "/scim/v2/Users", user_body(name))
-        if status != 201:
-            raise SystemExit(f"bench_workers: seeding {name} answered {status}: {body}")
-        seeded.append((name, body["id"]))
-    return seeded
 
 
 def client(port: int, token: str, users: list[tuple[str, str]], kind: str, stop_at: float, out: Any) -> None:
@@ -214,8 +171,8 @@ def run_mode(mode: str, workers: int, gate: bool, args: argparse.Namespace, work
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_ready(port, server, log_path)
-        users = seed(port, token)
+        wait_ready(port, server, log_path, "bench_workers")
+        users = seed(port, token, SEED_USERS, "bench_workers")
         return {
             kind: drive(port, token, users, kind, args.clients, args.seconds, server.pid)
             for kind in ("lookup", "write")
@@ -320,22 +277,6 @@ def _gate_sqlite_writers(url: str) -> None:
             os.close(fd)
 
     dialect.Dialect.write_transaction = gated
-
-
-def wait_ready(port: int, server: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"bench_workers: syncd serve exited:\n{log_path.read_text()}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/readyz")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"bench_workers: syncd serve did not become ready:\n{log_path.read_text()}")
 
 
 def main() -> int:

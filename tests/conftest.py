@@ -1,7 +1,11 @@
 """Shared fixtures: a migrated store on SQLite or a real PostgreSQL, and the CLI run in-process.
 
 The PostgreSQL server is the one at 127.0.0.1:5432 (trust auth), started by ``.ci/run`` when it is down. Each test
-session creates its own database and drops it at the end; tables are emptied between tests.
+session (each pytest-xdist worker) creates its own database and drops it at the end; tables are emptied between tests.
+
+The suite runs in parallel under pytest-xdist with ``--dist loadgroup`` (the README's test command). Tests that use a
+server started once per session and expensive to start go to one worker as one group (:data:`GROUPED_FIXTURES`):
+the Samba AD DC (fixed ports 389/636, one per machine) and the 389-DS instance (~10-20 s to create).
 """
 
 from __future__ import annotations
@@ -19,15 +23,26 @@ import peewee
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Session fixture -> the xdist group of every test that uses it, so one worker starts it (and only one Samba DC runs).
+GROUPED_FIXTURES = {"samba_dc": "samba-dc", "ds389": "ds389"}
 POSTGRES_ADMIN_URL = os.environ.get("SYNCD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark a test that uses a grouped session fixture with its ``xdist_group`` as it is collected: xdist reads the
+    marks in its own ``pytest_collection_modifyitems``, which runs before a conftest's."""
+    for fixture, group in GROUPED_FIXTURES.items():
+        if fixture in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    """A fresh PostgreSQL database for this test session (this xdist worker), dropped afterwards."""
     import psycopg2
 
-    name = f"syncd_test_{uuid.uuid4().hex[:12]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"syncd_test_{worker}_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(POSTGRES_ADMIN_URL)
     admin.autocommit = True
     with admin.cursor() as cursor:

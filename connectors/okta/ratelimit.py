@@ -33,6 +33,7 @@ class _Bucket:
     limit: int | None = None
     remaining: int | None = None
     reset_at: float = 0.0
+    window: int | None = None  # the X-Rate-Limit-Reset that ``remaining`` was reported with: which window it counts
     in_flight: int = 0
 
 
@@ -121,15 +122,23 @@ class RateLimiter:
                 with self._lock:
                     state = self._buckets.setdefault(bucket, _Bucket())
                     state.limit, state.remaining, state.reset_at = 1, 0, self._clock() + 1.0
+                    state.window = None
             return
         server_now = _server_time(headers.get("Date"))
         # Date has whole seconds, so reset - Date never underestimates the wait.
         reset_at = self._clock() + max(0.0, reset - server_now)
         with self._lock:
             state = self._buckets.setdefault(bucket, _Bucket())
-            if state.limit is None or state.remaining is None or reset_at > state.reset_at + 0.5:
+            if state.window is not None and reset < state.window:
+                # A late answer of an earlier window says nothing about the current one.
+                self._lock.notify_all()
+                return
+            # The reset time names the window an answer was counted in (the same in every answer of a window): an
+            # answer with a later one opens a new window, however soon after the last answer it arrives.
+            if state.limit is None or state.remaining is None or state.window is None or reset > state.window:
                 state.remaining = remaining
                 state.reset_at = reset_at
+                state.window = reset
             else:  # answers of one window arrive out of order: the lowest remaining is the latest
                 state.remaining = min(state.remaining, remaining if remaining is not None else limit)
             state.limit = max(limit, 1)

@@ -168,6 +168,9 @@ class SourceScheduler:
         self._plain: dict[str, tuple[BaseTrigger, float, str]] = {}
         self._in_flight: dict[str, str] = {}
         self._idle = threading.Condition()
+        self.housekeeping_config = threading.Lock()
+        """Held while an org is housekept and while a reload swaps the config: a whole-org plan made with the old
+        rules never commits after SCIM writes have started using the new ones (docs/architecture.md, "Running it")."""
         self._accepting = True
         self._last_beat = 0.0
         self._start_failures = 0
@@ -340,12 +343,13 @@ class SourceScheduler:
                 continue
             try:
                 context = {"org": slug, "source": name, "run": uuid.uuid4().hex[:12]}
-                if self.isolate:
-                    detail = worker.run_in_child(
-                        housekeep_org, self.config, name, full=False, actor=None, now=now, context=context
-                    )
-                else:
-                    detail = housekeep_org(self.config, name, now=now)
+                with self.housekeeping_config:
+                    if self.isolate:
+                        detail = worker.run_in_child(
+                            housekeep_org, self.config, name, full=False, actor=None, now=now, context=context
+                        )
+                    else:
+                        detail = housekeep_org(self.config, name, now=now)
                 self._note_start(name, None)
                 if getattr(detail, "actions", 0):
                     log_event(log, "org.housekeeping", org=slug, actions=detail.actions, held=detail.held)

@@ -25,7 +25,9 @@ thread (a library may unblock them there) is caught by a handler that only queue
   lease is released with no cooldown, so the restarted service redoes it at once.
 - SIGHUP: reload the config; new, changed and removed sources are rescheduled. An invalid config is refused with
   one log line and the running one is kept, in the store too: the whole config is checked before any of it is
-  declared, and it is declared in one transaction (:func:`syncd.admin.shell.declare`).
+  declared, and it is declared in one transaction (:func:`syncd.admin.shell.declare`). The new config takes
+  effect for the scheduler and SCIM at once, between two housekeeping runs of an org, so a whole-org plan made with
+  the old rules never commits after a SCIM write made with the new ones.
 - READY=1 once the store is migrated and the listener accepts; WATCHDOG=1 while the scheduler's heartbeat is fresh.
 """
 
@@ -53,10 +55,13 @@ from syncd.service.http_apps import ServiceState, create_app, create_metrics_app
 from syncd.service.notify import notify, watchdog_interval
 from syncd.service.scheduler import RunFunction, SourceScheduler
 from syncd.store import open_database, upgrade
-from syncd.store.db import unavailable
+from syncd.store.db import UNREACHABLE, unavailable
 from syncd.store.lease import declaration_lock
 
 log = logging.getLogger("syncd.serve")
+
+SWAP_WAIT_SECONDS = 1.0
+"""How long a reload waits in the signal loop for a housekeeping run to end before leaving the swap to a thread."""
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -106,6 +111,8 @@ class Service:
         self.metrics_listen = metrics_listen
         self.scheduler = SourceScheduler(config, run=run)
         self.state = ServiceState(config=config, scheduler=self.scheduler)
+        self._pending: Config | None = None
+        self._pending_lock = threading.Lock()
         host, port = parse_listen(listen)
         self.server = Server(
             (host, port),
@@ -201,6 +208,31 @@ class Service:
             notify("READY=1", "STATUS=config reload refused; running the previous config")
             metrics.config_reloaded(False)
             return False
+        with self._pending_lock:
+            self._pending = new
+        swap = self.scheduler.housekeeping_config
+        if swap.acquire(timeout=SWAP_WAIT_SECONDS):
+            try:
+                self._swap_pending()
+            finally:
+                swap.release()
+        else:
+            threading.Thread(target=self._swap_after_housekeeping, name="config-swap", daemon=True).start()
+        return True
+
+    def _swap_after_housekeeping(self) -> None:
+        with self.scheduler.housekeeping_config:
+            self._swap_pending()
+
+    def _swap_pending(self) -> None:
+        """Put the newest validated config in force for the scheduler and SCIM at once, between two housekeeping
+        runs: an org housekept with the old rules never commits after a SCIM write made with the new ones. A reload
+        during a long housekeeping run is applied when that run ends, by a thread, so the signal loop keeps
+        answering the watchdog; only the newest of several such reloads is applied."""
+        with self._pending_lock:
+            new, self._pending = self._pending, None
+        if new is None:
+            return
         changes = self.scheduler.apply(new)
         self.config = new
         self.state.config = new
@@ -208,7 +240,6 @@ class Service:
         log_event(log, "config.reloaded", path=self.config_path, **{k: ",".join(v) for k, v in changes.items()})
         metrics.config_reloaded(True)
         notify("READY=1", f"STATUS=serving, {len(new.sources)} sources")
-        return True
 
     def stop(self, why: str) -> int:
         """Graceful shutdown within ``server.shutdown_timeout`` (see the module docstring)."""
@@ -298,7 +329,7 @@ def serve(
         upgrade()
         with declaration_lock():
             shell.declare(config)
-    except (peewee.OperationalError, peewee.InterfaceError) as error:
+    except UNREACHABLE as error:
         raise ServeError(str(unavailable(error, config.database.url))) from None
     if config.path is not None:
         log_event(log, "config.loaded", path=str(Path(config.path)), sources=len(config.sources))

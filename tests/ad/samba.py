@@ -7,18 +7,21 @@ the host (``VM.syncd.test``), so the DC is given a certificate for 127.0.0.1 fro
 tests hand to syncd as ``ca_file``.
 
 Samba serves LDAP on the fixed ports 389 and 636 (it has no setting for others), so only one DC runs at a time on a
-machine. A pristine copy of the loaded directory is kept beside it, so a test that changes the directory can put it
+machine: a DC holds an exclusive lock on :data:`MACHINE_LOCK` from its first start until it is removed, and another
+test session (or pytest-xdist worker, or the benchmark) waits for it instead of finding the ports taken. A pristine copy of the loaded directory is kept beside it, so a test that changes the directory can put it
 back (:meth:`SambaDC.restore`) in a few seconds instead of provisioning again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +43,11 @@ READER = "syncreader@syncd.test"
 #: A plain domain user granted "Replicating Directory Changes" on the domain (DirSync without admin rights).
 REPLICATOR = "syncdirsync@syncd.test"
 SERVICE_PASSWORD = "Reader!Pass123"
+
+#: Held (``flock``) by the one DC of the machine; the kernel drops it when its holder dies, so it never goes stale.
+MACHINE_LOCK = Path(tempfile.gettempdir()) / "syncd-samba-dc.lock"
+#: How long a DC waits for another session's DC to be removed before giving up.
+LOCK_WAIT_SECONDS = 900.0
 
 DEPARTMENTS = 20
 BIG_MEMBERS = 1700  # above AD's MaxValRange (1500): the group real AD returns in member;range= slices
@@ -161,6 +169,7 @@ class SambaDC:
         self.root = root
         self.plan = layout(users, teams)
         self.process: subprocess.Popen[bytes] | None = None
+        self.lock: int | None = None
         self.ca, self.cert, self.key = make_certificates(root / "pki")
         self.key.chmod(0o600)  # Samba refuses a key others may read (CVE-2013-4476)
         self.domain = root / "dc"
@@ -216,7 +225,33 @@ class SambaDC:
 
     # -- running ------------------------------------------------------------------------------------------------
 
+    def _take_machine_lock(self) -> None:
+        """Wait until no other DC of this machine exists (see :data:`MACHINE_LOCK`), then hold the lock."""
+        if self.lock is not None:
+            return
+        handle = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(handle)
+                    raise RuntimeError(
+                        f"another Samba DC of this machine held {MACHINE_LOCK} for {LOCK_WAIT_SECONDS:.0f} s"
+                    ) from None
+                time.sleep(0.5)
+                continue
+            self.lock = handle
+            return
+
+    def _release_machine_lock(self) -> None:
+        if self.lock is not None:
+            os.close(self.lock)  # closing the only descriptor releases the flock
+            self.lock = None
+
     def start(self) -> None:
+        self._take_machine_lock()
         if _port_open(389) or _port_open(636):
             _stop_orphaned_dcs()
             deadline = time.monotonic() + 20
@@ -270,6 +305,7 @@ class SambaDC:
 
     def remove(self) -> None:
         self.stop()
+        self._release_machine_lock()
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- changing entries ---------------------------------------------------------------------------------------

@@ -116,6 +116,39 @@ def test_limiter_takes_the_lowest_remaining_of_answers_arriving_out_of_order() -
     assert clock.sleeps == [10.0]
 
 
+def test_limiter_counts_an_answer_of_the_next_window_against_that_window() -> None:
+    """A read that crosses a window boundary: the first answer was of the window ending at NOON+1, the next of the one
+    ending at NOON+2 (a second later by the server's clock, 0.3 s later by ours). The limiter once took the second
+    for the first window (its computed reset was within 0.5 s) and slept only until NOON+1's reset, then spent past
+    its share of the NOON+2 window (the flaky ``test_read_stays_under_half_of_each_bucket_by_default``)."""
+    clock = ManualClock()
+    limiter = RateLimiter(share=0.5, max_concurrency=4, max_wait=120, clock=clock, sleep=clock.sleep)
+    with limiter.slot("/api/v1/users"):
+        limiter.observe("/api/v1/users", headers(limit=6, remaining=5, reset=NOON + 1))
+    clock.now += 0.3
+    next_second = "Wed, 25 Nov 2026 12:00:01 GMT"
+    for remaining in (5, 4, 3):
+        with limiter.slot("/api/v1/users"):
+            limiter.observe("/api/v1/users", headers(limit=6, remaining=remaining, reset=NOON + 2, date=next_second))
+
+    with limiter.slot("/api/v1/users"):
+        pass
+
+    assert clock.sleeps == [1.0]  # until NOON+2's reset (1 s after its Date), not NOON+1's (0.7 s from now)
+
+
+def test_limiter_ignores_a_late_answer_of_an_earlier_window() -> None:
+    clock = ManualClock()
+    limiter = RateLimiter(share=0.5, max_concurrency=4, max_wait=120, clock=clock, sleep=clock.sleep)
+    limiter.observe("/api/v1/users", headers(limit=10, remaining=9, reset=NOON + 10))
+    limiter.observe("/api/v1/users", headers(limit=10, remaining=0, reset=NOON - 50))
+
+    with limiter.slot("/api/v1/users"):
+        pass
+
+    assert clock.sleeps == []
+
+
 def test_buckets_are_keyed_by_endpoint_not_by_object() -> None:
     assert bucket_of("/api/v1/groups/00g1emaKYZTWRYYRRTSK/users") == "/api/v1/groups/{id}/users"
     assert bucket_of("/api/v1/users?limit=200") == "/api/v1/users"

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import PYTHON, subprocess_env
-from tests.service.conftest import service_config
+from tests.service.conftest import free_port, service_config
 from tests.service.runs import recorded
 
 
@@ -113,8 +113,11 @@ def test_sighup_reschedules_changed_sources_and_refuses_an_invalid_config(serve,
 def test_an_unreachable_database_stops_start_with_one_line_that_hides_the_password(tmp_path):
     config = tmp_path / "syncd.toml"
     config.write_text('[database]\nurl = "postgresql://bob:sekret-pw@127.0.0.1:1/nodb"\n')
+    # Free addresses, not the defaults (127.0.0.1:8080 and :9464): another test or program may hold those, and a busy
+    # address is refused before the store is opened.
+    listen = ["--listen", f"127.0.0.1:{free_port()}", "--metrics-listen", f"127.0.0.1:{free_port()}"]
     result = subprocess.run(
-        [PYTHON, "-m", "syncd", "--config", str(config), "serve"],
+        [PYTHON, "-m", "syncd", "--config", str(config), "serve", *listen],
         capture_output=True,
         text=True,
         env=subprocess_env(),
