@@ -12,9 +12,9 @@ A pre-fork mode (HTTP processes taking connections from one listening socket, ea
 connection) is opt-in: ``[server] processes`` or ``--processes N`` (:mod:`syncd.service.prefork`, where a
 :class:`Service` that serves no HTTP itself supervises them). Measured against these threads at 8 SCIM clients
 (``benchmarks/bench_workers.py``, once SCIM lookups were answered from the stored representation), two processes
-answered lookups at 1.36-1.81x the threads' rate on SQLite but SQLite writes at 0.73-0.85x: writers of several
-processes wait in SQLite's busy handler, which polls the lock with sleeps, so one process stays the default on the
-embedded store; on PostgreSQL one run gave 1.26x lookups and 1.79x writes.
+answered lookups at 0.76-1.81x the threads' rate on SQLite (median about 1.3x) but SQLite writes at 0.54-1.28x:
+writers of several processes wait in SQLite's busy handler, which polls the lock with sleeps, so one process stays
+the default on the embedded store; on PostgreSQL one run (of the prototype) gave 1.26x lookups and 1.79x writes.
 
 Signals (systemd.kill(5), sd_notify(3)) are taken synchronously by the main thread with ``sigtimedwait`` (they are
 blocked in every other thread), so no handler runs in the middle of other code; one that still reaches another
