@@ -4,7 +4,7 @@ One process is bound to one core by the GIL. Measured with ``benchmarks/bench_wo
 shared with other work, load average 4-11), this mode with two processes answered SCIM lookups at 0.76-1.77x the
 threads' rate on SQLite (median 1.3x over six rounds) and SQLite writes at 0.54-1.28x: the writers of several
 processes wait for SQLite's one write lock in its busy handler, which polls with sleeps. So one process stays the
-default, and lookup-heavy deployments (or PostgreSQL, where writes gained too) may opt in.
+default, and lookup-heavy deployments may opt in (one run on PostgreSQL: lookups 1.19x, writes 0.79x).
 
 - The supervisor (this process, a :class:`syncd.service.serve.Service`) opens the listening socket, then starts N
   HTTP processes (``python -m syncd.service.prefork``) that inherit it and take connections from it, each with its

@@ -14,7 +14,8 @@ connection) is opt-in: ``[server] processes`` or ``--processes N`` (:mod:`syncd.
 (``benchmarks/bench_workers.py``, once SCIM lookups were answered from the stored representation), two processes
 answered lookups at 0.76-1.81x the threads' rate on SQLite (median about 1.3x) but SQLite writes at 0.54-1.28x:
 writers of several processes wait in SQLite's busy handler, which polls the lock with sleeps, so one process stays
-the default on the embedded store; on PostgreSQL one run (of the prototype) gave 1.26x lookups and 1.79x writes.
+the default on the embedded store; on PostgreSQL one run each gave 1.26x lookups and 1.79x writes (the prototype)
+and 1.19x and 0.79x (this mode), its writes too few (60/s) on the busy host to call.
 
 Signals (systemd.kill(5), sd_notify(3)) are taken synchronously by the main thread with ``sigtimedwait`` (they are
 blocked in every other thread), so no handler runs in the middle of other code; one that still reaches another
