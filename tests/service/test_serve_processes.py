@@ -15,6 +15,7 @@ import socket
 import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
@@ -186,3 +187,17 @@ def test_only_the_supervisor_notifies_systemd(serve, tmp_path):
     assert service.wait() == 0
     assert {pid for pids in senders.values() for pid in pids} == {service.process.pid}
     assert {"READY", "RELOADING", "STOPPING"} <= set(senders)
+
+
+def test_http_processes_drain_and_exit_when_the_supervisor_is_killed(serve, tmp_path):
+    """No orphan keeps serving without a scheduler: an HTTP process whose supervisor is gone drains and exits."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", folder=tmp_path))
+    service = serve(config, run=None, args=PROCESSES)
+    service.wait_ready()
+    children = {event["pid"] for event in service.wait_event("service.http_process.ready", count=2)}
+    service.signal(signal.SIGKILL)
+    service.wait()
+    _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 20, "the HTTP processes to exit")
+    gone = [event for event in service.events("service.stopped") if event.get("signal") == "supervisor gone"]
+    assert {event["pid"] for event in gone} == children
