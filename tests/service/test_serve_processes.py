@@ -201,3 +201,19 @@ def test_http_processes_drain_and_exit_when_the_supervisor_is_killed(serve, tmp_
     _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 20, "the HTTP processes to exit")
     gone = [event for event in service.events("service.stopped") if event.get("signal") == "supervisor gone"]
     assert {event["pid"] for event in gone} == children
+
+
+def test_an_http_process_that_cannot_read_the_config_keeps_its_own_and_says_so(serve, tmp_path):
+    """The supervisor refuses an invalid config before passing SIGHUP on; an HTTP process that still gets one it
+    cannot read (here SIGHUP sent to it directly) logs the refusal and serves on with the config it has."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(service_config(f"sqlite:///{tmp_path / 's.db'}", folder=tmp_path))
+    service = serve(config, run=None, args=PROCESSES)
+    service.wait_ready()
+    child = min(event["pid"] for event in service.wait_event("service.http_process.ready", count=2))
+    config.write_text("[server]\nprocesses = 0\n")
+    os.kill(child, signal.SIGHUP)
+    (refused,) = service.wait_event("config.reload.refused", where=lambda e: e.get("pid") == child)
+    assert refused["reason"].startswith("server.processes") and refused["kept"] == "running config"
+    assert not service.events("config.reloaded")
+    assert all(service.get("/readyz").status_code == 200 for _ in range(10))
