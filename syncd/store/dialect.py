@@ -34,6 +34,7 @@ import peewee
 from peewee import SQL, NodeList, fn
 
 from syncd.domain.folding import fold
+from syncd.store import write_gate
 from syncd.store.db import database
 
 FOLD_FUNCTION = "scim_fold"
@@ -81,23 +82,46 @@ class Dialect:
 
     def write_transaction(self) -> AbstractContextManager[Any]:
         """A transaction for a change of org state (a savepoint when one is already open). SQLite takes its write
-        lock up front (``BEGIN IMMEDIATE``) instead of failing at the first write; PostgreSQL serializes on the
-        org row (:meth:`lock_row`)."""
+        lock up front (``BEGIN IMMEDIATE``) instead of failing at the first write, after waiting in line at the
+        writers' gate (:mod:`syncd.store.write_gate`) no longer than the connection's busy timeout, which stays the
+        backstop for writers that do not queue there; PostgreSQL serializes on the org row (:meth:`lock_row`)."""
         if not self.postgres and not self.db.in_transaction():
-            return self.db.atomic(lock_type="IMMEDIATE")
+            return self._gated_write()
         return self.db.atomic()
 
+    @contextlib.contextmanager
+    def _gated_write(self) -> Iterator[Any]:
+        gate = write_gate.of(self.db.database)
+        if gate is None:
+            with self.db.atomic(lock_type="IMMEDIATE") as tx:
+                yield tx
+            return
+        timeout_ms = int(self.db.execute_sql("PRAGMA busy_timeout").fetchone()[0])
+        if not gate.acquire(timeout_ms / 1000):
+            raise peewee.OperationalError(f"database is locked (waited {timeout_ms} ms in line for the write lock)")
+        try:
+            with self.db.atomic(lock_type="IMMEDIATE") as tx:
+                yield tx
+        finally:
+            gate.release()
+
     def let_writers_in(self, held_seconds: float | None) -> None:
-        """Between two transactions of one long writer (a run's apply batches): on SQLite, pause long enough that a
-        writer that has waited while the last one held the lock (``held_seconds``; None: long) retries within the
-        pause and gets it. SQLite's busy handler does not queue waiters; it sleeps between retries, longer the
-        longer it has waited (1 to 25 ms in the first ~130 ms, then 50, then 100 ms: ``sqliteDefaultBusyCallback``,
+        """Between two transactions of one long writer (a run's apply batches): on SQLite, let the writers that
+        waited while the last one held the lock (``held_seconds``; None: long) in first. With the writers' gate,
+        a hand-over: wait while writers queue on it, at most the pause below, so arrivals do not starve the long
+        writer. Without it, pause long enough that a writer in SQLite's busy handler retries within the pause:
+        the handler does not queue waiters; it sleeps between retries, longer the longer it has waited (1 to 25
+        ms in the first ~130 ms, then 50, then 100 ms: ``sqliteDefaultBusyCallback``,
         https://www.sqlite.org/c3ref/busy_timeout.html), so without a pause the long writer takes the lock back
         at once. PostgreSQL queues waiters on the row lock: no pause."""
         if self.postgres:
             return
         waited = 1e9 if held_seconds is None else held_seconds * 1000
         retry_ms = next((delay for limit, delay in SQLITE_BUSY_RETRIES if waited < limit), 100)
+        gate = write_gate.of(self.db.database)
+        if gate is not None:
+            gate.hand_over((retry_ms + 5) / 1000)
+            return
         time.sleep((retry_ms + 5) / 1000)
 
     def others_commits(self) -> int | None:
