@@ -7,13 +7,13 @@ The differences, and where each is documented:
 |---|---|---|
 | placeholder | ``?`` | ``%s`` |
 | many parameter rows | ``executemany`` | psycopg2 ``execute_values`` / ``execute_batch`` (pages per round trip) |
-| serializing writers | ``BEGIN IMMEDIATE`` (the one write lock) | a row lock ``FOR NO KEY UPDATE`` on the org |
+| serializing writers | the writers' gate, then ``BEGIN IMMEDIATE`` (the one write lock) | a row lock ``FOR NO KEY UPDATE`` on the org |
 | one-at-a-time across replicas | nothing (writes serialize) | advisory locks |
 | a failed statement | undoes itself only | aborts the transaction: a savepoint around it |
 | JSON paths | ``json_extract(col, '$."a"[0]."b"')`` | ``CAST(col AS jsonb) #>> '{a,0,b}'`` |
 | case folding (NFC, lower) | a registered Python function | ``lower(normalize(...))`` |
 | time columns read raw | the text peewee stored | a ``datetime`` |
-| a long writer between its transactions | pauses so waiting writers get the lock | nothing (waiters queue) |
+| a long writer between its transactions | hands over to writers queued at the gate | nothing (waiters queue) |
 | "did another writer commit meanwhile" | ``PRAGMA data_version`` | unknown: assume it did |
 
 (https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
