@@ -1,6 +1,6 @@
 """SQLite writers of separate processes wait in line at the writers' gate (syncd.store.write_gate) instead of
 polling in SQLite's busy handler: they serialise without ``database is locked``, a writer already waiting gets in
-when a long writer hands over between its transactions, the wait is bounded by the busy timeout, and a gate that
+while a long writer pauses between its transactions, the wait is bounded by the busy timeout, and a gate that
 cannot be opened falls back to the busy handler. Real SQLite files, real processes (multiprocessing spawn)."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def write(db: peewee.SqliteDatabase, who: str) -> None:
 
 
 def long_writer(path: str, holding, release) -> None:
-    """A sync's two apply batches: the first held until told, then the hand-over, then the second."""
+    """A sync's two apply batches: the first held until told, then the pause between batches, then the second."""
     db = open_store(Path(path))
     with dialect.of(db).write_transaction():
         db.execute_sql("INSERT INTO writes (who) VALUES ('long-1')")
@@ -43,15 +43,10 @@ def long_writer(path: str, holding, release) -> None:
 
 
 def someone_queues(path: Path) -> bool:
-    """Whether a writer waits on the gate file (it holds a shared lock of the queue file meanwhile)."""
-    probe = os.open(str(path) + write_gate.QUEUE_SUFFIX, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(probe)
-    return False
+    """Whether a writer is blocked in ``flock`` of the gate file (a ``->`` line of /proc/locks names its inode)."""
+    inode = os.stat(str(path) + write_gate.GATE_SUFFIX).st_ino
+    with open("/proc/locks", encoding="ascii") as locks:
+        return any("->" in line and f":{inode} " in line for line in locks)
 
 
 def gate_is_held(path: Path) -> bool:

@@ -13,7 +13,7 @@ The differences, and where each is documented:
 | JSON paths | ``json_extract(col, '$."a"[0]."b"')`` | ``CAST(col AS jsonb) #>> '{a,0,b}'`` |
 | case folding (NFC, lower) | a registered Python function | ``lower(normalize(...))`` |
 | time columns read raw | the text peewee stored | a ``datetime`` |
-| a long writer between its transactions | hands over to writers queued at the gate | nothing (waiters queue) |
+| a long writer between its transactions | pauses so waiting writers get the lock | nothing (waiters queue) |
 | "did another writer commit meanwhile" | ``PRAGMA data_version`` | unknown: assume it did |
 
 (https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
@@ -106,22 +106,18 @@ class Dialect:
             gate.release()
 
     def let_writers_in(self, held_seconds: float | None) -> None:
-        """Between two transactions of one long writer (a run's apply batches): on SQLite, let the writers that
-        waited while the last one held the lock (``held_seconds``; None: long) in first. With the writers' gate,
-        a hand-over: wait while writers queue on it, at most the pause below, so arrivals do not starve the long
-        writer. Without it, pause long enough that a writer in SQLite's busy handler retries within the pause:
-        the handler does not queue waiters; it sleeps between retries, longer the longer it has waited (1 to 25
-        ms in the first ~130 ms, then 50, then 100 ms: ``sqliteDefaultBusyCallback``,
-        https://www.sqlite.org/c3ref/busy_timeout.html), so without a pause the long writer takes the lock back
-        at once. PostgreSQL queues waiters on the row lock: no pause."""
+        """Between two transactions of one long writer (a run's apply batches): on SQLite, pause long enough that a
+        writer that has waited while the last one held the lock (``held_seconds``; None: long) gets it. Writers in
+        line at the writers' gate (:mod:`syncd.store.write_gate`) are woken as the lock is released and get in at
+        once; the pause is kept for the writers that wait in SQLite's busy handler instead (the lease's and the
+        scheduler's single statements, other programs, a process without a gate file), which does not queue
+        waiters: it sleeps between retries, longer the longer it has waited (1 to 25 ms in the first ~130 ms, then
+        50, then 100 ms: ``sqliteDefaultBusyCallback``, https://www.sqlite.org/c3ref/busy_timeout.html), so without
+        a pause the long writer takes the lock back at once. PostgreSQL queues waiters on the row lock: no pause."""
         if self.postgres:
             return
         waited = 1e9 if held_seconds is None else held_seconds * 1000
         retry_ms = next((delay for limit, delay in SQLITE_BUSY_RETRIES if waited < limit), 100)
-        gate = write_gate.of(self.db.database)
-        if gate is not None:
-            gate.hand_over((retry_ms + 5) / 1000)
-            return
         time.sleep((retry_ms + 5) / 1000)
 
     def others_commits(self) -> int | None:

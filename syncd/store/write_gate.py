@@ -7,9 +7,7 @@ an ``flock(2)`` of ``<database>-writers`` beside the database (``syncd serve``, 
 are separate processes), where the kernel wakes it as the holder lets go. The wait is bounded by the caller (the
 connection's busy timeout); a blocking ``flock`` has no timeout, so a contended wait runs in a helper thread.
 
-A writer blocked on the file also holds a shared ``flock`` of ``<database>-writers-queue``, so a long writer
-between two transactions can see that someone is waiting (:meth:`Gate.hand_over`). See docs/architecture.md,
-"SQL and the two databases".
+See docs/architecture.md, "SQL and the two databases".
 """
 
 from __future__ import annotations
@@ -20,8 +18,6 @@ import threading
 import time
 
 GATE_SUFFIX = "-writers"
-QUEUE_SUFFIX = "-writers-queue"
-HAND_OVER_STEP_SECONDS = 0.001
 IN_MEMORY = ("", ":memory:")
 
 _gates: dict[tuple[int, str], Gate | None] = {}
@@ -50,10 +46,9 @@ class _Waiting:
 class Gate:
     """One database's line of writers in this process (:func:`of`)."""
 
-    def __init__(self, path: str, gate_fd: int, queue_fd: int) -> None:
+    def __init__(self, path: str, gate_fd: int) -> None:
         self.path = path
         self._gate_fd = gate_fd
-        self._queue_fd = queue_fd
         self._threads = threading.Lock()
         self._state = threading.Lock()
         self._waiting: _Waiting | None = None
@@ -61,20 +56,17 @@ class Gate:
     @classmethod
     def open(cls, path: str) -> Gate | None:
         try:
-            gate_fd = os.open(path + GATE_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
+            return cls(path, os.open(path + GATE_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError:
             return None
-        try:
-            queue_fd = os.open(path + QUEUE_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError:
-            os.close(gate_fd)
-            return None
-        return cls(path, gate_fd, queue_fd)
 
     def acquire(self, timeout: float) -> bool:
         """Wait in line at most ``timeout`` seconds; True when this thread now holds the gate."""
         deadline = time.monotonic() + timeout
-        if not self._threads.acquire(timeout=max(timeout, 0.0)):
+        has_threads = self._threads.acquire(blocking=False)
+        if has_threads and self._try_file():
+            return True
+        if not has_threads and not self._threads.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             return False
         try:
             if self._lock_file(deadline):
@@ -89,26 +81,15 @@ class Gate:
         fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
         self._threads.release()
 
-    def hand_over(self, longest: float) -> None:
-        """Between two transactions of a long writer, the gate released: wait while writers queue on the file, so
-        each one already waiting gets in first, but at most ``longest`` seconds, so that writers arriving without
-        pause do not starve the long one. A fresh open file tests the queue (a lock of the same open file would
-        only convert this process's own)."""
-        deadline = time.monotonic() + longest
-        try:
-            probe = os.open(self.path + QUEUE_SUFFIX, os.O_RDWR)
-        except OSError:
-            return
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    time.sleep(HAND_OVER_STEP_SECONDS)
-                    continue
-                return
-        finally:
-            os.close(probe)
+    def _try_file(self) -> bool:
+        with self._state:
+            if self._waiting is not None:
+                return False
+            try:
+                fcntl.flock(self._gate_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
 
     def _lock_file(self, deadline: float) -> bool:
         with self._state:
@@ -135,11 +116,7 @@ class Gate:
     def _wait_for_file(self, waiting: _Waiting) -> None:
         """The helper thread: queue on the file, then hand the lock to the writer, or drop it when the writer gave
         up meanwhile (so no process keeps the gate that nobody uses)."""
-        fcntl.flock(self._queue_fd, fcntl.LOCK_SH)
-        try:
-            fcntl.flock(self._gate_fd, fcntl.LOCK_EX)
-        finally:
-            fcntl.flock(self._queue_fd, fcntl.LOCK_UN)
+        fcntl.flock(self._gate_fd, fcntl.LOCK_EX)
         with self._state:
             if waiting.abandoned:
                 fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
