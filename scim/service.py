@@ -9,6 +9,7 @@ kept: add skips members already there, remove takes exactly the selected members
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -30,7 +31,8 @@ from scim2_server.conditions import Conditions
 from scim2_server.handler import ScimHandler
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
-from scim2_server.routing import Operation
+from scim2_server.routing import Operation, Target
+from scim2_server.routing import match as match_route
 from scim2_server.service import ScimService
 from scim2_server.utils import parametrize
 
@@ -43,6 +45,13 @@ from scim.schema import GROUP_TYPE
 from scim.statements import NOTHING_SENT, MemberSent
 
 MEMBERS = "members"
+ROUTES_REMEMBERED = 4096
+"""(method, path) pairs whose SCIM route is kept: one request asks for its route up to four times."""
+
+
+@functools.lru_cache(maxsize=ROUTES_REMEMBERED)
+def _route(method: str, path: str) -> Target:
+    return match_route(method, path)
 
 
 class SyncdService(ScimService):
@@ -55,6 +64,12 @@ class SyncdService(ScimService):
     def max_body_size(self, request: ScimRequest) -> int | None:
         """Every request body is bounded by ``server.max_body_bytes`` (413 above it)."""
         return self.max_body_bytes
+
+    @staticmethod
+    def match(request: ScimRequest) -> Target:
+        """scim2-server's route of a request (RFC 7644 §3.2), worked out once per method and path: the web layer,
+        the service and the handler each ask for it. A path that routes nowhere raises every time (not kept)."""
+        return _route(request.method.upper(), request.path)
 
     def patch_response(
         self, base_url: str, resource: Resource[Any], response_parameters: ResponseParameters[Any]

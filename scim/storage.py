@@ -28,8 +28,9 @@ from scim.urns import CORE_USER_URN
 from syncd.clock import utcnow
 from syncd.domain.folding import fold
 from syncd.store import dialect as store_dialect
-from syncd.store.models import DirectoryGroup, GroupMember, Identity, Source
+from syncd.store.models import DirectoryGroup, GroupMember, Identity
 from syncd.store.tx import write_transaction
+from syncd.sync import source_runs
 
 WRITE_STAMP_SECONDS = 1.0
 """How often one process records a SCIM source's last successful write (``Source.last_success_at``)."""
@@ -63,6 +64,8 @@ class Rows:
     def __init__(self, tenant: Tenant, writing: bool = False) -> None:
         self.tenant = tenant
         self.writing = writing
+        self._locked: set[tuple[type[peewee.Model], int]] = set()
+        """Rows this write locked (:meth:`_lock`), so a second read of one takes no lock again."""
         self.member_defaults: dict[str, tuple[str | None, str, str]] = {}
         """Member key -> (display, $ref, type) the server shows for it, from the last :meth:`members_of`."""
 
@@ -74,6 +77,7 @@ class Rows:
 
     @contextmanager
     def _write_operation(self) -> Iterator[None]:
+        self._locked.clear()  # a lock ends with its transaction (one operation of a Bulk)
         with write_transaction():
             yield
             self._stamp_write()
@@ -89,7 +93,7 @@ class Rows:
         if moment - _stamped.get(source_id, float("-inf")) < WRITE_STAMP_SECONDS:
             return
         now = utcnow()
-        Source.update(last_success_at=now, last_run_at=now).where(Source.id == source_id).execute()
+        source_runs.pushed(source_id, now)
         _stamped[source_id] = moment
 
     @staticmethod
@@ -100,10 +104,32 @@ class Rows:
     # -- reads ----------------------------------------------------------------
 
     def user(self, key: str) -> UserRow | None:
-        return statements.user_by_key(self.tenant.source_id, key)
+        row = statements.user_by_key(self.tenant.source_id, key)
+        if row is not None and self._lock(Identity, row.id):
+            row = statements.user_by_key(self.tenant.source_id, key)
+        return row
 
     def group(self, key: str) -> GroupRow | None:
-        return statements.group_by_key(self.tenant.source_id, key)
+        row = statements.group_by_key(self.tenant.source_id, key)
+        if row is not None and self._lock(DirectoryGroup, row.id):
+            row = statements.group_by_key(self.tenant.source_id, key)
+        return row
+
+    def _lock(self, table: type[peewee.Model], row_id: int) -> bool:
+        """In a write, lock the row a PUT / PATCH / DELETE read before it is modified and written back; True when the
+        lock was taken now, so the row must be read again (another write may have committed while it waited).
+
+        Without the lock, two writes without ``If-Match`` could both read version N, and the later one would find
+        the version moved and answer 412, which RFC 7644 §3.14 allows only when the client asked for the
+        precondition. Held, they serialise: the later one reads what the earlier wrote and applies its change to it.
+        The lock is :meth:`syncd.store.dialect.Dialect.lock_row` (PostgreSQL's row lock; SQLite's write transaction
+        already holds the database's write lock). Taken before the org lock of the ledger, as the write itself was.
+        """
+        if not self.writing or (table, row_id) in self._locked:
+            return False
+        store_dialect.of().lock_row(table, row_id)
+        self._locked.add((table, row_id))
+        return True
 
     def groups_of(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The read-only ``groups`` of users (RFC 7643 §4.1.2), for a page at a time."""

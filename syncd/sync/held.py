@@ -10,6 +10,9 @@ until ``syncd approve`` (re-plans the held members and applies their removals) o
 While a held plan is open every further SCIM removal joins it; joins and role changes keep flowing. Whole-org plans
 (source runs, housekeeping) leave the held members' removals to the held plan (:func:`withhold`).
 
+Every SCIM write that removes someone asks whether a held plan is open and how many removals the window holds, so
+those statements are composed once (:mod:`syncd.store.sql`); a write that removes no one asks nothing.
+
 See docs/architecture.md, "Guard".
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import peewee
@@ -41,28 +45,46 @@ def removal_targets(actions: tuple[Action, ...] | list[Action]) -> set[str]:
     return {a.target for a in actions if a.action in REMOVALS}
 
 
-def open_plan(org_id: int) -> PlanRow | None:
+@dataclass(frozen=True)
+class HeldPlan:
+    """The columns of an open held plan a SCIM write needs: its id and its summary (JSON text)."""
+
+    id: str
+    summary: str
+
+
+def open_plan(org_id: int) -> HeldPlan | None:
     """The org's open held plan of SCIM removals, if any (at most one at a time)."""
-    for row in PlanRow.select().where((PlanRow.org == org_id) & (PlanRow.status == "held")):
+    found = sql.rows(
+        "held plans",
+        lambda: PlanRow.select(PlanRow.id, PlanRow.summary).where((PlanRow.org == org_id) & (PlanRow.status == "held")),
+        [org_id, "held"],
+    )
+    for plan_id, summary in found:
+        row = HeldPlan(str(plan_id), summary or "{}")
         if is_scim(row):
             return row
     return None
 
 
-def is_scim(row: PlanRow) -> bool:
+def is_scim(row: PlanRow | HeldPlan) -> bool:
     return json.loads(row.summary or "{}").get("kind") == KIND
 
 
 def recent_removals(org_id: int, window_seconds: int, now: datetime) -> int:
     """Suspensions and deprovisions SCIM writes applied in the org's window (ledger index on org, action, at)."""
     since = now - timedelta(seconds=window_seconds)
-    query = LedgerEntry.select(peewee.fn.COUNT(LedgerEntry.id)).where(
-        (LedgerEntry.org == org_id)
-        & LedgerEntry.action.in_(list(REMOVALS))
-        & (LedgerEntry.at >= since)
-        & LedgerEntry.actor.startswith(SCIM_ACTOR_PREFIX)
+    found = sql.rows(
+        "scim removals in window",
+        lambda: LedgerEntry.select(peewee.fn.COUNT(LedgerEntry.id)).where(
+            (LedgerEntry.org == org_id)
+            & LedgerEntry.action.in_(list(REMOVALS))
+            & (LedgerEntry.at >= since)
+            & LedgerEntry.actor.startswith(SCIM_ACTOR_PREFIX)
+        ),
+        [org_id, *REMOVALS, since, f"{SCIM_ACTOR_PREFIX}%"],
     )
-    return int(query.scalar() or 0)
+    return int(found[0][0] or 0)
 
 
 def _active(org_id: int) -> int:
@@ -83,11 +105,11 @@ def verdict(org_id: int, adding: int, policy: Policy, now: datetime) -> str | No
     window = parse_interval(policy.scim_guard_window, "scim_guard_window")
     recent = recent_removals(org_id, window, now)
     total = recent + adding
-    base = _active(org_id) + recent
-    percent = 100.0 * total / base if base else 100.0
     within = f"within scim_guard_window {policy.scim_guard_window} ({recent} already applied)"
     if total > policy.guard_max_count:
         return f"SCIM writes would suspend or deprovision {total} members {within}, over guard_max_count {policy.guard_max_count}"
+    base = _active(org_id) + recent
+    percent = 100.0 * total / base if base else 100.0
     if percent > policy.guard_max_percent:
         return (
             f"SCIM writes would suspend or deprovision {total} of {base} members ({percent:.1f}%) {within}, "
@@ -112,7 +134,7 @@ def screen(org: Organization, plan: Plan, policy: Policy, actor: str, now: datet
     return Plan(tuple(a for a in plan.actions if a.target not in targets), plan.notes)
 
 
-def hold(org: Organization, row: PlanRow | None, actions: list[Action], reason: str, actor: str, now: datetime) -> str:
+def hold(org: Organization, row: HeldPlan | None, actions: list[Action], reason: str, actor: str, now: datetime) -> str:
     """Add the members' actions to the org's held plan (made, ledgered and alerted when none is open)."""
     by_member: dict[str, list[Action]] = {}
     for action in actions:
@@ -122,7 +144,7 @@ def hold(org: Organization, row: PlanRow | None, actions: list[Action], reason: 
         plan_id = str(uuid.uuid4())
         source_name = source.name if source else None
         summary = {"kind": KIND, "reason": reason, "actions": 0, "removals": 0, "full": False, "source": source_name}
-        row = PlanRow.create(
+        PlanRow.create(
             id=plan_id,
             org=org.id,
             source=source.id if source else None,
@@ -132,6 +154,7 @@ def hold(org: Organization, row: PlanRow | None, actions: list[Action], reason: 
             summary=json.dumps(summary, sort_keys=True),
             actions="[]",
         )
+        row = HeldPlan(plan_id, json.dumps(summary, sort_keys=True))
         guard._announce(org.id, "plan.held", plan_id, {**summary, "status": "held"}, now)
         ledger.append(
             org.id,
@@ -144,31 +167,30 @@ def hold(org: Organization, row: PlanRow | None, actions: list[Action], reason: 
             announce=False,  # the plan.held event above is its event, in the shape of the run guard's
         )
         log_event(log, "plan.held", logging.WARNING, org=org.slug, plan=plan_id, reason=reason, kind=KIND)
-    present = {
-        key
-        for (key,) in HeldRemoval.select(HeldRemoval.match_key)
-        .where((HeldRemoval.plan == row.id) & HeldRemoval.match_key.in_(list(by_member)))
-        .tuples()
-    }
-    new = [key for key in by_member if key not in present]
-    for key in new:
-        HeldRemoval.create(
-            org=org.id,
-            plan=row.id,
-            match_key=key,
-            actions=json.dumps([a.as_dict() for a in by_member[key]], sort_keys=True, default=str),
-            created_at=now,
-        )
-    if new:
-        counters.scim_write_held(org.slug)
-        summary = json.loads(row.summary)
-        summary["removals"] = summary.get("removals", 0) + len(new)
-        summary["actions"] = summary.get("actions", 0) + sum(len(by_member[k]) for k in new)
-        PlanRow.update(summary=json.dumps(summary, sort_keys=True)).where(PlanRow.id == row.id).execute()
-    return str(row.id)
+    insert = sql.written(
+        "hold removal",
+        lambda d: (
+            'INSERT INTO "held_removal" ("org_id", "plan_id", "match_key", "actions", "created_at") '
+            f"VALUES ({d.marks(5)}) ON CONFLICT DO NOTHING"
+        ),
+    )
+    new: list[str] = []
+    for key, member_actions in by_member.items():
+        text = json.dumps([a.as_dict() for a in member_actions], sort_keys=True, default=str)
+        if sql.run(insert, (org.id, row.id, key, text, now)).rowcount:  # 0: already held (unique plan, match_key)
+            new.append(key)
+    if not new:
+        return row.id
+    counters.scim_write_held(org.slug)
+    summary = json.loads(row.summary)
+    summary["removals"] = summary.get("removals", 0) + len(new)
+    summary["actions"] = summary.get("actions", 0) + sum(len(by_member[k]) for k in new)
+    update = sql.written("held summary", lambda d: f'UPDATE "plan" SET "summary" = {d.param} WHERE "id" = {d.param}')
+    sql.run(update, (json.dumps(summary, sort_keys=True), row.id))
+    return row.id
 
 
-def held_keys(row: PlanRow) -> list[str]:
+def held_keys(row: PlanRow | HeldPlan) -> list[str]:
     return [k for (k,) in HeldRemoval.select(HeldRemoval.match_key).where(HeldRemoval.plan == row.id).tuples()]
 
 
@@ -207,4 +229,15 @@ def counts() -> dict[int, int]:
     return {org_id: int(n) for org_id, n in query.tuples()}
 
 
-__all__ = ["REMOVALS", "actions_of", "clear", "held_keys", "hold", "is_scim", "open_plan", "screen", "withhold"]
+__all__ = [
+    "REMOVALS",
+    "HeldPlan",
+    "actions_of",
+    "clear",
+    "held_keys",
+    "hold",
+    "is_scim",
+    "open_plan",
+    "screen",
+    "withhold",
+]

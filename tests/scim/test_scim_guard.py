@@ -3,6 +3,7 @@ succeeds, the identity is stored as pushed, the member stays), while joins go on
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from syncd import config
@@ -56,3 +57,13 @@ def test_removals_outside_the_window_no_longer_count(scim):
     assert held.recent_removals(scim.org_a.id, 3600, utcnow() + timedelta(hours=2)) == 0
     assert held.verdict(scim.org_a.id, 1, policy, utcnow()) is not None  # 2 of 12 in the window
     assert held.verdict(scim.org_a.id, 1, policy, utcnow() + timedelta(hours=2)) is None  # 1 of 11
+
+
+def test_a_member_already_held_is_held_once_however_often_removed(scim):
+    ids = [scim.a.create_user(f"h{i}", emails=[{"value": f"h{i}@acme.com"}])["id"] for i in range(4)]
+    scim.a.patch(f"/Users/{ids[0]}", [{"op": "replace", "path": "active", "value": False}])  # 25%: held at once
+    assert scim.a.delete(f"/Users/{ids[0]}").status == 204  # the same member's removal again, into the open plan
+    (row,) = PlanRow.select().where(PlanRow.status == "held")
+    assert HeldRemoval.select().where(HeldRemoval.plan == row.id).count() == 1
+    assert json.loads(PlanRow.get_by_id(row.id).summary)["removals"] == 1
+    assert set(statuses().values()) == {"active"}
