@@ -1,10 +1,11 @@
 """``syncd serve --processes N`` (``[server] processes``): N HTTP processes on one listening socket, opt-in.
 
 One process is bound to one core by the GIL. Measured with ``benchmarks/bench_workers.py`` (8 SCIM clients, 2 cores
-shared with other work, load average 4-11), this mode with two processes answered SCIM lookups at 0.76-1.77x the
-threads' rate on SQLite (median 1.3x over six rounds) and SQLite writes at 0.54-1.28x: the writers of several
-processes wait for SQLite's one write lock in its busy handler, which polls with sleeps. So one process stays the
-default, and lookup-heavy deployments may opt in (one run on PostgreSQL: lookups 1.19x, writes 0.79x).
+shared with other work, load average 6-12, six rounds), this mode with two processes answered SCIM lookups at
+1.25-1.72x the threads' rate on SQLite and writes at 0.91-2.57x, SQLite writers of all processes queueing at the
+writers' gate (:mod:`syncd.store.write_gate`); before the gate, writes were 0.54-1.28x (busy handler polling). One
+process stays the default until a quieter host confirms it (one run on PostgreSQL, before the gate: lookups 1.19x,
+writes 0.79x).
 
 - The supervisor (this process, a :class:`syncd.service.serve.Service`) opens the listening socket, then starts N
   HTTP processes (``python -m syncd.service.prefork``) that inherit it and take connections from it, each with its

@@ -11,11 +11,9 @@ programmatic, graceful ``stop()`` that drains its worker threads within a timeou
 A pre-fork mode (HTTP processes taking connections from one listening socket, each with its own database
 connection) is opt-in: ``[server] processes`` or ``--processes N`` (:mod:`syncd.service.prefork`, where a
 :class:`Service` that serves no HTTP itself supervises them). Measured against these threads at 8 SCIM clients
-(``benchmarks/bench_workers.py``, once SCIM lookups were answered from the stored representation), two processes
-answered lookups at 0.76-1.81x the threads' rate on SQLite (median about 1.3x) but SQLite writes at 0.54-1.28x:
-writers of several processes wait in SQLite's busy handler, which polls the lock with sleeps, so one process stays
-the default on the embedded store; on PostgreSQL one run each gave 1.26x lookups and 1.79x writes (the prototype)
-and 1.19x and 0.79x (this mode), its writes too few (60/s) on the busy host to call.
+(``benchmarks/bench_workers.py``, once SCIM lookups were answered from the stored representation and SQLite writers
+queue at the writers' gate), two processes answered lookups at 1.25-1.72x the threads' rate on SQLite and writes at
+0.91-2.57x over six rounds on a busy host; the figures are in :mod:`syncd.service.prefork`.
 
 Signals (systemd.kill(5), sd_notify(3)) are taken synchronously by the main thread with ``sigtimedwait`` (they are
 blocked in every other thread), so no handler runs in the middle of other code; one that still reaches another
