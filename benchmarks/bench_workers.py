@@ -5,20 +5,15 @@ processes with keep-alive connections drive, one phase after the other, lookups 
 ...``) and writes (``PATCH`` replace of ``displayName`` and ``POST`` of new users, half each). Modes:
 
 - ``threads``: ``python -m syncd serve`` (cheroot threads in one process, the default);
-- ``workers=N``: ``python -m syncd serve --processes N``, the opt-in pre-fork mode (``syncd/service/prefork.py``);
-- ``...+gate`` (``--gate-sqlite-writers``): the pre-fork prototype this mode was first measured with,
-  :func:`serve_workers` (this file run with ``--serve-workers N``), which forks N workers each running the whole
-  :class:`syncd.service.serve.Service` on the shared socket, so that SQLite's writers can be replaced in each.
+- ``workers=N``: ``python -m syncd serve --processes N``, the opt-in pre-fork mode (``syncd/service/prefork.py``).
 
 It prints throughput, p50/p99 latency and errors per mode and phase, the server's CPU seconds per request (the
 process tree's utime + stime from /proc) and each mode's throughput as a ratio of the threads mode. An SQLite store
 (the embedded default) by default: its writes are serialised by the one write lock, so extra processes can help
 lookups more than writes; ``--database-url postgresql://...`` uses that database instead (emptied per mode).
-``--gate-sqlite-writers`` adds each mode again with SQLite writers queued on an flock (:func:`_gate_sqlite_writers`).
 ``--rounds`` repeats the modes, interleaved, on a host whose load moves.
 
-    python benchmarks/bench_workers.py [--clients 8] [--seconds 10] [--workers 2,4] [--rounds 3]
-                                       [--gate-sqlite-writers] [--database-url URL]
+    python benchmarks/bench_workers.py [--clients 8] [--seconds 10] [--workers 2,4] [--rounds 3] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -35,7 +30,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +137,7 @@ def fresh_store(url: str | None, work: Path, mode: str) -> str:
     return url
 
 
-def run_mode(mode: str, workers: int, gate: bool, args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
+def run_mode(mode: str, workers: int, args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
     from syncd.admin import shell, tokens
     from syncd.store.models import Organization
 
@@ -157,12 +151,8 @@ def run_mode(mode: str, workers: int, gate: bool, args: argparse.Namespace, work
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log_path = work / f"{mode}.log"
-    if not gate:
-        command = [sys.executable, "-m", "syncd", "--config", str(config), "serve", "--metrics-listen", ""]
-        command += ["--processes", str(workers)] if workers else []
-    else:
-        command = [sys.executable, __file__, "--serve-workers", str(workers), "--config", str(config)]
-        command += ["--gate-sqlite-writers"] if gate else []
+    command = [sys.executable, "-m", "syncd", "--config", str(config), "serve", "--metrics-listen", ""]
+    command += ["--processes", str(workers)] if workers else []
     server = subprocess.Popen(
         [*command, "--listen", f"127.0.0.1:{port}"],
         cwd=ROOT,
@@ -185,100 +175,6 @@ def run_mode(mode: str, workers: int, gate: bool, args: argparse.Namespace, work
             server.kill()
 
 
-def serve_workers(config_path: str, listen: str, workers: int, gate: bool) -> int:
-    """The pre-fork prototype measured against threads (see the module docstring); ``workers`` 0 is today's
-    ``syncd serve`` in this process, for ``gate`` to apply to it too."""
-    from cheroot.wsgi import Server
-
-    from syncd import config as config_module
-    from syncd import logs
-    from syncd.admin import shell
-    from syncd.service import serve as serve_module
-    from syncd.store import open_database, upgrade
-    from syncd.store.db import database
-    from syncd.store.lease import declaration_lock
-
-    if workers == 0:
-        if gate:
-            _gate_sqlite_writers(config_module.load(config_path).database.url)
-        return serve_module.serve(config_path, listen=listen, metrics_listen="")
-    signal.pthread_sigmask(signal.SIG_BLOCK, serve_module.HANDLED)
-    config = config_module.load(config_path)
-    logs.configure(config.logging.format, config.logging.level)
-    open_database(config.database.url)
-    upgrade()
-    with declaration_lock():
-        shell.declare(config)
-    host, port = serve_module.parse_listen(listen)
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    # As cheroot prepares its own (TCP_NODELAY above all: without it every keep-alive answer waits for a delayed ACK).
-    listener = Server.prepare_socket(address, family, kind, proto, nodelay=True, ssl_adapter=None)
-    listener.bind(address)
-    listener.listen(128)
-
-    class SharedListenerServer(Server):
-        """cheroot on the socket opened before the fork. Non-blocking: every worker's selector sees a connection,
-        one ``accept()`` wins, the others get EAGAIN, which cheroot takes as "try again"."""
-
-        def bind(self, family: int, type: int, proto: int = 0) -> socket.socket:
-            self.socket = listener
-            return listener
-
-        def prepare(self) -> None:
-            super().prepare()
-            listener.settimeout(0)
-
-    database.close()  # never share a connection across fork: each worker opens its own
-    children = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            open_database(config.database.url)
-            serve_module.Server = SharedListenerServer  # the one part replaced: where cheroot gets its socket
-            if gate:
-                _gate_sqlite_writers(config.database.url)
-            os._exit(serve_module.Service(config_path, config, listen, None, "").run())
-        children.append(pid)
-    while True:
-        number = signal.sigwaitinfo(serve_module.HANDLED).si_signo
-        for child in children:
-            os.kill(child, number)
-        if number != signal.SIGHUP:
-            break
-    return max(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children)
-
-
-def _gate_sqlite_writers(url: str) -> None:
-    """``--gate-sqlite-writers``: SQLite writers of every process and thread wait in line on an ``flock(2)`` of a
-    file beside the database before ``BEGIN IMMEDIATE``, woken by the kernel when it is released, instead of in
-    SQLite's busy handler, which polls the lock with sleeps of 1, 2, 5, 10 ... 100 ms
-    (https://www.sqlite.org/c3ref/busy_timeout.html; ``sqliteDefaultBusyCallback``). The one part replaced is
-    ``Dialect.write_transaction``; a hypothesis measured, not how syncd writes."""
-    import contextlib
-    import fcntl
-
-    from syncd.store import dialect
-
-    original = dialect.Dialect.write_transaction
-    path = url.removeprefix("sqlite:///") + ".writers"
-
-    @contextlib.contextmanager
-    def gated(self: dialect.Dialect) -> Iterator[Any]:
-        if self.postgres or self.db.in_transaction():
-            with original(self) as tx:
-                yield tx
-            return
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with original(self) as tx:
-                yield tx
-        finally:
-            os.close(fd)
-
-    dialect.Dialect.write_transaction = gated
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -286,21 +182,8 @@ def main() -> int:
     parser.add_argument("--workers", default=str(os.cpu_count() or 2), help="comma-separated worker process counts")
     parser.add_argument("--rounds", type=int, default=1, help="modes run this many times, interleaved (noisy hosts)")
     parser.add_argument("--database-url", help="a PostgreSQL database to use (its public schema is emptied per mode)")
-    parser.add_argument(
-        "--gate-sqlite-writers",
-        action="store_true",
-        help="also run every mode with SQLite writers queued on an flock instead of SQLite's busy handler "
-        "(see _gate_sqlite_writers)",
-    )
-    parser.add_argument("--serve-workers", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    parser.add_argument("--listen", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_workers is not None:
-        return serve_workers(args.config, args.listen, args.serve_workers, args.gate_sqlite_writers)
-    modes = [("threads", 0, False)] + [(f"workers={n}", int(n), False) for n in args.workers.split(",")]
-    if args.gate_sqlite_writers:
-        modes += [(f"{mode}+gate", workers, True) for mode, workers, _ in modes]
+    modes = [("threads", 0)] + [(f"workers={n}", int(n)) for n in args.workers.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     store = "postgresql" if args.database_url else "sqlite"
     print(
@@ -308,9 +191,7 @@ def main() -> int:
         f"store {store}, {os.cpu_count()} CPUs, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
     )
     for round_number in range(1, args.rounds + 1):
-        figures = {
-            mode: run_mode(mode, workers, gate, args, work / f"round{round_number}") for mode, workers, gate in modes
-        }
+        figures = {mode: run_mode(mode, workers, args, work / f"round{round_number}") for mode, workers in modes}
         base = figures["threads"]
         for mode, phases in figures.items():
             for kind, f in phases.items():
