@@ -42,8 +42,15 @@ ATTRIBUTE_COLUMNS = (
     "employee_number",
 )
 
+SHARED_ATTRIBUTES = frozenset({"department", "title"})
+"""Attributes many people have the same value of: read into one string object per value."""
 
-@dataclass
+_NO_GROUPS: frozenset[str] = frozenset()
+_NO_ATTRIBUTES: dict[str, Any] = {}
+"""Shared by every identity without groups or attributes (the planner only reads them)."""
+
+
+@dataclass(slots=True)
 class MemberRow:
     """What apply needs of a stored member besides its ledger state: its row id and lifecycle timestamps."""
 
@@ -97,8 +104,12 @@ def gather(
     group_key = {gid: key for gid, (_, key, _, _, _) in groups.items()}
     managers = _manager_emails(identity_rows)
     identities = []
-    for row in identity_rows:
+    # Each row is dropped once its identity is built, so that a whole-org read does not hold both at once.
+    identity_rows.reverse()
+    while identity_rows:
+        row = identity_rows.pop()
         source_id, key = row[0], row[1]
+        in_groups = direct.pop((source_id, key), ())
         identities.append(
             ObservedIdentity(
                 source=sources[source_id][0],
@@ -109,10 +120,11 @@ def gather(
                 display_name=row[5],
                 active=bool(row[6]),
                 attributes=row[8],
-                groups=frozenset(group_key[g] for g in direct.get((source_id, key), ()) if g in group_key),
+                groups=frozenset(group_key[g] for g in in_groups if g in group_key) if in_groups else _NO_GROUPS,
                 manager=managers.get((source_id, row[7])) if row[7] else None,
             )
         )
+    del direct, managers
     observed_groups = tuple(
         ObservedGroup(
             source=sources[source_id][0],
@@ -175,6 +187,10 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
             )
         ]
     rows = []
+    # One string object per repeated value: the driver returns a new one per cell, and a whole-org read of a
+    # million people repeats user names that equal emails, employee numbers that equal keys, departments and titles.
+    shared: dict[str, str] = {}
+    share = shared.setdefault
     for row in found:
         attributes: dict[str, Any] = {}
         if want_attributes:
@@ -184,9 +200,21 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
                 if isinstance(loaded, dict):
                     attributes.update(loaded)
             for name, value in zip(ATTRIBUTE_COLUMNS, row[8:-1], strict=True):
-                if value is not None:
-                    attributes[name] = value
-        rows.append((*row[:8], attributes))
+                if value is None:
+                    continue
+                if name in SHARED_ATTRIBUTES:
+                    value = share(value, value)
+                elif value == row[1]:
+                    value = row[1]
+                attributes[name] = value
+        source_id, key, match_key, user_name, email = row[:5]
+        if email is not None and user_name == email:
+            user_name = email
+        if match_key == email:
+            match_key = email
+        elif match_key == user_name:
+            match_key = user_name
+        rows.append((source_id, key, match_key, user_name, email, *row[5:8], attributes or _NO_ATTRIBUTES))
     return rows
 
 

@@ -354,11 +354,11 @@ def _batches(plan: Plan, inputs: Inputs) -> tuple[list[Action], list[list[str]]]
     """The first batch's actions (every ``team.create`` and the first members' changes) and the match keys of the
     members left for later batches. Active owners go last, as the planner plans them, so that an owner gained in
     an earlier batch counts before any owner may go in a later one."""
-    members: dict[str, list[Action]] = {}
+    members: set[str] = set()
     first: list[Action] = []
     for action in plan.actions:
         if action.target.startswith("member:"):
-            members.setdefault(action.target.removeprefix("member:"), []).append(action)
+            members.add(action.target.removeprefix("member:"))
         else:
             first.append(action)
     if len(members) <= BATCH_MEMBERS:
@@ -396,9 +396,10 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
         return
     org, rules = decision.org, decision.rules
     total = len(decision.plan.actions)
+    # Keyed by the actions' own target strings: a first sync of a million people makes no second million keys.
     planned: dict[str, list[Action]] = {}
     for action in decision.plan.actions:
-        planned.setdefault(action.target.removeprefix("member:"), []).append(action)
+        planned.setdefault(action.target, []).append(action)
     held: float | None = None  # the first transaction held the lock for the stage and the whole plan: long
     for keys in decision.rest:
         _fault("batch")
@@ -410,7 +411,7 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
             fresh = marker is not None and marker == decision.others_commits
             if fresh:
                 # No other writer since the plan was made: its actions for these members still hold.
-                inputs, plan = decision.inputs, Plan(tuple(a for key in keys for a in planned[key]))
+                inputs, plan = decision.inputs, Plan(tuple(a for key in keys for a in planned.pop(f"member:{key}")))
             else:
                 # Another writer may have changed any member not applied yet: plan each batch again from now on.
                 inputs = gather(org, rules, keys)
@@ -466,9 +467,16 @@ def _decide_read(
     if changed_basis:
         rekey(org)
     scope = None if full or changed_basis else _scope(org, row, staged, now)
+    _release_keys(staged)
     return _plan_guard_apply(
         org, rules, now, scope=scope, dry_run=dry_run, actor=actor, progress=progress, stored_basis=stored_basis
     )
+
+
+def _release_keys(staged: StageResult) -> None:
+    """Drop the sets of keys the read touched once the scope is known: after a first sync of a million people they
+    hold a million strings that nothing after planning reads."""
+    staged.touched_keys, staged.old_match_keys, staged.new_email_keys = set(), set(), set()
 
 
 def _hold(
