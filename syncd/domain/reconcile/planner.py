@@ -61,6 +61,8 @@ class _Planner:
         self.actions: list[Action] = []
         self.owners = current.active_owners
         self.notes: list[str] = list(book.cycles)
+        # One string object per distinct summary and reason: a first sync of a million people repeats a handful.
+        self.share = {}.setdefault
 
     def run(self) -> Plan:
         by_member: dict[str, list[ObservedIdentity]] = {}
@@ -142,8 +144,18 @@ class _Planner:
         summary = f"joins as {role}" + (f", teams {in_teams}" if in_teams else "")
         reasons = [f"asserted by source {sources}", f"role: {role_reason}"]
         reasons += [f"team {slug}: {reason}" for slug, (_, reason, _) in sorted(teams.items())]
+        reason = "; ".join(reasons)
         self.actions.append(
-            Action("member.join", f"member:{key}", _who(key, state), summary, "; ".join(reasons), None, state.as_dict())
+            Action(
+                "member.join",
+                f"member:{key}",
+                _who(key, state),
+                self.share(summary, summary),
+                self.share(reason, reason),
+                None,
+                state.as_dict(),
+                NO_DETAILS,
+            )
         )
         if role == "owner":
             self.owners += 1
@@ -284,6 +296,11 @@ class _Planner:
         )
 
 
+NO_DETAILS: Mapping[str, object] = {}
+"""The details of every action that has none: one empty mapping that nothing writes to (a read-only proxy would
+not pickle, and a run's result crosses a pipe from its worker), not a new dict per action."""
+
+
 def _who(key: str, state: MemberState) -> str:
     return state.email or state.user_name or key
 
@@ -306,16 +323,17 @@ class _Emitter:
         before: MemberState,
         details: Mapping[str, object] | None = None,
     ) -> MemberState:
+        share = self.planner.share
         self.planner.actions.append(
             Action(
                 action,
                 f"member:{self.key}",
                 _who(self.key, after),
-                summary,
-                reason,
+                share(summary, summary),
+                share(reason, reason),
                 before.as_dict(),
                 after.as_dict(),
-                dict(details or {}),
+                dict(details) if details else NO_DETAILS,
             )
         )
         return after
