@@ -73,6 +73,13 @@ class Inputs:
     teams: dict[str, int]
     active: int
 
+    def release_planned(self) -> None:
+        """Drop what only planning and the guard read (observed identities, current members, overrides), keeping
+        what apply writes to: once a whole-org plan is judged, its inputs are most of the run's memory."""
+        self.observed = Observed((), (), self.observed.precedence)
+        self.current = Current({}, self.current.teams, self.current.active_owners)
+        self.overrides = {}
+
 
 def plan_policy(org: Organization) -> PlanPolicy:
     policy = policy_of(org)

@@ -309,6 +309,7 @@ def _plan_guard_apply(
     if accepted is not None:
         accepted(decision)
     first, decision.rest = _batches(decision.plan, decision.inputs)
+    decision.inputs.release_planned()
     decision.applied = _apply(org, first, decision.inputs, actor, now, progress, len(decision.plan.actions))
     if scope is None:
         digest = basis(org, rules)

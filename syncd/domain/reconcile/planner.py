@@ -65,13 +65,25 @@ class _Planner:
         self.share = {}.setdefault
 
     def run(self) -> Plan:
-        by_member: dict[str, list[ObservedIdentity]] = {}
+        # A member's one identity as itself, a list only for members several identities match: most have one, and
+        # a list per member of a million-person org is a hundred megabytes.
+        by_member: dict[str, ObservedIdentity | list[ObservedIdentity]] = {}
         for identity in self.observed.identities:
-            by_member.setdefault(identity.match_key, []).append(identity)
-        # Active owners go last, so that an owner gained anywhere in this plan counts before any owner may go.
-        keys = sorted(set(by_member) | set(self.current.members), key=lambda k: (self._is_owner(k), k))
+            have = by_member.setdefault(identity.match_key, identity)
+            if isinstance(have, list):
+                have.append(identity)
+            elif have is not identity:
+                by_member[identity.match_key] = [have, identity]
+        # Active owners go last, so that an owner gained anywhere in this plan counts before any owner may go
+        # (the order of sorting by (is owner, key), without a key tuple per member).
+        keys = sorted(by_member.keys() | self.current.members.keys())
+        owners = [key for key in keys if self._is_owner(key)]
+        if owners:
+            keys = [key for key in keys if not self._is_owner(key)] + owners
         for key in keys:
-            self._member(key, by_member.get(key, []), self.current.members.get(key))
+            found = by_member.get(key)
+            identities = [] if found is None else found if isinstance(found, list) else [found]
+            self._member(key, identities, self.current.members.get(key))
         self.actions.sort(key=lambda action: action.target)
         return Plan(tuple(self.team_actions + self.actions), tuple(self.notes))
 
