@@ -28,8 +28,9 @@ from scim.urns import CORE_USER_URN
 from syncd.clock import utcnow
 from syncd.domain.folding import fold
 from syncd.store import dialect as store_dialect
-from syncd.store.models import DirectoryGroup, GroupMember, Identity, Source
+from syncd.store.models import DirectoryGroup, GroupMember, Identity
 from syncd.store.tx import write_transaction
+from syncd.sync import source_runs
 
 WRITE_STAMP_SECONDS = 1.0
 """How often one process records a SCIM source's last successful write (``Source.last_success_at``)."""
@@ -92,7 +93,7 @@ class Rows:
         if moment - _stamped.get(source_id, float("-inf")) < WRITE_STAMP_SECONDS:
             return
         now = utcnow()
-        Source.update(last_success_at=now, last_run_at=now).where(Source.id == source_id).execute()
+        source_runs.pushed(source_id, now)
         _stamped[source_id] = moment
 
     @staticmethod

@@ -97,11 +97,14 @@ ALLOWED: Mapping[str, frozenset[str]] = {
 }
 
 # Where a layer may enter another one by its own imports (what lies behind is then allowed by the list above):
-# SCIM enters sync through the SCIM-write entry point (pipeline.reconcile_touched) and org lookups only. The CLI is
+# SCIM enters sync through the SCIM-write entry point (pipeline.reconcile_touched), org lookups and the pushed
+# source's run bookkeeping (source_runs.pushed) only. The CLI is
 # commands only: it runs no query, so it names no model, no peewee and no driver itself; of the store it uses the
 # "database unavailable" error (db) and the schema version (migrations) only.
 ENTRY_POINTS: Mapping[str, Mapping[str, frozenset[str]]] = {
-    "scim": {"syncd.sync": frozenset({"syncd.sync", "syncd.sync.pipeline", "syncd.sync.orgs"})},
+    "scim": {
+        "syncd.sync": frozenset({"syncd.sync", "syncd.sync.pipeline", "syncd.sync.orgs", "syncd.sync.source_runs"})
+    },
     "cli": {
         "syncd.store": frozenset({"syncd.store", "syncd.store.db", "syncd.store.migrations"}),
         "peewee": frozenset(),

@@ -93,6 +93,30 @@ def test_demo_with_its_port_taken_is_one_line_before_anything_is_set_up(cli, tmp
     assert not (tmp_path / "demo").exists()
 
 
+def test_demo_with_its_metrics_port_taken_is_one_line_before_anything_is_set_up(cli, tmp_path):
+    """The /metrics listener (127.0.0.1:9464 by default) is checked with the SCIM one: before, a taken metrics port
+    was found only after the first sync and the 'Serving on' line had been printed."""
+    with socket.socket() as free, socket.socket() as taken:
+        free.bind(("127.0.0.1", 0))
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen, metrics = free.getsockname()[1], taken.getsockname()[1]
+        free.close()
+        result = cli(
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--listen",
+            f"127.0.0.1:{listen}",
+            "--metrics-listen",
+            f"127.0.0.1:{metrics}",
+        )
+    assert result.code == 1 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and f"--metrics-listen 127.0.0.1:{metrics}: cannot listen" in result.stderr
+    assert "choose another with --metrics-listen" in result.stderr
+    assert not (tmp_path / "demo").exists()
+
+
 def test_demo_refuses_a_listen_address_that_is_not_one_before_serving(cli, tmp_path):
     result = cli("demo", "--dir", str(tmp_path / "demo"), "--listen", "nonsense")
     assert result.code == 1 and "Serving on" not in result.stdout and result.stdout == ""

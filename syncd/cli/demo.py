@@ -12,6 +12,7 @@ from syncd import demo
 from syncd.admin import shell
 from syncd.cli.errors import CliError
 from syncd.cli.output import changes, plural
+from syncd.config import ServerSettings
 from syncd.sync import orgs
 from syncd.sync.pipeline import run_source
 
@@ -32,6 +33,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     )
     parser.add_argument("--dir", default=".syncd-demo", help="demo folder (default: .syncd-demo)")
     parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on (default: 127.0.0.1:8080)")
+    parser.add_argument(
+        "--metrics-listen",
+        default=ServerSettings.metrics_listen,
+        help=f"HOST:PORT of /metrics (default: {ServerSettings.metrics_listen}; '' turns it off)",
+    )
     parser.add_argument("--no-serve", action="store_true", help="set up and sync, then exit instead of serving")
     parser.set_defaults(handler=run_demo)
 
@@ -45,6 +51,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if not args.no_serve:
         try:
             check_listen(args.listen)
+            if args.metrics_listen:
+                check_listen(args.metrics_listen, "--metrics-listen", "--metrics-listen")
         except ServeError as error:
             raise CliError(f"{error} (or --no-serve to only set up and sync)") from None
     try:
@@ -92,7 +100,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print()
     print(f"Serving on http://{listen} (Ctrl-C to stop) ...", flush=True)
     try:
-        return serve(str(folder.config), listen=listen)
+        return serve(str(folder.config), listen=listen, metrics_listen=args.metrics_listen)
     except ServeError as error:
         raise CliError(str(error)) from None
 

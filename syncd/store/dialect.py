@@ -14,7 +14,7 @@ The differences, and where each is documented:
 | case folding (NFC, lower) | a registered Python function | ``lower(normalize(...))`` |
 | time columns read raw | the text peewee stored | a ``datetime`` |
 | a long writer between its transactions | pauses so waiting writers get the lock | nothing (waiters queue) |
-| "did another writer commit meanwhile" | ``PRAGMA data_version`` | unknown: assume it did |
+| "did another writer commit meanwhile" | ``PRAGMA data_version`` | transaction ids and snapshots |
 
 (https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
 https://www.postgresql.org/docs/current/explicit-locking.html, https://www.postgresql.org/docs/current/functions-json.html,
@@ -100,13 +100,65 @@ class Dialect:
         retry_ms = next((delay for limit, delay in SQLITE_BUSY_RETRIES if waited < limit), 100)
         time.sleep((retry_ms + 5) / 1000)
 
-    def others_commits(self) -> int | None:
-        """A number that changes when another connection commits (SQLite ``PRAGMA data_version``,
-        https://www.sqlite.org/pragma.html#pragma_data_version); read inside a write transaction, equal values mean
-        no other writer came in between. None on PostgreSQL, which has no such counter: callers assume one did."""
-        if self.postgres:
-            return None
+    def quiet_marker(self) -> int | None:
+        """At the end of a write transaction, after its writes: a mark for :meth:`quiet_since` at the start of the
+        next one, or None when none can be given (the next one is then not quiet).
+
+        SQLite: ``PRAGMA data_version``, which changes when another connection commits
+        (https://www.sqlite.org/pragma.html#pragma_data_version). PostgreSQL: a transaction id S taken now (a
+        subtransaction's, :meth:`_fresh_id`), given only when the snapshot taken after it has no transaction in
+        progress and its xmax is S + 1: a snapshot's xmax is one past the latest completed id and its xip lists
+        the ids in progress below xmax, our own excluded
+        (https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-PG-SNAPSHOT), so every other id up
+        to S has completed. Our own top-level id is not used: it was given at the transaction's first write, and
+        any id another session took during a long transaction would spoil it."""
+        if not self.postgres:
+            return self._data_version()
+        now = self._fresh_id()
+        xmax, in_progress = self._snapshot()
+        return now if not in_progress and xmax == now + 1 else None
+
+    def quiet_since(self, marker: int | None) -> bool:
+        """At the start of a write transaction, after its lock: True only when no other connection can have
+        committed since the transaction that gave ``marker`` (:meth:`quiet_marker`). Any doubt answers False.
+
+        PostgreSQL: our transaction id Y is the marker's + 1 (no one took an id in between, and writing takes
+        one), and the snapshot has nothing in progress and nothing completed from Y on (xmax is Y). Ids are
+        cluster-wide, so another database's or autovacuum's transaction also answers False: the caller then does
+        the careful thing, never the wrong one."""
+        if marker is None:
+            return False
+        if not self.postgres:
+            return self._data_version() == marker
+        ours = self._transaction_id()
+        if ours != marker + 1:
+            return False
+        xmax, in_progress = self._snapshot()
+        return not in_progress and xmax == ours
+
+    def _data_version(self) -> int:
         return int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
+
+    def _transaction_id(self) -> int:
+        """The current transaction's id (given now if it has none yet), in its own statement: a statement's
+        snapshot is taken before it runs, so reading the snapshot in the same statement would miss our id."""
+        return int(self.db.execute_sql("SELECT pg_current_xact_id()::text").fetchone()[0])
+
+    def _fresh_id(self) -> int:
+        """A transaction id given now: a subtransaction writes one row to a temporary table, reads the id off the
+        row (``xmin``) and is rolled back, so that it has completed (and left nothing) when this returns."""
+        self.db.execute_sql("CREATE TEMPORARY TABLE IF NOT EXISTS syncd_quiet (x integer)")
+        self.db.execute_sql("SAVEPOINT syncd_quiet")
+        given = int(self.db.execute_sql("INSERT INTO syncd_quiet VALUES (1) RETURNING xmin::text").fetchone()[0])
+        self.db.execute_sql("ROLLBACK TO SAVEPOINT syncd_quiet")
+        self.db.execute_sql("RELEASE SAVEPOINT syncd_quiet")
+        return given
+
+    def _snapshot(self) -> tuple[int, list[int]]:
+        """This statement's snapshot: its xmax and the ids in progress below it."""
+        sql = "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s)::text) FROM pg_current_snapshot() s"
+        xmax, in_progress = self.db.execute_sql(sql).fetchone()
+        return int(xmax), [int(xid) for xid in in_progress]
 
     def lock_row(self, model: type[peewee.Model], row_id: int) -> None:
         """Lock one row for the rest of the write transaction (PostgreSQL; SQLite's write transaction already holds

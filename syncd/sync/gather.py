@@ -178,19 +178,25 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
     ]
     extra = [getattr(Identity, name) for name in ATTRIBUTE_COLUMNS] + [Identity.resource] if want_attributes else []
 
-    # Narrow reads build their query only when its text is not cached yet (``syncd.store.sql``).
+    # Narrow reads build their query only when its text is not cached yet (``syncd.store.sql``). They name no
+    # ``IS NOT NULL`` (``IN`` never matches NULL): beside ``IN`` it makes SQLite read the (org, match_key) index as
+    # the range ``match_key > ?``, every identity of the org for each chunk, instead of one lookup per key.
     def base() -> peewee.Select:
-        return Identity.select(*columns, *extra).where((Identity.org == org.id) & Identity.match_key.is_null(False))
+        return Identity.select(*columns, *extra)
 
     if keys is None:
-        found: Iterable[tuple[Any, ...]] = raw_rows(base())
+        found: Iterable[tuple[Any, ...]] = raw_rows(
+            base().where((Identity.org == org.id) & Identity.match_key.is_null(False))
+        )
     else:
         statement = "identities+attributes" if want_attributes else "identities"
         found = [
             row
             for chunk in batches(keys)
             for row in sql.rows(
-                statement, lambda chunk=chunk: base().where(Identity.match_key.in_(chunk)), [org.id, *chunk]
+                statement,
+                lambda chunk=chunk: base().where((Identity.org == org.id) & Identity.match_key.in_(chunk)),
+                [org.id, *chunk],
             )
         ]
     rows = []

@@ -266,7 +266,7 @@ class Decision:
     fingerprint: str | None = None
     applied: int = 0
     rest: list[list[Action]] = field(default_factory=list)
-    others_commits: int | None = None
+    quiet_marker: int | None = None
     planner: Planner | None = None
     settle_basis: Callable[[], None] | None = None
     progress: Progress | None = None
@@ -323,7 +323,7 @@ def _plan_guard_apply(
     if decision.rest:
         _mark_pending(org)
         decision.inputs.teams.update(_team_ids(org))
-        decision.others_commits = dialect.of().others_commits()
+        decision.quiet_marker = dialect.of().quiet_marker()
     return decision
 
 
@@ -418,8 +418,7 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
         began = time.monotonic()
         with write_transaction():
             lock_org(org.id)
-            marker = dialect.of().others_commits()
-            fresh = marker is not None and marker == decision.others_commits
+            fresh = dialect.of().quiet_since(decision.quiet_marker)
             if fresh:
                 # No other writer since the plan was made: its actions for these members still hold.
                 inputs, plan = decision.inputs, Plan(tuple(actions))
@@ -430,7 +429,7 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
             decision.applied += _apply(
                 org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
             )
-            decision.others_commits = dialect.of().others_commits() if fresh else None
+            decision.quiet_marker = dialect.of().quiet_marker() if fresh else None
         held = time.monotonic() - began
     dialect.of().let_writers_in(held)
     with write_transaction():

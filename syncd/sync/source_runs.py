@@ -63,6 +63,12 @@ def held(row: Source, message: str, now: datetime) -> None:
     Source.update(last_run_at=now, last_error=message).where(Source.id == row.id).execute()
 
 
+def pushed(source_id: int, now: datetime) -> None:
+    """Record a pushed source's write (a SCIM source has no runs: each committed write is its last run and last
+    success), in the caller's transaction so that it commits only with the write."""
+    Source.update(last_success_at=now, last_run_at=now).where(Source.id == source_id).execute()
+
+
 def settle(name: str, started: datetime, finished: datetime, full: bool, error: str | None, ok: bool) -> Source:
     """Record a run's outcome unless the pipeline did (it stamps ``last_run_at`` with the run's ``started``);
     return the row as it stands after. ``ok`` a run that succeeded; ``error`` the one-line error of a failed one."""
