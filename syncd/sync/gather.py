@@ -45,6 +45,9 @@ ATTRIBUTE_COLUMNS = (
 SHARED_ATTRIBUTES = frozenset({"department", "title"})
 """Attributes many people have the same value of: read into one string object per value."""
 
+SHARED_GROUP_SETS = 65_536
+"""At most this many distinct group sets are shared between identities (a few megabytes of index)."""
+
 _NO_GROUPS: frozenset[str] = frozenset()
 _NO_ATTRIBUTES: dict[str, Any] = {}
 """Shared by every identity without groups or attributes (the planner only reads them)."""
@@ -111,12 +114,20 @@ def gather(
     group_key = {gid: key for gid, (_, key, _, _, _) in groups.items()}
     managers = _manager_emails(identity_rows)
     identities = []
+    # People in the same groups share one frozenset of them (whole departments are): up to a bound on distinct
+    # sets, so that an org where every set differs does not hold a second index of them.
+    group_sets: dict[frozenset[str], frozenset[str]] = {}
     # Each row is dropped once its identity is built, so that a whole-org read does not hold both at once.
     identity_rows.reverse()
     while identity_rows:
         row = identity_rows.pop()
         source_id, key = row[0], row[1]
         in_groups = direct.pop((source_id, key), ())
+        member_of = frozenset(group_key[g] for g in in_groups if g in group_key) if in_groups else _NO_GROUPS
+        if len(group_sets) < SHARED_GROUP_SETS:
+            member_of = group_sets.setdefault(member_of, member_of)
+        else:
+            member_of = group_sets.get(member_of, member_of)
         identities.append(
             ObservedIdentity(
                 source=sources[source_id][0],
@@ -127,11 +138,11 @@ def gather(
                 display_name=row[5],
                 active=bool(row[6]),
                 attributes=row[8],
-                groups=frozenset(group_key[g] for g in in_groups if g in group_key) if in_groups else _NO_GROUPS,
+                groups=member_of,
                 manager=managers.get((source_id, row[7])) if row[7] else None,
             )
         )
-    del direct, managers
+    del direct, managers, group_sets
     observed_groups = tuple(
         ObservedGroup(
             source=sources[source_id][0],
@@ -258,9 +269,10 @@ def _manager_emails(identity_rows: list[tuple[Any, ...]]) -> dict[tuple[int, str
 
 def _direct_groups(
     org: Organization, keys: list[str] | None, identity_rows: list[tuple[Any, ...]]
-) -> dict[tuple[int, str], set[int]]:
-    """(source id, identity key) → ids of the groups the identity is directly in."""
-    direct: dict[tuple[int, str], set[int]] = {}
+) -> dict[tuple[int, str], list[int]]:
+    """(source id, identity key) → ids of the groups the identity is directly in (a list: a third of a set's size,
+    and the caller makes the set)."""
+    direct: dict[tuple[int, str], list[int]] = {}
 
     # The narrow lookups name only (source, member_key), so that SQLite picks that index over the org's.
     def base() -> peewee.Select:
@@ -287,7 +299,7 @@ def _direct_groups(
             )
         ]
     for source_id, member_key, group_id in found:
-        direct.setdefault((source_id, member_key), set()).add(group_id)
+        direct.setdefault((source_id, member_key), []).append(group_id)
     return direct
 
 
