@@ -4,12 +4,11 @@ For each mode, the service is started on a real config and a fresh store, SCIM u
 processes with keep-alive connections drive, one phase after the other, lookups (``GET /Users?filter=userName eq
 ...``) and writes (``PATCH`` replace of ``displayName`` and ``POST`` of new users, half each). Modes:
 
-- ``threads``: today's ``python -m syncd serve`` (cheroot threads in one process);
-- ``workers=N``: a pre-fork prototype, :func:`serve_workers` (this file run with ``--serve-workers N``): it prepares
-  the store as ``syncd serve`` does, opens the listening socket, closes its database connection and forks N workers;
-  each opens its own connection and runs the real :class:`syncd.service.serve.Service` (SCIM app, scheduler, signal
-  loop) with cheroot taking connections from the shared socket. The parent only forwards SIGTERM and SIGHUP. The
-  service has no sources here, so each worker's own scheduler has nothing to run; an adopted mode would keep one.
+- ``threads``: ``python -m syncd serve`` (cheroot threads in one process, the default);
+- ``workers=N``: ``python -m syncd serve --processes N``, the opt-in pre-fork mode (``syncd/service/prefork.py``);
+- ``...+gate`` (``--gate-sqlite-writers``): the pre-fork prototype this mode was first measured with,
+  :func:`serve_workers` (this file run with ``--serve-workers N``), which forks N workers each running the whole
+  :class:`syncd.service.serve.Service` on the shared socket, so that SQLite's writers can be replaced in each.
 
 It prints throughput, p50/p99 latency and errors per mode and phase, the server's CPU seconds per request (the
 process tree's utime + stime from /proc) and each mode's throughput as a ratio of the threads mode. An SQLite store
@@ -158,8 +157,9 @@ def run_mode(mode: str, workers: int, gate: bool, args: argparse.Namespace, work
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log_path = work / f"{mode}.log"
-    if workers == 0 and not gate:
+    if not gate:
         command = [sys.executable, "-m", "syncd", "--config", str(config), "serve", "--metrics-listen", ""]
+        command += ["--processes", str(workers)] if workers else []
     else:
         command = [sys.executable, __file__, "--serve-workers", str(workers), "--config", str(config)]
         command += ["--gate-sqlite-writers"] if gate else []

@@ -30,6 +30,9 @@ SCIM_GUARD_WINDOW = (60, 7 * 86400)
 """Allowed range of ``policy.scim_guard_window`` in seconds (1m to 7d)."""
 """Read when neither ``--config`` nor ``SYNCD_CONFIG`` names a file: where the README's service install puts it."""
 
+MAX_PROCESSES = 64
+"""Upper bound of ``server.processes`` (HTTP processes of ``syncd serve``): a typo, not a machine, goes beyond it."""
+
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +47,8 @@ class ServerSettings:
     metrics_listen: str = "127.0.0.1:9464"  # its own listener, so the SCIM listener never names tenants; "" = off
     metrics_token_file: str | None = None  # a bearer token the metrics listener then requires
     max_body_bytes: int = 1_048_576
-    workers: int = 8  # HTTP worker threads of syncd serve (one process; see syncd/service/serve.py)
+    workers: int = 8  # HTTP threads in each process that serves HTTP (see syncd/service/serve.py)
+    processes: int = 1  # processes serving HTTP; above 1 a supervisor keeps the scheduler (syncd/service/prefork.py)
     shutdown_timeout: int = 30
     public_url: str | None = None
     lease_seconds: int = 60
@@ -312,7 +316,10 @@ def _parse_server(table: Mapping[str, Any], base: Path | None) -> ServerSettings
     token = values.get("metrics_token_file")
     if base is not None and isinstance(token, str) and not Path(token).is_absolute():
         values["metrics_token_file"] = str((base / token).resolve())
-    return parse_settings(ServerSettings, values, "server")
+    settings = parse_settings(ServerSettings, values, "server")
+    if not 1 <= settings.processes <= MAX_PROCESSES:
+        raise ConfigError(f"server.processes: expected 1 to {MAX_PROCESSES}, got {settings.processes}")
+    return settings
 
 
 def _parse_webhook(table: Mapping[str, Any], where: str, base: Path | None) -> WebhookSettings:

@@ -25,6 +25,7 @@ from syncd.common.redaction import REDACTED, redact
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|authorization|private_key|api_key|credential|cookie", re.I)
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("syncd_log_context", default={})  # noqa: B039
 _RESERVED = ("ts", "level", "event", "logger")
+_process_fields: dict[str, Any] = {}
 
 
 def is_secret_key(key: str) -> bool:
@@ -44,6 +45,12 @@ def bound(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def tag_process(**fields: Any) -> None:
+    """Fields on every event this process logs, from any thread (each HTTP process of a pre-fork ``syncd serve``
+    names its pid, so a request's lines say which process answered it)."""
+    _process_fields.update(fields)
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -77,7 +84,7 @@ class ContextFilter(logging.Filter):
     """Attach the bound context to each record when it is created (in the thread that logged it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.syncd_context = dict(_context.get())
+        record.syncd_context = {**_process_fields, **_context.get()}
         return True
 
 

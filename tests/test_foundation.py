@@ -30,6 +30,8 @@ def test_config_with_only_a_database_url_is_valid(write_config, sqlite_url):
         ("[database]\nurl = 5\n", "database.url"),
         ('[database]\nulr = "sqlite:///x"\n', "database.ulr"),
         ('[server]\nworkers = "two"\n', "server.workers"),
+        ("[server]\nprocesses = 0\n", "server.processes: expected 1 to 64, got 0"),
+        ("[server]\nprocesses = 65\n", "server.processes: expected 1 to 64, got 65"),
         ('[[orgs]]\nslug = "acme"\n[orgs.policy]\ngrace_days = "30"\n', "orgs[0].policy.grace_days"),
         ('[[orgs]]\nslug = "acme"\nmatch_on = "phone"\n', "orgs[0].match_on"),
         ('[[orgs]]\nslug = "Acme Corp"\n', "orgs[0].slug"),

@@ -23,13 +23,23 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         metavar="HOST:PORT",
         help="address of the /metrics listener (default: [server] metrics_listen, 127.0.0.1:9464; '' serves none)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="HTTP processes on the one listener, each with [server] workers threads (default: [server] processes, 1); "
+        "above 1 a supervisor process keeps the scheduler and /metrics and serves no SCIM",
+    )
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from syncd.config import MAX_PROCESSES
     from syncd.service.serve import ServeError, serve
 
+    if args.processes is not None and not 1 <= args.processes <= MAX_PROCESSES:
+        raise CliError(f"--processes: expected 1 to {MAX_PROCESSES}, got {args.processes}")
     try:
-        return serve(args.config, listen=args.listen, metrics_listen=args.metrics_listen)
+        return serve(args.config, listen=args.listen, metrics_listen=args.metrics_listen, processes=args.processes)
     except ServeError as error:
         raise CliError(str(error)) from None

@@ -12,12 +12,15 @@ reports the same shared truth and nothing is double counted.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from datetime import UTC
 
 import peewee
+from prometheus_client import values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from syncd.clock import utcnow
@@ -191,7 +194,56 @@ def install_store_collector(quarantined: Callable[[int], bool]) -> None:
         _store_collector.quarantined = quarantined
 
 
+class SummedProcesses(Collector):
+    """This process's registry with the counters and histograms of the HTTP processes of a pre-fork ``syncd serve``
+    added in: they count in files of one directory (prometheus-client's multiprocess mode,
+    https://prometheus.github.io/client_python/multiprocess/), which are summed by family and label set into the
+    supervisor's own family of the same name, so each family is exposed once."""
+
+    def __init__(self, directory: str) -> None:
+        self.processes = MultiProcessCollector(None, path=directory)
+
+    def collect(self) -> Iterator[Metric]:
+        counted = {f.name: f for f in self.processes.collect() if f.type in ("counter", "histogram")}
+        for family in registry.collect():
+            extra = counted.pop(family.name, None)
+            yield family if extra is None else _summed(family, extra)
+
+
+def _summed(family: Metric, extra: Metric) -> Metric:
+    """``family`` and ``extra`` added sample by sample (``_created`` dropped: a sum has no one creation time),
+    samples of one label set kept together and in their order (OpenMetrics wants a histogram's buckets so)."""
+    totals: dict[tuple[tuple[tuple[str, str], ...], str, str], float] = {}
+    for sample in [*family.samples, *extra.samples]:
+        if sample.name.endswith("_created"):
+            continue
+        series = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+        key = (series, sample.name, sample.labels.get("le", ""))
+        totals[key] = totals.get(key, 0.0) + sample.value
+    merged = Metric(family.name, family.documentation, family.type, family.unit)
+    for series, name, le in sorted(totals, key=lambda key: key[0]):
+        labels = dict(series) | ({"le": le} if le else {})
+        merged.add_sample(name, labels, totals[(series, name, le)])
+    return merged
+
+
+_exposed: Collector = registry
+
+
+def sum_http_processes(directory: str) -> None:
+    """Expose, from now on, this process's metrics with those its HTTP processes count in ``directory``."""
+    global _exposed
+    _exposed = SummedProcesses(directory)
+
+
+def count_in(directory: str) -> None:
+    """In an HTTP process of a pre-fork ``syncd serve``: counters and histograms touched from now on count in
+    ``directory`` for the supervisor to sum (prometheus-client picks the value class when a series is created)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.MultiProcessValue()
+
+
 def exposition(accept: str | None = None) -> tuple[bytes, str]:
     """The scrape body and its exact Content-Type, as prometheus-client negotiates them from ``Accept``."""
     encoder, content_type = choose_encoder(accept or "")
-    return encoder(registry), content_type
+    return encoder(_exposed), content_type  # type: ignore[arg-type]

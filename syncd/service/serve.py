@@ -8,16 +8,17 @@ in a separate process, Prometheus' multiprocess mode and cross-process reload, f
 traffic is orders of magnitude below. Scale-out is by replicas (PostgreSQL leases), and cheroot gives a
 programmatic, graceful ``stop()`` that drains its worker threads within a timeout.
 
-A pre-fork mode (worker processes taking connections from one listening socket, each with its own database
-connection) was measured against these threads at 8 SCIM clients (``benchmarks/bench_workers.py``) and not adopted:
-on the 2-core build host, which the clients and other work keep busy, two workers answered lookups at 0.85-1.65x
-the threads' rate on SQLite depending on the host's load (0.86-0.98x on PostgreSQL, whose server shares the cores),
-and SQLite writes at 0.50-0.96x: writers of several processes wait in SQLite's busy handler, which polls the lock
-with sleeps, so on the embedded default the threads stay ahead; four workers lost both (0.48-0.71x).
+A pre-fork mode (HTTP processes taking connections from one listening socket, each with its own database
+connection) is opt-in: ``[server] processes`` or ``--processes N`` (:mod:`syncd.service.prefork`, where a
+:class:`Service` that serves no HTTP itself supervises them). Measured against these threads at 8 SCIM clients
+(``benchmarks/bench_workers.py``, once SCIM lookups were answered from the stored representation and SQLite writers
+queue at the writers' gate), two processes answered lookups at 1.25-1.72x the threads' rate on SQLite and writes at
+0.91-2.57x over six rounds on a busy host; the figures are in :mod:`syncd.service.prefork`.
 
 Signals (systemd.kill(5), sd_notify(3)) are taken synchronously by the main thread with ``sigtimedwait`` (they are
 blocked in every other thread), so no handler runs in the middle of other code; one that still reaches another
-thread (a library may unblock them there) is caught by a handler that only queues it for the same loop:
+thread (a library may unblock them there) is caught by a handler that only queues it for the same loop (with
+``--processes N`` the supervisor's loop, which passes them on to its HTTP processes):
 
 - SIGTERM/SIGINT: stop taking work (the scheduler fires nothing more, /readyz says draining, the listener closes),
   let in-flight requests and source runs finish, exit 0; when ``server.shutdown_timeout`` passes first the process
@@ -113,29 +114,12 @@ class Service:
         self.state = ServiceState(config=config, scheduler=self.scheduler)
         self._pending: Config | None = None
         self._pending_lock = threading.Lock()
-        host, port = parse_listen(listen)
-        self.server = Server(
-            (host, port),
-            create_app(config, self.state),
-            numthreads=max(1, config.server.workers),
-            server_name="syncd",
-            shutdown_timeout=config.server.shutdown_timeout,
-            timeout=30,
-        )
-        # The app bounds every body by server.max_body_bytes itself (reading at most that much), so that a 413 under
-        # /scim/v2 is a SCIM error (RFC 7644 §3.12); cheroot's own limit would answer text/plain first.
-        self.server.max_request_body_size = 0
+        self.server = http_server(listen, config, self.state)
         self.metrics_server = _metrics_server(config, self.state, metrics_listen) if metrics_listen else None
         self._leaked: list[int] = []
 
     def run(self) -> int:
-        try:
-            self.server.prepare()
-        except OSError as error:
-            raise ServeError(
-                f"server.listen {self.listen}: cannot listen ({error.strerror or error}); "
-                "choose a free address with --listen or [server] listen"
-            ) from None
+        self._open_listener()
         if self.metrics_server is not None:
             try:
                 self.metrics_server.prepare()
@@ -153,10 +137,8 @@ class Service:
             )
         for number in HANDLED:
             signal.signal(number, self._leak)
-        http = threading.Thread(target=self.server.serve, name="http", daemon=True)
         self.scheduler.start()
-        http.start()
-        host, port = self.server.bind_addr[:2]
+        host, port = self._start_http()
         notify("READY=1", f"STATUS=serving on {host}:{port}, {len(self.config.sources)} sources")
         log_event(log, "service.ready", listen=f"{host}:{port}", owner=self.scheduler.owner, pid=os.getpid())
         try:
@@ -165,16 +147,45 @@ class Service:
             self.scheduler.abandon()  # an unexpected end: leave no lease named after this process
             raise
 
+    def _open_listener(self) -> None:
+        try:
+            self.server.prepare()
+        except OSError as error:
+            raise ServeError(
+                f"server.listen {self.listen}: cannot listen ({error.strerror or error}); "
+                "choose a free address with --listen or [server] listen"
+            ) from None
+
+    def _start_http(self) -> tuple[str, int]:
+        """Start serving HTTP; returns the address served."""
+        threading.Thread(target=self.server.serve, name="http", daemon=True).start()
+        host, port = self.server.bind_addr[:2]
+        return host, port
+
+    def _stop_http(self) -> threading.Thread:
+        """Stop taking connections and drain the requests in flight; the thread returned ends when that is done."""
+        stopped = threading.Thread(target=self.server.stop, name="http-stop", daemon=True)
+        stopped.start()
+        return stopped
+
+    def _tick(self) -> None:
+        """Called by the signal loop about twice a second (the pre-fork supervisor watches its processes here)."""
+
+    def _http_drained(self, stopped: threading.Thread) -> bool:
+        """After the stop's wait: whether HTTP drained in time (the pre-fork supervisor also asks its processes)."""
+        return not stopped.is_alive()
+
     def _loop(self) -> int:
         ping = watchdog_interval()
         next_ping = time.monotonic()
         while True:
-            received = signal.sigtimedwait(HANDLED, 0.5)
-            number = received.si_signo if received is not None else (self._leaked.pop(0) if self._leaked else None)
+            received = wait_signal(0.5)
+            number = received if received is not None else (self._leaked.pop(0) if self._leaked else None)
             if ping and time.monotonic() >= next_ping:
                 next_ping = time.monotonic() + ping
                 if self.scheduler.healthy():
                     notify("WATCHDOG=1")
+            self._tick()
             if number is None:
                 continue
             if number == signal.SIGHUP:
@@ -192,7 +203,7 @@ class Service:
         notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         try:
             new = config_module.load(self.config_path)
-            _check_reloadable(self.config, new)
+            check_reloadable(self.config, new)
             with declaration_lock():
                 shell.check_declarable(new)
                 shell.declare(new)
@@ -250,13 +261,12 @@ class Service:
         log_event(log, "service.stopping", signal=why, runs_in_flight=",".join(sorted(running)), timeout_s=timeout)
         self.state.draining = True
         self.scheduler.stop_taking_work()
-        http_stopped = threading.Thread(target=self.server.stop, name="http-stop", daemon=True)
-        http_stopped.start()
+        http_stopped = self._stop_http()
         if self.metrics_server is not None:
             threading.Thread(target=self.metrics_server.stop, name="metrics-stop", daemon=True).start()
         idle = self.scheduler.wait_idle(max(0.0, deadline - time.monotonic()))
         http_stopped.join(max(0.0, deadline - time.monotonic()))
-        if idle and not http_stopped.is_alive():
+        if self._http_drained(http_stopped) and idle:
             log_event(log, "service.stopped", signal=why)
             return 0
         left = self.scheduler.in_flight()
@@ -273,7 +283,31 @@ class Service:
         os._exit(1)
 
 
-def _check_reloadable(old: Config, new: Config) -> None:
+def wait_signal(timeout: float) -> int | None:
+    """The next of :data:`HANDLED` within ``timeout`` seconds, or None. A stop and continue (SIGSTOP, SIGCONT) of the
+    process interrupts ``sigtimedwait(2)``, after which Python returns a siginfo whose ``si_signo`` is garbage; that
+    is no signal of ours and reads as none (the service crashed on it before)."""
+    received = signal.sigtimedwait(HANDLED, timeout)
+    return received.si_signo if received is not None and received.si_signo in HANDLED else None
+
+
+def http_server(listen: str, config: Config, state: ServiceState, server_class: type[Server] = Server) -> Server:
+    """The SCIM/admin/health listener: cheroot with ``server.workers`` threads."""
+    server = server_class(
+        parse_listen(listen),
+        create_app(config, state),
+        numthreads=max(1, config.server.workers),
+        server_name="syncd",
+        shutdown_timeout=config.server.shutdown_timeout,
+        timeout=30,
+    )
+    # The app bounds every body by server.max_body_bytes itself (reading at most that much), so that a 413 under
+    # /scim/v2 is a SCIM error (RFC 7644 §3.12); cheroot's own limit would answer text/plain first.
+    server.max_request_body_size = 0
+    return server
+
+
+def check_reloadable(old: Config, new: Config) -> None:
     """Refuse what a reload cannot change in a running process; what the store cannot take is refused by
     :func:`syncd.admin.shell.check_declarable` before anything is declared."""
     if new.database.url != old.database.url:
@@ -311,6 +345,7 @@ def serve(
     listen: str | None = None,
     metrics_listen: str | None = None,
     run: RunFunction | None = None,
+    processes: int | None = None,
 ) -> int:
     """Run the service until SIGTERM; ``run`` replaces the pipeline's run function (tests, benchmarks).
 
@@ -333,5 +368,10 @@ def serve(
         raise ServeError(str(unavailable(error, config.database.url))) from None
     if config.path is not None:
         log_event(log, "config.loaded", path=str(Path(config.path)), sources=len(config.sources))
+    count = config.server.processes if processes is None else processes
+    if count > 1:
+        from syncd.service.prefork import Supervisor
+
+        return Supervisor(config_path, config, listen or config.server.listen, run, metrics_at, count).run()
     service = Service(config_path, config, listen or config.server.listen, run, metrics_at)
     return service.run()

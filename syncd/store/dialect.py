@@ -7,7 +7,7 @@ The differences, and where each is documented:
 |---|---|---|
 | placeholder | ``?`` | ``%s`` |
 | many parameter rows | ``executemany`` | psycopg2 ``execute_values`` / ``execute_batch`` (pages per round trip) |
-| serializing writers | ``BEGIN IMMEDIATE`` (the one write lock) | a row lock ``FOR NO KEY UPDATE`` on the org |
+| serializing writers | the writers' gate, then ``BEGIN IMMEDIATE`` (the one write lock) | a row lock ``FOR NO KEY UPDATE`` on the org |
 | one-at-a-time across replicas | nothing (writes serialize) | advisory locks |
 | a failed statement | undoes itself only | aborts the transaction: a savepoint around it |
 | JSON paths | ``json_extract(col, '$."a"[0]."b"')`` | ``CAST(col AS jsonb) #>> '{a,0,b}'`` |
@@ -34,6 +34,7 @@ import peewee
 from peewee import SQL, NodeList, fn
 
 from syncd.domain.folding import fold
+from syncd.store import write_gate
 from syncd.store.db import database
 
 FOLD_FUNCTION = "scim_fold"
@@ -81,19 +82,38 @@ class Dialect:
 
     def write_transaction(self) -> AbstractContextManager[Any]:
         """A transaction for a change of org state (a savepoint when one is already open). SQLite takes its write
-        lock up front (``BEGIN IMMEDIATE``) instead of failing at the first write; PostgreSQL serializes on the
-        org row (:meth:`lock_row`)."""
+        lock up front (``BEGIN IMMEDIATE``) instead of failing at the first write, after waiting in line at the
+        writers' gate (:mod:`syncd.store.write_gate`) no longer than the connection's busy timeout, which stays the
+        backstop for writers that do not queue there; PostgreSQL serializes on the org row (:meth:`lock_row`)."""
         if not self.postgres and not self.db.in_transaction():
-            return self.db.atomic(lock_type="IMMEDIATE")
+            return self._gated_write()
         return self.db.atomic()
+
+    @contextlib.contextmanager
+    def _gated_write(self) -> Iterator[Any]:
+        gate = write_gate.of(self.db.database)
+        if gate is None:
+            with self.db.atomic(lock_type="IMMEDIATE") as tx:
+                yield tx
+            return
+        timeout_ms = int(self.db.execute_sql("PRAGMA busy_timeout").fetchone()[0])
+        if not gate.acquire(timeout_ms / 1000):
+            raise peewee.OperationalError(f"database is locked (waited {timeout_ms} ms in line for the write lock)")
+        try:
+            with self.db.atomic(lock_type="IMMEDIATE") as tx:
+                yield tx
+        finally:
+            gate.release()
 
     def let_writers_in(self, held_seconds: float | None) -> None:
         """Between two transactions of one long writer (a run's apply batches): on SQLite, pause long enough that a
-        writer that has waited while the last one held the lock (``held_seconds``; None: long) retries within the
-        pause and gets it. SQLite's busy handler does not queue waiters; it sleeps between retries, longer the
-        longer it has waited (1 to 25 ms in the first ~130 ms, then 50, then 100 ms: ``sqliteDefaultBusyCallback``,
-        https://www.sqlite.org/c3ref/busy_timeout.html), so without a pause the long writer takes the lock back
-        at once. PostgreSQL queues waiters on the row lock: no pause."""
+        writer that has waited while the last one held the lock (``held_seconds``; None: long) gets it. Writers in
+        line at the writers' gate (:mod:`syncd.store.write_gate`) are woken as the lock is released and get in at
+        once; the pause is kept for the writers that wait in SQLite's busy handler instead (the lease's and the
+        scheduler's single statements, other programs, a process without a gate file), which does not queue
+        waiters: it sleeps between retries, longer the longer it has waited (1 to 25 ms in the first ~130 ms, then
+        50, then 100 ms: ``sqliteDefaultBusyCallback``, https://www.sqlite.org/c3ref/busy_timeout.html), so without
+        a pause the long writer takes the lock back at once. PostgreSQL queues waiters on the row lock: no pause."""
         if self.postgres:
             return
         waited = 1e9 if held_seconds is None else held_seconds * 1000

@@ -27,7 +27,13 @@ class ServeProcess:
     """One ``syncd serve`` subprocess; ``run`` names a test run function (``module:function``) or None for the CLI."""
 
     def __init__(
-        self, config: Path, log_path: Path, run: str | None, env: dict[str, str], wrapper: tuple[str, ...] = ()
+        self,
+        config: Path,
+        log_path: Path,
+        run: str | None,
+        env: dict[str, str],
+        wrapper: tuple[str, ...] = (),
+        args: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
@@ -37,7 +43,7 @@ class ServeProcess:
         else:
             command = [PYTHON, "-m", "tests.service.harness", run, "--config", str(config), "serve"]
         command = [*wrapper, *command, "--listen", f"127.0.0.1:{self.port}"]
-        command += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
+        command += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}", *args]
         self.log_file = log_path.open("wb")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env={**subprocess_env(), **env}, stdout=self.log_file, stderr=subprocess.STDOUT
@@ -116,11 +122,16 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
     def start(
-        config: Path, run: str | None = "tests.service.runs:slow", wrapper: tuple[str, ...] = (), **env: str
+        config: Path,
+        run: str | None = "tests.service.runs:slow",
+        wrapper: tuple[str, ...] = (),
+        args: tuple[str, ...] = (),
+        **env: str,
     ) -> ServeProcess:
-        """``wrapper``: a command that runs the service's command line (e.g. under a seccomp filter)."""
+        """``wrapper``: a command that runs the service's command line (e.g. under a seccomp filter); ``args``: more
+        options of ``serve`` (e.g. ``--processes 2``)."""
         log = tmp_path / f"serve-{len(started)}.log"
-        process = ServeProcess(config, log, run, {k: str(v) for k, v in env.items()}, wrapper)
+        process = ServeProcess(config, log, run, {k: str(v) for k, v in env.items()}, wrapper, args)
         started.append(process)
         return process
 

@@ -101,3 +101,59 @@ def test_scim_writes_succeed_and_interleave_with_the_batches_of_a_big_first_sync
     assert len(sync) == PEOPLE
     between = [seq for seq in scim if min(sync) < seq < max(sync)]
     assert between, "every SCIM write waited for the whole sync"
+
+
+def test_concurrent_scim_writers_all_succeed_while_a_big_first_sync_runs(serve, tmp_path, cli):
+    """Four IdP clients writing at once (threads of ``serve`` in line behind one another and behind the sync's run
+    process at the writers' gate, syncd.store.write_gate): every write is answered 201 and stored."""
+    config = tmp_path / "syncd.toml"
+    text = CONFIG.format(url=f"sqlite:///{tmp_path / 's.db'}")
+    config.write_text(text, encoding="utf-8")
+    people = tmp_path / "people.csv"
+    write_people(people)
+    idp = Idp(serve(config, run=None), token(cli, config))
+    service = idp.service
+    service.wait_ready()
+
+    statuses: list[int] = []
+    sync_done = threading.Event()
+
+    def push(client: int) -> None:
+        number = 0
+        while not sync_done.is_set() or number < 3:
+            name = f"c{client}-{number:05d}@acme.com"
+            body = {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": name,
+                "emails": [{"value": name, "primary": True}],
+                "active": True,
+            }
+            answer = service.http.post(
+                service.url("/scim/v2/Users"),
+                json=body,
+                headers={"Authorization": f"Bearer {idp.token}", "Content-Type": "application/scim+json"},
+                timeout=60,
+            )
+            statuses.append(answer.status_code)
+            number += 1
+
+    pushers = [threading.Thread(target=push, args=(client,)) for client in range(4)]
+    for pusher in pushers:
+        pusher.start()
+    try:
+        config.write_text(text + SOURCE.format(path=people), encoding="utf-8")
+        service.signal(1)  # SIGHUP: the new source runs at once
+        ok = service.wait_event("source.run.ok", timeout=300, where=lambda e: e.get("source") == "hr")
+    finally:
+        sync_done.set()
+        for pusher in pushers:
+            pusher.join(120)
+    assert ok
+    assert len(statuses) >= 4 * 3 and set(statuses) == {201}, sorted(set(statuses))
+    org = Organization.get(Organization.slug == "acme")
+    joined = (
+        LedgerEntry.select()
+        .where(LedgerEntry.org == org.id, LedgerEntry.action == "member.join", LedgerEntry.actor.startswith("token:"))
+        .count()
+    )
+    assert joined == len(statuses)

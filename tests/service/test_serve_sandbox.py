@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 from tests.conftest import PYTHON, ROOT
 from tests.service.conftest import service_config
 
@@ -17,11 +19,13 @@ UNIT = ROOT / "systemd" / "syncd.service"
 SANDBOX = (PYTHON, "-m", "tests.sandbox", str(UNIT))
 
 
-def test_a_source_run_succeeds_under_the_units_system_call_filter(serve, tmp_path, store, database_url):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_source_run_succeeds_under_the_units_system_call_filter(serve, tmp_path, store, database_url, processes):
+    """Also with ``--processes 2``: the supervisor starts its HTTP processes inside the filter too."""
     config = tmp_path / "syncd.toml"
     config.write_text(service_config(database_url, folder=tmp_path) + _file_source("hr"), encoding="utf-8")
     (tmp_path / "people.csv").write_text("user_name,email\nada,ada@acme.com\n", encoding="utf-8")
-    service = serve(config, run=None, wrapper=SANDBOX)
+    service = serve(config, run=None, wrapper=SANDBOX, args=("--processes", processes))
     service.wait_ready()
 
     (ok,) = service.wait_event("source.run.ok", where=lambda e: e["source"] == "hr")
@@ -30,6 +34,8 @@ def test_a_source_run_succeeds_under_the_units_system_call_filter(serve, tmp_pat
     (kept,) = service.events("source.run.priority_kept")
     assert "setpriority refused" in kept["reason"], "the sandbox really refused the call"
     assert service.get("/readyz").status_code == 200
+    if processes == "2":
+        assert len(service.wait_event("service.http_process.ready", count=2)) == 2
 
 
 def test_readyz_and_a_metric_say_when_runs_keep_failing_to_start(serve, tmp_path):
