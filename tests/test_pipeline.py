@@ -251,6 +251,37 @@ def test_batched_run_is_guarded_as_a_whole_and_its_approval_applies_every_batch(
     assert pipeline.run_source(config, "hr", now=NOW).actions == 0
 
 
+def test_batches_keep_each_members_actions_together_in_plan_order_with_active_owners_last(monkeypatch):
+    """Batches of 2 members over a plan sorted by target: team creations and the first two members go first, each
+    member's actions stay together and in order, and the active owner (b) goes in the last batch."""
+    from syncd.domain.reconcile import Action, Plan
+
+    monkeypatch.setattr(pipeline, "BATCH_MEMBERS", 2)
+
+    def act(kind: str, target: str) -> Action:
+        return Action(kind, target, None, kind, "test", None, None)
+
+    plan = Plan(
+        (
+            act("team.create", "team:core"),
+            act("member.join", "member:a"),
+            act("member.role", "member:b"),
+            act("member.update", "member:c"),
+            act("team.join", "member:c"),
+            act("member.join", "member:d"),
+            act("member.join", "member:e"),
+        )
+    )
+    first, rest = pipeline._batches(plan, {"b", "z"})
+    assert [(a.action, a.target) for a in first] == [
+        ("team.create", "team:core"),
+        ("member.join", "member:a"),
+        ("member.update", "member:c"),
+        ("team.join", "member:c"),
+    ]
+    assert [[a.target for a in batch] for batch in rest] == [["member:d", "member:e"], ["member:b"]]
+
+
 def test_batches_after_another_writer_committed_are_planned_again_from_the_store(store, database_url, monkeypatch):
     """Batches of 2 members. Before the second batch another connection changes u8's staged identity (as a SCIM
     write between batches would change what the store says): u8, in a later batch still, is planned from the store

@@ -42,8 +42,18 @@ ATTRIBUTE_COLUMNS = (
     "employee_number",
 )
 
+SHARED_ATTRIBUTES = frozenset({"department", "title"})
+"""Attributes many people have the same value of: read into one string object per value."""
 
-@dataclass
+SHARED_GROUP_SETS = 65_536
+"""At most this many distinct group sets are shared between identities (a few megabytes of index)."""
+
+_NO_GROUPS: frozenset[str] = frozenset()
+_NO_ATTRIBUTES: dict[str, Any] = {}
+"""Shared by every identity without groups or attributes (the planner only reads them)."""
+
+
+@dataclass(slots=True)
 class MemberRow:
     """What apply needs of a stored member besides its ledger state: its row id and lifecycle timestamps."""
 
@@ -65,6 +75,13 @@ class Inputs:
     members: dict[str, MemberRow]
     teams: dict[str, int]
     active: int
+
+    def release_planned(self) -> None:
+        """Drop what only planning and the guard read (observed identities, current members, overrides), keeping
+        what apply writes to: once a whole-org plan is judged, its inputs are most of the run's memory."""
+        self.observed = Observed((), (), self.observed.precedence)
+        self.current = Current({}, self.current.teams, self.current.active_owners)
+        self.overrides = {}
 
 
 def plan_policy(org: Organization) -> PlanPolicy:
@@ -97,8 +114,20 @@ def gather(
     group_key = {gid: key for gid, (_, key, _, _, _) in groups.items()}
     managers = _manager_emails(identity_rows)
     identities = []
-    for row in identity_rows:
+    # People in the same groups share one frozenset of them (whole departments are): up to a bound on distinct
+    # sets, so that an org where every set differs does not hold a second index of them.
+    group_sets: dict[frozenset[str], frozenset[str]] = {}
+    # Each row is dropped once its identity is built, so that a whole-org read does not hold both at once.
+    identity_rows.reverse()
+    while identity_rows:
+        row = identity_rows.pop()
         source_id, key = row[0], row[1]
+        in_groups = direct.pop((source_id, key), ())
+        member_of = frozenset(group_key[g] for g in in_groups if g in group_key) if in_groups else _NO_GROUPS
+        if len(group_sets) < SHARED_GROUP_SETS:
+            member_of = group_sets.setdefault(member_of, member_of)
+        else:
+            member_of = group_sets.get(member_of, member_of)
         identities.append(
             ObservedIdentity(
                 source=sources[source_id][0],
@@ -109,10 +138,11 @@ def gather(
                 display_name=row[5],
                 active=bool(row[6]),
                 attributes=row[8],
-                groups=frozenset(group_key[g] for g in direct.get((source_id, key), ()) if g in group_key),
+                groups=member_of,
                 manager=managers.get((source_id, row[7])) if row[7] else None,
             )
         )
+    del direct, managers, group_sets
     observed_groups = tuple(
         ObservedGroup(
             source=sources[source_id][0],
@@ -181,6 +211,10 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
             )
         ]
     rows = []
+    # One string object per repeated value: the driver returns a new one per cell, and a whole-org read of a
+    # million people repeats user names that equal emails, employee numbers that equal keys, departments and titles.
+    shared: dict[str, str] = {}
+    share = shared.setdefault
     for row in found:
         attributes: dict[str, Any] = {}
         if want_attributes:
@@ -190,9 +224,21 @@ def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: b
                 if isinstance(loaded, dict):
                     attributes.update(loaded)
             for name, value in zip(ATTRIBUTE_COLUMNS, row[8:-1], strict=True):
-                if value is not None:
-                    attributes[name] = value
-        rows.append((*row[:8], attributes))
+                if value is None:
+                    continue
+                if name in SHARED_ATTRIBUTES:
+                    value = share(value, value)
+                elif value == row[1]:
+                    value = row[1]
+                attributes[name] = value
+        source_id, key, match_key, user_name, email = row[:5]
+        if email is not None and user_name == email:
+            user_name = email
+        if match_key == email:
+            match_key = email
+        elif match_key == user_name:
+            match_key = user_name
+        rows.append((source_id, key, match_key, user_name, email, *row[5:8], attributes or _NO_ATTRIBUTES))
     return rows
 
 
@@ -223,9 +269,10 @@ def _manager_emails(identity_rows: list[tuple[Any, ...]]) -> dict[tuple[int, str
 
 def _direct_groups(
     org: Organization, keys: list[str] | None, identity_rows: list[tuple[Any, ...]]
-) -> dict[tuple[int, str], set[int]]:
-    """(source id, identity key) → ids of the groups the identity is directly in."""
-    direct: dict[tuple[int, str], set[int]] = {}
+) -> dict[tuple[int, str], list[int]]:
+    """(source id, identity key) → ids of the groups the identity is directly in (a list: a third of a set's size,
+    and the caller makes the set)."""
+    direct: dict[tuple[int, str], list[int]] = {}
 
     # The narrow lookups name only (source, member_key), so that SQLite picks that index over the org's.
     def base() -> peewee.Select:
@@ -252,7 +299,7 @@ def _direct_groups(
             )
         ]
     for source_id, member_key, group_id in found:
-        direct.setdefault((source_id, member_key), set()).add(group_id)
+        direct.setdefault((source_id, member_key), []).append(group_id)
     return direct
 
 

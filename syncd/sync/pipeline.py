@@ -254,8 +254,8 @@ Planner = Callable[[Organization, Sequence[Rule], Inputs, datetime], Plan]
 @dataclass
 class Decision:
     """What :func:`_plan_guard_apply` decided: the plan and its inputs, the reason not to apply it (None: applied,
-    or applying), the fingerprint a held plan is kept under, how many actions were applied so far, and the match
-    keys of the members left for later batches (:func:`_finish` applies them)."""
+    or applying), the fingerprint a held plan is kept under, how many actions were applied so far, and the
+    actions of the batches left for later (:func:`_apply_rest` applies them)."""
 
     org: Organization
     rules: Sequence[Rule]
@@ -265,7 +265,7 @@ class Decision:
     actor: str = ""
     fingerprint: str | None = None
     applied: int = 0
-    rest: list[list[str]] = field(default_factory=list)
+    rest: list[list[Action]] = field(default_factory=list)
     quiet_marker: int | None = None
     planner: Planner | None = None
     settle_basis: Callable[[], None] | None = None
@@ -308,7 +308,9 @@ def _plan_guard_apply(
         return decision
     if accepted is not None:
         accepted(decision)
-    first, decision.rest = _batches(decision.plan, decision.inputs)
+    owners = _active_owners(decision.inputs)
+    decision.inputs.release_planned()
+    first, decision.rest = _batches(decision.plan, owners)
     decision.applied = _apply(org, first, decision.inputs, actor, now, progress, len(decision.plan.actions))
     if scope is None:
         digest = basis(org, rules)
@@ -350,30 +352,43 @@ BATCH_MEMBERS = 2000
 joins (docs/architecture.md, "Batches"); the tests make it small to cross batch boundaries."""
 
 
-def _batches(plan: Plan, inputs: Inputs) -> tuple[list[Action], list[list[str]]]:
-    """The first batch's actions (every ``team.create`` and the first members' changes) and the match keys of the
-    members left for later batches. Active owners go last, as the planner plans them, so that an owner gained in
-    an earlier batch counts before any owner may go in a later one."""
-    members: dict[str, list[Action]] = {}
+def _batches(plan: Plan, owners: set[str]) -> tuple[list[Action], list[list[Action]]]:
+    """The first batch's actions (every ``team.create`` and the first members' changes) and the actions of each
+    later batch, in plan order. Active owners (``owners``, by match key) go last, as the planner plans them, so that
+    an owner gained in an earlier batch counts before any owner may go in a later one. Members are told apart by
+    their actions' own target strings, and batches hold the plan's actions rather than a second index of them by
+    member: at a million people, new key strings and that index cost more than the plan's member actions."""
+    members: set[str] = set()
     first: list[Action] = []
     for action in plan.actions:
         if action.target.startswith("member:"):
-            members.setdefault(action.target.removeprefix("member:"), []).append(action)
+            members.add(action.target)
         else:
             first.append(action)
     if len(members) <= BATCH_MEMBERS:
         return list(plan.actions), []
-    current = inputs.current.members
+    targets = sorted(members)
+    last = {f"member:{key}" for key in owners} & members
+    if last:
+        targets = [target for target in targets if target not in last] + sorted(last)
+    batch_of = {target: i // BATCH_MEMBERS for i, target in enumerate(targets)}
+    del targets, members
+    chunks: list[list[Action]] = [[] for _ in range(max(batch_of.values()) + 1)]
+    for action in plan.actions:
+        if action.target.startswith("member:"):
+            chunks[batch_of[action.target]].append(action)
+    if last:
+        for chunk in chunks:
+            chunk.sort(key=lambda a: a.target in last)
+    return first + chunks[0], chunks[1:]
 
-    def owner(key: str) -> bool:
-        member = current.get(key)
-        return member is not None and member.state.status == "active" and member.state.role == "owner"
 
-    keys = sorted(members, key=lambda k: (owner(k), k))
-    chunks = [keys[i : i + BATCH_MEMBERS] for i in range(0, len(keys), BATCH_MEMBERS)]
-    head = set(chunks[0])
-    first += [a for a in plan.actions if a.target.removeprefix("member:") in head]
-    return first, chunks[1:]
+def _active_owners(inputs: Inputs) -> set[str]:
+    return {
+        key
+        for key, member in inputs.current.members.items()
+        if member.state.status == "active" and member.state.role == "owner"
+    }
 
 
 def _finish(decision: Decision, now: datetime, advance: Callable[[], None]) -> None:
@@ -396,11 +411,8 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
         return
     org, rules = decision.org, decision.rules
     total = len(decision.plan.actions)
-    planned: dict[str, list[Action]] = {}
-    for action in decision.plan.actions:
-        planned.setdefault(action.target.removeprefix("member:"), []).append(action)
     held: float | None = None  # the first transaction held the lock for the stage and the whole plan: long
-    for keys in decision.rest:
+    for actions in decision.rest:
         _fault("batch")
         dialect.of().let_writers_in(held)
         began = time.monotonic()
@@ -409,10 +421,10 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
             fresh = dialect.of().quiet_since(decision.quiet_marker)
             if fresh:
                 # No other writer since the plan was made: its actions for these members still hold.
-                inputs, plan = decision.inputs, Plan(tuple(a for key in keys for a in planned[key]))
+                inputs, plan = decision.inputs, Plan(tuple(actions))
             else:
                 # Another writer may have changed any member not applied yet: plan each batch again from now on.
-                inputs = gather(org, rules, keys)
+                inputs = gather(org, rules, list(dict.fromkeys(a.target.removeprefix("member:") for a in actions)))
                 plan = (decision.planner or _decide)(org, rules, inputs, now)
             decision.applied += _apply(
                 org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
@@ -465,9 +477,16 @@ def _decide_read(
     if changed_basis:
         rekey(org)
     scope = None if full or changed_basis else _scope(org, row, staged, now)
+    _release_keys(staged)
     return _plan_guard_apply(
         org, rules, now, scope=scope, dry_run=dry_run, actor=actor, progress=progress, stored_basis=stored_basis
     )
+
+
+def _release_keys(staged: StageResult) -> None:
+    """Drop the sets of keys the read touched once the scope is known: after a first sync of a million people they
+    hold a million strings that nothing after planning reads."""
+    staged.touched_keys, staged.old_match_keys, staged.new_email_keys = set(), set(), set()
 
 
 def _hold(

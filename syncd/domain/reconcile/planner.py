@@ -61,15 +61,29 @@ class _Planner:
         self.actions: list[Action] = []
         self.owners = current.active_owners
         self.notes: list[str] = list(book.cycles)
+        # One string object per distinct summary and reason: a first sync of a million people repeats a handful.
+        self.share = {}.setdefault
 
     def run(self) -> Plan:
-        by_member: dict[str, list[ObservedIdentity]] = {}
+        # A member's one identity as itself, a list only for members several identities match: most have one, and
+        # a list per member of a million-person org is a hundred megabytes.
+        by_member: dict[str, ObservedIdentity | list[ObservedIdentity]] = {}
         for identity in self.observed.identities:
-            by_member.setdefault(identity.match_key, []).append(identity)
-        # Active owners go last, so that an owner gained anywhere in this plan counts before any owner may go.
-        keys = sorted(set(by_member) | set(self.current.members), key=lambda k: (self._is_owner(k), k))
+            have = by_member.setdefault(identity.match_key, identity)
+            if isinstance(have, list):
+                have.append(identity)
+            elif have is not identity:
+                by_member[identity.match_key] = [have, identity]
+        # Active owners go last, so that an owner gained anywhere in this plan counts before any owner may go
+        # (the order of sorting by (is owner, key), without a key tuple per member).
+        keys = sorted(by_member.keys() | self.current.members.keys())
+        owners = [key for key in keys if self._is_owner(key)]
+        if owners:
+            keys = [key for key in keys if not self._is_owner(key)] + owners
         for key in keys:
-            self._member(key, by_member.get(key, []), self.current.members.get(key))
+            found = by_member.get(key)
+            identities = [] if found is None else found if isinstance(found, list) else [found]
+            self._member(key, identities, self.current.members.get(key))
         self.actions.sort(key=lambda action: action.target)
         return Plan(tuple(self.team_actions + self.actions), tuple(self.notes))
 
@@ -142,8 +156,18 @@ class _Planner:
         summary = f"joins as {role}" + (f", teams {in_teams}" if in_teams else "")
         reasons = [f"asserted by source {sources}", f"role: {role_reason}"]
         reasons += [f"team {slug}: {reason}" for slug, (_, reason, _) in sorted(teams.items())]
+        reason = "; ".join(reasons)
         self.actions.append(
-            Action("member.join", f"member:{key}", _who(key, state), summary, "; ".join(reasons), None, state.as_dict())
+            Action(
+                "member.join",
+                f"member:{key}",
+                _who(key, state),
+                self.share(summary, summary),
+                self.share(reason, reason),
+                None,
+                state.as_dict(),
+                NO_DETAILS,
+            )
         )
         if role == "owner":
             self.owners += 1
@@ -284,6 +308,11 @@ class _Planner:
         )
 
 
+NO_DETAILS: Mapping[str, object] = {}
+"""The details of every action that has none: one empty mapping that nothing writes to (a read-only proxy would
+not pickle, and a run's result crosses a pipe from its worker), not a new dict per action."""
+
+
 def _who(key: str, state: MemberState) -> str:
     return state.email or state.user_name or key
 
@@ -306,16 +335,17 @@ class _Emitter:
         before: MemberState,
         details: Mapping[str, object] | None = None,
     ) -> MemberState:
+        share = self.planner.share
         self.planner.actions.append(
             Action(
                 action,
                 f"member:{self.key}",
                 _who(self.key, after),
-                summary,
-                reason,
+                share(summary, summary),
+                share(reason, reason),
                 before.as_dict(),
                 after.as_dict(),
-                dict(details or {}),
+                dict(details) if details else NO_DETAILS,
             )
         )
         return after
