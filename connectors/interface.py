@@ -21,6 +21,7 @@ from syncd.common.errors import ConfigError, ConnectorError
 from syncd.common.settings import parse_settings, read_secret
 
 __all__ = [
+    "DESCRIPTIVE_FIELDS",
     "ConfigError",
     "Connector",
     "ConnectorError",
@@ -32,6 +33,19 @@ __all__ = [
     "parse_settings",
     "read_secret",
 ]
+
+
+DESCRIPTIVE_FIELDS = (
+    "external_id",
+    "display_name",
+    "given_name",
+    "family_name",
+    "department",
+    "title",
+    "employee_number",
+)
+"""The optional text fields of a :class:`UserRecord` that describe the person (RFC 7643 §4.1, §4.3): the one list
+that sources map, the store keeps on each identity and the planner reads, so a new attribute is added here once."""
 
 
 @dataclass(frozen=True, slots=True)

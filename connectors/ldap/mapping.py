@@ -11,20 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.interface import GroupRecord, UserRecord
+from connectors.interface import DESCRIPTIVE_FIELDS, GroupRecord, UserRecord
 from connectors.ldap.settings import Settings
 from connectors.ldap.vendor import Flavor
 
-_USER_FIELDS = (
-    "email",
-    "external_id",
-    "display_name",
-    "given_name",
-    "family_name",
-    "department",
-    "title",
-    "employee_number",
-)
+_USER_FIELDS = ("email", *DESCRIPTIVE_FIELDS)
 
 
 def normal_dn(dn: str) -> str:

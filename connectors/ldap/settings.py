@@ -6,23 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from connectors.interface import DESCRIPTIVE_FIELDS
 from syncd.common.errors import ConfigError
 
 #: Record fields an ``attributes`` table may map to another LDAP attribute (SCIM core and enterprise User, RFC 7643
 #: §4.1 and §4.3, plus the group's display name).
-MAPPABLE_FIELDS = (
-    "user_name",
-    "email",
-    "external_id",
-    "display_name",
-    "given_name",
-    "family_name",
-    "department",
-    "title",
-    "employee_number",
-    "manager",
-    "group_name",
-)
+MAPPABLE_FIELDS = ("user_name", "email", *DESCRIPTIVE_FIELDS, "manager", "group_name")
 
 Scope = Literal["sub", "one", "base"]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import peewee
 
+from connectors.interface import DESCRIPTIVE_FIELDS
 from syncd.domain.reconcile import (
     Current,
     CurrentMember,
@@ -32,15 +33,7 @@ from syncd.store.models import DirectoryGroup, GroupMember, Identity, Member, Or
 from syncd.store.sql import batches, raw_rows
 from syncd.sync.orgs import policy_of
 
-ATTRIBUTE_COLUMNS = (
-    "external_id",
-    "display_name",
-    "given_name",
-    "family_name",
-    "department",
-    "title",
-    "employee_number",
-)
+ATTRIBUTE_COLUMNS = DESCRIPTIVE_FIELDS
 
 SHARED_ATTRIBUTES = frozenset({"department", "title"})
 """Attributes many people have the same value of: read into one string object per value."""
