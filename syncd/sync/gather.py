@@ -105,12 +105,44 @@ def gather(
     direct = _direct_groups(org, keys, identity_rows)
     groups = _groups(org, None if keys is None else {g for s in direct.values() for g in s})
     group_key = {gid: key for gid, (_, key, _, _, _) in groups.items()}
+    identities = _identities(identity_rows, direct, sources, group_key)
+    del direct
+    observed = Observed(tuple(identities), _observed_groups(groups, sources), {name: p for name, p in sources.values()})
+    members, rows = _members(org, keys)
+    teams = {slug: (team_id, parent) for team_id, slug, parent in _teams(org)}
+    slug_of = {team_id: slug for slug, (team_id, _) in teams.items()}
+    # A few members: the org-wide owner count matters only when one of them is an active owner (last-owner rule).
+    needs_owners = keys is None or any(m.state.role == "owner" and m.state.status == "active" for m in members.values())
+    current = Current(
+        members,
+        {slug: slug_of.get(parent) if parent else None for slug, (_, parent) in teams.items()},
+        _count(org, owners=True) if needs_owners else 0,
+    )
+    overrides = {key: m.state.role for key, m in members.items() if m.state.pinned}
+    return Inputs(
+        observed=observed,
+        overrides=overrides,
+        current=current,
+        policy=plan_policy(org),
+        members=rows,
+        teams={slug: team_id for slug, (team_id, _) in teams.items()},
+        active=_count(org, owners=False) if count_active else 0,
+    )
+
+
+def _identities(
+    identity_rows: list[tuple[Any, ...]],
+    direct: dict[tuple[int, str], list[int]],
+    sources: dict[int, tuple[str, int]],
+    group_key: dict[int, str],
+) -> list[ObservedIdentity]:
+    """The observed identities of these rows, each with the keys of the groups it is directly in; the rows are
+    consumed (each dropped once its identity is built, so that a whole-org read does not hold both at once)."""
     managers = _manager_emails(identity_rows)
     identities = []
     # People in the same groups share one frozenset of them (whole departments are): up to a bound on distinct
     # sets, so that an org where every set differs does not hold a second index of them.
     group_sets: dict[frozenset[str], frozenset[str]] = {}
-    # Each row is dropped once its identity is built, so that a whole-org read does not hold both at once.
     identity_rows.reverse()
     while identity_rows:
         row = identity_rows.pop()
@@ -135,8 +167,13 @@ def gather(
                 manager=managers.get((source_id, row[7])) if row[7] else None,
             )
         )
-    del direct, managers, group_sets
-    observed_groups = tuple(
+    return identities
+
+
+def _observed_groups(
+    groups: dict[int, tuple[int, str, str, str | None, set[str]]], sources: dict[int, tuple[str, int]]
+) -> tuple[ObservedGroup, ...]:
+    return tuple(
         ObservedGroup(
             source=sources[source_id][0],
             key=key,
@@ -146,27 +183,79 @@ def gather(
         )
         for source_id, key, name, external_id, children in groups.values()
     )
-    observed = Observed(tuple(identities), observed_groups, {name: p for name, p in sources.values()})
-    members, rows = _members(org, keys)
-    teams = {slug: (team_id, parent) for team_id, slug, parent in _teams(org)}
-    slug_of = {team_id: slug for slug, (team_id, _) in teams.items()}
-    # A few members: the org-wide owner count matters only when one of them is an active owner (last-owner rule).
-    needs_owners = keys is None or any(m.state.role == "owner" and m.state.status == "active" for m in members.values())
-    current = Current(
-        members,
-        {slug: slug_of.get(parent) if parent else None for slug, (_, parent) in teams.items()},
-        _count(org, owners=True) if needs_owners else 0,
-    )
-    overrides = {key: m.state.role for key, m in members.items() if m.state.pinned}
-    return Inputs(
-        observed=observed,
-        overrides=overrides,
-        current=current,
+
+
+@dataclass
+class OrgView:
+    """What a whole-org plan made in member chunks reads once (docs/architecture.md, "Memory of a whole-org
+    plan"): every match key in plan order (by key, the active owners last, as the planner plans them), the sources,
+    every group, the policy, the teams (slug → parent slug) and the org-wide counts the planner and guard use."""
+
+    keys: list[str]
+    sources: dict[int, tuple[str, int]]
+    group_key: dict[int, str]
+    groups: tuple[ObservedGroup, ...]
+    precedence: dict[str, int]
+    policy: PlanPolicy
+    teams: dict[str, str | None]
+    active_owners: int
+    active: int
+    want_attributes: bool
+
+
+def org_view(org: Organization, rules: Sequence[RuleLike]) -> OrgView:
+    """Read what :func:`gather_chunk` and the planner need once per whole-org plan."""
+    sources = {source_id: (name, precedence) for source_id, name, precedence in _sources(org.id)}
+    groups = _groups(org, None)
+    found: set[str] = {key for (key,) in raw_rows(_match_keys(Identity, org))}
+    found.update(key for (key,) in raw_rows(_match_keys(Member, org)))
+    keys = sorted(found)
+    del found
+    owners = set(active_owners(org))
+    if owners:
+        keys = [key for key in keys if key not in owners] + [key for key in keys if key in owners]
+    return OrgView(
+        keys=keys,
+        sources=sources,
+        group_key={gid: key for gid, (_, key, _, _, _) in groups.items()},
+        groups=_observed_groups(groups, sources),
+        precedence={name: p for name, p in sources.values()},
         policy=plan_policy(org),
-        members=rows,
-        teams={slug: team_id for slug, (team_id, _) in teams.items()},
-        active=_count(org, owners=False) if count_active else 0,
+        teams=team_parents(org),
+        active_owners=_count(org, owners=True),
+        active=_count(org, owners=False),
+        want_attributes=any(getattr(rule, "attribute", None) for rule in rules),
     )
+
+
+def _match_keys(model: type[Identity] | type[Member], org: Organization) -> peewee.Select:
+    return model.select(model.match_key).where((model.org == org.id) & model.match_key.is_null(False))
+
+
+def gather_chunk(org: Organization, view: OrgView, keys: Sequence[str]) -> Inputs:
+    """The planner's inputs for the members with these keys, one chunk of a whole-org plan: their identities and
+    current state, read through the indexes as a narrow :func:`gather` reads them; groups, sources and policy
+    come from ``view``, the team ids from the store (a batch before may have created teams)."""
+    identity_rows = _identity_rows(org, sorted(keys), view.want_attributes)
+    direct = _direct_groups(org, keys, identity_rows)
+    identities = _identities(identity_rows, direct, view.sources, view.group_key)
+    members, rows = _members(org, sorted(keys))
+    return Inputs(
+        observed=Observed(tuple(identities), (), view.precedence),
+        overrides={key: m.state.role for key, m in members.items() if m.state.pinned},
+        current=Current(members, view.teams, view.active_owners),
+        policy=view.policy,
+        members=rows,
+        teams={slug: team_id for team_id, slug, _ in _teams(org)},
+        active=view.active,
+    )
+
+
+def team_parents(org: Organization) -> dict[str, str | None]:
+    """The org's teams now: slug → the parent team's slug (None at the top)."""
+    teams = _teams(org)
+    slug_of = {team_id: slug for team_id, slug, _ in teams}
+    return {slug: slug_of.get(parent) if parent else None for _, slug, parent in teams}
 
 
 def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: bool) -> list[tuple[Any, ...]]:

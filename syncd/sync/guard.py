@@ -26,7 +26,11 @@ from syncd.sync.gather import Inputs
 
 def verdict(plan: Plan, active: int, policy: Policy) -> str | None:
     """Why the plan must be held, or None when it may be applied."""
-    removals = plan.removals
+    return verdict_of(plan.removals, active, policy)
+
+
+def verdict_of(removals: int, active: int, policy: Policy) -> str | None:
+    """Why a plan with this many removals must be held (a plan made in chunks counts them over its chunks)."""
     if removals == 0:
         return None
     percent = 100.0 * removals / active if active else 100.0

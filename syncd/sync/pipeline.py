@@ -26,18 +26,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from connectors.interface import Connector, ReadResult
 from syncd.clock import utcnow
 from syncd.common.errors import ConnectorError
 from syncd.config import Config, Rule, SourceSettings
-from syncd.domain.reconcile import Action, Plan, reconcile
+from syncd.domain.reconcile import Action, Current, Observed, Plan, reconcile
 from syncd.logs import log_event
 from syncd.store import dialect, sql
 from syncd.store.models import Organization, PlanBasis, Source, Team
 from syncd.store.models import Plan as PlanRow
 from syncd.store.tx import write_transaction
-from syncd.sync import guard, held, orgs, source_runs
+from syncd.sync import chunked, guard, held, orgs, source_runs
 from syncd.sync.apply import apply_plan
 from syncd.sync.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
 from syncd.sync.ledger import lock_org
@@ -71,7 +72,7 @@ class RunResult:
 
     def record(self, decision: Decision) -> None:
         """Note what the core decided: the plan, its size and the guard's reason (``held`` already on a dry run)."""
-        self.plan, self.actions, self.held_reason = decision.plan, len(decision.plan.actions), decision.held_reason
+        self.plan, self.actions, self.held_reason = decision.plan, decision.count, decision.held_reason
         self.held = decision.held_reason is not None
 
 
@@ -255,7 +256,12 @@ Planner = Callable[[Organization, Sequence[Rule], Inputs, datetime], Plan]
 class Decision:
     """What :func:`_plan_guard_apply` decided: the plan and its inputs, the reason not to apply it (None: applied,
     or applying), the fingerprint a held plan is kept under, how many actions were applied so far, and the
-    actions of the batches left for later (:func:`_apply_rest` applies them)."""
+    batches left for later (:func:`_apply_rest` applies them). ``total`` is the plan's action count when ``plan``
+    holds only the first actions (a plan made in chunks)."""
+
+    @property
+    def count(self) -> int:
+        return len(self.plan.actions) if self.total is None else self.total
 
     org: Organization
     rules: Sequence[Rule]
@@ -265,7 +271,8 @@ class Decision:
     actor: str = ""
     fingerprint: str | None = None
     applied: int = 0
-    rest: list[list[Action]] = field(default_factory=list)
+    rest: LaterBatches | None = None
+    total: int | None = None
     quiet_marker: int | None = None
     planner: Planner | None = None
     settle_basis: Callable[[], None] | None = None
@@ -297,6 +304,10 @@ def _plan_guard_apply(
     plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back what it wrote before,
     and holds the plan. The caller finishes with :func:`_finish`, which applies the other batches and records
     the config a whole-org plan was applied under."""
+    if scope is None and judge is None and planner is None and not dry_run:
+        chunked = _plan_in_chunks(org, rules, now, actor, accepted, progress, stored_basis)
+        if chunked is not None:
+            return chunked
     planner = planner or _decide
     decision = _plan_and_judge(org, rules, now, scope, judge or guard_judge(org), planner)
     decision.actor, decision.progress, decision.planner = actor, progress, planner
@@ -310,8 +321,52 @@ def _plan_guard_apply(
         accepted(decision)
     owners = _active_owners(decision.inputs)
     decision.inputs.release_planned()
-    first, decision.rest = _batches(decision.plan, owners)
+    first, rest = _batches(decision.plan, owners)
     decision.applied = _apply(org, first, decision.inputs, actor, now, progress, len(decision.plan.actions))
+    if rest:
+        decision.rest = _Listed(decision, rest, now)
+    _after_first(decision, scope, stored_basis, now)
+    if decision.rest:
+        decision.inputs.teams.update(_team_ids(org))
+    return decision
+
+
+def _plan_in_chunks(
+    org: Organization,
+    rules: Sequence[Rule],
+    now: datetime,
+    actor: str,
+    accepted: Callable[[Decision], None] | None,
+    progress: Progress | None,
+    stored_basis: PlanBasis | None,
+) -> Decision | None:
+    """A whole-org run's plan made in member chunks (:mod:`syncd.sync.chunked`): surveyed and judged by the guard
+    as a whole before anything is applied, then planned again and applied batch by batch. None when the guard
+    holds it: a held plan is planned whole, as it is kept and approved (its actions and fingerprint)."""
+    whole = chunked.ChunkedPlan(org, rules, now, lambda plan: held.withhold(org.id, plan), _decide)
+    survey = whole.survey()
+    if guard.verdict_of(survey.removals, whole.active, orgs.policy_of(org)) is not None:
+        return None
+    _fault("plan")
+    empty = Inputs(Observed((), (), {}), {}, Current({}, {}, 0), whole.view.policy, {}, {}, whole.active)
+    decision = Decision(org, rules, empty, survey.plan(), None, actor, total=survey.actions, progress=progress)
+    decision.planner = _decide
+    if accepted is not None:
+        accepted(decision)
+    inputs, first = whole.next(True, BATCH_MEMBERS) if whole else (empty, Plan(()))
+    decision.applied = _apply(
+        org, survey.team_actions + list(first.actions), inputs, actor, now, progress, survey.actions
+    )
+    del survey, first, inputs
+    decision.rest = whole if whole else None
+    _after_first(decision, None, stored_basis, now)
+    return decision
+
+
+def _after_first(decision: Decision, scope: set[str] | None, stored_basis: PlanBasis | None, now: datetime) -> None:
+    """After the first batch: how the config basis is settled once the last batch commits, and, when batches are
+    left, the org's basis marked pending and the marker a later batch checks for other writers by."""
+    org, rules = decision.org, decision.rules
     if scope is None:
         digest = basis(org, rules)
         decision.settle_basis = lambda: _record_basis(
@@ -322,9 +377,38 @@ def _plan_guard_apply(
         decision.settle_basis = lambda: _restore_basis(stored_basis.id, *kept)
     if decision.rest:
         _mark_pending(org)
-        decision.inputs.teams.update(_team_ids(org))
         decision.quiet_marker = dialect.of().quiet_marker()
-    return decision
+
+
+class LaterBatches(Protocol):
+    """The batches of an accepted plan left after the first: true while some are left."""
+
+    def __bool__(self) -> bool: ...
+
+    def next(self, fresh: bool, limit: int) -> tuple[Inputs, Plan]:
+        """The next batch's inputs and actions: the plan's own while ``fresh`` (no other writer has committed since
+        it was made), otherwise its members planned again from the store."""
+        ...
+
+
+class _Listed:
+    """The later batches of a plan held whole: its own actions, in batches cut by :func:`_batches`."""
+
+    def __init__(self, decision: Decision, batches: list[list[Action]], now: datetime) -> None:
+        self.decision, self.batches, self.now = decision, batches, now
+        self.batches.reverse()
+
+    def __bool__(self) -> bool:
+        return bool(self.batches)
+
+    def next(self, fresh: bool, limit: int) -> tuple[Inputs, Plan]:
+        actions = self.batches.pop()
+        decision = self.decision
+        if fresh:
+            return decision.inputs, Plan(tuple(actions))
+        keys = list(dict.fromkeys(a.target.removeprefix("member:") for a in actions))
+        inputs = gather(decision.org, decision.rules, keys)
+        return inputs, (decision.planner or _decide)(decision.org, decision.rules, inputs, self.now)
 
 
 def _team_ids(org: Organization) -> dict[str, int]:
@@ -407,25 +491,22 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
     plan before the first batch. A crash between batches leaves whole batches applied, the cursor where it was and
     the org's plan basis marked pending, so that the next run plans the whole org and finishes the job
     (docs/architecture.md, invariant 2)."""
-    if not decision.rest or decision.held_reason is not None:
+    rest = decision.rest
+    if not rest or decision.held_reason is not None:
         return
-    org, rules = decision.org, decision.rules
-    total = len(decision.plan.actions)
+    org = decision.org
+    total = decision.count
     held: float | None = None  # the first transaction held the lock for the stage and the whole plan: long
-    for actions in decision.rest:
+    while rest:
         _fault("batch")
         dialect.of().let_writers_in(held)
         began = time.monotonic()
         with write_transaction():
             lock_org(org.id)
             fresh = dialect.of().quiet_since(decision.quiet_marker)
-            if fresh:
-                # No other writer since the plan was made: its actions for these members still hold.
-                inputs, plan = decision.inputs, Plan(tuple(actions))
-            else:
-                # Another writer may have changed any member not applied yet: plan each batch again from now on.
-                inputs = gather(org, rules, list(dict.fromkeys(a.target.removeprefix("member:") for a in actions)))
-                plan = (decision.planner or _decide)(org, rules, inputs, now)
+            # While no other writer has committed since the plan was made, its actions for these members hold;
+            # once one has, each batch plans its members again from the store, from now on.
+            inputs, plan = rest.next(fresh, BATCH_MEMBERS)
             decision.applied += _apply(
                 org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
             )

@@ -15,7 +15,7 @@ from syncd.domain.reconcile.model import (
     Plan,
     PlanPolicy,
 )
-from syncd.domain.reconcile.planner import reconcile
+from syncd.domain.reconcile.planner import OrgPlanner, reconcile
 from syncd.domain.reconcile.rules import RuleLike, team_slug
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Observed",
     "ObservedGroup",
     "ObservedIdentity",
+    "OrgPlanner",
     "Plan",
     "PlanPolicy",
     "RuleLike",

@@ -7,7 +7,7 @@ entries one for one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -20,6 +20,7 @@ from syncd.domain.reconcile.model import (
     CurrentMember,
     MemberState,
     Observed,
+    ObservedGroup,
     ObservedIdentity,
     Plan,
     PlanPolicy,
@@ -40,35 +41,58 @@ def reconcile(
     Members in scope are those with an observed identity or a current row. ``overrides`` maps a match key to the
     role an admin pinned. The org keeps at least one active owner whatever the sources say.
     """
-    planner = _Planner(observed, RuleBook(rules, observed.groups), overrides, current, policy, now)
-    return planner.run()
+    planner = OrgPlanner(rules, observed.groups, observed.precedence, current.teams, current.active_owners, policy, now)
+    plan = planner.chunk(observed.identities, overrides, current.members)
+    return Plan(plan.actions, planner.cycles + plan.notes)
 
 
-class _Planner:
+class OrgPlanner:
+    """An org's plan made member chunk by member chunk (docs/architecture.md, "Memory of a whole-org plan").
+
+    What is org-wide is made once or carried from one chunk to the next: the rules matched against every group,
+    the teams that exist or an earlier chunk creates, and the count of active owners. Chunks given in match key
+    order, the org's active owners in the last ones, plan exactly what one :func:`reconcile` over all of them plans:
+    the same member actions, the same ``team.create`` actions in the same order (each in the chunk that first needs
+    the team) and the same notes (:attr:`cycles` first).
+    """
+
     def __init__(
         self,
-        observed: Observed,
-        book: RuleBook,
-        overrides: Mapping[str, str],
-        current: Current,
+        rules: Sequence[RuleLike],
+        groups: Iterable[ObservedGroup],
+        precedence: Mapping[str, int],
+        teams: Mapping[str, str | None],
+        active_owners: int,
         policy: PlanPolicy,
         now: datetime,
     ) -> None:
-        self.observed, self.book, self.overrides = observed, book, overrides
-        self.current, self.policy, self.now = current, policy, now
-        self.teams: dict[str, str | None] = dict(current.teams)
+        self.book = RuleBook(rules, groups)
+        self.cycles: tuple[str, ...] = tuple(self.book.cycles)
+        self.precedence, self.policy, self.now = precedence, policy, now
+        self.teams: dict[str, str | None] = dict(teams)
+        self.owners = active_owners
+        self.overrides: Mapping[str, str] = {}
+        self.members: Mapping[str, CurrentMember] = {}
         self.team_actions: list[Action] = []
         self.actions: list[Action] = []
-        self.owners = current.active_owners
-        self.notes: list[str] = list(book.cycles)
+        self.notes: list[str] = []
         # One string object per distinct summary and reason: a first sync of a million people repeats a handful.
         self.share = {}.setdefault
 
-    def run(self) -> Plan:
+    def chunk(
+        self,
+        identities: Iterable[ObservedIdentity],
+        overrides: Mapping[str, str],
+        members: Mapping[str, CurrentMember],
+    ) -> Plan:
+        """Plan the members these identities and current members make up: ``team.create`` actions first, then
+        member actions by match key; the notes of these members (not :attr:`cycles`)."""
+        self.overrides, self.members = overrides, members
+        self.team_actions, self.actions, self.notes = [], [], []
         # A member's one identity as itself, a list only for members several identities match: most have one, and
         # a list per member of a million-person org is a hundred megabytes.
         by_member: dict[str, ObservedIdentity | list[ObservedIdentity]] = {}
-        for identity in self.observed.identities:
+        for identity in identities:
             have = by_member.setdefault(identity.match_key, identity)
             if isinstance(have, list):
                 have.append(identity)
@@ -76,24 +100,26 @@ class _Planner:
                 by_member[identity.match_key] = [have, identity]
         # Active owners go last, so that an owner gained anywhere in this plan counts before any owner may go
         # (the order of sorting by (is owner, key), without a key tuple per member).
-        keys = sorted(by_member.keys() | self.current.members.keys())
+        keys = sorted(by_member.keys() | members.keys())
         owners = [key for key in keys if self._is_owner(key)]
         if owners:
             keys = [key for key in keys if not self._is_owner(key)] + owners
         for key in keys:
             found = by_member.get(key)
-            identities = [] if found is None else found if isinstance(found, list) else [found]
-            self._member(key, identities, self.current.members.get(key))
+            found_list = [] if found is None else found if isinstance(found, list) else [found]
+            self._member(key, found_list, members.get(key))
         self.actions.sort(key=lambda action: action.target)
-        return Plan(tuple(self.team_actions + self.actions), tuple(self.notes))
+        plan = Plan(tuple(self.team_actions + self.actions), tuple(self.notes))
+        self.overrides, self.members, self.team_actions, self.actions, self.notes = {}, {}, [], [], []
+        return plan
 
     def _is_owner(self, key: str) -> bool:
-        member = self.current.members.get(key)
+        member = self.members.get(key)
         return member is not None and member.state.status == "active" and member.state.role == "owner"
 
     def _precedence(self, identity: ObservedIdentity) -> tuple[int, int, str, str]:
         # Highest precedence first; an active identity beats a disabled one; then by name for determinism.
-        return (-self.observed.precedence.get(identity.source, 0), not identity.active, identity.source, identity.key)
+        return (-self.precedence.get(identity.source, 0), not identity.active, identity.source, identity.key)
 
     def _member(self, key: str, identities: list[ObservedIdentity], current: CurrentMember | None) -> None:
         asserting = [i for i in identities if i.active]
@@ -320,7 +346,7 @@ def _who(key: str, state: MemberState) -> str:
 class _Emitter:
     """Appends one member action and returns the state after it, so a member's actions chain before → after."""
 
-    def __init__(self, planner: _Planner, key: str) -> None:
+    def __init__(self, planner: OrgPlanner, key: str) -> None:
         self.planner, self.key = planner, key
 
     def who(self, state: MemberState) -> str:

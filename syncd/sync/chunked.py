@@ -1,0 +1,141 @@
+"""A whole-org plan made in member chunks, so that its memory does not grow with the org (docs/architecture.md,
+"Memory of a whole-org plan").
+
+Planned twice: :meth:`ChunkedPlan.survey` plans every chunk in match key order and keeps only what the guard
+judges the whole plan by (removals, the active count), the action count, the ``team.create`` actions, the notes and
+the first :data:`SHOWN_ACTIONS` actions; once the plan is accepted, :meth:`ChunkedPlan.next` plans it again batch by
+batch as the batches are applied, from the same start, so that each batch's actions are the ones the survey counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from syncd.domain.reconcile import Action, Current, Observed, OrgPlanner, Plan, RuleLike
+from syncd.store.models import Organization
+from syncd.store.sql import batches
+from syncd.sync.gather import Inputs, MemberRow, OrgView, gather, gather_chunk, org_view, unmatched
+
+CHUNK_MEMBERS = 5000
+"""Members the survey gathers and plans at a time: their identities, current state and actions are what it holds."""
+
+SHOWN_ACTIONS = 10_000
+"""Actions an applied chunked plan keeps for its caller to show (``syncd sync``); the count is always whole."""
+
+Screen = Callable[[Organization, Sequence[RuleLike], Inputs, datetime], Plan]
+"""A narrow re-plan of some members from the store (the pipeline's planner), for batches after another writer."""
+
+
+@dataclass
+class Survey:
+    """What the survey kept of the whole plan."""
+
+    actions: int = 0
+    removals: int = 0
+    team_actions: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    shown: list[Action] = field(default_factory=list)
+
+    def plan(self) -> Plan:
+        """The plan to show: its ``team.create`` actions and first member actions, and every note."""
+        return Plan(tuple(self.shown), tuple(self.notes))
+
+
+def plan_chunk(planner: OrgPlanner, inputs: Inputs, withhold: Callable[[Plan], Plan]) -> Plan:
+    """One chunk's plan, carrying the planner's teams and owner count on to the next chunk."""
+    plan = planner.chunk(inputs.observed.identities, inputs.overrides, inputs.current.members)
+    return withhold(plan)
+
+
+class ChunkedPlan:
+    """An org's whole plan, surveyed chunk by chunk, then planned again and handed out batch by batch."""
+
+    def __init__(
+        self,
+        org: Organization,
+        rules: Sequence[RuleLike],
+        now: datetime,
+        withhold: Callable[[Plan], Plan],
+        replan: Screen,
+    ) -> None:
+        self.org, self.rules, self.now, self.withhold, self.replan = org, rules, now, withhold, replan
+        self.view: OrgView = org_view(org, rules)
+        self.position = 0
+        self._teams: dict[str, str | None] = dict(self.view.teams)
+        self._planner: OrgPlanner | None = None
+
+    @property
+    def active(self) -> int:
+        """The org's active members, as the guard counts them."""
+        return self.view.active
+
+    def _new_planner(self, teams: dict[str, str | None]) -> OrgPlanner:
+        view = self.view
+        return OrgPlanner(self.rules, view.groups, view.precedence, teams, view.active_owners, view.policy, self.now)
+
+    def survey(self) -> Survey:
+        """Plan every chunk, keeping only counts, team creations, notes and the first actions."""
+        survey = Survey()
+        planner = self._new_planner(self.view.teams)
+        survey.notes.extend(planner.cycles)
+        members: list[Action] = []
+        for keys in batches(self.view.keys, CHUNK_MEMBERS):
+            plan = plan_chunk(planner, gather_chunk(self.org, self.view, keys), self.withhold)
+            survey.actions += len(plan.actions)
+            survey.removals += plan.removals
+            survey.notes.extend(plan.notes)
+            for action in plan.actions:
+                if action.action == "team.create":
+                    survey.team_actions.append(action)
+                elif len(members) < SHOWN_ACTIONS:
+                    members.append(action)
+        survey.notes.extend(identity.note(self.org.match_on) for identity in unmatched(self.org))
+        survey.shown = survey.team_actions + members
+        # The batches plan with every team the plan has, so that none is created twice: the first batch creates them.
+        self._teams = dict(planner.teams)
+        return survey
+
+    def __bool__(self) -> bool:
+        """Members not handed out yet."""
+        return self.position < len(self.view.keys)
+
+    def next(self, fresh: bool, limit: int) -> tuple[Inputs, Plan]:
+        """The next batch: the actions of at most ``limit`` members, the next in plan order. ``fresh``: no other
+        writer has committed since the plan began, so the carried teams and owner count still hold; otherwise
+        these members are planned from the store alone, as any narrow plan is."""
+        keys = self.view.keys
+        if not fresh:
+            self._planner = None
+            chunk = keys[self.position : self.position + limit]
+            self.position += len(chunk)
+            inputs = gather(self.org, self.rules, chunk)
+            return inputs, self.replan(self.org, self.rules, inputs, self.now)
+        if self._planner is None:
+            self._planner = self._new_planner(self._teams)
+        actions: list[Action] = []
+        members: dict[str, MemberRow] = {}
+        teams: dict[str, int] = {}
+        changed = 0
+        # Each key is one member, so planning at most ``limit - changed`` more keys keeps the batch within limit.
+        while changed < limit and self.position < len(keys):
+            chunk = keys[self.position : self.position + limit - changed]
+            self.position += len(chunk)
+            inputs = gather_chunk(self.org, self.view, chunk)
+            plan = plan_chunk(self._planner, inputs, self.withhold)
+            targets = {a.target.removeprefix("member:") for a in plan.actions if a.target.startswith("member:")}
+            changed += len(targets)
+            actions.extend(plan.actions)
+            members.update((key, inputs.members[key]) for key in targets if key in inputs.members)
+            teams = inputs.teams
+        batch = Inputs(
+            observed=Observed((), (), self.view.precedence),
+            overrides={},
+            current=Current({}, {}, 0),
+            policy=self.view.policy,
+            members=members,
+            teams=teams,
+            active=self.view.active,
+        )
+        return batch, Plan(tuple(actions))
