@@ -1,7 +1,8 @@
-"""A source run in its own process, for the crash tests: ``python -m tests.crash_run DATABASE_URL ROUND [BATCH]``.
+"""A source run in its own process, for the crash tests: ``python -m tests.crash_run DATABASE_URL ROUND [BATCH [CHUNK]]``.
 
 Round 1 is a first sync; round 2 changes people, groups and roles. ``SYNCD_FAULT`` kills it at a step. ``BATCH``
-sets the members per apply batch, so that a small run crosses batch boundaries.
+sets the members per apply batch, so that a small run crosses batch boundaries; ``CHUNK`` the members per chunk of a
+whole-org plan.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime
 
 from connectors.interface import GroupRecord
 from syncd.store import open_database, upgrade
-from syncd.sync import pipeline
+from syncd.sync import chunked, pipeline
 from tests.directory import declare, make_config, snapshot, user
 
 NOW = datetime(2026, 11, 2, 9, 0, 0)
@@ -26,9 +27,11 @@ def read(round_: int):
     return snapshot(*people, cursor="r2")
 
 
-def main(url: str, round_: int, batch: int | None = None) -> None:
+def main(url: str, round_: int, batch: int | None = None, chunk: int | None = None) -> None:
     if batch is not None:
         pipeline.BATCH_MEMBERS = batch
+    if chunk is not None:
+        chunked.CHUNK_MEMBERS = chunk
     open_database(url)
     upgrade()
     config = declare(make_config(url))
@@ -37,4 +40,4 @@ def main(url: str, round_: int, batch: int | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None)
+    main(sys.argv[1], int(sys.argv[2]), *(int(arg) for arg in sys.argv[3:5]))

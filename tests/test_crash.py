@@ -15,13 +15,15 @@ from syncd.sync import ledger
 from tests.conftest import PYTHON, ROOT, _empty_tables, subprocess_env
 
 
-def run(url: str, round_: int, fault: str | None = None, batch: int | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    url: str, round_: int, fault: str | None = None, batch: int | None = None, chunk: int | None = None
+) -> subprocess.CompletedProcess[str]:
     env = subprocess_env()
     env.pop("SYNCD_FAULT", None)
     if fault:
         env["SYNCD_FAULT"] = fault
     return subprocess.run(
-        [PYTHON, "-m", "tests.crash_run", url, str(round_), *([str(batch)] if batch else [])],
+        [PYTHON, "-m", "tests.crash_run", url, str(round_), *(str(n) for n in (batch, chunk) if n)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -107,3 +109,26 @@ def test_kill_between_batches_leaves_whole_batches_and_the_next_run_ends_as_an_u
     assert (snapshot_of_store(), ledger_and_outbox()) == uninterrupted
     assert ledger.verify(org_id).ok
     assert run(database_url, 2, batch=2).stdout.strip() == "applied 0"
+
+
+@pytest.mark.parametrize("step", ["batch", "commit"])
+def test_kill_between_batches_of_a_first_sync_planned_in_chunks_and_the_next_run_finishes_it(store, database_url, step):
+    """A first sync plans the whole org in chunks (3 members) and applies it in batches (2): killed after some
+    batches committed, the next run plans the whole org again and ends as an uninterrupted first sync."""
+    assert run(database_url, 1, batch=2, chunk=3).returncode == 0
+    uninterrupted = snapshot_of_store(), ledger_and_outbox()
+    _empty_tables(store)
+
+    killed = run(database_url, 1, fault=step, batch=2, chunk=3)
+    assert killed.returncode == -9, killed.stderr
+    between = snapshot_of_store()
+    assert between[-1] is None  # the cursor moves only with the last batch
+    assert between[0]  # the first batches are committed
+    org_id = Source.get(Source.name == "hr").org_id
+    assert ledger.verify(org_id).ok
+
+    finished = run(database_url, 1, batch=2, chunk=3)
+    assert finished.returncode == 0, finished.stderr
+    assert (snapshot_of_store(), ledger_and_outbox()) == uninterrupted
+    assert ledger.verify(org_id).ok
+    assert run(database_url, 1, batch=2, chunk=3).stdout.strip() == "applied 0"

@@ -1,7 +1,8 @@
 """Invariant 4 on the real store: whatever two reads say, applying the second read twice writes nothing the
 second time (no ledger entries, no outbox events, no member or identity changes), and a whole-org plan afterwards
 finds nothing that planning only the touched members missed. The members per apply batch are drawn too (1 and 2
-put every few members in a batch of their own), so the same holds across batch boundaries."""
+put every few members in a batch of their own), and the members per chunk of a whole-org plan, so the same holds
+across batch and chunk boundaries."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from connectors.interface import GroupRecord
 from syncd.store.models import Identity, LedgerEntry, Member, OutboxEvent, Source, TeamMember
-from syncd.sync import ledger, pipeline
+from syncd.sync import chunked, ledger, pipeline
 from tests.conftest import _empty_tables
 from tests.directory import declare, make_config, snapshot, user
 
@@ -56,11 +57,13 @@ def written() -> tuple[object, ...]:
     complete=st.booleans(),
     days=st.integers(0, 40),
     batch=st.sampled_from([1, 2, pipeline.BATCH_MEMBERS]),
+    chunk=st.sampled_from([1, 3, chunked.CHUNK_MEMBERS]),
 )
 def test_applying_the_same_read_twice_writes_nothing_the_second_time(
-    sqlite_store, sqlite_url, monkeypatch, first, second, nest1, nest2, complete, days, batch
+    sqlite_store, sqlite_url, monkeypatch, first, second, nest1, nest2, complete, days, batch, chunk
 ):
     monkeypatch.setattr(pipeline, "BATCH_MEMBERS", batch)
+    monkeypatch.setattr(chunked, "CHUNK_MEMBERS", chunk)
     _empty_tables(sqlite_store)
     config = declare(make_config(sqlite_url))
     pipeline.apply_read(config, "hr", read(first, nest1), now=NOW)
