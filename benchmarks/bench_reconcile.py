@@ -9,7 +9,8 @@ the read line then times only the copy, and the parse is counted in stage); with
 to ``pipeline.apply_read`` as a Snapshot (the output says which).
 
 Under each phase's line the steps of the run: read, stage, rekey, scope, gather (the planner's inputs), plan
-(reconcile), apply, record (the cursor), each with its wall time summed over its calls and the process's peak RSS
+(reconcile), gather chunks and plan chunks (a whole-org plan made in member chunks: its survey and its batches),
+apply, record (the cursor), each with its wall time summed over its calls and the process's peak RSS
 when it returned (ru_maxrss: a step's figure is the highest RSS seen by its end). Aims of issue 16 on a 2-core
 machine: at 100,000 first < 8 s, no-op < 2 s, 1% < 2 s; at 1,000,000 first < 150 s, no-op < 30 s, 1% < 40 s;
 peak RSS < 1 GiB. Wall times grow with the machine's load (printed): compare runs made side by side.
@@ -167,6 +168,8 @@ PHASES = {
     "scope": ("syncd.sync.pipeline", "_scope"),
     "gather": ("syncd.sync.pipeline", "gather"),
     "plan": ("syncd.sync.pipeline", "_decide"),
+    "gather chunks": ("syncd.sync.chunked", "gather_chunk"),
+    "plan chunks": ("syncd.sync.chunked", "plan_chunk"),
     "apply": ("syncd.sync.pipeline", "apply_plan"),
     "record": ("syncd.sync.source_runs", "advanced"),
 }

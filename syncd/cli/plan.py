@@ -78,6 +78,9 @@ def plan_document(result: pipeline.RunResult) -> dict[str, Any]:
         "problems": result.problems,
         "notes": list(plan.notes) if plan is not None else [],
         "actions": [a.as_dict() for a in plan.actions] if plan else [],
+        # An applied whole-org run keeps only its first actions to show (docs/architecture.md, "Memory of a
+        # whole-org plan"); the count is always the plan's.
+        "action_count": result.actions,
     }
 
 

@@ -303,7 +303,8 @@ def _plan_guard_apply(
     judged or a dry run, call ``accepted`` and apply the first batch. A plan the guard holds is held as a whole-org
     plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back what it wrote before,
     and holds the plan. The caller finishes with :func:`_finish`, which applies the other batches and records
-    the config a whole-org plan was applied under."""
+    the config a whole-org plan was applied under. A guarded whole-org plan is made in member chunks
+    (:func:`_plan_in_chunks`); dry runs, approvals and narrow plans are made at once."""
     if scope is None and judge is None and planner is None and not dry_run:
         chunked = _plan_in_chunks(org, rules, now, actor, accepted, progress, stored_basis)
         if chunked is not None:
