@@ -16,7 +16,7 @@ from datetime import datetime
 from syncd.domain.reconcile import Action, Current, Observed, OrgPlanner, Plan, RuleLike
 from syncd.store.models import Organization
 from syncd.store.sql import batches
-from syncd.sync.gather import Inputs, MemberRow, OrgView, gather, gather_chunk, org_view, unmatched
+from syncd.sync.gather import Inputs, MemberRow, OrgView, gather, gather_chunk, group_keys, org_view, unmatched
 
 CHUNK_MEMBERS = 5000
 """Members the survey gathers and plans at a time: their identities, current state and actions are what it holds."""
@@ -65,6 +65,7 @@ class ChunkedPlan:
         self.position = 0
         self._teams: dict[str, str | None] = dict(self.view.teams)
         self._planner: OrgPlanner | None = None
+        self._team_actions: list[Action] = []
 
     @property
     def active(self) -> int:
@@ -94,7 +95,7 @@ class ChunkedPlan:
         survey.notes.extend(identity.note(self.org.match_on) for identity in unmatched(self.org))
         survey.shown = survey.team_actions + members
         # The batches plan with every team the plan has, so that none is created twice: the first batch creates them.
-        self._teams = dict(planner.teams)
+        self._teams, self._team_actions = dict(planner.teams), list(survey.team_actions)
         return survey
 
     def __bool__(self) -> bool:
@@ -102,9 +103,10 @@ class ChunkedPlan:
         return self.position < len(self.view.keys)
 
     def next(self, fresh: bool, limit: int) -> tuple[Inputs, Plan]:
-        """The next batch: the actions of at most ``limit`` members, the next in plan order. ``fresh``: no other
-        writer has committed since the plan began, so the carried teams and owner count still hold; otherwise
-        these members are planned from the store alone, as any narrow plan is."""
+        """The next batch: the actions of at most ``limit`` members, the next in plan order, after every
+        ``team.create`` in the first. ``fresh``: no other writer has committed since the plan began, so the carried
+        teams and owner count still hold; otherwise these members are planned from the store alone, as any narrow
+        plan is."""
         keys = self.view.keys
         if not fresh:
             self._planner = None
@@ -114,7 +116,10 @@ class ChunkedPlan:
             return inputs, self.replan(self.org, self.rules, inputs, self.now)
         if self._planner is None:
             self._planner = self._new_planner(self._teams)
-        actions: list[Action] = []
+            # Group ids as stored now: the survey may have read the groups of a read staged apart, whose new groups
+            # are stored under other ids.
+            self.view.group_key = group_keys(self.org)
+        actions, self._team_actions = self._team_actions, []
         members: dict[str, MemberRow] = {}
         teams: dict[str, int] = {}
         changed = 0

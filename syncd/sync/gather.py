@@ -251,6 +251,12 @@ def gather_chunk(org: Organization, view: OrgView, keys: Sequence[str]) -> Input
     )
 
 
+def group_keys(org: Organization) -> dict[int, str]:
+    """The org's group ids → group keys, as stored now."""
+    query = DirectoryGroup.select(DirectoryGroup.id, DirectoryGroup.key).where(DirectoryGroup.org == org.id)
+    return dict(query.tuples())
+
+
 def team_parents(org: Organization) -> dict[str, str | None]:
     """The org's teams now: slug → the parent team's slug (None at the top)."""
     teams = _teams(org)

@@ -355,9 +355,7 @@ def _plan_in_chunks(
     if accepted is not None:
         accepted(decision)
     inputs, first = whole.next(True, BATCH_MEMBERS) if whole else (empty, Plan(()))
-    decision.applied = _apply(
-        org, survey.team_actions + list(first.actions), inputs, actor, now, progress, survey.actions
-    )
+    decision.applied = _apply(org, first, inputs, actor, now, progress, survey.actions)
     del survey, first, inputs
     decision.rest = whole if whole else None
     _after_first(decision, None, stored_basis, now)
