@@ -492,6 +492,7 @@ def _stage(
         progress("staging", 0, None)
     staged = stage(org, row, result, now)
     outcome.stage, outcome.complete, outcome.problems = staged, staged.complete, list(staged.problems)
+    log_event(log, "source.run.staged", source=row.name, changed=staged.changed, complete=staged.complete)
     _fault("stage")
     return staged
 
