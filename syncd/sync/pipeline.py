@@ -250,7 +250,7 @@ def apply_read(
         return _hold(org, row, decision, outcome, read_cursor, full, actor, now)
     _fault("committed")
     _log_unmatched(org, source_name, staged)
-    outcome.applied = True
+    outcome.applied, outcome.actions = True, decision.applied
     return outcome
 
 
@@ -344,10 +344,9 @@ def _accept(decision: Decision, now: datetime, *, apply_first: bool, spans: bool
         decision.rest.insert(0, first)
     several = spans or len(decision.rest) > (0 if apply_first else 1)
     if decision.scope is None:
+        # Read again when settled: a run staged apart planned without the lock, and another run may have settled.
         digest = basis(org, rules)
-        decision.settle_basis = lambda: _record_basis(
-            org, stored_basis if not several else PlanBasis.get_or_none(PlanBasis.org == org.id), digest, now
-        )
+        decision.settle_basis = lambda: _record_basis(org, PlanBasis.get_or_none(PlanBasis.org == org.id), digest, now)
     elif several and stored_basis is not None:
         kept = stored_basis.fingerprint, stored_basis.planned_at
         decision.settle_basis = lambda: _restore_basis(stored_basis.id, *kept)
