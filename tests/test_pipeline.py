@@ -289,6 +289,7 @@ def test_batches_after_another_writer_committed_are_planned_again_from_the_store
     from syncd.store import dialect
 
     monkeypatch.setattr(pipeline, "BATCH_MEMBERS", 2)
+    monkeypatch.setattr(pipeline, "REPLAN_MEMBERS", 1)  # and planned again one member per transaction
     config = declare(make_config(database_url))
     everyone = [user(f"u{i}") for i in range(10)]
     pipeline.apply_read(config, "hr", snapshot(*everyone), now=NOW)
@@ -318,6 +319,7 @@ def test_batches_after_another_writer_committed_are_planned_again_from_the_store
     names = {m.match_key: m.display_name for m in Member.select()}
     assert names["u8@acme.com"] == "Changed Meanwhile"
     assert names["u9@acme.com"] == "U9 Second"
+    assert all(names[f"u{i}@acme.com"] == f"U{i} Second" for i in range(10) if i != 8)
     assert ledger.verify(org_id()).ok
 
 

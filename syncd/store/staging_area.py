@@ -21,7 +21,7 @@ import peewee
 from syncd.store.models import DirectoryGroup, GroupMember, Identity
 
 TABLES = (Identity, DirectoryGroup, GroupMember)
-RANGE_KEYS = 2000
+RANGE_KEYS = 1000
 """Identity keys (with their memberships) or group keys whose stored rows one move transaction makes equal to the
 staged ones."""
 

@@ -22,6 +22,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -442,13 +443,18 @@ def _apply_rest(
     if not decision.rest or decision.held_reason is not None:
         return
     held: float | None = None  # the transaction before held the lock for a stage and a whole plan, or a move
-    for number, actions in enumerate(decision.rest):
+    batches = deque(decision.rest)
+    number = 0
+    while batches:
         if number or not first_included:
             _fault("batch")
+        number += 1
         dialect.of().let_writers_in(held)
         began = time.monotonic()
         with write_transaction():
-            _apply_batch(decision, actions, now)
+            left = _apply_batch(decision, batches.popleft(), now, REPLAN_MEMBERS)
+        if left:
+            batches.appendleft(left)
         held = time.monotonic() - began
     dialect.of().let_writers_in(held)
     with write_transaction():
@@ -456,24 +462,38 @@ def _apply_rest(
         _settle(decision, advance)
 
 
-def _apply_batch(decision: Decision, actions: list[Action], now: datetime) -> None:
+REPLAN_MEMBERS = 250
+"""Members one transaction plans again and applies once another writer has committed since the plan: planning
+under the lock costs several times applying, so these transactions hold fewer members than a batch."""
+
+
+def _apply_batch(
+    decision: Decision, actions: list[Action], now: datetime, replan_members: int | None = None
+) -> list[Action]:
     """One batch in the caller's write transaction: the plan's actions for its members while no other writer has
-    committed since the plan was made; once one has, its members planned again from the store."""
+    committed since the plan was made; once one has, its members planned again from the store, only the first
+    ``replan_members`` of them (None: all) when there are more. Returns the actions of the members left for later."""
     org, rules = decision.org, decision.rules
     lock_org(org.id)
     fresh = dialect.of().quiet_since(decision.quiet_marker)
+    left: list[Action] = []
     if fresh:
         # No other writer since the plan was made: its actions for these members still hold.
         inputs, plan = decision.inputs, Plan(tuple(actions))
     else:
         # Another writer may have changed any member not applied yet: plan each batch again from now on.
-        inputs = gather(org, rules, list(dict.fromkeys(a.target.removeprefix("member:") for a in actions)))
+        members = list(dict.fromkeys(a.target for a in actions if a.target.startswith("member:")))
+        if replan_members is not None and len(members) > replan_members:
+            later = set(members[replan_members:])
+            members, left = members[:replan_members], [a for a in actions if a.target in later]
+        inputs = gather(org, rules, [target.removeprefix("member:") for target in members])
         plan = (decision.planner or _decide)(org, rules, inputs, now)
     total = len(decision.plan.actions)
     decision.applied += _apply(org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied)
     if fresh and any(not a.target.startswith("member:") for a in actions):
         decision.inputs.teams.update(_team_ids(org))  # later batches join members to the teams this one created
     decision.quiet_marker = dialect.of().quiet_marker() if fresh else None
+    return left
 
 
 def _settle(decision: Decision, advance: Callable[[], None]) -> None:
