@@ -15,8 +15,7 @@ from datetime import datetime
 
 from syncd.domain.reconcile import Action, Current, Observed, OrgPlanner, Plan, RuleLike
 from syncd.store.models import Organization
-from syncd.store.sql import batches
-from syncd.sync.gather import Inputs, MemberRow, OrgView, gather, gather_chunk, group_keys, org_view, unmatched
+from syncd.sync.gather import Inputs, OrgView, gather, gather_chunk, group_keys, org_view, unmatched
 
 CHUNK_MEMBERS = 5000
 """Members the survey gathers and plans at a time: their identities, current state and actions are what it holds."""
@@ -43,14 +42,23 @@ class Survey:
         return Plan(tuple(self.shown), tuple(self.notes))
 
 
-def plan_chunk(planner: OrgPlanner, inputs: Inputs, withhold: Callable[[Plan], Plan]) -> Plan:
+def plan_chunk(planner: OrgPlanner, inputs: Inputs) -> Plan:
     """One chunk's plan, carrying the planner's teams and owner count on to the next chunk."""
-    plan = planner.chunk(inputs.observed.identities, inputs.overrides, inputs.current.members)
-    return withhold(plan)
+    return planner.chunk(inputs.observed.identities, inputs.overrides, inputs.current.members)
+
+
+def _changed(plan: Plan) -> set[str]:
+    """The match keys of the members this plan changes."""
+    return {a.target.removeprefix("member:") for a in plan.actions if a.target.startswith("member:")}
 
 
 class ChunkedPlan:
-    """An org's whole plan, surveyed chunk by chunk, then planned again and handed out batch by batch."""
+    """An org's whole plan, surveyed chunk by chunk, then planned again and handed out batch by batch.
+
+    The survey marks the members its plan changes (a byte per match key), before the SCIM held plan's removals are
+    withheld: the batches plan only those again, in the same order. A member the plan leaves alone moves neither
+    the owner count nor the teams (only a member's actions do), so the carried state is the survey's at each one.
+    """
 
     def __init__(
         self,
@@ -62,6 +70,8 @@ class ChunkedPlan:
     ) -> None:
         self.org, self.rules, self.now, self.withhold, self.replan = org, rules, now, withhold, replan
         self.view: OrgView = org_view(org, rules)
+        self.changed = bytearray(len(self.view.keys))
+        self.left = 0
         self.position = 0
         self._teams: dict[str, str | None] = dict(self.view.teams)
         self._planner: OrgPlanner | None = None
@@ -77,13 +87,20 @@ class ChunkedPlan:
         return OrgPlanner(self.rules, view.groups, view.precedence, teams, view.active_owners, view.policy, self.now)
 
     def survey(self) -> Survey:
-        """Plan every chunk, keeping only counts, team creations, notes and the first actions."""
+        """Plan every chunk, keeping only counts, team creations, notes, the first actions and which members change."""
         survey = Survey()
         planner = self._new_planner(self.view.teams)
         survey.notes.extend(planner.cycles)
         members: list[Action] = []
-        for keys in batches(self.view.keys, CHUNK_MEMBERS):
-            plan = plan_chunk(planner, gather_chunk(self.org, self.view, keys), self.withhold)
+        for start in range(0, len(self.view.keys), CHUNK_MEMBERS):
+            keys = self.view.keys[start : start + CHUNK_MEMBERS]
+            plan = plan_chunk(planner, gather_chunk(self.org, self.view, keys))
+            changed = _changed(plan)
+            for offset, key in enumerate(keys):
+                if key in changed:
+                    self.changed[start + offset] = 1
+            self.left += len(changed)
+            plan = self.withhold(plan)
             survey.actions += len(plan.actions)
             survey.removals += plan.removals
             survey.notes.extend(plan.notes)
@@ -99,48 +116,46 @@ class ChunkedPlan:
         return survey
 
     def __bool__(self) -> bool:
-        """Members not handed out yet."""
-        return self.position < len(self.view.keys)
+        """Members left to hand out."""
+        return self.left > 0
+
+    def batches_left(self, limit: int) -> int:
+        """Batches of ``limit`` members left."""
+        return -(-self.left // limit)
+
+    def _next_keys(self, limit: int) -> list[str]:
+        keys: list[str] = []
+        while len(keys) < limit and self.left:
+            if self.changed[self.position]:
+                keys.append(self.view.keys[self.position])
+                self.left -= 1
+            self.position += 1
+        return keys
 
     def next(self, fresh: bool, limit: int) -> tuple[Inputs, Plan]:
-        """The next batch: the actions of at most ``limit`` members, the next in plan order, after every
-        ``team.create`` in the first. ``fresh``: no other writer has committed since the plan began, so the carried
-        teams and owner count still hold; otherwise these members are planned from the store alone, as any narrow
-        plan is."""
-        keys = self.view.keys
+        """The next batch: the next ``limit`` members the plan changes, in plan order, after every ``team.create``
+        in the first. ``fresh``: no other writer has committed since the plan began, so the carried teams and
+        owner count still hold; otherwise these members are planned from the store alone, as any narrow plan is."""
+        keys = self._next_keys(limit)
         if not fresh:
             self._planner = None
-            chunk = keys[self.position : self.position + limit]
-            self.position += len(chunk)
-            inputs = gather(self.org, self.rules, chunk)
+            inputs = gather(self.org, self.rules, keys)
             return inputs, self.replan(self.org, self.rules, inputs, self.now)
         if self._planner is None:
             self._planner = self._new_planner(self._teams)
             # Group ids as stored now: the survey may have read the groups of a read staged apart, whose new groups
             # are stored under other ids.
             self.view.group_key = group_keys(self.org)
-        actions, self._team_actions = self._team_actions, []
-        members: dict[str, MemberRow] = {}
-        teams: dict[str, int] = {}
-        changed = 0
-        # Each key is one member, so planning at most ``limit - changed`` more keys keeps the batch within limit.
-        while changed < limit and self.position < len(keys):
-            chunk = keys[self.position : self.position + limit - changed]
-            self.position += len(chunk)
-            inputs = gather_chunk(self.org, self.view, chunk)
-            plan = plan_chunk(self._planner, inputs, self.withhold)
-            targets = {a.target.removeprefix("member:") for a in plan.actions if a.target.startswith("member:")}
-            changed += len(targets)
-            actions.extend(plan.actions)
-            members.update((key, inputs.members[key]) for key in targets if key in inputs.members)
-            teams = inputs.teams
+        inputs = gather_chunk(self.org, self.view, keys)
+        plan = self.withhold(plan_chunk(self._planner, inputs))
+        actions, self._team_actions = [*self._team_actions, *plan.actions], []
         batch = Inputs(
             observed=Observed((), (), self.view.precedence),
             overrides={},
             current=Current({}, {}, 0),
             policy=self.view.policy,
-            members=members,
-            teams=teams,
+            members=inputs.members,
+            teams=inputs.teams,
             active=self.view.active,
         )
         return batch, Plan(tuple(actions))

@@ -37,6 +37,7 @@ from syncd.logs import log_event
 from syncd.store import dialect, sql
 from syncd.store.models import Organization, PlanBasis, Source, Team
 from syncd.store.models import Plan as PlanRow
+from syncd.store.staging_area import StagingArea
 from syncd.store.tx import write_transaction
 from syncd.sync import chunked, guard, held, orgs, source_runs
 from syncd.sync.apply import apply_plan
@@ -206,8 +207,10 @@ def apply_read(
 ) -> RunResult:
     """Stage a read of the source, plan the org, guard, apply, move the cursor.
 
-    One transaction when the plan fits one batch; otherwise the first transaction holds the stage and the first
-    batch, each further batch its own, and the cursor moves with the last (docs/architecture.md, "Batches").
+    Where the dialect gives a staging area (SQLite), the read is staged, planned and judged there without the write
+    lock, then moved into the stored rows and applied in bounded transactions (:func:`_apply_read_apart`).
+    Otherwise one transaction when the plan fits one batch; else the first transaction holds the stage and the
+    first batch, each further batch its own, and the cursor moves with the last (docs/architecture.md, "Batches").
     ``read_cursor`` is the cursor the read started from (None for a full read); a held plan keeps it so that
     ``syncd approve`` can read the same changes again.
     """
@@ -217,20 +220,26 @@ def apply_read(
     rules = org_rules(config, org.slug)
     actor = actor or f"source:{source_name}"
     outcome = RunResult(source=source_name, org=org.slug)
+    area = dialect.of().staging_area(org.id, row.id)
     try:
-        with write_transaction() as tx:
-            lock_org(org.id)
-            staged = _stage(org, row, result, now, outcome, progress)
-            decision = _decide_read(
-                org, row, rules, staged, now, full=full, dry_run=dry_run, actor=actor, progress=progress
+        if area is not None:
+            decision, staged = _apply_read_apart(
+                area, org, row, rules, result, now, outcome, full=full, dry_run=dry_run, actor=actor, progress=progress
             )
-            outcome.record(decision)
-            if dry_run or decision.held_reason is not None:
-                tx.rollback()
-            else:
-                _fault("apply")
-                _finish(decision, now, lambda: source_runs.advanced(row, result, staged, now))
-        _apply_rest(decision, now, lambda: source_runs.advanced(row, result, staged, now))
+        else:
+            with write_transaction() as tx:
+                lock_org(org.id)
+                staged = _stage(org, row, result, now, outcome, progress)
+                decision = _decide_read(
+                    org, row, rules, staged, now, full=full, dry_run=dry_run, actor=actor, progress=progress
+                )
+                outcome.record(decision)
+                if dry_run or decision.held_reason is not None:
+                    tx.rollback()
+                else:
+                    _fault("apply")
+                    _finish(decision, now, lambda: source_runs.advanced(row, result, staged, now))
+            _apply_rest(decision, now, lambda: source_runs.advanced(row, result, staged, now))
     except Exception as error:
         if not isinstance(error, PipelineError) and not dry_run:
             message = f"source {source_name}: run failed ({type(error).__name__}); see the service log"
@@ -242,7 +251,7 @@ def apply_read(
         return _hold(org, row, decision, outcome, read_cursor, full, actor, now)
     _fault("committed")
     _log_unmatched(org, source_name, staged)
-    outcome.applied = True
+    outcome.applied, outcome.actions = True, decision.applied
     return outcome
 
 
@@ -277,6 +286,8 @@ class Decision:
     planner: Planner | None = None
     settle_basis: Callable[[], None] | None = None
     progress: Progress | None = None
+    scope: set[str] | None = None
+    stored_basis: PlanBasis | None = None
 
 
 def guard_judge(org: Organization) -> Judge:
@@ -297,21 +308,26 @@ def _plan_guard_apply(
     dry_run: bool = False,
     progress: Progress | None = None,
     stored_basis: PlanBasis | None = None,
+    apply_first: bool = True,
 ) -> Decision:
-    """The one core of a source run, a whole-org re-plan and an approval, inside the caller's write transaction:
-    plan the members in ``scope`` (None: the whole org), judge the WHOLE plan (default: the guard), then, unless
-    judged or a dry run, call ``accepted`` and apply the first batch. A plan the guard holds is held as a whole-org
-    plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back what it wrote before,
-    and holds the plan. The caller finishes with :func:`_finish`, which applies the other batches and records
-    the config a whole-org plan was applied under. A guarded whole-org plan is made in member chunks
-    (:func:`_plan_in_chunks`); dry runs, approvals and narrow plans are made at once."""
+    """The one core of a source run, a whole-org re-plan and an approval, inside the caller's transaction: plan the
+    members in ``scope`` (None: the whole org), judge the WHOLE plan (default: the guard), then, unless judged or a
+    dry run, call ``accepted`` and (``apply_first``) apply the first batch. A plan the guard holds is held as a
+    whole-org plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back what it wrote
+    before, and holds the plan. The caller finishes with :func:`_finish`, which applies the other batches and
+    records the config a whole-org plan was applied under; without ``apply_first`` (a read staged apart, judged
+    in a read transaction) the caller calls :func:`_accept` and applies every batch itself. A guarded whole-org
+    plan is made in member chunks (:func:`_plan_in_chunks`); dry runs, approvals and narrow plans are made at once."""
     if scope is None and judge is None and planner is None and not dry_run:
-        chunked = _plan_in_chunks(org, rules, now, actor, accepted, progress, stored_basis)
-        if chunked is not None:
-            return chunked
+        chunked_decision = _plan_in_chunks(org, rules, now, actor, accepted, progress, stored_basis)
+        if chunked_decision is not None:
+            if apply_first:
+                _accept(chunked_decision, now, apply_first=True)
+            return chunked_decision
     planner = planner or _decide
     decision = _plan_and_judge(org, rules, now, scope, judge or guard_judge(org), planner)
     decision.actor, decision.progress, decision.planner = actor, progress, planner
+    decision.scope, decision.stored_basis = scope, stored_basis
     _fault("plan")
     if dry_run:
         return decision
@@ -320,16 +336,37 @@ def _plan_guard_apply(
         return decision
     if accepted is not None:
         accepted(decision)
-    owners = _active_owners(decision.inputs)
-    decision.inputs.release_planned()
-    first, rest = _batches(decision.plan, owners)
-    decision.applied = _apply(org, first, decision.inputs, actor, now, progress, len(decision.plan.actions))
-    if rest:
-        decision.rest = _Listed(decision, rest, now)
-    _after_first(decision, scope, stored_basis, now)
-    if decision.rest:
-        decision.inputs.teams.update(_team_ids(org))
+    if apply_first:
+        _accept(decision, now, apply_first=True)
     return decision
+
+
+def _accept(decision: Decision, now: datetime, *, apply_first: bool, spans: bool = False) -> None:
+    """Cut an accepted plan into batches. ``apply_first``: apply the first one in the caller's write transaction and
+    leave the rest for :func:`_apply_rest`; otherwise leave every batch to it. ``spans``: the run's changes span
+    several transactions even when the plan fits one batch (a read staged apart moved in several). A run spanning
+    several transactions records its config basis only with the last one (the basis is ``pending`` meanwhile)."""
+    org, rules, stored_basis = decision.org, decision.rules, decision.stored_basis
+    if decision.rest is None:  # a plan made at once: cut into batches of its own actions
+        owners = _active_owners(decision.inputs)
+        decision.inputs.release_planned()
+        first, rest = _batches(decision.plan, owners)
+        decision.rest = _Listed(decision, [first, *rest], now)
+    if apply_first and decision.rest:
+        inputs, plan = decision.rest.next(True, BATCH_MEMBERS)
+        decision.applied = _apply(org, plan, inputs, decision.actor, now, decision.progress, decision.count)
+    left = decision.rest.batches_left(BATCH_MEMBERS)
+    several = spans or left > (0 if apply_first else 1)
+    if decision.scope is None:
+        # Read again when settled: a run staged apart planned without the lock, and another run may have settled.
+        digest = basis(org, rules)
+        decision.settle_basis = lambda: _record_basis(org, PlanBasis.get_or_none(PlanBasis.org == org.id), digest, now)
+    elif several and stored_basis is not None:
+        kept = stored_basis.fingerprint, stored_basis.planned_at
+        decision.settle_basis = lambda: _restore_basis(stored_basis.id, *kept)
+    if apply_first and left:
+        _mark_pending(org)
+        decision.quiet_marker = dialect.of().quiet_marker()
 
 
 def _plan_in_chunks(
@@ -342,7 +379,7 @@ def _plan_in_chunks(
     stored_basis: PlanBasis | None,
 ) -> Decision | None:
     """A whole-org run's plan made in member chunks (:mod:`syncd.sync.chunked`): surveyed and judged by the guard
-    as a whole before anything is applied, then planned again and applied batch by batch. None when the guard
+    as a whole before anything is applied; its batches are planned again as they are applied. None when the guard
     holds it: a held plan is planned whole, as it is kept and approved (its actions and fingerprint)."""
     whole = chunked.ChunkedPlan(org, rules, now, lambda plan: held.withhold(org.id, plan), _decide)
     survey = whole.survey()
@@ -351,47 +388,29 @@ def _plan_in_chunks(
     _fault("plan")
     empty = Inputs(Observed((), (), {}), {}, Current({}, {}, 0), whole.view.policy, {}, {}, whole.active)
     decision = Decision(org, rules, empty, survey.plan(), None, actor, total=survey.actions, progress=progress)
-    decision.planner = _decide
+    decision.planner, decision.rest, decision.stored_basis = _decide, whole, stored_basis
     if accepted is not None:
         accepted(decision)
-    inputs, first = whole.next(True, BATCH_MEMBERS) if whole else (empty, Plan(()))
-    decision.applied = _apply(org, first, inputs, actor, now, progress, survey.actions)
-    del survey, first, inputs
-    decision.rest = whole if whole else None
-    _after_first(decision, None, stored_basis, now)
     return decision
 
 
-def _after_first(decision: Decision, scope: set[str] | None, stored_basis: PlanBasis | None, now: datetime) -> None:
-    """After the first batch: how the config basis is settled once the last batch commits, and, when batches are
-    left, the org's basis marked pending and the marker a later batch checks for other writers by."""
-    org, rules = decision.org, decision.rules
-    if scope is None:
-        digest = basis(org, rules)
-        decision.settle_basis = lambda: _record_basis(
-            org, stored_basis if not decision.rest else PlanBasis.get_or_none(PlanBasis.org == org.id), digest, now
-        )
-    elif decision.rest and stored_basis is not None:
-        kept = stored_basis.fingerprint, stored_basis.planned_at
-        decision.settle_basis = lambda: _restore_basis(stored_basis.id, *kept)
-    if decision.rest:
-        _mark_pending(org)
-        decision.quiet_marker = dialect.of().quiet_marker()
-
-
 class LaterBatches(Protocol):
-    """The batches of an accepted plan left after the first: true while some are left."""
+    """The batches of an accepted plan not applied yet: true while some are left."""
 
     def __bool__(self) -> bool: ...
 
+    def batches_left(self, limit: int) -> int:
+        """Batches of ``limit`` members left while no other writer comes in."""
+        ...
+
     def next(self, fresh: bool, limit: int) -> tuple[Inputs, Plan]:
         """The next batch's inputs and actions: the plan's own while ``fresh`` (no other writer has committed since
-        it was made), otherwise its members planned again from the store."""
+        it was made), otherwise at most ``limit`` of its members planned again from the store."""
         ...
 
 
 class _Listed:
-    """The later batches of a plan held whole: its own actions, in batches cut by :func:`_batches`."""
+    """The batches of a plan made at once: its own actions, cut by :func:`_batches`."""
 
     def __init__(self, decision: Decision, batches: list[list[Action]], now: datetime) -> None:
         self.decision, self.batches, self.now = decision, batches, now
@@ -400,14 +419,25 @@ class _Listed:
     def __bool__(self) -> bool:
         return bool(self.batches)
 
+    def batches_left(self, limit: int) -> int:
+        return len(self.batches)
+
     def next(self, fresh: bool, limit: int) -> tuple[Inputs, Plan]:
-        actions = self.batches.pop()
-        decision = self.decision
+        decision, actions = self.decision, self.batches.pop()
+        org, rules = decision.org, decision.rules
         if fresh:
+            # No other writer since the plan was made: its actions for these members still hold; the teams an
+            # earlier batch created have ids now.
+            decision.inputs.teams.update(_team_ids(org))
             return decision.inputs, Plan(tuple(actions))
-        keys = list(dict.fromkeys(a.target.removeprefix("member:") for a in actions))
-        inputs = gather(decision.org, decision.rules, keys)
-        return inputs, (decision.planner or _decide)(decision.org, decision.rules, inputs, self.now)
+        # Another writer may have changed any member not applied yet: plan them again, ``limit`` at a time.
+        members = list(dict.fromkeys(a.target for a in actions if a.target.startswith("member:")))
+        if len(members) > limit:
+            later = set(members[limit:])
+            members = members[:limit]
+            self.batches.append([a for a in actions if a.target in later])
+        inputs = gather(org, rules, [target.removeprefix("member:") for target in members])
+        return inputs, (decision.planner or _decide)(org, rules, inputs, self.now)
 
 
 def _team_ids(org: Organization) -> dict[str, int]:
@@ -481,7 +511,9 @@ def _finish(decision: Decision, now: datetime, advance: Callable[[], None]) -> N
         _settle(decision, advance)
 
 
-def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) -> None:
+def _apply_rest(
+    decision: Decision, now: datetime, advance: Callable[[], None], *, first_included: bool = False
+) -> None:
     """Apply the batches after the first, each its own transaction, then ``advance`` with the config basis.
 
     A later batch applies the plan's actions for its members while no other writer has committed since the plan
@@ -489,32 +521,45 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
     the org lock, so that a SCIM write between batches is seen rather than overwritten. The guard judged the whole
     plan before the first batch. A crash between batches leaves whole batches applied, the cursor where it was and
     the org's plan basis marked pending, so that the next run plans the whole org and finishes the job
-    (docs/architecture.md, invariant 2)."""
+    (docs/architecture.md, invariant 2). ``first_included``: the plan's first batch is among them (a read staged
+    apart), which the ``batch`` fault does not precede."""
     rest = decision.rest
-    if not rest or decision.held_reason is not None:
-        return
-    org = decision.org
-    total = decision.count
-    held: float | None = None  # the first transaction held the lock for the stage and the whole plan: long
+    if decision.held_reason is not None or rest is None or not (rest or first_included):
+        return  # held, or settled in the first transaction by :func:`_finish`
+    held: float | None = None  # the transaction before held the lock for a stage and a whole plan, or a move
+    number = 0
     while rest:
-        _fault("batch")
+        if number or not first_included:
+            _fault("batch")
+        number += 1
         dialect.of().let_writers_in(held)
         began = time.monotonic()
         with write_transaction():
-            lock_org(org.id)
-            fresh = dialect.of().quiet_since(decision.quiet_marker)
-            # While no other writer has committed since the plan was made, its actions for these members hold;
-            # once one has, each batch plans its members again from the store, from now on.
-            inputs, plan = rest.next(fresh, BATCH_MEMBERS)
-            decision.applied += _apply(
-                org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
-            )
-            decision.quiet_marker = dialect.of().quiet_marker() if fresh else None
+            _apply_batch(decision, now, REPLAN_MEMBERS)
         held = time.monotonic() - began
     dialect.of().let_writers_in(held)
     with write_transaction():
-        lock_org(org.id)
+        lock_org(decision.org.id)
         _settle(decision, advance)
+
+
+REPLAN_MEMBERS = 250
+"""Members one transaction plans again and applies once another writer has committed since the plan: planning
+under the lock costs several times applying, so these transactions hold fewer members than a batch."""
+
+
+def _apply_batch(decision: Decision, now: datetime, replan_members: int) -> None:
+    """The next batch of ``decision.rest`` in the caller's write transaction: the plan's actions for its members
+    while no other writer has committed since the plan was made; once one has, ``replan_members`` of its members
+    planned again from the store (planning under the lock costs several times applying)."""
+    assert decision.rest is not None
+    lock_org(decision.org.id)
+    fresh = dialect.of().quiet_since(decision.quiet_marker)
+    inputs, plan = decision.rest.next(fresh, BATCH_MEMBERS if fresh else replan_members)
+    decision.applied += _apply(
+        decision.org, plan, inputs, decision.actor, now, decision.progress, decision.count, decision.applied
+    )
+    decision.quiet_marker = dialect.of().quiet_marker() if fresh else None
 
 
 def _settle(decision: Decision, advance: Callable[[], None]) -> None:
@@ -532,6 +577,7 @@ def _stage(
         progress("staging", 0, None)
     staged = stage(org, row, result, now)
     outcome.stage, outcome.complete, outcome.problems = staged, staged.complete, list(staged.problems)
+    log_event(log, "source.run.staged", source=row.name, changed=staged.changed, complete=staged.complete)
     _fault("stage")
     return staged
 
@@ -547,6 +593,7 @@ def _decide_read(
     dry_run: bool,
     actor: str,
     progress: Progress | None,
+    apply_first: bool = True,
 ) -> Decision:
     """Plan what a staged read changed: the members it touched, or the whole org after a full read or when the
     org-wide basis (rules, policy, match key, precedences) changed since the last whole-org plan."""
@@ -559,8 +606,98 @@ def _decide_read(
     scope = None if full or changed_basis else _scope(org, row, staged, now)
     _release_keys(staged)
     return _plan_guard_apply(
-        org, rules, now, scope=scope, dry_run=dry_run, actor=actor, progress=progress, stored_basis=stored_basis
+        org,
+        rules,
+        now,
+        scope=scope,
+        dry_run=dry_run,
+        actor=actor,
+        progress=progress,
+        stored_basis=stored_basis,
+        apply_first=apply_first,
     )
+
+
+def _apply_read_apart(
+    area: StagingArea,
+    org: Organization,
+    row: Source,
+    rules: Sequence[Rule],
+    result: ReadResult,
+    now: datetime,
+    outcome: RunResult,
+    *,
+    full: bool,
+    dry_run: bool,
+    actor: str,
+    progress: Progress | None,
+) -> tuple[Decision, StageResult]:
+    """Stage, plan and judge in a read transaction over the staging area, holding no write lock; then, for an
+    accepted plan, move the staged rows into the stored ones a range of keys per transaction and apply the plan's
+    batches, each its own transaction, the cursor with the last (docs/architecture.md, "Batches"). A run that fits
+    one range and one batch is one transaction. Before the first of several, the org's plan basis is marked
+    pending: a crash anywhere after leaves the cursor where it was, and the next run plans the whole org."""
+    if not dry_run and _basis_changed(org, rules):
+        with write_transaction():  # match keys follow the org's match_on in every source's stored rows first
+            lock_org(org.id)
+            rekey(org)
+    with area.opened():
+        with area.snapshot():
+            marker = dialect.of().quiet_marker()
+            staged = _stage(org, row, result, now, outcome, progress)
+            decision = _decide_read(
+                org,
+                row,
+                rules,
+                staged,
+                now,
+                full=full,
+                dry_run=dry_run,
+                actor=actor,
+                progress=progress,
+                apply_first=False,
+            )
+        outcome.record(decision)
+        if dry_run or decision.held_reason is not None:
+            return decision, staged
+        _fault("apply")
+        decision.quiet_marker = marker
+        advance = lambda: source_runs.advanced(row, result, staged, now)  # noqa: E731
+        moves = [lambda r=r: area.move_groups(*r) for r in area.ranges("directory_group")]
+        moves += [lambda r=r: area.move_people(*r) for r in area.ranges()]
+        moves.append(area.remove_groups)
+        _accept(decision, now, apply_first=False, spans=len(moves) > 3)
+        assert decision.rest is not None
+        if len(moves) == 3 and decision.rest.batches_left(BATCH_MEMBERS) <= 1:
+            with write_transaction():
+                lock_org(org.id)
+                for move in moves:
+                    move()
+                area.close()
+                if decision.rest:
+                    _apply_batch(decision, now, BATCH_MEMBERS)
+                _settle(decision, advance)
+            return decision, staged
+        with write_transaction():
+            lock_org(org.id)
+            _mark_pending(org)
+        held: float | None = None
+        for number, move in enumerate(moves):
+            if number:
+                _fault("move")
+            dialect.of().let_writers_in(held)
+            began = time.monotonic()
+            with write_transaction():
+                move()
+            held = time.monotonic() - began
+        _fault("moved")
+    _apply_rest(decision, now, advance, first_included=True)
+    return decision, staged
+
+
+def _basis_changed(org: Organization, rules: Sequence[Rule]) -> bool:
+    stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+    return stored_basis is None or stored_basis.fingerprint != basis(org, rules)
 
 
 def _release_keys(staged: StageResult) -> None:
