@@ -2,9 +2,10 @@
 "Memory of a whole-org plan").
 
 Planned twice: :meth:`ChunkedPlan.survey` plans every chunk in match key order and keeps only what the guard
-judges the whole plan by (removals, the active count), the action count, the ``team.create`` actions, the notes and
-the first :data:`SHOWN_ACTIONS` actions; once the plan is accepted, :meth:`ChunkedPlan.next` plans it again batch by
-batch as the batches are applied, from the same start, so that each batch's actions are the ones the survey counted.
+judges the whole plan by (removals, the active count), the action count, the ``team.create`` actions, the notes, the
+first :data:`SHOWN_ACTIONS` actions and which members the plan changes; once the plan is accepted,
+:meth:`ChunkedPlan.next` plans those members again batch by batch as the batches are applied, from the same start,
+so that each batch's actions are the ones the survey counted.
 """
 
 from __future__ import annotations
