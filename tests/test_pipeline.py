@@ -282,13 +282,18 @@ def test_batches_keep_each_members_actions_together_in_plan_order_with_active_ow
     assert [[a.target for a in batch] for batch in rest] == [["member:d", "member:e"], ["member:b"]]
 
 
-def test_batches_after_another_writer_committed_are_planned_again_from_the_store(store, database_url, monkeypatch):
+@pytest.mark.parametrize("full", [False, True], ids=["touched", "whole-org-in-chunks"])
+def test_batches_after_another_writer_committed_are_planned_again_from_the_store(
+    store, database_url, monkeypatch, full
+):
     """Batches of 2 members. After the first batch another connection changes u8's staged identity (as a SCIM
     write between batches would change what the store says): u8, in a later batch still, is planned from the store
-    as it is then, not from the plan made before that write."""
+    as it is then, not from the plan made before that write. A full read plans the whole org in chunks (of 3)."""
     from syncd.store import dialect
+    from syncd.sync import chunked
 
     monkeypatch.setattr(pipeline, "BATCH_MEMBERS", 2)
+    monkeypatch.setattr(chunked, "CHUNK_MEMBERS", 3)
     monkeypatch.setattr(pipeline, "REPLAN_MEMBERS", 1)  # and planned again one member per transaction
     config = declare(make_config(database_url))
     everyone = [user(f"u{i}") for i in range(10)]
@@ -314,7 +319,7 @@ def test_batches_after_another_writer_committed_are_planned_again_from_the_store
             thread.join()
 
     monkeypatch.setattr(dialect.Dialect, "let_writers_in", another_writer)
-    pipeline.apply_read(config, "hr", snapshot(*renamed, cursor="c2"), now=NOW)
+    pipeline.apply_read(config, "hr", snapshot(*renamed, cursor="c2"), now=NOW, full=full)
     assert writes == [1]
     names = {m.match_key: m.display_name for m in Member.select()}
     assert names["u8@acme.com"] == "Changed Meanwhile"
