@@ -14,27 +14,9 @@ from urllib.parse import quote
 import pytest
 
 from tests.conftest import postgres_database
-from tests.service.scim_push import USER, Idp, token
+from tests.service.scim_push import HR_SOURCE, USER, Idp, acme_config, token
 
-CONFIG = """[database]
-url = "{url}"
-
-[logging]
-format = "json"
-
-[[orgs]]
-slug = "acme"
-name = "Acme"
-domains = ["acme.com"]
-match_on = "userName"
-
-[[sources]]
-name = "hr"
-org = "acme"
-kind = "file"
-schedule = "1h"
-path = "people.csv"
-"""
+ORG = 'match_on = "userName"\n'
 
 COMPOSED = "Jos\u00e9.Garc\u00eda"
 DECOMPOSED = unicodedata.normalize("NFD", COMPOSED).upper()
@@ -43,7 +25,7 @@ DECOMPOSED = unicodedata.normalize("NFD", COMPOSED).upper()
 def test_a_person_sent_composed_by_a_file_and_decomposed_by_scim_is_one_member(serve, tmp_path, cli):
     assert COMPOSED != DECOMPOSED and unicodedata.normalize("NFC", DECOMPOSED).lower() == COMPOSED.lower()
     config = tmp_path / "syncd.toml"
-    config.write_text(CONFIG.format(url=f"sqlite:///{tmp_path / 's.db'}"), encoding="utf-8")
+    config.write_text(acme_config(f"sqlite:///{tmp_path / 's.db'}", org=ORG, sources=HR_SOURCE), encoding="utf-8")
     (tmp_path / "people.csv").write_text(f"user_name,email\n{COMPOSED},jgarcia@acme.com\n", encoding="utf-8")
     idp = Idp(serve(config, run=None), token(cli, config))
     idp.service.wait_ready()
@@ -73,7 +55,7 @@ def test_filters_and_member_lookups_fold_non_ascii_letters_whatever_the_database
     serve, tmp_path, cli, any_locale_url
 ):
     config = tmp_path / "syncd.toml"
-    config.write_text(CONFIG.format(url=any_locale_url), encoding="utf-8")
+    config.write_text(acme_config(any_locale_url, org=ORG, sources=HR_SOURCE), encoding="utf-8")
     (tmp_path / "people.csv").write_text("user_name,email\n", encoding="utf-8")
     idp = Idp(serve(config, run=None), token(cli, config))
     idp.service.wait_ready()
