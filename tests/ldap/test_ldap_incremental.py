@@ -83,6 +83,22 @@ def test_adds_modifies_and_deletes_arrive_as_upserts_and_explicit_removals(fresh
     assert before["alice"] not in delta.removed_user_keys
 
 
+def test_people_leaving_the_filter_or_the_base_arrive_as_removals(fresh_slapd, settings_for, admin):
+    """A leaver is not always deleted: an entry moved or scoped out of the searched content is reported deleted
+    from it (RFC 4533), and the delta removes it like a delete."""
+    settings = settings_for(fresh_slapd, users_filter="(&(objectClass=inetOrgPerson)(!(employeeType=leaver)))")
+    snapshot = full(settings)
+    before = keys(snapshot)
+    root = admin(fresh_slapd)
+
+    root.modify(f"uid=alice,{PEOPLE}", {"employeeType": [(ldap3.MODIFY_REPLACE, ["leaver"])]})
+    root.modify_dn(f"uid=bob,{PEOPLE}", "uid=bob", new_superior=GROUPS)
+    delta = delta_after(settings, snapshot.cursor)
+
+    assert delta.users == []
+    assert sorted(delta.removed_user_keys) == sorted([before["alice"], before["bob"]])
+
+
 def test_the_next_delta_does_not_repeat_the_previous_one(fresh_slapd, settings_for, admin):
     settings = settings_for(fresh_slapd)
     first_cursor = full(settings).cursor
