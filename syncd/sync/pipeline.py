@@ -4,12 +4,15 @@ This module is the shell's entry point for source runs (CLI ``syncd sync``, the 
 SCIM writes (:func:`reconcile_touched`, called inside the SCIM write transaction). Stage, plan, apply, ledger,
 outbox and the new cursor share one transaction (invariant 2); a plan of more than :data:`BATCH_MEMBERS` members
 applies in batches, each its own transaction, and the cursor moves with the last (docs/architecture.md,
-"Batches"). A held plan rolls the stage back too, so the store never holds staged data the org has not accepted;
-``syncd approve`` reads the source again from the same cursor.
+"Batches", "Staged apart"). On SQLite a run stages, plans and judges apart, in TEMP tables under a read
+transaction, and moves its staged rows into the store in bounded transactions before the batches. A held plan
+leaves the stored rows as they were, so the store never holds staged data the org has not accepted; ``syncd
+approve`` reads the source again from the same cursor.
 
-``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``batch``, ``commit``, ``committed``) kills the process with SIGKILL
-at that step (``batch``: before each batch after the first): the crash tests use it to prove a kill at any step
-loses and doubles nothing.
+``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``move``, ``moved``, ``batch``, ``commit``, ``committed``) kills
+the process with SIGKILL at that step (``move``: before each move after the first; ``moved``: after the last;
+``batch``: before each batch after the first): the crash tests use it to prove a kill at any step loses and doubles
+nothing.
 """
 
 from __future__ import annotations
