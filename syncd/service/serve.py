@@ -244,6 +244,7 @@ class Service:
             new, self._pending = self._pending, None
         if new is None:
             return
+        self._hand_over(new)
         changes = self.scheduler.apply(new)
         self.config = new
         self.state.config = new
@@ -251,6 +252,10 @@ class Service:
         log_event(log, "config.reloaded", path=self.config_path, **{k: ",".join(v) for k, v in changes.items()})
         metrics.config_reloaded(True)
         notify("READY=1", f"STATUS=serving, {len(new.sources)} sources")
+
+    def _hand_over(self, new: Config) -> None:
+        """Called just before the swap, in the same turn between housekeeping runs (the pre-fork supervisor puts the
+        new config in force in its HTTP processes here)."""
 
     def stop(self, why: str) -> int:
         """Graceful shutdown within ``server.shutdown_timeout`` (see the module docstring)."""
