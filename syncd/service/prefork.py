@@ -1,11 +1,9 @@
 """``syncd serve --processes N`` (``[server] processes``): N HTTP processes on one listening socket, opt-in.
 
-One process is bound to one core by the GIL. Measured with ``benchmarks/bench_workers.py`` (8 SCIM clients, 2 cores
-shared with other work, load average 6-12, six rounds), this mode with two processes answered SCIM lookups at
-1.25-1.72x the threads' rate on SQLite and writes at 0.91-2.57x, SQLite writers of all processes queueing at the
-writers' gate (:mod:`syncd.store.write_gate`); before the gate, writes were 0.54-1.28x (busy handler polling). One
-process stays the default until a quieter host confirms it (one run on PostgreSQL, before the gate: lookups 1.19x,
-writes 0.79x).
+One process is bound to one core by the GIL; this mode lets SCIM use more. It stays opt-in by measurement
+(``benchmarks/bench_workers.py``, 8 SCIM clients on the same 2 cores, host load average 9-16, figures in
+docs/architecture.md, "Running it"): two processes answered lookups faster than the threads on SQLite, not on
+PostgreSQL, and PostgreSQL writes slower; a second process pays only with an idle core.
 
 - The supervisor (this process, a :class:`syncd.service.serve.Service`) opens the listening socket, then starts N
   HTTP processes (``python -m syncd.service.prefork``) that inherit it and take connections from it, each with its
