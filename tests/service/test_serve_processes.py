@@ -134,7 +134,10 @@ def test_concurrent_scim_writes_from_two_processes_on_sqlite_all_succeed(serve, 
     def create(client: int) -> list[int]:
         with requests.Session() as session:
             session.trust_env = False
-            session.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"})
+            # A connection per request: kept-alive ones may all land in the process that happened to accept first.
+            session.headers.update(
+                {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json", "Connection": "close"}
+            )
             return [
                 session.post(
                     service.url("/scim/v2/Users"),
