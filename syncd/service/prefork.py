@@ -33,6 +33,7 @@ PostgreSQL, and PostgreSQL writes slower; a second process pays only with an idl
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -188,7 +189,8 @@ class Supervisor(Service):
             generation = self.shared.offer(new)
             children = dict(self.children)
             for pid in children:
-                os.kill(pid, signal.SIGHUP)
+                with contextlib.suppress(ProcessLookupError):  # reaped by the loop, not yet replaced
+                    os.kill(pid, signal.SIGHUP)
         late = self.shared.wait_prepared(generation, children, lambda pid: children[pid].poll() is None)
         if late:
             log_event(
