@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from syncd.service.prefork import remove_stale_workdirs
 from syncd.store.lease import pid_namespace
 from tests.service.conftest import service_config
 from tests.service.scim_push import USER
@@ -188,3 +190,16 @@ def test_a_killed_supervisors_directory_is_removed_by_the_next_start(serve, tmp_
     second.signal(signal.SIGTERM)
     assert second.wait() == 0
     assert not own.exists()
+
+
+def test_only_directories_of_this_users_dead_supervisors_in_this_pid_namespace_are_removed(tmp_path):
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead = finished.pid  # a pid that has just ended
+    here = pid_namespace()
+    left = tmp_path / f"syncd-serve-{here}-{dead}-abc"
+    names = [f"syncd-serve-{here}-{os.getpid()}-abc", f"syncd-serve-1-{dead}-abc", "syncd-serve-abc123", "other"]
+    for path in (left, *(tmp_path / name for name in names)):
+        path.mkdir()
+    assert remove_stale_workdirs(tmp_path) == [left]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names)
