@@ -203,3 +203,31 @@ def test_only_directories_of_this_users_dead_supervisors_in_this_pid_namespace_a
         path.mkdir()
     assert remove_stale_workdirs(tmp_path) == [left]
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names)
+
+
+def test_a_process_that_cannot_prepare_in_time_takes_the_committed_config_at_its_next_request(serve, tmp_path, cli):
+    """An HTTP process stopped (SIGSTOP) during a reload does not hold it up past the wait: the supervisor commits,
+    says which process was late, and that process answers with the new config as soon as it runs again."""
+    config = tmp_path / "syncd.toml"
+    base = service_config(f"sqlite:///{tmp_path / 's.db'}", {"hr": "1h"}, folder=tmp_path)
+    config.write_text(base)
+    admin = _token(cli, config, "admin")
+    service = serve(config, run=None, args=PROCESSES)
+    service.wait_ready()
+    children = {e["pid"] for e in service.wait_event("service.http_process.ready", count=2)}
+    stopped = min(children)
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        config.write_text(base + _source("s0"))
+        service.signal(signal.SIGHUP)
+        (late,) = service.wait_event("config.reload.late", timeout=60)
+        assert late["child_pids"] == str(stopped)
+        service.wait_event("config.reloaded", where=lambda e: "pid" not in e)
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+
+    def sources():
+        request_id, answer = _ask(service, "/admin/v1/sources", admin)
+        return request_id, sorted(source["name"] for source in answer.json())
+
+    assert all(names == ["hr", "s0"] for names in _until_both_answered(service, children, sources))
