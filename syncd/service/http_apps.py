@@ -3,8 +3,9 @@
 - ``/healthz``: the process answers (liveness; no dependency is checked, so a slow database never restarts it).
 - ``/readyz``: the store answers, its schema is current and the scheduler runs and its runs start (readiness; 503
   with the failing check named, also while the service drains on SIGTERM or when runs keep dying before they start).
-- Every request is counted and timed for ``/metrics`` by the before/after request hooks, by route template so that
-  ids never become label values. ``/metrics`` itself is not on this app: its labels name every org and source, so it
+- Every request is counted and timed for ``/metrics`` by :class:`RequestObserver` (from Flask's request hooks, and
+  from SCIM's hot routes, which answer without Flask: docs/architecture.md, "SCIM hot path"), by route template so
+  that ids never become label values. ``/metrics`` itself is not on this app: its labels name every org and source, so it
   is served by :func:`create_metrics_app` on its own listener (``server.metrics_listen``), never to the IdPs and
   strangers that reach SCIM.
 - ``/admin/v1/sources`` and ``POST /admin/v1/sources/<name>/sync``: the org's sources and their run state, and a run
