@@ -181,6 +181,9 @@ class FlaskScim(BaseApplication):
 
     def read_body(self, incoming: werkzeug.Request) -> bytes:
         """Read at most ``max_body_bytes``; a larger body is a 413 (RFC 7644 §3.12 has no scimType for it)."""
+        environ = incoming.environ
+        if environ.get("CONTENT_LENGTH") in (None, "", "0") and not environ.get("HTTP_TRANSFER_ENCODING"):
+            return b""  # neither length nor chunks: the request has no body (RFC 9112 §6.3)
         limit = self.max_body_bytes
         if incoming.content_length is not None and incoming.content_length > limit:
             raise PayloadTooLargeException(detail=f"the request body exceeds the limit of {limit} bytes")
