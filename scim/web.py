@@ -446,12 +446,11 @@ def wsgi_headers(answer: Answer) -> tuple[str, list[tuple[str, str]]]:
     without the response object; a status werkzeug treats specially (1xx, 204, 304) is left to werkzeug itself."""
     status = answer.status
     if status < 200 or status in (204, 304):
-        response = werkzeug.Response(answer.body, status=status, headers=answer.headers)
-        response.default_mimetype = flask.Response.default_mimetype
+        response = flask.Response(answer.body, status=status, headers=answer.headers)
         return response.status, response.get_wsgi_headers({}).to_wsgi_list()
     line = STATUS_LINES.get(status)
     if line is None:
-        line = STATUS_LINES[status] = werkzeug.Response(status=status).status
+        line = STATUS_LINES[status] = flask.Response(status=status).status
     headers: list[tuple[str, str]] = []
     typed = sized = False
     for name, value in answer.headers.items():
