@@ -12,12 +12,14 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import flask
 import peewee
+import werkzeug
 from scim2_models import (
     Error,
     ForbiddenException,
@@ -32,7 +34,8 @@ from scim2_server.applications.base import BaseApplication
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.routing import Operation
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.urls import iri_to_uri
 
 from scim import representation
 from scim.resources import SyncdStorage
@@ -43,10 +46,13 @@ from syncd.admin import tokens
 from syncd.config import Config
 from syncd.logs import log_event
 from syncd.store import dialect
-from syncd.store.db import database
+from syncd.store.db import UNREACHABLE, database
 from syncd.store.models import Organization, Source
 from syncd.sync.orgs import scim_source_name
 
+WSGIEnvironment = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApplication = Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]
 log = logging.getLogger("syncd.scim")
 SCIM_PREFIX = "/scim/v2"
 TENANT_TTL_SECONDS = 5.0
@@ -59,11 +65,45 @@ RETRYABLE_SQLSTATES = {"55P03", "40001", "40P01", "57014", "57P01"}
 # hold it, so it is refused up front on every backend alike.
 NUL = re.compile(r"\x00|(?<!\\)(?:\\\\)*\\u0000")
 
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+ENDPOINTS = frozenset({"Users", "Groups", "Me", "Bulk", ".search", "Schemas", "ResourceTypes", "ServiceProviderConfig"})
+HOT_PATH = re.compile(r"/scim/v2/(?:(?:Users|Groups)(?:/[A-Za-z0-9._~-]+)?|ServiceProviderConfig|Schemas|ResourceTypes)")
+"""The paths :class:`HotRoutes` answers: characters werkzeug's routing and URL building take as they are."""
+PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
+"""A path werkzeug neither quotes nor unquotes when it builds a URL."""
+PLAIN_URI = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~-]*)*")
+"""A URL that werkzeug's ``iri_to_uri`` gives back unchanged."""
+URL_PARTS = ("wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME")
+"""What the base URL of a SCIM answer is made of, besides the path."""
+DEFAULT_CONTENT_TYPE = "text/html; charset=utf-8"
+"""What Flask's response adds when an answer names no Content-Type."""
+STATUS_LINES: dict[int, str] = {}
+
 DISCOVERY = frozenset({"ServiceProviderConfig", "Schemas", "ResourceTypes"})
 DISCOVERY_CACHE_ENTRIES = 64
 """Discovery answers kept per path and base URL: the base URL comes from the Host header, so the cache is bounded."""
 LOOKUP_PARAMETERS = frozenset({"filter", "startIndex", "count"})
 CONDITIONAL_HEADERS = ("If-Match", "If-None-Match")
+
+@dataclass(frozen=True)
+class Answer:
+    """A SCIM answer as it goes on the wire: status, headers (a mapping shared with the discovery cache: read only)
+    and body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Observer(Protocol):
+    """What the serving process does around each request (``syncd serve``: request id, counters, log line)."""
+
+    def begin(self, environ: WSGIEnvironment) -> Any: ...
+
+    def end(self, begun: Any, method: str, endpoint: str, status: int) -> list[tuple[str, str]]:
+        """Record the request; return the headers to add to its answer."""
+        ...
+
 
 READ_OPERATIONS = {
     Operation.query,
@@ -94,7 +134,8 @@ class FlaskScim(BaseApplication):
         self.log = log
         self.tenants: dict[int, tuple[float, Tenant]] = {}
         self.stored_reads = stored_reads
-        self.discovery: dict[tuple[str, ...], tuple[int, dict[str, str], bytes]] = {}
+        self.discovery: dict[tuple[str, ...], Answer] = {}
+        self.base_urls: dict[tuple[str, ...], str] = {}
 
     # -- request -------------------------------------------------------------
 
@@ -108,32 +149,48 @@ class FlaskScim(BaseApplication):
             log.error("scim.request.failed", exc_info=exception, extra={"syncd_fields": {"detail": str(exception)}})
         return self.service.error_response(exception)
 
-    def read_request(self, path: str) -> ScimRequest:
-        incoming = flask.request
-        base_url = incoming.base_url
-        suffix = "/" + path if path else ""
-        if suffix and base_url.endswith(suffix):
-            base_url = base_url[: -len(suffix)]
-        base_url = base_url.rstrip("/")
-        headers = list(incoming.headers.items())
+    def read_request(self, incoming: werkzeug.Request, path: str) -> ScimRequest:
         return ScimRequest(
             method=incoming.method,
-            base_url=base_url,
+            base_url=self.base_url(incoming, path),
             path=self.split_path("/" + path),
             query=dict(incoming.args.items()),
-            headers=headers,
+            headers=list(incoming.headers.items()),
         )
 
-    def read_body(self) -> bytes:
+    def base_url(self, incoming: werkzeug.Request, path: str) -> str:
+        """The root URL of the SCIM endpoints as the client sees it (RFC 7644 §3.1): the request's URL, as werkzeug
+        builds it from the Host header and the WSGI environ, without ``path``. For a path werkzeug neither quotes nor
+        unquotes, that root depends only on the scheme, host, server and script name, so it is built once per
+        such key and kept (a bounded number, since the Host header is the client's)."""
+        environ = incoming.environ
+        suffix = "/" + path if path else ""
+        if environ.get("PATH_INFO") != SCIM_PREFIX + suffix or not PLAIN_PATH.fullmatch(path):
+            base_url = incoming.base_url
+            if suffix and base_url.endswith(suffix):
+                base_url = base_url[: -len(suffix)]
+            return base_url.rstrip("/")
+        key = tuple(str(environ.get(name, "")) for name in URL_PARTS)
+        known = self.base_urls.get(key)
+        if known is None:
+            if len(self.base_urls) >= DISCOVERY_CACHE_ENTRIES:
+                self.base_urls.clear()
+            root = werkzeug.Request({**environ, "PATH_INFO": SCIM_PREFIX, "QUERY_STRING": ""})
+            known = self.base_urls[key] = root.base_url.rstrip("/")
+        return known
+
+    def read_body(self, incoming: werkzeug.Request) -> bytes:
         """Read at most ``max_body_bytes``; a larger body is a 413 (RFC 7644 §3.12 has no scimType for it)."""
-        incoming = flask.request
+        environ = incoming.environ
+        if environ.get("CONTENT_LENGTH") in (None, "", "0") and not environ.get("HTTP_TRANSFER_ENCODING"):
+            return b""  # neither length nor chunks: the request has no body (RFC 9112 §6.3)
         limit = self.max_body_bytes
         if incoming.content_length is not None and incoming.content_length > limit:
             raise PayloadTooLargeException(detail=f"the request body exceeds the limit of {limit} bytes")
         body = incoming.stream.read(limit + 1)
         if len(body) > limit:
             raise PayloadTooLargeException(detail=f"the request body exceeds the limit of {limit} bytes")
-        if NUL.search(body.decode("utf-8", "replace")):
+        if body and NUL.search(body.decode("utf-8", "replace")):
             raise InvalidValueException(detail="the request body holds a NUL character, which no attribute may hold")
         return body
 
@@ -178,22 +235,25 @@ class FlaskScim(BaseApplication):
         source_id, match_on = row
         return Tenant(org_id=principal.org_id, source_id=source_id, match_on=match_on, actor=principal.actor)
 
-    def serve(self, path: str) -> flask.Response:
-        discovery = self.discovery_key(path)
+    def serve(self, incoming: werkzeug.Request, path: str) -> Answer:
+        """Answer one SCIM request: the Flask route and the hot routes (:class:`HotRoutes`) both come here."""
+        if database.obj is not None:
+            dialect.of(database.obj).register_functions()
+        discovery = self.discovery_key(incoming, path)
         if discovery is not None and discovery[0] == "ServiceProviderConfig" and discovery in self.discovery:
-            return self.cached(discovery)  # no token, body or parameter to check (RFC 7643 §5)
-        request = self.read_request(path)
+            return self.discovery[discovery]  # no token, body or parameter to check (RFC 7643 §5)
+        request = self.read_request(incoming, path)
         config = self.current()
         if config is not self._config_seen:  # reloaded: a tenant's match_on may have changed with it
             self.tenants.clear()
             self._config_seen = config
         try:
-            request.body = self.read_body()
+            request.body = self.read_body(incoming)
             self.check_query(request)
             if discovery is not None and discovery in self.discovery:
                 if discovery[0] != "ServiceProviderConfig":
                     self.tenant_of(self.authenticate(request))
-                return self.cached(discovery)
+                return self.discovery[discovery]
             if not self.needs_auth(request):
                 handler = SyncdHandler(self.service, SyncdStorage(Tenant(0, 0, "email", "anonymous"), self.models))
                 response = handler.handle(request)
@@ -212,18 +272,18 @@ class FlaskScim(BaseApplication):
         except Exception as exception:
             response = unavailable(exception) or self.handle_exception(request, exception)
         response = self.finalize_response(request, response)
+        answer = Answer(int(response.status), dict(response.headers), self.body(response))
         if discovery is not None and response.status == HTTPStatus.OK:
             if len(self.discovery) >= DISCOVERY_CACHE_ENTRIES:
                 self.discovery.clear()
-            self.discovery[discovery] = (int(response.status), dict(response.headers), self.body(response))
-        return self.send(response)
+            self.discovery[discovery] = answer
+        return answer
 
     @staticmethod
-    def discovery_key(path: str) -> tuple[str, ...] | None:
+    def discovery_key(incoming: werkzeug.Request, path: str) -> tuple[str, ...] | None:
         """The cache key of a discovery read (RFC 7644 §4): its path and what the base URL of its answer is made of.
         The answers are the same for the life of the process (the provider is built once); requests with parameters
         or a body are answered afresh."""
-        incoming = flask.request
         environ = incoming.environ
         if (
             incoming.method != "GET"
@@ -233,12 +293,7 @@ class FlaskScim(BaseApplication):
             or environ.get("HTTP_TRANSFER_ENCODING")
         ):
             return None
-        parts = ("wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME")
-        return (path, *(str(environ.get(name, "")) for name in parts))
-
-    def cached(self, key: tuple[str, ...]) -> flask.Response:
-        status, headers, body = self.discovery[key]
-        return flask.Response(body, status=status, headers=headers)
+        return (path, *(str(environ.get(name, "")) for name in URL_PARTS))
 
     def stored_read(self, request: ScimRequest, path: str, tenant: Tenant) -> ScimResponse | None:
         """A GET of a user by id, or a ``userName`` / ``externalId`` lookup, answered from the stored
@@ -275,10 +330,6 @@ class FlaskScim(BaseApplication):
     @staticmethod
     def body(response: ScimResponse) -> bytes:
         return b"" if response.body is None else json.dumps(response.body).encode()
-
-    @classmethod
-    def send(cls, response: ScimResponse) -> flask.Response:
-        return flask.Response(cls.body(response), status=int(response.status), headers=dict(response.headers))
 
 
 def unavailable(exception: Exception) -> ScimResponse | None:
@@ -328,16 +379,107 @@ def http_error(exception: HTTPException) -> flask.Response | HTTPException:
     return response
 
 
-def install(app: flask.Flask, blueprint: flask.Blueprint) -> None:
-    """Mount the SCIM blueprint at ``/scim/v2`` with its SCIM-shaped HTTP errors."""
+class HotRoutes:
+    """WSGI middleware in front of Flask: the SCIM requests IdPs send most (``/Users``, ``/Groups``, one of them by
+    id, the discovery endpoints; any SCIM method, a body with a ``Content-Length``) are answered by
+    :meth:`FlaskScim.serve` straight from the WSGI environ, without Flask's request context, routing and response
+    objects, which cost more than a stored read itself (docs/architecture.md, "SCIM hot path"). Every other request
+    goes on to Flask (``flask``), whose route answers the same requests byte for byte.
+
+    ``observer`` (``syncd serve``'s request id, log context, counters and request log line) is told when a hot
+    request starts and ends, as Flask's request hooks are for the others."""
+
+    def __init__(self, flask_app: WSGIApplication, scim: FlaskScim, observer: Observer | None = None) -> None:
+        self.flask = flask_app
+        self.scim = scim
+        self.observer = observer
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        path_info = environ.get("PATH_INFO", "")
+        if method not in METHODS or environ.get("HTTP_TRANSFER_ENCODING") or not HOT_PATH.fullmatch(path_info):
+            return self.flask(environ, start_response)
+        path = path_info[len(SCIM_PREFIX) + 1 :]
+        observer = self.observer
+        observed = observer.begin(environ) if observer is not None else None
+        status = 500
+        try:
+            incoming = werkzeug.Request(environ)
+            incoming.max_content_length = self.scim.max_body_bytes
+            answer = self.scim.serve(incoming, path)
+        except Exception as exception:  # a bug: Flask would answer it as an internal server error
+            log.error("scim.request.failed", exc_info=exception, extra={"syncd_fields": {"detail": str(exception)}})
+            if isinstance(exception, UNREACHABLE) and database.obj is not None:
+                database.obj.close()
+            answer = internal_error()
+        status = answer.status
+        status_line, headers = wsgi_headers(answer)
+        if observer is not None:
+            headers.extend(observer.end(observed, method, endpoint_label(path), status))
+        start_response(status_line, headers)
+        return [answer.body]
+
+
+def endpoint_label(path: str) -> str:
+    """The metric label of a SCIM request's endpoint (``path`` after ``/scim/v2/``), by resource endpoint (RFC 7644
+    §3.2: /Users, /Groups, /Users/<id>, /.search, /Schemas ...) so that ids, filters and arbitrary paths never become
+    label values."""
+    parts = path.strip("/").split("/")
+    if parts[0] not in ENDPOINTS:
+        return f"{SCIM_PREFIX}/<other>"
+    label = f"{SCIM_PREFIX}/{parts[0]}"
+    if len(parts) > 1:
+        label += "/.search" if parts[1] == ".search" else "/<id>"
+    return label
+
+
+def internal_error() -> Answer:
+    """What Flask answers under ``/scim/v2`` for an exception a route let through (:func:`http_error`)."""
+    error = InternalServerError()
+    body = json.dumps(Error(status=500, detail=error.description).model_dump()).encode()
+    return Answer(500, {"Content-Type": "application/scim+json"}, body)
+
+
+def wsgi_headers(answer: Answer) -> tuple[str, list[tuple[str, str]]]:
+    """The status line and headers werkzeug sends for ``flask.Response(body, status=..., headers=...)`` of this
+    answer (default Content-Type, Content-Length, ``Location`` / ``Content-Location`` as URIs, RFC 3987 §3.1), built
+    without the response object; a status werkzeug treats specially (1xx, 204, 304) is left to werkzeug itself."""
+    status = answer.status
+    if status < 200 or status in (204, 304):
+        response = flask.Response(answer.body, status=status, headers=answer.headers)
+        return response.status, response.get_wsgi_headers({}).to_wsgi_list()
+    line = STATUS_LINES.get(status)
+    if line is None:
+        line = STATUS_LINES[status] = flask.Response(status=status).status
+    headers: list[tuple[str, str]] = []
+    typed = sized = False
+    for name, value in answer.headers.items():
+        lowered = name.lower()
+        if lowered in ("location", "content-location") and not PLAIN_URI.fullmatch(value):
+            value = iri_to_uri(value)
+        typed = typed or lowered == "content-type"
+        sized = sized or lowered == "content-length"
+        headers.append((name, value))
+    if not typed:
+        headers.append(("Content-Type", DEFAULT_CONTENT_TYPE))
+    if not sized:
+        headers.append(("Content-Length", str(len(answer.body))))
+    return line, headers
+
+
+def install(app: flask.Flask, blueprint: flask.Blueprint, observer: Observer | None = None) -> None:
+    """Mount the SCIM blueprint at ``/scim/v2`` with its SCIM-shaped HTTP errors, and its hot routes in front of
+    the app (:class:`HotRoutes`, told to ``observer``)."""
     app.register_blueprint(blueprint, url_prefix=SCIM_PREFIX)
     app.register_error_handler(HTTPException, http_error)
+    scim = blueprint.scim  # type: ignore[attr-defined]
+    app.wsgi_app = HotRoutes(app.wsgi_app, scim, observer)  # type: ignore[method-assign]
 
 
 def create_blueprint(
     config: Config, current: Callable[[], Config] | None = None, *, stored_reads: bool = True
 ) -> flask.Blueprint:
-    """The SCIM endpoints (RFC 7644 §3.2) as a blueprint; the service mounts it at ``/scim/v2``.
+    """The SCIM endpoints (RFC 7644 §3.2) as a blueprint; the service mounts it at ``/scim/v2`` with :func:`install`.
 
     ``current`` returns the live config (``syncd serve`` swaps it whole on SIGHUP); each request reconciles with the
     rules of the config it returns, so a reload reaches every later write. Without it, ``config`` stays.
@@ -345,14 +487,14 @@ def create_blueprint(
     compared with)."""
     scim = FlaskScim(config, current, stored_reads=stored_reads)
     blueprint = flask.Blueprint("scim", __name__)
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    blueprint.scim = scim  # type: ignore[attr-defined]
+    methods = list(METHODS)
 
     @blueprint.route("/", defaults={"path": ""}, methods=methods, strict_slashes=False)
     @blueprint.route("/<path:path>", methods=methods)
     def serve(path: str) -> flask.Response:
-        if database.obj is not None:
-            dialect.of(database.obj).register_functions()
-        return scim.serve(path)
+        answer = scim.serve(flask.request, path)
+        return flask.Response(answer.body, status=answer.status, headers=answer.headers)
 
     return blueprint
 

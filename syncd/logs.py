@@ -25,6 +25,7 @@ from syncd.common.redaction import REDACTED, redact
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|authorization|private_key|api_key|credential|cookie", re.I)
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("syncd_log_context", default={})  # noqa: B039
 _RESERVED = ("ts", "level", "event", "logger")
+_NEEDS_QUOTES = re.compile(r'[ "=\\]')
 _process_fields: dict[str, Any] = {}
 
 
@@ -45,6 +46,16 @@ def bound(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+def push_context(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """Bind fields as :func:`bound` does, until :func:`pop_context` is given the token (for a request whose start
+    and end are two calls, such as a WSGI app's)."""
+    return _context.set({**_context.get(), **fields})
+
+
+def pop_context(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    _context.reset(token)
 
 
 def tag_process(**fields: Any) -> None:
@@ -124,7 +135,7 @@ def _logfmt_value(value: Any) -> str:
     if not isinstance(value, str):
         value = json.dumps(value, default=str, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
     value = value.replace("\n", " ")
-    if value == "" or any(c in value for c in ' "=\\'):
+    if value == "" or _NEEDS_QUOTES.search(value):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return value
 

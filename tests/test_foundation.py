@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import timedelta
+from typing import Any
 
+import psycopg2
 import pytest
 
 from connectors.interface import ConfigError
 from syncd import config
 from syncd.admin import tokens
 from syncd.clock import utcnow
-from syncd.store import current_version
+from syncd.store import current_version, sql
 from syncd.store.migrations import latest_version, upgrade
 from syncd.sync import ledger, orgs
 
@@ -125,3 +128,59 @@ def test_a_column_migration_adds_its_columns_once(store, migration, table, colum
     with store.atomic():
         MIGRATIONS[number - 1](store)
     assert set(columns) <= {c.name for c in store.get_columns(table)}
+
+
+def _other_connection(database_url: str) -> Any:
+    """A connection of another client to the same store (as another process would hold)."""
+    if database_url.startswith("sqlite"):
+        return sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    return psycopg2.connect(database_url)
+
+
+@pytest.mark.parametrize(
+    ("change", "scope_after"),
+    [
+        ("UPDATE token SET revoked_at = '2026-01-01 00:00:00' WHERE id = {token}", None),
+        ("UPDATE token SET expires_at = '2020-01-01 00:00:00' WHERE id = {token}", None),
+        ("UPDATE token SET scope = 'read' WHERE id = {token}", "read"),
+        ("DELETE FROM token WHERE id = {token}", None),
+        ("UPDATE organization SET status = 'disabled' WHERE id = {org}", None),
+    ],
+)
+def test_a_known_token_changed_by_another_client_is_judged_anew_at_once(store, database_url, change, scope_after):
+    org = orgs.create("acme", "Acme")
+    row, secret = tokens.create(org, "scim")
+    assert tokens.authenticate(secret) == tokens.authenticate(secret) is not None
+    other = _other_connection(database_url)
+    try:
+        other.cursor().execute(change.format(token=row.id, org=org.id))
+        other.commit()
+    finally:
+        other.close()
+    principal = tokens.authenticate(secret)
+    assert (principal.scope if principal else None) == scope_after
+
+
+def test_a_known_token_is_authenticated_without_reading_the_token_again(store, monkeypatch):
+    org = orgs.create("acme", "Acme")
+    _, secret = tokens.create(org, "scim")
+    read: list[str] = []
+    real = sql.rows
+    monkeypatch.setattr(sql, "rows", lambda name, *args: read.append(name) or real(name, *args))
+    for _ in range(3):
+        assert tokens.authenticate(secret) is not None
+    assert read.count("token.lookup") == 1
+    tokens.create(org, "admin")  # a new token ends no other's validity
+    assert tokens.authenticate(secret) is not None and read.count("token.lookup") == 1
+
+
+def test_the_token_epoch_migration_is_idempotent(store):
+    from syncd.store.migrations import MIGRATIONS
+
+    org = orgs.create("acme", "Acme")
+    row, secret = tokens.create(org, "scim")
+    MIGRATIONS[-1](store)
+    assert store.execute_sql("SELECT COUNT(*) FROM token_epoch").fetchone()[0] == 1
+    assert tokens.authenticate(secret) is not None
+    tokens.revoke(row.id)
+    assert tokens.authenticate(secret) is None

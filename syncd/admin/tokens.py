@@ -17,7 +17,9 @@ import peewee
 
 from syncd.clock import iso, utcnow
 from syncd.store import sql
-from syncd.store.dialect import stored_time
+from syncd.store.db import database
+from syncd.store.dialect import Dialect, stored_time
+from syncd.store.migrations import TOKEN_EPOCH
 from syncd.store.models import Organization, Token
 from syncd.store.tx import write_transaction
 from syncd.sync import ledger
@@ -142,25 +144,59 @@ def revoke(token_id: int, actor: str = "admin:cli") -> Token:
 def authenticate(presented: str | None, now: datetime | None = None) -> Principal | None:
     """Return the principal a bearer token stands for, or None when it is unknown, revoked or expired.
 
-    Every SCIM request runs this, so its statement is composed once (:mod:`syncd.store.sql`): peewee spends far
-    longer composing a query than the indexed lookup takes.
-    """
+    Every SCIM request runs this. A token found valid is kept with the value the store's ``token_epoch`` counter
+    had before it was read (:mod:`syncd.store.migrations`: it moves in the transaction of any change that can end a
+    token's validity, whichever process makes it), and is served from memory while the counter has not moved since;
+    so each request reads one counter instead of the token and its org, and a token revoked by ``syncd tokens
+    revoke`` is refused from the next request on. Expiry is checked at every request. The statements are composed
+    once (:mod:`syncd.store.sql`)."""
     if not presented or not presented.startswith(PREFIX):
         return None
     wanted = digest(presented)
+    epoch = sql.run(sql.written("token.epoch", _epoch_query), ()).fetchone()[0]
+    known = _known_tokens()
+    found = known.get(wanted)
+    if found is None or found[0] != epoch:
+        found = _look_up(wanted, epoch)
+        if found is None:
+            return None
+        if len(known) >= KNOWN_TOKENS:
+            known.clear()
+        known[wanted] = found
+    _, principal, expires_at = found
+    if expires_at is not None and expires_at <= (now or utcnow()):
+        return None
+    return principal
+
+
+KNOWN_TOKENS = 1024
+"""Valid tokens kept per database at most (then forgotten at once and read again as they are presented)."""
+_Known = tuple[int, Principal, datetime | None]
+
+
+def _known_tokens() -> dict[str, _Known]:
+    """The valid tokens this process has seen in the open database, by digest: (epoch read before, principal,
+    expiry). Kept on the database object, so a process that opens another store starts with none."""
+    db = database.obj
+    known = db.__dict__.get("_syncd_known_tokens")
+    if known is None:
+        known = db.__dict__["_syncd_known_tokens"] = {}
+    return known  # type: ignore[no-any-return]
+
+
+def _look_up(wanted: str, epoch: int) -> _Known | None:
     found = sql.rows("token.lookup", lambda: _lookup_query(wanted), (wanted,))
     if not found:
         return None
-    row = found[0]
-    token_id, org_id, scope, token_hash, expires_at, revoked_at, org_slug, org_status = row
-    if not hmac.compare_digest(token_hash, wanted):
+    token_id, org_id, scope, token_hash, expires_at, revoked_at, org_slug, org_status = found[0]
+    if not hmac.compare_digest(token_hash, wanted) or revoked_at is not None or org_status != "active":
         return None
-    moment = now or utcnow()
-    if revoked_at is not None or (expires_at is not None and stored_time(expires_at) <= moment):
-        return None
-    if org_status != "active":
-        return None
-    return Principal(org_id=org_id, org_slug=org_slug, scope=scope, token_id=token_id)
+    principal = Principal(org_id=org_id, org_slug=org_slug, scope=scope, token_id=token_id)
+    return epoch, principal, stored_time(expires_at) if expires_at is not None else None
+
+
+def _epoch_query(d: Dialect) -> str:
+    return f"SELECT {d.quote('n')} FROM {d.quote(TOKEN_EPOCH)}"
 
 
 def _lookup_query(token_hash: str) -> peewee.Query:

@@ -31,6 +31,8 @@ _SHAPES = re.compile(
 _lock = threading.Lock()
 _known: set[str] = set()
 _fragments: set[str] = set()
+_masks: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
+"""What :func:`redact` masks, longest secret first: rebuilt by :func:`remember` (rare), read whole by every call."""
 
 
 def remember(secret: str | bytes | None) -> None:
@@ -40,21 +42,21 @@ def remember(secret: str | bytes | None) -> None:
     if not secret:
         return
     values = {secret, secret.strip()} | {line.strip() for line in secret.splitlines() if len(line.strip()) >= 4}
+    global _masks
     with _lock:
         for value in values:
             if len(value) < 4:
                 continue
             _known.add(value)
             _fragments.update(value[i : i + MIN_FRAGMENT] for i in range(len(value) - MIN_FRAGMENT + 1))
+        _masks = (tuple(sorted(_known, key=len, reverse=True)), frozenset(_fragments))
 
 
 def redact(text: str) -> str:
     """``text`` with every known secret, every fragment of one, and every credential-shaped value masked."""
     if not text:
         return text
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-        fragments = frozenset(_fragments)
+    known, fragments = _masks
     for value in known:
         if value in text:
             text = text.replace(value, REDACTED)

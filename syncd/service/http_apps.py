@@ -3,8 +3,9 @@
 - ``/healthz``: the process answers (liveness; no dependency is checked, so a slow database never restarts it).
 - ``/readyz``: the store answers, its schema is current and the scheduler runs and its runs start (readiness; 503
   with the failing check named, also while the service drains on SIGTERM or when runs keep dying before they start).
-- Every request is counted and timed for ``/metrics`` by the before/after request hooks, by route template so that
-  ids never become label values. ``/metrics`` itself is not on this app: its labels name every org and source, so it
+- Every request is counted and timed for ``/metrics`` by :class:`RequestObserver` (from Flask's request hooks, and
+  from SCIM's hot routes, which answer without Flask: docs/architecture.md, "SCIM hot path"), by route template so
+  that ids never become label values. ``/metrics`` itself is not on this app: its labels name every org and source, so it
   is served by :func:`create_metrics_app` on its own listener (``server.metrics_listen``), never to the IdPs and
   strangers that reach SCIM.
 - ``/admin/v1/sources`` and ``POST /admin/v1/sources/<name>/sync``: the org's sources and their run state, and a run
@@ -14,10 +15,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +27,11 @@ import peewee
 from flask import Flask, Response, g, jsonify, request
 
 import scim
+from scim.web import endpoint_label as scim_endpoint_label
 from syncd.admin import tokens
 from syncd.clock import iso, utcnow
 from syncd.config import Config
-from syncd.logs import bound as bind
-from syncd.logs import log_event
+from syncd.logs import log_event, pop_context, push_context
 from syncd.service import metrics
 from syncd.service.scheduler import SchedulerError, SourceScheduler
 from syncd.store import current_version, database, lease
@@ -39,9 +41,6 @@ from syncd.store.models import Source
 
 log = logging.getLogger("syncd.web")
 SCIM_PREFIX = "/scim/v2"
-SCIM_ENDPOINTS = frozenset(
-    {"Users", "Groups", "Me", "Bulk", ".search", "Schemas", "ResourceTypes", "ServiceProviderConfig"}
-)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -62,44 +61,27 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
     service = state or ServiceState(config=config)
     app.extensions["syncd"] = service
     metrics.install_store_collector(service.scheduler.quarantined if service.scheduler else config.server.quarantined)
+    observer = RequestObserver()
     blueprint = scim.create_blueprint(config, lambda: service.config) if with_scim else None
     if blueprint is not None:
-        scim.install(app, blueprint)
+        scim.install(app, blueprint, observer)
 
     @app.before_request
     def start_request() -> None:
-        g.syncd_started = time.perf_counter()
-        incoming = request.headers.get("X-Request-Id", "")
-        g.syncd_request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
-        g.syncd_log_context = bind(request=g.syncd_request_id)
-        g.syncd_log_context.__enter__()
+        g.syncd_begun = observer.begin(request.environ)
 
     @app.after_request
     def observe(response: Response) -> Response:
-        started = g.get("syncd_started")
-        endpoint = endpoint_label()
-        metrics.http_requests.labels(request.method, endpoint, str(response.status_code)).inc()
-        if started is not None:
-            elapsed = time.perf_counter() - started
-            metrics.http_latency.labels(request.method, endpoint).observe(elapsed)
-            if endpoint.startswith(SCIM_PREFIX) or endpoint.startswith("/admin") or response.status_code >= 500:
-                log_event(
-                    log,
-                    "http.request",
-                    method=request.method,
-                    endpoint=endpoint,
-                    status=response.status_code,
-                    duration_ms=round(elapsed * 1000, 1),
-                )
-        if "syncd_request_id" in g:
-            response.headers["X-Request-Id"] = g.syncd_request_id
+        begun = g.get("syncd_begun")
+        for name, value in observer.record(begun, request.method, endpoint_label(), response.status_code):
+            response.headers[name] = value
         return response
 
     @app.teardown_request
     def end_request(error: BaseException | None) -> None:
-        context = g.pop("syncd_log_context", None)
-        if context is not None:
-            context.__exit__(None, None, None)
+        begun = g.pop("syncd_begun", None)
+        if begun is not None:
+            observer.release(begun)
         if isinstance(error, UNREACHABLE) and database.obj is not None:
             database.obj.close()
 
@@ -154,20 +136,62 @@ def create_app(config: Config, state: ServiceState | None = None, *, with_scim: 
 
 def endpoint_label() -> str:
     """The metric label of this request's endpoint: the route template, with SCIM's catch-all route broken down by
-    resource endpoint (RFC 7644 §3.2: /Users, /Groups, /Users/<id>, /.search, /Schemas ...) so ids, filters and
-    arbitrary paths never become label values."""
+    resource endpoint (:func:`scim.web.endpoint_label`) so ids, filters and arbitrary paths never become label
+    values."""
     if request.url_rule is None:
         return "unmatched"
     rule = request.url_rule.rule
     if not rule.startswith(SCIM_PREFIX) or "<path" not in rule:
         return rule
-    parts = request.path[len(SCIM_PREFIX) :].strip("/").split("/")
-    if parts[0] not in SCIM_ENDPOINTS:
-        return f"{SCIM_PREFIX}/<other>"
-    label = f"{SCIM_PREFIX}/{parts[0]}"
-    if len(parts) > 1:
-        label += "/.search" if parts[1] == ".search" else "/<id>"
-    return label
+    return scim_endpoint_label(request.path[len(SCIM_PREFIX) :])
+
+
+@dataclass(frozen=True)
+class Begun:
+    """A request under way: when it started, its id, and the log context that names it."""
+
+    started: float
+    request_id: str
+    context: contextvars.Token[Any]
+
+
+class RequestObserver:
+    """Every request's id (the client's ``X-Request-Id`` when well formed, else a new one), bound to its log lines,
+    its count and latency by method, endpoint and status for ``/metrics``, and its ``http.request`` line (SCIM, the
+    admin API and any 5xx), for Flask's routes (the app's request hooks) and SCIM's hot routes
+    (:class:`scim.web.HotRoutes`) alike."""
+
+    def begin(self, environ: dict[str, Any]) -> Begun:
+        given = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = given if _REQUEST_ID.match(given) else os.urandom(8).hex()
+        return Begun(time.perf_counter(), request_id, push_context(request=request_id))
+
+    def record(self, begun: Begun | None, method: str, endpoint: str, status: int) -> list[tuple[str, str]]:
+        """Count and log the request (a request that never began is only counted); the headers its answer gets."""
+        metrics.http_requests.labels(method, endpoint, str(status)).inc()
+        if begun is None:
+            return []
+        elapsed = time.perf_counter() - begun.started
+        metrics.http_latency.labels(method, endpoint).observe(elapsed)
+        if endpoint.startswith(SCIM_PREFIX) or endpoint.startswith("/admin") or status >= 500:
+            log_event(
+                log,
+                "http.request",
+                method=method,
+                endpoint=endpoint,
+                status=status,
+                duration_ms=round(elapsed * 1000, 1),
+            )
+        return [("X-Request-Id", begun.request_id)]
+
+    def release(self, begun: Begun) -> None:
+        pop_context(begun.context)
+
+    def end(self, begun: Begun, method: str, endpoint: str, status: int) -> list[tuple[str, str]]:
+        try:
+            return self.record(begun, method, endpoint, status)
+        finally:
+            self.release(begun)
 
 
 def readiness(service: ServiceState) -> dict[str, str]:

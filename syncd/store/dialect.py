@@ -16,6 +16,7 @@ The differences, and where each is documented:
 | a long writer between its transactions | pauses so waiting writers get the lock | nothing (waiters queue) |
 | "did another writer commit meanwhile" | ``PRAGMA data_version`` | transaction ids and snapshots |
 | a run's stage and plan | apart, in TEMP tables, under a read transaction | in its first write transaction |
+| a counter that rows' changes move | ``CREATE TRIGGER ... BEGIN ... END`` | a PL/pgSQL trigger function |
 
 (https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
 https://www.postgresql.org/docs/current/explicit-locking.html, https://www.postgresql.org/docs/current/functions-json.html,
@@ -346,6 +347,55 @@ class Dialect:
         if self.postgres and not isinstance(value, str):
             return str(value)
         return value
+
+    # -- change counters ------------------------------------------------------------------------------------------
+
+    def change_counter(self, counter: str, watched: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+        """The statements (idempotent) making ``counter`` a one-row table whose ``n`` goes up, in the same
+        transaction, whenever a row of a watched table is deleted, or updated with a new value in one of the
+        columns named with it. A reader that kept something it read from those tables knows it still holds while
+        ``n`` has not moved (https://www.sqlite.org/lang_createtrigger.html,
+        https://www.postgresql.org/docs/current/sql-createtrigger.html)."""
+        table = self.quote(counter)
+        bump = f"UPDATE {table} SET {self.quote('n')} = {self.quote('n')} + 1"
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {table} ({self.quote('id')} INTEGER PRIMARY KEY, {self.quote('n')} BIGINT NOT NULL)",
+            f"INSERT INTO {table} ({self.quote('id')}, {self.quote('n')}) SELECT 1, 0 "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table})",
+        ]
+        function = self.quote(f"{counter}_bump")
+        if self.postgres:
+            statements.append(
+                f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN {bump}; RETURN NULL; END $$"
+            )
+        for watched_table, columns in watched:
+            if self.postgres:  # TRUNCATE fires no DELETE trigger (SQLite has none: its DELETE fires them per row)
+                name = self.quote(f"{counter}_{watched_table}_truncate")
+                statements.append(f"DROP TRIGGER IF EXISTS {name} ON {self.quote(watched_table)}")
+                statements.append(
+                    f"CREATE TRIGGER {name} AFTER TRUNCATE ON {self.quote(watched_table)} FOR EACH STATEMENT "
+                    f"EXECUTE FUNCTION {function}()"
+                )
+            changed = " OR ".join(
+                f"OLD.{self.quote(c)} IS {'DISTINCT FROM' if self.postgres else 'NOT'} NEW.{self.quote(c)}"
+                for c in columns
+            )
+            for event, condition in (("DELETE", ""), ("UPDATE", changed)):
+                name = self.quote(f"{counter}_{watched_table}_{event.lower()}")
+                when = f" WHEN ({condition})" if condition else ""
+                if self.postgres:
+                    statements.append(f"DROP TRIGGER IF EXISTS {name} ON {self.quote(watched_table)}")
+                    statements.append(
+                        f"CREATE TRIGGER {name} AFTER {event} ON {self.quote(watched_table)} FOR EACH ROW{when} "
+                        f"EXECUTE FUNCTION {function}()"
+                    )
+                else:
+                    statements.append(
+                        f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {self.quote(watched_table)} "
+                        f"FOR EACH ROW{when} BEGIN {bump}; END"
+                    )
+        return statements
 
     # -- strings --------------------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from syncd.store.models import (
     Organization,
     OutboxEvent,
     PlanBasis,
+    Token,
 )
 from syncd.store.sql import update_many
 
@@ -237,6 +238,23 @@ def _refold_order_keys(kept_apart: set[tuple[int, str]]) -> None:
     update_many(OutboxEvent, ("order_key",), moved)
 
 
+TOKEN_EPOCH = "token_epoch"
+"""The counter that moves with every change that can end a token's validity (syncd/admin/tokens.py)."""
+
+
+def _token_epoch(db: peewee.Database) -> None:
+    """``token_epoch``: a one-row counter that goes up in the transaction of any change that can end a bearer
+    token's validity (a token revoked, deleted, given another expiry, scope, org or hash; an org deleted or given
+    another status or slug), so a process may keep the tokens it authenticated while the counter stands still
+    (syncd/admin/tokens.py). Idempotent: the table, its row and the triggers are made only when missing."""
+    watched = [
+        (Token._meta.table_name, ("revoked_at", "expires_at", "scope", "org_id", "token_hash")),
+        (Organization._meta.table_name, ("status", "slug")),
+    ]
+    for statement in dialect.of(db).change_counter(TOKEN_EPOCH, watched):
+        db.execute_sql(statement)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _initial_schema,
     _plan_basis,
@@ -247,6 +265,7 @@ MIGRATIONS: tuple[Callable[[peewee.Database], None], ...] = (
     _held_removals,
     _source_notes,
     _one_identity_folding,
+    _token_epoch,
 )
 
 

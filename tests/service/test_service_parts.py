@@ -242,6 +242,31 @@ def test_each_request_gets_an_id_bound_to_its_log_events(store, captured):
     assert all(e["status"] == 401 for e in requests_logged)
 
 
+def test_scim_hot_routes_are_counted_logged_and_given_a_request_id_as_flask_routes_are(store, captured):
+    """SCIM's hot routes (scim.web.HotRoutes) answer without Flask's request hooks; the request observer gives
+    them the same id, log context, counters and http.request line."""
+    from syncd.service import metrics
+    from syncd.service.http_apps import ServiceState, create_app
+
+    stream = captured("json")
+    config = Config()
+    client = create_app(config, ServiceState(config=config)).test_client()
+    counted = metrics.http_requests.labels("GET", "/scim/v2/Users/<id>", "401")
+    before = counted._value.get()
+    given = client.get("/scim/v2/Users/abc", headers={"X-Request-Id": "scim-1"})
+    made = client.get("/scim/v2/ServiceProviderConfig", headers={"X-Request-Id": "bad id"})
+    assert given.status_code == 401 and given.headers["X-Request-Id"] == "scim-1"
+    assert made.status_code == 200 and made.headers["X-Request-Id"] not in ("", "bad id")
+    assert counted._value.get() == before + 1
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    logged = [(e["event"], e["request"], e.get("endpoint")) for e in events if e["event"].startswith(("http", "scim"))]
+    assert logged == [
+        ("scim.request.refused", "scim-1", None),
+        ("http.request", "scim-1", "/scim/v2/Users/<id>"),
+        ("http.request", made.headers["X-Request-Id"], "/scim/v2/ServiceProviderConfig"),
+    ]
+
+
 def test_a_run_process_that_dies_mid_transaction_is_a_failed_run_that_changed_nothing(sqlite_store, sqlite_url):
     from syncd.config import DatabaseSettings, SourceSettings
     from tests.service import runs
