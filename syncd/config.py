@@ -30,6 +30,12 @@ SCIM_GUARD_WINDOW = (60, 7 * 86400)
 """Allowed range of ``policy.scim_guard_window`` in seconds (1m to 7d)."""
 """Read when neither ``--config`` nor ``SYNCD_CONFIG`` names a file: where the README's service install puts it."""
 
+WEBHOOK_EVERY = (1, 3600)
+"""Allowed range of ``server.webhook_every`` in seconds (1s to 1h): how long a committed event waits at most."""
+WEBHOOK_MAX_BACKOFF = 6 * 3600
+"""The longest wait between two attempts to deliver a webhook event (6h); ``server.webhook_first_backoff`` is at
+most this."""
+
 MAX_PROCESSES = 64
 """Upper bound of ``server.processes`` (HTTP processes of ``syncd serve``): a typo, not a machine, goes beyond it."""
 
@@ -55,6 +61,8 @@ class ServerSettings:
     quarantine_after: int = 3
     max_backoff: str = "6h"
     housekeeping_every: str = "15m"
+    webhook_every: str = "10s"  # how often the outbox is read for due webhook events
+    webhook_first_backoff: str = "30s"  # wait after a failed delivery, doubled per further failure up to 6h
 
     def quarantined(self, failures: int) -> bool:
         """Whether a source that failed ``failures`` runs in a row is quarantined (its schedule backs off): the one
@@ -319,6 +327,16 @@ def _parse_server(table: Mapping[str, Any], base: Path | None) -> ServerSettings
     settings = parse_settings(ServerSettings, values, "server")
     if not 1 <= settings.processes <= MAX_PROCESSES:
         raise ConfigError(f"server.processes: expected 1 to {MAX_PROCESSES}, got {settings.processes}")
+    if not WEBHOOK_EVERY[0] <= parse_interval(settings.webhook_every, "server.webhook_every") <= WEBHOOK_EVERY[1]:
+        raise ConfigError(
+            f"server.webhook_every: expected 1s to 1h (how often due webhook events are sent), "
+            f"got {settings.webhook_every!r}"
+        )
+    if parse_interval(settings.webhook_first_backoff, "server.webhook_first_backoff") > WEBHOOK_MAX_BACKOFF:
+        raise ConfigError(
+            f"server.webhook_first_backoff: expected 1s to 6h (the wait after a failed webhook delivery, doubled "
+            f"per further failure up to 6h), got {settings.webhook_first_backoff!r}"
+        )
     return settings
 
 

@@ -36,17 +36,17 @@ def pytest_itemcollected(item: pytest.Item) -> None:
             item.add_marker(pytest.mark.xdist_group(group))
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (this xdist worker), dropped afterwards."""
+@contextlib.contextmanager
+def postgres_database(prefix: str, options: str = "") -> Iterator[str]:
+    """A fresh PostgreSQL database (``CREATE DATABASE ... options``) named after this xdist worker; dropped after."""
     import psycopg2
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"syncd_test_{worker}_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{worker}_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(POSTGRES_ADMIN_URL)
     admin.autocommit = True
     with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}" {options}')
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
@@ -62,6 +62,13 @@ def postgres_url() -> Iterator[str]:
             )
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (this xdist worker), dropped afterwards."""
+    with postgres_database("syncd_test") as url:
+        yield url
 
 
 def _empty_tables(db: peewee.Database) -> None:

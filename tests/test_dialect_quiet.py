@@ -12,14 +12,15 @@ import pytest
 
 from syncd.store import dialect
 
-RETRIES = 100
+RETRIES = 200
 """PostgreSQL transaction ids are cluster-wide: any other session (another test database, autovacuum) taking one
 between our two transactions makes the answer "not quiet", which is safe but not what a quiet case checks. Such
-sessions come in bursts, so the quiet cases try again, a little later each time (:func:`later`)."""
+sessions come in bursts (other xdist workers' PostgreSQL tests can keep one going for seconds), so the quiet cases
+try again, a little later each time (:func:`later`), for up to about a minute and a half before giving up."""
 
 
-def later() -> None:
-    time.sleep(0.05)
+def later(attempt: int) -> None:
+    time.sleep(min(0.05 * (attempt + 1), 0.5))
 
 
 @pytest.fixture
@@ -51,11 +52,11 @@ def _quiet(d: dialect.Dialect, marker: int | None) -> bool:
 def test_the_next_transaction_is_quiet_when_no_other_connection_wrote(connection):
     d = dialect.of()
     answers = []
-    for _ in range(RETRIES):
+    for attempt in range(RETRIES):
         answers.append(_quiet(d, _write_and_mark(d)))
         if answers[-1]:
             break
-        later()
+        later(attempt)
     assert answers[-1], answers
 
 
@@ -76,7 +77,7 @@ def test_a_commit_by_another_connection_during_the_transaction_leaves_the_next_o
         answers.append(_quiet(d, marker))
         if answers[-1]:
             break
-        later()
+        later(attempt)
     assert answers[-1], answers
 
 

@@ -76,8 +76,9 @@ def make_config(tmp_path, hooks: str) -> config.Config:
     return config.load(path)
 
 
-def hook_config(tmp_path, url, secret_file, extra=""):
-    return make_config(tmp_path, f'[[webhooks]]\nurl = "{url}"\nsecret_file = "{secret_file.name}"\n{extra}')
+def hook_config(tmp_path, url, secret_file, extra="", server=""):
+    head = f"[server]\n{server}\n\n" if server else ""
+    return make_config(tmp_path, f'{head}[[webhooks]]\nurl = "{url}"\nsecret_file = "{secret_file.name}"\n{extra}')
 
 
 def add_event(org, event_type="member.join", payload=None):
@@ -251,8 +252,36 @@ def test_webhook_secret_file_resolves_against_the_config_folder(tmp_path):
 
 
 def test_backoff_doubles_up_to_its_cap():
-    assert [webhooks.backoff(n).total_seconds() for n in (1, 2, 3)] == [30, 60, 120]
-    assert webhooks.backoff(30) == webhooks.MAX_BACKOFF
+    first = webhooks.first_backoff(config.Config())
+    assert [webhooks.backoff(n, first).total_seconds() for n in (1, 2, 3)] == [30, 60, 120]
+    assert webhooks.backoff(30, first) == webhooks.MAX_BACKOFF
+
+
+def test_the_first_backoff_is_a_setting_and_the_backoff_grows_from_it(store, receiver, tmp_path, secret_file):
+    org = orgs.create("acme", "Acme")
+    event = add_event(org)
+    cfg = hook_config(tmp_path, receiver.url, secret_file, server='webhook_first_backoff = "2s"')
+    receiver.script = [(500, {}), (500, {})]
+    webhooks.deliver_due(cfg, now=NOW)
+    assert reload(event).next_attempt_at == NOW + timedelta(seconds=2)
+    webhooks.deliver_due(cfg, now=NOW + timedelta(seconds=2))
+    assert reload(event).next_attempt_at == NOW + timedelta(seconds=6)
+
+
+@pytest.mark.parametrize(
+    ("server", "named"),
+    [
+        ('webhook_first_backoff = "0s"', "server.webhook_first_backoff: expected an interval like 30s"),
+        ('webhook_first_backoff = "7h"', "server.webhook_first_backoff: expected 1s to 6h"),
+        ("webhook_first_backoff = 30", "server.webhook_first_backoff: expected a string"),
+        ('webhook_every = "2h"', "server.webhook_every: expected 1s to 1h"),
+        ('webhook_every = "often"', "server.webhook_every: expected an interval like 30s"),
+    ],
+)
+def test_webhook_timing_errors_name_the_key_and_the_range(tmp_path, server, named):
+    with pytest.raises(ConfigError) as error:
+        make_config(tmp_path, f"[server]\n{server}\n")
+    assert str(error.value).startswith(named) and "\n" not in str(error.value)
 
 
 def test_cli_delivers_due_events_and_reports_what_is_left(cli, store, database_url, receiver, tmp_path, secret_file):

@@ -130,12 +130,16 @@ def decode_done(value: bytes) -> SyncDone:
 
 @dataclass(slots=True)
 class SyncInfo:
-    """A Sync Info message (§2.5) reduced to what a refreshOnly client needs."""
+    """A Sync Info message (§2.5) reduced to what a refreshOnly client needs.
+
+    A present phase (§3.3.1: every entry still in the content is named present or changed, and the client deletes
+    the ones not named) only sets ``present_phase``: the caller then reads a complete snapshot instead of trusting an
+    increment for deletions (docs/architecture.md, invariant 1), so the present UUIDs are not kept.
+    """
 
     cookie: bytes | None = None
     refresh_deletes: bool | None = None
     deleted_uuids: list[str] = field(default_factory=list)
-    present_uuids: list[str] = field(default_factory=list)
     present_phase: bool = False
 
 
@@ -152,11 +156,9 @@ def decode_info(value: bytes) -> SyncInfo:
     if choice == "refreshPresent":
         info.present_phase = True
     elif choice == "syncIdSet":
-        uuids = [entry_uuid_text(bytes(raw)) for raw in component["syncUUIDs"]]
         if bool(component["refreshDeletes"]):
-            info.deleted_uuids = uuids
+            info.deleted_uuids = [entry_uuid_text(bytes(raw)) for raw in component["syncUUIDs"]]
             info.refresh_deletes = True
         else:
-            info.present_uuids = uuids
             info.present_phase = True
     return info

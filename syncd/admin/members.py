@@ -12,13 +12,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from peewee import fn
-
 from syncd.admin import audit
 from syncd.clock import iso_seconds
 from syncd.config import Config
 from syncd.domain.matching import fold_key
 from syncd.domain.reconcile import Action
+from syncd.store import dialect
 from syncd.store.models import Identity, Member, Organization, Source, Team, TeamMember
 from syncd.store.sql import batches
 from syncd.store.tx import write_transaction
@@ -146,7 +145,7 @@ def find(org: Organization, who: str) -> Member:
     wanted = fold_key(who)
     member = Member.get_or_none((Member.org == org.id) & (Member.match_key == wanted))
     if member is None:
-        member = Member.get_or_none((Member.org == org.id) & (fn.LOWER(Member.email) == wanted))
+        member = Member.get_or_none((Member.org == org.id) & (dialect.of().fold(Member.email) == wanted))
     if member is None:
         raise MemberError(f"org {org.slug}: no member {who!r}; see 'syncd members list --org {org.slug}'")
     return member

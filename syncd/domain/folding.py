@@ -26,7 +26,7 @@ def fold(value: str | None) -> str | None:
     RFC 7643 §4.1.1 makes userName ``caseExact`` false, so filters compare it case-insensitively (RFC 7644
     §3.4.2.2), and RFC 8265 §3.3 (UsernameCaseMapped, which obsoletes RFC 7613) maps case with Unicode
     ``toLowerCase`` and normalizes to NFC. Lower case, not ``casefold``: RFC 8265 moved away from Default Case
-    Folding, which joins "ß" with "ss", and PostgreSQL's ``lower`` is the SQL twin. The first NFC makes composed and
+    Folding, which joins "ß" with "ss", and PostgreSQL's ``lower`` (under ICU's root locale) is the SQL twin. The first NFC makes composed and
     decomposed input one string before case mapping; the last one recomposes what lower-casing decomposed. RFC
     8265's width mapping (fullwidth letters) is not applied: SCIM's case-insensitive comparison does not ask for
     it, and it would join identities that were kept apart until now. ASCII takes a fast path. Idempotent: ``fold(fold(s)) == fold(s)``, and ``fold(s.lower()) == fold(s)``, so a

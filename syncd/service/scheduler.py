@@ -46,7 +46,6 @@ log = logging.getLogger("syncd.scheduler")
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 BEAT_SECONDS = 1.0
-WEBHOOK_SECONDS = 10.0
 WEBHOOK_BATCH = 500
 WEBHOOK_TICK_BUDGET = 30.0
 RETRY_MARGIN = timedelta(milliseconds=200)
@@ -196,8 +195,9 @@ class SourceScheduler:
         self._scheduler.add_job(self._beat, "interval", seconds=BEAT_SECONDS, id="__beat__", executor="beat")
         every = parse_interval(self.config.server.housekeeping_every, "server.housekeeping_every")
         self._scheduler.add_job(self.housekeep, "interval", seconds=every, id="__housekeeping__", name="housekeeping")
+        webhook_every = parse_interval(self.config.server.webhook_every, "server.webhook_every")
         self._scheduler.add_job(
-            self.deliver_webhooks, "interval", seconds=WEBHOOK_SECONDS, id="__webhooks__", name="webhooks"
+            self.deliver_webhooks, "interval", seconds=webhook_every, id="__webhooks__", name="webhooks"
         )
         self.free_dead_leases()
         self.apply(self.config)

@@ -9,7 +9,8 @@ v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>``. The key is the secret
 ``secret_env``; a ``whsec_`` secret is base64-decoded as the spec describes, any other is used as its UTF-8 bytes.
 
 Delivery is at least once. An event is done when every webhook that subscribes to it answered 2xx; otherwise all its
-subscribers get it again after an exponential backoff (or the receiver's ``Retry-After``, when longer), up to
+subscribers get it again after an exponential backoff (from ``server.webhook_first_backoff``, 30 s by default,
+doubling up to 6 h; or the receiver's ``Retry-After``, when longer), up to
 :data:`MAX_ATTEMPTS` attempts, after which the event stays undelivered with its last error (given up). One target's
 events (``order_key``, e.g. ``member:<key>``) are sent in order: only the first undelivered, not given-up one is due.
 Redirects are not followed, so a signed payload only ever goes to the configured URL. A replica claims an event
@@ -42,7 +43,7 @@ from syncd.clock import iso, utcnow
 from syncd.common.errors import ConnectorError
 from syncd.common.redaction import redact
 from syncd.common.settings import read_secret
-from syncd.config import Config, WebhookSettings
+from syncd.config import WEBHOOK_MAX_BACKOFF, Config, WebhookSettings, parse_interval
 from syncd.logs import log_event
 from syncd.service import metrics
 from syncd.store.models import Organization, OutboxEvent
@@ -50,8 +51,7 @@ from syncd.store.models import Organization, OutboxEvent
 log = logging.getLogger("syncd.webhooks")
 
 MAX_ATTEMPTS = 12
-FIRST_BACKOFF = timedelta(seconds=30)
-MAX_BACKOFF = timedelta(hours=6)
+MAX_BACKOFF = timedelta(seconds=WEBHOOK_MAX_BACKOFF)
 CLAIM = timedelta(minutes=2)
 
 
@@ -76,9 +76,15 @@ def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode("ascii")
 
 
-def backoff(attempts: int) -> timedelta:
-    """Wait after the ``attempts``-th failure: 30 s, 1 min, 2 min, ... capped at 6 h."""
-    return min(FIRST_BACKOFF * (2 ** max(attempts - 1, 0)), MAX_BACKOFF)
+def first_backoff(config: Config) -> timedelta:
+    """The wait after a first failed attempt (``server.webhook_first_backoff``)."""
+    return timedelta(seconds=parse_interval(config.server.webhook_first_backoff, "server.webhook_first_backoff"))
+
+
+def backoff(attempts: int, first: timedelta) -> timedelta:
+    """Wait after the ``attempts``-th failure: ``first``, then doubled per failure (30 s, 1 min, 2 min, ... by
+    default), capped at :data:`MAX_BACKOFF`."""
+    return min(first * (2 ** max(attempts - 1, 0)), MAX_BACKOFF)
 
 
 def endpoint(url: str) -> str:
@@ -111,6 +117,7 @@ def deliver_due(
     send so that a slow round never sends a stale one.
     """
     moment = now or utcnow()
+    first = first_backoff(config)
     http = session or _session()
     report = DeliveryReport()
     unreachable: set[str] = set()
@@ -138,7 +145,7 @@ def deliver_due(
                 errors.append(error)
                 if error.unreachable:
                     unreachable.add(hook.url)
-            _record(event, moment, errors, report)
+            _record(event, moment, errors, report, first)
     return report
 
 
@@ -305,8 +312,11 @@ def _retry_after(value: str | None, moment: datetime) -> timedelta | None:
     return max(when - moment, timedelta(0))
 
 
-def _record(event: OutboxEvent, moment: datetime, errors: list[_Failure], report: DeliveryReport) -> None:
-    """Store the attempt's outcome; log each failed attempt once per endpoint, and a give-up at warning."""
+def _record(
+    event: OutboxEvent, moment: datetime, errors: list[_Failure], report: DeliveryReport, first: timedelta
+) -> None:
+    """Store the attempt's outcome (a failure waits :func:`backoff` from ``first``); log each failed attempt once per
+    endpoint, and a give-up at warning."""
     attempts = event.attempts + 1
     if not errors:
         OutboxEvent.update(attempts=attempts, delivered_at=moment, next_attempt_at=None, last_error=None).where(
@@ -333,7 +343,7 @@ def _record(event: OutboxEvent, moment: datetime, errors: list[_Failure], report
                 action="see 'syncd webhooks status'; 'syncd webhooks deliver --retry-given-up' sends it again",
             )
         return
-    wait = max([backoff(attempts)] + [e.retry_after for e in errors if e.retry_after is not None])
+    wait = max([backoff(attempts, first)] + [e.retry_after for e in errors if e.retry_after is not None])
     OutboxEvent.update(attempts=attempts, next_attempt_at=moment + wait, last_error=text).where(
         OutboxEvent.id == event.id
     ).execute()

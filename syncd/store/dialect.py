@@ -11,19 +11,21 @@ The differences, and where each is documented:
 | one-at-a-time across replicas | nothing (writes serialize) | advisory locks |
 | a failed statement | undoes itself only | aborts the transaction: a savepoint around it |
 | JSON paths | ``json_extract(col, '$."a"[0]."b"')`` | ``CAST(col AS jsonb) #>> '{a,0,b}'`` |
-| case folding (NFC, lower) | a registered Python function | ``lower(normalize(...))`` |
+| case folding (NFC, lower) | a registered Python function | ``lower(normalize(...) COLLATE "und-x-icu")`` |
 | time columns read raw | the text peewee stored | a ``datetime`` |
 | a long writer between its transactions | pauses so waiting writers get the lock | nothing (waiters queue) |
 | "did another writer commit meanwhile" | ``PRAGMA data_version`` | transaction ids and snapshots |
 
 (https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
 https://www.postgresql.org/docs/current/explicit-locking.html, https://www.postgresql.org/docs/current/functions-json.html,
-https://www.psycopg.org/docs/extras.html#fast-execution-helpers). See docs/architecture.md, "Layers".
+https://www.psycopg.org/docs/extras.html#fast-execution-helpers, https://www.postgresql.org/docs/current/collation.html).
+See docs/architecture.md, "Layers".
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -38,6 +40,8 @@ from syncd.store import write_gate
 from syncd.store.db import database
 
 FOLD_FUNCTION = "scim_fold"
+ICU_ROOT = "und-x-icu"
+"""PostgreSQL's collation for ICU's root locale, made by initdb in every database of a server built with ICU."""
 EXECUTEMANY_CHUNK = 5000
 SQLITE_BUSY_RETRIES = ((3, 2), (8, 5), (18, 10), (33, 15), (53, 20), (128, 25), (228, 50))
 """(waited so far in ms, next sleep in ms) of SQLite's default busy handler: its delays 1, 2, 5, 10, 15, 20, 25, 25,
@@ -337,10 +341,27 @@ class Dialect:
             self.db.register_function(fold, FOLD_FUNCTION, 1, deterministic=True)
 
     def fold(self, node: peewee.Node) -> peewee.Node:
-        """:func:`syncd.domain.folding.fold` in SQL (the one identifier folding), so a filter folds as stored."""
+        """:func:`syncd.domain.folding.fold` in SQL (the one identifier folding), so a filter folds as stored.
+
+        PostgreSQL's ``lower`` maps case as the collation's ctype says: with the database's own, a database made
+        with ``LC_CTYPE 'C'`` lowers ASCII letters only, and libc's ``C.UTF-8`` maps letter by letter (no final
+        sigma, ``İ`` to a plain ``i``). ICU's root locale maps as Python's ``str.lower`` does, whatever the
+        database's locale; a server built without ICU keeps the database's own ctype.
+        """
         if self.postgres:
-            return fn.lower(fn.normalize(node))
+            normalized = fn.normalize(node)
+            if self._has_icu_root:
+                normalized = NodeList((normalized, SQL(f'COLLATE "{ICU_ROOT}"')))
+            return fn.lower(normalized)
+        self.register_functions()
         return getattr(fn, FOLD_FUNCTION)(node)
+
+    @functools.cached_property
+    def _has_icu_root(self) -> bool:
+        found = self.db.execute_sql(
+            f"SELECT 1 FROM pg_collation WHERE collname = {self.param} AND collprovider = 'i'", (ICU_ROOT,)
+        ).fetchone()
+        return found is not None
 
     def text(self, node: peewee.Node) -> peewee.Node:
         """A string comparison operand in byte (code point) order, as Python compares strings."""

@@ -23,7 +23,26 @@ from tests.ad.samba import (
     group_dn,
     user_dn,
 )
+from tests.directory_checks import ldap_sync_config, members
 
+#: The org's policy and rules: a role from a department group, teams from the divisions it nests in.
+ORG_TOML = """match_on = "email"
+[orgs.policy]
+guard_max_count = 1000
+guard_max_percent = 100
+
+[[orgs.rules]]
+group = "IT Admins"
+role = "admin"
+
+[[orgs.rules]]
+group = "Division A"
+team = "division-a"
+
+[[orgs.rules]]
+group = "Division B"
+team = "division-b"
+"""
 DELETED = [10 + 100 * i for i in range(30)]
 MOVED_OUT = [20 + 100 * i for i in range(30)]
 DISABLED = [30 + 100 * i for i in range(30)]
@@ -72,16 +91,28 @@ def expected(users: int, changed: bool) -> dict[str, tuple[str, str | None, froz
 
 
 def observed(cli, path) -> dict[str, tuple[str, str | None, frozenset[str] | None, str]]:
-    listed = cli("--config", str(path), "members", "list", "--org", "acme", "--format", "json")
-    assert listed.code == 0, listed.stderr
     seen = {}
-    for row in json.loads(listed.stdout):
+    for email, row in members(cli, path).items():
         if row["status"] == "active":
             teams = frozenset(team["team"] for team in row["teams"])
-            seen[row["email"]] = ("active", row["role"], teams, row["display_name"])
+            seen[email] = ("active", row["role"], teams, row["display_name"])
         else:
-            seen[row["email"]] = (row["status"], None, None, row["display_name"])
+            seen[email] = (row["status"], None, None, row["display_name"])
     return seen
+
+
+def _source(dc, account: str, settings: str = "") -> dict[str, str]:
+    """The source ``corp-ad`` reading the staff OU over LDAPS as ``account`` (``settings``: its other keys)."""
+    return {
+        "source": "corp-ad",
+        "url": dc.ldaps_url,
+        "bind_dn": account,
+        "password_file": dc.reader_password_file,
+        "users_base": STAFF,
+        "groups_base": GROUPS,
+        "domain": "example.com",
+        "settings": f'ca_file = "{dc.ca}"\n{settings}',
+    }
 
 
 def compare(wanted, seen) -> list[str]:
@@ -100,44 +131,7 @@ def compare(wanted, seen) -> list[str]:
 def test_a_least_privilege_account_syncs_five_percent_of_changes_exactly(
     cli, write_config, sqlite_url, fresh_samba, account, mode
 ):
-    path = write_config(
-        f"""
-[database]
-url = "{sqlite_url}"
-
-[[orgs]]
-slug = "acme"
-name = "Acme"
-domains = ["example.com"]
-match_on = "email"
-[orgs.policy]
-guard_max_count = 1000
-guard_max_percent = 100
-
-[[orgs.rules]]
-group = "IT Admins"
-role = "admin"
-
-[[orgs.rules]]
-group = "Division A"
-team = "division-a"
-
-[[orgs.rules]]
-group = "Division B"
-team = "division-b"
-
-[[sources]]
-name = "corp-ad"
-org = "acme"
-kind = "ldap"
-url = "{fresh_samba.ldaps_url}"
-ca_file = "{fresh_samba.ca}"
-bind_dn = "{account}"
-bind_password_file = "{fresh_samba.reader_password_file}"
-users_base = "{STAFF}"
-groups_base = "{GROUPS}"
-"""
-    )
+    path = write_config(ldap_sync_config(sqlite_url, **_source(fresh_samba, account), org=ORG_TOML))
     first = cli("--config", str(path), "sync", "corp-ad")
     assert first.code == 0, first.stderr
     assert compare(expected(fresh_samba.plan.users, changed=False), observed(cli, path)) == []
@@ -159,29 +153,7 @@ groups_base = "{GROUPS}"
 def test_increments_between_leaver_checks_are_never_reported_complete(cli, write_config, sqlite_url, fresh_samba):
     """With ``leaver_check_every = 2`` the increment between checks is applied but exits 4 and says why on the
     source; the next one runs the census and suspends the leaver it could not see."""
-    path = write_config(
-        f"""
-[database]
-url = "{sqlite_url}"
-
-[[orgs]]
-slug = "acme"
-name = "Acme"
-domains = ["example.com"]
-
-[[sources]]
-name = "corp-ad"
-org = "acme"
-kind = "ldap"
-url = "{fresh_samba.ldaps_url}"
-ca_file = "{fresh_samba.ca}"
-bind_dn = "{READER}"
-bind_password_file = "{fresh_samba.reader_password_file}"
-users_base = "{STAFF}"
-groups_base = "{GROUPS}"
-leaver_check_every = 2
-"""
-    )
+    path = write_config(ldap_sync_config(sqlite_url, **_source(fresh_samba, READER, "leaver_check_every = 2\n")))
     assert cli("--config", str(path), "sync", "corp-ad").code == 0
     fresh_samba.admin().delete(user_dn(11))
 

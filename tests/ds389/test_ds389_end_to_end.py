@@ -4,7 +4,6 @@ changelog, with every member compared person by person with what the rules imply
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -12,6 +11,7 @@ import ldap3
 import pytest
 
 from syncd.store.models import Identity, Source
+from tests.directory_checks import ldap_sync_config, members
 from tests.ds389.directory import SYNCD_DN, group, ipa_group, ipa_person, person
 
 
@@ -72,14 +72,12 @@ def expected(
 
 
 def observed(cli, path) -> dict[str, tuple[str, str | None, set[str]]]:
-    listed = cli("--config", str(path), "members", "list", "--org", "acme", "--format", "json")
-    assert listed.code == 0, listed.stderr
     result: dict[str, tuple[str, str | None, set[str]]] = {}
-    for row in json.loads(listed.stdout):
+    for email, row in members(cli, path).items():
         if row["status"] == "suspended":
-            result[row["email"]] = ("suspended", None, set())
+            result[email] = ("suspended", None, set())
         else:
-            result[row["email"]] = (row["status"], row["role"], {team["team"] for team in row["teams"]})
+            result[email] = (row["status"], row["role"], {team["team"] for team in row["teams"]})
     return result
 
 
@@ -139,30 +137,18 @@ def test_syncd_sync_of_389ds_first_read_then_changelog_increment_is_right_person
     base = subtree(_tree(directory, flavor))
     people, groups = (where.format(base=base) for where in LAYOUTS[flavor][:2])
     path = write_config(
-        f"""
-[database]
-url = "{sqlite_url}"
-
-[[orgs]]
-slug = "acme"
-name = "Acme"
-domains = ["example.org"]
-match_on = "email"
-{RULES_TOML}
-[orgs.policy]
-guard_max_percent = 50
-
-[[sources]]
-name = "ds389"
-org = "acme"
-kind = "ldap"
-url = "{server.url}"
-bind_dn = "{SYNCD_DN}"
-bind_password_file = "{ds_password_file}"
-users_base = "{people}"
-groups_base = "{groups}"
-page_size = 7
-"""
+        ldap_sync_config(
+            sqlite_url,
+            source="ds389",
+            url=server.url,
+            bind_dn=SYNCD_DN,
+            password_file=ds_password_file,
+            users_base=people,
+            groups_base=groups,
+            domain="example.org",
+            org=f'match_on = "email"\n{RULES_TOML}[orgs.policy]\nguard_max_percent = 50\n',
+            settings="page_size = 7\n",
+        )
     )
 
     first = cli("--config", str(path), "sync", "ds389")

@@ -10,9 +10,14 @@ import ldap3
 import pytest
 
 from connectors.interface import Delta, Snapshot
-from connectors.ldap import Connector
+from connectors.ldap import Connector, incremental
+from connectors.ldap import cursor as cursors
+from connectors.ldap.incremental import Refresh
+from connectors.ldap.reader import DirectoryReader
+from connectors.ldap.session import Session
+from connectors.ldap.vendor import flavor_named
 from tests.ldap.conftest import start_directory
-from tests.ldap.directory import GROUPS, PEOPLE
+from tests.ldap.directory import GROUPS, PEOPLE, SYNCD_PASSWORD
 
 
 def full(settings) -> Snapshot:
@@ -76,6 +81,22 @@ def test_adds_modifies_and_deletes_arrive_as_upserts_and_explicit_removals(fresh
     assert changed["gina"].manager_key == before["alice"]
     assert delta.removed_user_keys == [before["eve"]]
     assert before["alice"] not in delta.removed_user_keys
+
+
+def test_people_leaving_the_filter_or_the_base_arrive_as_removals(fresh_slapd, settings_for, admin):
+    """A leaver is not always deleted: an entry moved or scoped out of the searched content is reported deleted
+    from it (RFC 4533), and the delta removes it like a delete."""
+    settings = settings_for(fresh_slapd, users_filter="(&(objectClass=inetOrgPerson)(!(employeeType=leaver)))")
+    snapshot = full(settings)
+    before = keys(snapshot)
+    root = admin(fresh_slapd)
+
+    root.modify(f"uid=alice,{PEOPLE}", {"employeeType": [(ldap3.MODIFY_REPLACE, ["leaver"])]})
+    root.modify_dn(f"uid=bob,{PEOPLE}", "uid=bob", new_superior=GROUPS)
+    delta = delta_after(settings, snapshot.cursor)
+
+    assert delta.users == []
+    assert sorted(delta.removed_user_keys) == sorted([before["alice"], before["bob"]])
 
 
 def test_the_next_delta_does_not_repeat_the_previous_one(fresh_slapd, settings_for, admin):
@@ -209,6 +230,17 @@ def test_refused_cookie_falls_back_to_a_complete_snapshot(fresh_slapd, settings_
     assert {u.user_name for u in result.users} == {"alice", "bob", "carol", "dave", "eve"}
 
 
+def users_refresh(settings, cursor: str) -> Refresh:
+    """The refreshOnly search of the users (one partition) from a stored cursor, as the connector sends it."""
+    (position,) = [value for name, value in json.loads(cursor)["position"].items() if name.startswith("users")]
+    with Session("hr-ldap", settings, SYNCD_PASSWORD) as session:
+        reader = DirectoryReader(session, flavor_named("openldap"), settings)
+        base, search_filter, scope, attributes, _ = incremental._syncrepl_searches(reader)["users0"]
+        return incremental.refresh_only(
+            reader, "users", base, search_filter, scope, attributes, cursors.unpack(position)
+        )
+
+
 def test_deletes_beyond_the_session_log_force_a_complete_snapshot(tmp_path, settings_for, admin):
     server = start_directory(tmp_path / "short-log", sessionlog=2)
     try:
@@ -218,6 +250,10 @@ def test_deletes_beyond_the_session_log_force_a_complete_snapshot(tmp_path, sett
         for uid in ("alice", "bob", "carol", "dave"):
             root.delete(f"uid={uid},{PEOPLE}")
 
+        # slapd answers with a present phase (RFC 4533 §3.3.1): it names who is left, not who was deleted, so the
+        # refresh is not trusted for deletions and the read is a complete snapshot instead.
+        refresh = users_refresh(settings, snapshot.cursor)
+        assert refresh.deletes_known is False and refresh.deleted == []
         result = Connector("hr-ldap", settings).read(snapshot.cursor)
 
         assert isinstance(result, Snapshot) and result.complete

@@ -16,6 +16,9 @@ RECORDED_SYNC_ID_SET = (
     b"\xa3}\x04drid=000,csn=20261125114641.526680Z#000000#000#000000,delcsn=20261125114641.550636Z#000000#000#000000"
     b"\x01\x01\xff1\x12\x04\x10\xa0\x19S\x96}\x11\x10A\x93-\x0b\xa5\xc3\xa9\xeeb"
 )
+# A syncIdSet with refreshDeletes FALSE naming the one entry left, sent by slapd when the cookie is older than its
+# session log: a present phase (§3.3.1).
+RECORDED_PRESENT_SET = b"\xa3\x141\x12\x04\x10]\x8f\xfa\xb0\x86\xfe\x10A\x9f\xcd\xdbe\x18\r+\x99"
 RECORDED_STATE_ADD = b'0\x15\n\x01\x01\x04\x10\xa0\x19T"}\x11\x10A\x93.\x0b\xa5\xc3\xa9\xeeb'
 RECORDED_DONE = b"09\x044" + COOKIE + b"\x01\x01\xff"
 
@@ -32,6 +35,12 @@ def test_sync_id_set_from_slapd_names_the_deleted_uuid():
     assert info.deleted_uuids == ["a0195396-7d11-1041-932d-0ba5c3a9ee62"]
     assert info.refresh_deletes is True and info.present_phase is False
     assert info.cookie is not None and info.cookie.startswith(b"rid=000,csn=")
+
+
+def test_sync_id_set_of_a_present_phase_from_slapd_names_no_deletes():
+    info = syncrepl.decode_info(RECORDED_PRESENT_SET)
+
+    assert info.present_phase is True and info.deleted_uuids == [] and info.refresh_deletes is None
 
 
 def test_sync_state_and_done_controls_from_slapd_decode():

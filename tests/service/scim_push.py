@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from syncd.store.models import Source
 from tests.service.conftest import ServeProcess
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+
+
+#: The file source beside SCIM: ``people.csv`` next to the config, read hourly (a run at start).
+HR_SOURCE = """
+[[sources]]
+name = "hr"
+org = "acme"
+kind = "file"
+schedule = "1h"
+path = "people.csv"
+"""
+
+
+def acme_config(url: str, *, server: str = "", org: str = "", sources: str = "") -> str:
+    """A ``syncd serve`` config: the store at ``url``, JSON logs, org ``acme`` (domain acme.com), and what a test
+    adds: ``[server]`` keys, the org's other keys, policy and rules (``org``), and ``sources`` (e.g. :data:`HR_SOURCE`)."""
+    server_table = f"[server]\n{server}\n\n" if server else ""
+    return (
+        f'[database]\nurl = "{url}"\n\n{server_table}[logging]\nformat = "json"\n\n'
+        f'[[orgs]]\nslug = "acme"\nname = "Acme"\ndomains = ["acme.com"]\n{org}{sources}'
+    )
 
 
 @dataclass
@@ -70,13 +93,6 @@ class Idp:
         return answer
 
 
-def members(cli: Any, config: Any, org: str = "acme") -> dict[str, dict[str, Any]]:
-    """``syncd members list --format json`` by email."""
-    result = cli("--config", str(config), "members", "list", "--org", org, "--format", "json")
-    assert result.code == 0, result.stderr
-    return {m["email"]: m for m in json.loads(result.stdout)}
-
-
 def shape(member: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
     """(status, role, team slugs) of a member."""
     return member["status"], member["role"], tuple(sorted(t["team"] for t in member["teams"]))
@@ -86,3 +102,12 @@ def token(cli: Any, config: Any, scope: str = "scim", org: str = "acme") -> str:
     result = cli("--config", str(config), "tokens", "create", "--org", org, "--scope", scope)
     assert result.code == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
+
+
+def wait_for_housekeeping(timeout: float = 30) -> None:
+    """Until the org's housekeeping pass has run once more (it claims and releases the ``scim:acme`` lease)."""
+    seen = Source.get(Source.name == "scim:acme").lease_until
+    deadline = time.monotonic() + timeout
+    while Source.get(Source.name == "scim:acme").lease_until == seen:
+        assert time.monotonic() < deadline, "no housekeeping pass"
+        time.sleep(0.1)

@@ -5,27 +5,13 @@ the rules imply, right after the pushes and again after a housekeeping pass. Rea
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 
-from syncd.store.models import Source
-from tests.service.scim_push import Idp, members, token
+from tests.directory_checks import members
+from tests.service.scim_push import Idp, acme_config, token, wait_for_housekeeping
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-CONFIG = """[database]
-url = "{url}"
-
-[server]
-housekeeping_every = "2s"
-
-[logging]
-format = "json"
-
-[[orgs]]
-slug = "acme"
-name = "Acme"
-domains = ["acme.com"]
-
+RULES = """
 [[orgs.rules]]
 group = "IT Admins"
 role = "admin"
@@ -41,7 +27,7 @@ role = "team_admin"
 team = "leads"
 team_role = "maintainer"
 [[orgs.rules]]
-attribute = {{department = "Finance"}}
+attribute = {department = "Finance"}
 team = "finance"
 """
 GROUPS = ("IT Admins", "Engineering", "Sales", "Team Leads", "All Staff")
@@ -99,14 +85,6 @@ def push_user(idp: Idp, person: Person) -> None:
     person.id = str(idp.send("POST", "/Users", body, 201)["id"])
 
 
-def wait_for_housekeeping(timeout: float = 30) -> None:
-    seen = Source.get(Source.name == "scim:acme").lease_until
-    deadline = time.monotonic() + timeout
-    while Source.get(Source.name == "scim:acme").lease_until == seen:
-        assert time.monotonic() < deadline, "no housekeeping pass"
-        time.sleep(0.1)
-
-
 def check(cli, config, people: list[Person]) -> None:
     rows = members(cli, config)
     wrong = {p.email: (implied(p), observed(rows[p.email])) for p in people if implied(p) != observed(rows[p.email])}
@@ -117,7 +95,8 @@ def check(cli, config, people: list[Person]) -> None:
 def test_a_generated_directory_and_a_five_percent_change_come_out_exactly_as_the_rules_say(serve, tmp_path, cli):
     rng = random.Random(10)
     config = tmp_path / "syncd.toml"
-    config.write_text(CONFIG.format(url=f"sqlite:///{tmp_path / 's.db'}"), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config.write_text(acme_config(url, server='housekeeping_every = "2s"', org=RULES), encoding="utf-8")
     idp = Idp(serve(config, run=None), token(cli, config))
     idp.service.wait_ready()
 

@@ -7,24 +7,15 @@ from __future__ import annotations
 
 import csv
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from syncd.store.models import LedgerEntry, Organization
 from syncd.sync import pipeline
-from tests.service.scim_push import Idp, token
+from tests.service.scim_push import Idp, acme_config, token
 
 PEOPLE = 3 * pipeline.BATCH_MEMBERS + 1
-CONFIG = """[database]
-url = "{url}"
-
-[logging]
-format = "json"
-
-[[orgs]]
-slug = "acme"
-name = "Acme"
-domains = ["acme.com"]
-[orgs.policy]
+ORG = """[orgs.policy]
 guard_max_percent = 100
 guard_max_count = 1000000
 """
@@ -46,48 +37,67 @@ def write_people(path: Path) -> None:
             writer.writerow([f"E{i:06d}", f"person{i:06d}@acme.com", f"Person {i:06d}", f"Group {i % 50:02d}"])
 
 
-def test_scim_writes_succeed_and_interleave_with_the_batches_of_a_big_first_sync(serve, tmp_path, cli):
+def _serve_before_the_source(serve, tmp_path: Path, cli) -> tuple[Idp, Path, str, Path]:
+    """A running ``syncd serve`` of org acme with no source yet, its SCIM client, the config (path and text) and the
+    big people file the source added later reads."""
     config = tmp_path / "syncd.toml"
-    text = CONFIG.format(url=f"sqlite:///{tmp_path / 's.db'}")
+    text = acme_config(f"sqlite:///{tmp_path / 's.db'}", org=ORG)
     config.write_text(text, encoding="utf-8")
     people = tmp_path / "people.csv"
     write_people(people)
     idp = Idp(serve(config, run=None), token(cli, config))
-    service = idp.service
-    service.wait_ready()
+    idp.service.wait_ready()
+    return idp, config, text, people
 
-    statuses: list[int] = []
+
+def _join(idp: Idp, email: str) -> int:
+    """POST a new user (a member join, ledgered); the HTTP status."""
+    body = {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": email,
+        "emails": [{"value": email, "primary": True}],
+        "active": True,
+    }
+    answer = idp.service.http.post(
+        idp.service.url("/scim/v2/Users"),
+        json=body,
+        headers={"Authorization": f"Bearer {idp.token}", "Content-Type": "application/scim+json"},
+        timeout=60,
+    )
+    return answer.status_code
+
+
+def _first_sync_while(
+    idp: Idp, config: Path, text: str, people: Path, push: Callable[[int, threading.Event], None], clients: int
+) -> None:
+    """Add the source (SIGHUP: it runs at once) while ``clients`` threads ``push(client, sync_done)``; wait for it."""
     sync_done = threading.Event()
+    pushers = [threading.Thread(target=push, args=(client, sync_done)) for client in range(clients)]
+    for pusher in pushers:
+        pusher.start()
+    try:
+        config.write_text(text + SOURCE.format(path=people), encoding="utf-8")
+        idp.service.signal(1)
+        ok = idp.service.wait_event("source.run.ok", timeout=300, where=lambda e: e.get("source") == "hr")
+    finally:
+        sync_done.set()
+        for pusher in pushers:
+            pusher.join(120)
+    assert ok
 
-    def push() -> None:
+
+def test_scim_writes_succeed_and_interleave_with_the_batches_of_a_big_first_sync(serve, tmp_path, cli):
+    idp, config, text, people = _serve_before_the_source(serve, tmp_path, cli)
+    statuses: list[int] = []
+
+    def push(_client: int, sync_done: threading.Event) -> None:
         # Writes before, during and just after the sync: each a new user (a member join, ledgered).
         number = 0
         while not sync_done.is_set() or number < 5:
-            body = {
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": f"scim{number:05d}@acme.com",
-                "emails": [{"value": f"scim{number:05d}@acme.com", "primary": True}],
-                "active": True,
-            }
-            answer = service.http.post(
-                service.url("/scim/v2/Users"),
-                json=body,
-                headers={"Authorization": f"Bearer {idp.token}", "Content-Type": "application/scim+json"},
-                timeout=60,
-            )
-            statuses.append(answer.status_code)
+            statuses.append(_join(idp, f"scim{number:05d}@acme.com"))
             number += 1
 
-    pusher = threading.Thread(target=push)
-    pusher.start()
-    try:
-        config.write_text(text + SOURCE.format(path=people), encoding="utf-8")
-        service.signal(1)  # SIGHUP: the new source runs at once
-        ok = service.wait_event("source.run.ok", timeout=300, where=lambda e: e.get("source") == "hr")
-    finally:
-        sync_done.set()
-        pusher.join(120)
-    assert ok
+    _first_sync_while(idp, config, text, people, push, clients=1)
     assert statuses and set(statuses) == {201}, sorted(set(statuses))
 
     org = Organization.get(Organization.slug == "acme")
@@ -106,49 +116,16 @@ def test_scim_writes_succeed_and_interleave_with_the_batches_of_a_big_first_sync
 def test_concurrent_scim_writers_all_succeed_while_a_big_first_sync_runs(serve, tmp_path, cli):
     """Four IdP clients writing at once (threads of ``serve`` in line behind one another and behind the sync's run
     process at the writers' gate, syncd.store.write_gate): every write is answered 201 and stored."""
-    config = tmp_path / "syncd.toml"
-    text = CONFIG.format(url=f"sqlite:///{tmp_path / 's.db'}")
-    config.write_text(text, encoding="utf-8")
-    people = tmp_path / "people.csv"
-    write_people(people)
-    idp = Idp(serve(config, run=None), token(cli, config))
-    service = idp.service
-    service.wait_ready()
-
+    idp, config, text, people = _serve_before_the_source(serve, tmp_path, cli)
     statuses: list[int] = []
-    sync_done = threading.Event()
 
-    def push(client: int) -> None:
+    def push(client: int, sync_done: threading.Event) -> None:
         number = 0
         while not sync_done.is_set() or number < 3:
-            name = f"c{client}-{number:05d}@acme.com"
-            body = {
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": name,
-                "emails": [{"value": name, "primary": True}],
-                "active": True,
-            }
-            answer = service.http.post(
-                service.url("/scim/v2/Users"),
-                json=body,
-                headers={"Authorization": f"Bearer {idp.token}", "Content-Type": "application/scim+json"},
-                timeout=60,
-            )
-            statuses.append(answer.status_code)
+            statuses.append(_join(idp, f"c{client}-{number:05d}@acme.com"))
             number += 1
 
-    pushers = [threading.Thread(target=push, args=(client,)) for client in range(4)]
-    for pusher in pushers:
-        pusher.start()
-    try:
-        config.write_text(text + SOURCE.format(path=people), encoding="utf-8")
-        service.signal(1)  # SIGHUP: the new source runs at once
-        ok = service.wait_event("source.run.ok", timeout=300, where=lambda e: e.get("source") == "hr")
-    finally:
-        sync_done.set()
-        for pusher in pushers:
-            pusher.join(120)
-    assert ok
+    _first_sync_while(idp, config, text, people, push, clients=4)
     assert len(statuses) >= 4 * 3 and set(statuses) == {201}, sorted(set(statuses))
     org = Organization.get(Organization.slug == "acme")
     joined = (

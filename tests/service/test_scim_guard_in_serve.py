@@ -7,25 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
-from syncd.store.models import LedgerEntry, OutboxEvent, Source
-from tests.service.scim_push import USER, Idp, members, shape, token
+from syncd.store.models import LedgerEntry, OutboxEvent
+from tests.directory_checks import members
+from tests.service.scim_push import USER, Idp, acme_config, shape, token, wait_for_housekeeping
 
-CONFIG = """[database]
-url = "{url}"
-
-[server]
-housekeeping_every = "2s"
-
-[logging]
-format = "json"
-
-[[orgs]]
-slug = "acme"
-name = "Acme"
-domains = ["acme.com"]
-[orgs.policy]
+ORG = """[orgs.policy]
 guard_max_percent = 10
 guard_max_count = 50
 scim_guard_window = "1h"
@@ -47,18 +34,10 @@ def metric(text: str, name: str, org: str) -> float | None:
     return None
 
 
-def wait_for_housekeeping(timeout: float = 30) -> None:
-    """Until the org's housekeeping pass has run once more (it claims and releases the ``scim:acme`` lease)."""
-    seen = Source.get(Source.name == "scim:acme").lease_until
-    deadline = time.monotonic() + timeout
-    while Source.get(Source.name == "scim:acme").lease_until == seen:
-        assert time.monotonic() < deadline, "no housekeeping pass"
-        time.sleep(0.1)
-
-
 def test_scim_unassigning_most_of_an_org_is_held_then_approved_or_rejected(serve, tmp_path, cli):
     config = tmp_path / "syncd.toml"
-    config.write_text(CONFIG.format(url=f"sqlite:///{tmp_path / 's.db'}"), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config.write_text(acme_config(url, server='housekeeping_every = "2s"', org=ORG), encoding="utf-8")
     idp = Idp(serve(config, run=None), token(cli, config))
     idp.service.wait_ready()
     people = {f"p{i:02d}@acme.com": idp.user(f"p{i:02d}@acme.com") for i in range(20)}

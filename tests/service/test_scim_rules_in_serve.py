@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import signal
 
-from tests.service.scim_push import Idp, members, shape, token
+from tests.directory_checks import members
+from tests.service.scim_push import HR_SOURCE, Idp, acme_config, shape, token
 
 RULES_V1 = """
 [[orgs.rules]]
@@ -26,14 +27,9 @@ role = "team_admin"
 
 
 def write_config(path, url, rules: str) -> None:
-    path.write_text(
-        f'[database]\nurl = "{url}"\n\n[server]\nhousekeeping_every = "2s"\n\n[logging]\nformat = "json"\n\n'
-        '[[orgs]]\nslug = "acme"\nname = "Acme"\ndomains = ["acme.com"]\n'
-        "[orgs.policy]\nguard_max_percent = 100\nguard_max_count = 1000\n"
-        f"{rules}\n"
-        '[[sources]]\nname = "hr"\norg = "acme"\nkind = "file"\nschedule = "1h"\npath = "people.csv"\nprecedence = 5\n',
-        encoding="utf-8",
-    )
+    org = "[orgs.policy]\nguard_max_percent = 100\nguard_max_count = 1000\n" + rules
+    sources = HR_SOURCE + "precedence = 5\n"
+    path.write_text(acme_config(url, server='housekeeping_every = "2s"', org=org, sources=sources), encoding="utf-8")
 
 
 def test_scim_pushes_follow_the_rules_beside_a_file_source_and_through_a_reload(serve, tmp_path, cli):

@@ -7,32 +7,16 @@ from __future__ import annotations
 import json
 import re
 
-from tests.service.scim_push import USER, Idp, members, shape, token
+from tests.directory_checks import members
+from tests.service.scim_push import HR_SOURCE, USER, Idp, acme_config, shape, token
 
-CONFIG = """[database]
-url = "{url}"
-
-[logging]
-format = "json"
-
-[[orgs]]
-slug = "acme"
-name = "Acme"
-domains = ["acme.com"]
-match_on = "email"
-
-[[sources]]
-name = "hr"
-org = "acme"
-kind = "file"
-schedule = "1h"
-path = "people.csv"
-"""
+ORG = 'match_on = "email"\n'
 
 
 def test_identities_without_an_email_join_by_user_name_or_are_reported(serve, tmp_path, cli):
     config = tmp_path / "syncd.toml"
-    config.write_text(CONFIG.format(url=f"sqlite:///{tmp_path / 's.db'}"), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config.write_text(acme_config(url, org=ORG, sources=HR_SOURCE), encoding="utf-8")
     (tmp_path / "people.csv").write_text("user_name,email\nhr-ghost,\n", encoding="utf-8")
     idp = Idp(serve(config, run=None), token(cli, config))
     idp.service.wait_ready()

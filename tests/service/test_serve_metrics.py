@@ -55,7 +55,9 @@ def test_metrics_are_served_with_the_librarys_content_type_and_the_families_oper
     (tmp_path / "hook.secret").write_text(SECRET, encoding="utf-8")
     hook = f'[[webhooks]]\nurl = "{receiver.url}?key=in-the-query"\nsecret_file = "hook.secret"\n'
     config = tmp_path / "syncd.toml"
-    text = service_config(f"sqlite:///{tmp_path / 's.db'}", {"hr": "1h"}, folder=tmp_path, extra=hook)
+    text = service_config(
+        f"sqlite:///{tmp_path / 's.db'}", {"hr": "1h"}, server='webhook_every = "1s"', folder=tmp_path, extra=hook
+    )
     config.write_text(text, encoding="utf-8")
     try:
         service = serve(config, SYNCD_TEST_STEPS="1", SYNCD_TEST_DELAY="0")
@@ -65,7 +67,7 @@ def test_metrics_are_served_with_the_librarys_content_type_and_the_families_oper
         config.write_text(text + "\n[server\n", encoding="utf-8")
         service.signal(signal.SIGHUP)
         service.wait_event("config.reload.refused")
-        # The webhook tick (every 10 s) sends each org's org.create: acme's is accepted, other's answered 500.
+        # The webhook tick (every second here) sends each org's org.create: acme's is accepted, other's answered 500.
         service.wait_event("webhook.delivery.failed", timeout=40)
 
         answer = service.metrics()

@@ -66,7 +66,7 @@ def test_a_failing_source_is_quarantined_with_one_alert_then_recovers(serve, tmp
 def test_metrics_move_with_http_traffic_and_source_runs(serve, tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     config = tmp_path / "syncd.toml"
-    config.write_text(service_config(url, {"hr": "1s"}, folder=tmp_path))
+    config.write_text(service_config(url, {"hr": "1s"}, server='webhook_every = "1s"', folder=tmp_path))
     service = serve(config, SYNCD_TEST_STEPS="1", SYNCD_TEST_DELAY="0")
     service.wait_ready()
     before = service.metrics().text
@@ -88,7 +88,7 @@ def test_metrics_move_with_http_traffic_and_source_runs(serve, tmp_path):
     assert _metric(after, "syncd_ledger_head_seq", org="acme") >= 1
     assert _metric(after, "syncd_plans_held", org="acme") == 0
     assert _metric(after, "syncd_store_up") == 1
-    # The orgs' own org.create events wait for the webhook tick (every 10 s), which marks them done: no webhooks.
+    # The orgs' own org.create events wait for the webhook tick (every second here), which marks them done: no webhooks.
     deadline = time.monotonic() + 30
     while _metric(service.metrics().text, "syncd_outbox_backlog") != 0 and time.monotonic() < deadline:
         time.sleep(0.5)

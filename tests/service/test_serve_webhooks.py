@@ -33,6 +33,8 @@ def _config(tmp_path: Path, database_url: str, hook_url: str) -> Path:
     config = tmp_path / "syncd.toml"
     config.write_text(
         f'[database]\nurl = "{database_url}"\n\n[logging]\nformat = "json"\n\n'
+        # Due events every second and a first retry a second after a failure, so the test takes seconds.
+        '[server]\nwebhook_every = "1s"\nwebhook_first_backoff = "1s"\n\n'
         '[[orgs]]\nslug = "acme"\nname = "Acme"\ndomains = ["acme.com"]\n[orgs.policy]\nguard_max_percent = 100\n'
         "guard_max_count = 1000\n\n"
         '[[sources]]\nname = "hr"\norg = "acme"\nkind = "file"\nschedule = "1h"\npath = "people.csv"\n\n'
