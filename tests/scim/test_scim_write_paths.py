@@ -173,3 +173,19 @@ def test_a_written_user_in_groups_is_answered_as_the_model_path_and_a_read_answe
         read = answer(model_app, token, "GET", f"/Users/{ada}", None, query)
         assert (status, written, headers) == (200, read[1], read[2])
         assert [group["display"] for group in json.loads(written)["groups"]] == ["Staff", "Admins"]
+
+
+def test_a_write_reads_its_row_again_only_after_waiting_for_a_row_lock(
+    scim: ScimWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's write transaction holds the write lock from its start: the row read is current. PostgreSQL reads it
+    again once its row lock is taken (another write may have committed meanwhile)."""
+    from syncd.store import dialect
+    from tests.scim.test_scim_members import recorded_sql
+
+    ada = scim.a.post("/Users", person("ada")).body["id"]
+    with recorded_sql(monkeypatch) as statements:
+        assert scim.a.put(f"/Users/{ada}", person("ada", title="Lead")).status == 200
+        assert scim.a.delete(f"/Users/{ada}").status == 204
+    reads = [s for s in statements if s.startswith('SELECT "id", "key", "resource"') and 'AND "key" =' in s]
+    assert len(reads) == (4 if dialect.of().postgres else 2)
