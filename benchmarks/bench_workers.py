@@ -4,7 +4,7 @@ For each mode, the service is started on a real config and a fresh store, SCIM u
 processes with keep-alive connections drive, one phase after the other, lookups (``GET /Users?filter=userName eq
 ...``) and writes (``PATCH`` replace of ``displayName`` and ``POST`` of new users, half each). Modes:
 
-- ``threads``: ``python -m syncd serve`` (cheroot threads in one process, the default);
+- ``threads``: ``python -m syncd serve --processes 1`` (cheroot threads in one process, the default);
 - ``workers=N``: ``python -m syncd serve --processes N``, the opt-in pre-fork mode (``syncd/service/prefork.py``).
 
 It prints throughput, p50/p99 latency and errors per mode and phase, the server's CPU seconds per request (the
@@ -152,7 +152,7 @@ def run_mode(mode: str, workers: int, args: argparse.Namespace, work: Path) -> d
         port = probe.getsockname()[1]
     log_path = work / f"{mode}.log"
     command = [sys.executable, "-m", "syncd", "--config", str(config), "serve", "--metrics-listen", ""]
-    command += ["--processes", str(workers)] if workers else []
+    command += ["--processes", str(workers or 1)]
     server = subprocess.Popen(
         [*command, "--listen", f"127.0.0.1:{port}"],
         cwd=ROOT,

@@ -1,7 +1,8 @@
 """A source run in its own process, for the crash tests: ``python -m tests.crash_run DATABASE_URL ROUND [BATCH]``.
 
 Round 1 is a first sync; round 2 changes people, groups and roles. ``SYNCD_FAULT`` kills it at a step. ``BATCH``
-sets the members per apply batch, so that a small run crosses batch boundaries.
+sets the members per apply batch and the keys per move of a read staged apart (SQLite), so that a small run
+crosses batch and move boundaries.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 from datetime import datetime
 
 from connectors.interface import GroupRecord
-from syncd.store import open_database, upgrade
+from syncd.store import open_database, staging_area, upgrade
 from syncd.sync import pipeline
 from tests.directory import declare, make_config, snapshot, user
 
@@ -29,6 +30,7 @@ def read(round_: int):
 def main(url: str, round_: int, batch: int | None = None) -> None:
     if batch is not None:
         pipeline.BATCH_MEMBERS = batch
+        staging_area.RANGE_KEYS = batch
     open_database(url)
     upgrade()
     config = declare(make_config(url))

@@ -10,8 +10,17 @@ from collections import Counter
 
 import pytest
 
-from syncd.store.models import GroupMember, Identity, LedgerEntry, Member, OutboxEvent, Source, TeamMember
-from syncd.sync import ledger
+from syncd.store.models import (
+    GroupMember,
+    Identity,
+    LedgerEntry,
+    Member,
+    OutboxEvent,
+    PlanBasis,
+    Source,
+    TeamMember,
+)
+from syncd.sync import ledger, pipeline
 from tests.conftest import PYTHON, ROOT, _empty_tables, subprocess_env
 
 
@@ -80,12 +89,16 @@ def ledger_and_outbox() -> tuple[object, ...]:
     return Counter(entries), Counter(events)
 
 
-@pytest.mark.parametrize("step", ["batch", "commit"])
+@pytest.mark.parametrize("step", ["move", "moved", "batch", "commit"])
 def test_kill_between_batches_leaves_whole_batches_and_the_next_run_ends_as_an_uninterrupted_one(
     store, database_url, step
 ):
     """Batches of 2 members: round 2 changes several, so ``batch`` kills after the first batch committed and
-    ``commit`` before the last transaction (the one that moves the cursor) commits."""
+    ``commit`` before the last transaction (the one that moves the cursor) commits. On SQLite the read is staged
+    apart and moved into the stored rows 2 keys per transaction before the batches: ``move`` kills after the first
+    move committed, ``moved`` after the last, before any batch."""
+    if step.startswith("move") and not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL stages in the run's first transaction: no moves")
     assert run(database_url, 1, batch=2).returncode == 0
     assert run(database_url, 2, batch=2).stdout.strip() != "applied 0"
     uninterrupted = snapshot_of_store(), ledger_and_outbox()
@@ -97,7 +110,9 @@ def test_kill_between_batches_leaves_whole_batches_and_the_next_run_ends_as_an_u
     assert killed.returncode == -9, killed.stderr
     between = snapshot_of_store()
     assert between[-1] == "r1"  # the cursor moves only with the last batch
-    assert between != before  # the first batch is committed
+    if step != "move":  # a kill at ``move`` may follow moves that changed no row this compares
+        assert between != before  # the first batch (or move) is committed
+    assert PlanBasis.get(PlanBasis.org == Source.get(Source.name == "hr").org_id).fingerprint == pipeline.PENDING
     org_id = Source.get(Source.name == "hr").org_id
     assert ledger.verify(org_id).ok
     assert OutboxEvent.select().count() == sum(between[4].values())  # each committed change has its event

@@ -283,12 +283,13 @@ def test_batches_keep_each_members_actions_together_in_plan_order_with_active_ow
 
 
 def test_batches_after_another_writer_committed_are_planned_again_from_the_store(store, database_url, monkeypatch):
-    """Batches of 2 members. Before the second batch another connection changes u8's staged identity (as a SCIM
+    """Batches of 2 members. After the first batch another connection changes u8's staged identity (as a SCIM
     write between batches would change what the store says): u8, in a later batch still, is planned from the store
     as it is then, not from the plan made before that write."""
     from syncd.store import dialect
 
     monkeypatch.setattr(pipeline, "BATCH_MEMBERS", 2)
+    monkeypatch.setattr(pipeline, "REPLAN_MEMBERS", 1)  # and planned again one member per transaction
     config = declare(make_config(database_url))
     everyone = [user(f"u{i}") for i in range(10)]
     pipeline.apply_read(config, "hr", snapshot(*everyone), now=NOW)
@@ -298,7 +299,8 @@ def test_batches_after_another_writer_committed_are_planned_again_from_the_store
 
     def another_writer(self, held):
         pause(self, held)
-        if not writes:
+        # After the first batch (on SQLite the read's staged rows moved into the stored ones before it).
+        if not writes and Member.select().where(Member.display_name.endswith(" Second")).exists():
 
             def write() -> None:
                 with store.atomic():
@@ -317,6 +319,7 @@ def test_batches_after_another_writer_committed_are_planned_again_from_the_store
     names = {m.match_key: m.display_name for m in Member.select()}
     assert names["u8@acme.com"] == "Changed Meanwhile"
     assert names["u9@acme.com"] == "U9 Second"
+    assert all(names[f"u{i}@acme.com"] == f"U{i} Second" for i in range(10) if i != 8)
     assert ledger.verify(org_id()).ok
 
 

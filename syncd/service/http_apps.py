@@ -26,13 +26,13 @@ from flask import Flask, Response, g, jsonify, request
 
 import scim
 from syncd.admin import tokens
-from syncd.clock import iso
+from syncd.clock import iso, utcnow
 from syncd.config import Config
 from syncd.logs import bound as bind
 from syncd.logs import log_event
 from syncd.service import metrics
 from syncd.service.scheduler import SchedulerError, SourceScheduler
-from syncd.store import current_version, database
+from syncd.store import current_version, database, lease
 from syncd.store.db import UNREACHABLE
 from syncd.store.migrations import latest_version
 from syncd.store.models import Source
@@ -194,10 +194,12 @@ def readiness(service: ServiceState) -> dict[str, str]:
 
 
 def sources_state(service: ServiceState, org_slug: str) -> list[dict[str, Any]]:
-    """The org's configured sources with their run state from the store."""
+    """The org's configured sources with their run state from the store, the same whichever process or replica
+    answers: ``running`` while a run holds the source's lease, wherever it runs."""
     configured = [s for s in service.config.sources if s.org == org_slug]
-    rows = {row.name: row for row in Source.select().where(Source.name.in_([s.name for s in configured]))}
-    in_flight = service.scheduler.in_flight() if service.scheduler else {}
+    names = [s.name for s in configured]
+    rows = {row.name: row for row in Source.select().where(Source.name.in_(names))}
+    running = lease.running(names, utcnow())
     quarantined = service.scheduler.quarantined if service.scheduler else service.config.server.quarantined
     answer = []
     for settings in configured:
@@ -209,7 +211,7 @@ def sources_state(service: ServiceState, org_slug: str) -> list[dict[str, Any]]:
                 "kind": settings.kind,
                 "schedule": settings.schedule,
                 "enabled": settings.enabled,
-                "running": settings.name in in_flight,
+                "running": settings.name in running,
                 "consecutive_failures": failures,
                 "quarantined": quarantined(failures),
                 "last_error": row.last_error if row else None,

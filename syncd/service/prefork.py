@@ -1,11 +1,9 @@
 """``syncd serve --processes N`` (``[server] processes``): N HTTP processes on one listening socket, opt-in.
 
-One process is bound to one core by the GIL. Measured with ``benchmarks/bench_workers.py`` (8 SCIM clients, 2 cores
-shared with other work, load average 6-12, six rounds), this mode with two processes answered SCIM lookups at
-1.25-1.72x the threads' rate on SQLite and writes at 0.91-2.57x, SQLite writers of all processes queueing at the
-writers' gate (:mod:`syncd.store.write_gate`); before the gate, writes were 0.54-1.28x (busy handler polling). One
-process stays the default until a quieter host confirms it (one run on PostgreSQL, before the gate: lookups 1.19x,
-writes 0.79x).
+One process is bound to one core by the GIL; this mode lets SCIM use more. It stays opt-in by measurement
+(``benchmarks/bench_workers.py``, 8 SCIM clients on the same 2 cores, host load average 9-16, figures in
+docs/architecture.md, "Running it"): two processes answered lookups faster than the threads on SQLite, not on
+PostgreSQL, and PostgreSQL writes slower; a second process pays only with an idle core.
 
 - The supervisor (this process, a :class:`syncd.service.serve.Service`) opens the listening socket, then starts N
   HTTP processes (``python -m syncd.service.prefork``) that inherit it and take connections from it, each with its
@@ -14,23 +12,33 @@ writes 0.79x).
   HTTP process that dies.
 - SIGTERM: the supervisor stops its scheduler and sends SIGTERM to every HTTP process, which drains its requests
   within ``server.shutdown_timeout``; exit 0 when all drained and no run was abandoned, else 1 (as one process).
-- SIGHUP: the supervisor validates and declares the config once, as one process does, and once the new config is in
-  force for its scheduler (between two housekeeping runs) sends SIGHUP to the HTTP processes, which re-read the same
-  file; one that cannot keeps its config and logs ``config.reload.refused``. Between the two swaps a SCIM write may
-  still use the old rules for a moment, as on a replica reloaded a moment later.
+- SIGHUP: the supervisor alone reads the file; it validates and declares the config once, as one process does, then
+  prepares it in every HTTP process and commits it at one moment for all of them, in the same turn between two
+  housekeeping runs as its scheduler takes it (:mod:`syncd.service.prefork_config`): no request fails, every
+  request that starts after the commit uses the new config whichever process takes it, and READY=1 and
+  ``config.reloaded`` come after the commit.
 - /readyz in an HTTP process reports the supervisor's scheduler, which publishes its health to a small file twice a
   second; a file older than :data:`HEALTH_STALE_SECONDS` reads as "not running". ``POST
   /admin/v1/sources/<name>/sync`` runs in the HTTP process under the source's lease, which keeps it from overlapping
   a scheduled run, as between replicas.
+- Answers are the same whichever process gives them: run state in the admin API comes from the store (the
+  source's lease, :func:`syncd.store.lease.running`), readiness from the supervisor's published health.
 - Metrics: the HTTP processes count in prometheus-client's multiprocess files, which the supervisor's /metrics
   adds to its own (:class:`syncd.service.metrics.SummedProcesses`).
+- Files: the supervisor's working directory (``$TMPDIR/syncd-serve-<pid namespace>-<pid>-*``: config versions,
+  health, metrics files) goes when it stops; one left by a supervisor that was killed is removed by the next start,
+  and HTTP processes whose supervisor is gone drain and exit (they watch their parent twice a second), so nothing
+  serves without a scheduler.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -39,17 +47,18 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 from cheroot.wsgi import Server
 
-from syncd import config as config_module
 from syncd import logs
 from syncd.common.errors import ConfigError
 from syncd.config import Config
 from syncd.logs import log_event
 from syncd.service import metrics
 from syncd.service.http_apps import ServiceState
+from syncd.service.prefork_config import CommittedConfig, SharedConfig
 from syncd.service.scheduler import RunFunction, SourceScheduler
 from syncd.service.serve import (
     HANDLED,
@@ -60,7 +69,7 @@ from syncd.service.serve import (
     parse_listen,
     wait_signal,
 )
-from syncd.store import open_database
+from syncd.store import lease, open_database
 
 log = logging.getLogger("syncd.serve")
 
@@ -71,8 +80,10 @@ _SUPERVISOR_ONLY = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 """sd_notify(3) variables the HTTP processes do not get: only the supervisor speaks to systemd."""
 _ENV_FD = "SYNCD_LISTEN_FD"
 _ENV_DIR = "SYNCD_PREFORK_DIR"
-_ENV_CONFIG = "SYNCD_PREFORK_CONFIG"
 _ENV_LISTEN = "SYNCD_PREFORK_LISTEN"
+_ENV_SUPERVISOR = "SYNCD_PREFORK_SUPERVISOR"
+_ENV_RUN = "SYNCD_PREFORK_RUN"
+WORKDIR_PREFIX = "syncd-serve-"
 
 
 class Supervisor(Service):
@@ -89,12 +100,26 @@ class Supervisor(Service):
     ) -> None:
         super().__init__(config_path, config, listen, run, metrics_listen)
         self.processes = processes
-        self.workdir = Path(tempfile.mkdtemp(prefix="syncd-serve-"))
+        temp = Path(tempfile.gettempdir())
+        for left in remove_stale_workdirs(temp):
+            log_event(log, "service.workdir.removed", path=str(left), reason="its supervisor is gone")
+        self.workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(os.getpid()), dir=temp))
         (self.workdir / "metrics").mkdir()
         metrics.sum_http_processes(str(self.workdir / "metrics"))
+        self.shared = SharedConfig(self.workdir, writer=True)
+        self.shared.commit(self.shared.offer(config))
         self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children_lock = threading.Lock()
+        """Held while an HTTP process starts and while a reload is offered, so that each either starts after the
+        offer (and loads it) or gets its SIGHUP."""
         self.listener: socket.socket | None = None
         self._children_clean = True
+
+    def run(self) -> int:
+        try:
+            return super().run()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _open_listener(self) -> None:
         host, port = parse_listen(self.listen)
@@ -124,16 +149,18 @@ class Supervisor(Service):
         survive fork and exec, signal(7)), so a SIGHUP arriving while it starts waits for its loop."""
         assert self.listener is not None
         fd = self.listener.fileno()
-        config_path = self.config_path or (str(self.config.path) if self.config.path is not None else "")
+        run = self.scheduler.run
         env = {
             **{k: v for k, v in os.environ.items() if k not in _SUPERVISOR_ONLY},
             _ENV_FD: str(fd),
             _ENV_DIR: str(self.workdir),
-            _ENV_CONFIG: config_path,
             _ENV_LISTEN: self.listen,
+            _ENV_SUPERVISOR: str(os.getpid()),
+            _ENV_RUN: f"{run.__module__}:{run.__qualname__}",
         }
-        child = subprocess.Popen([sys.executable, "-m", "syncd.service.prefork"], pass_fds=(fd,), env=env)
-        self.children[child.pid] = child
+        with self._children_lock:
+            child = subprocess.Popen([sys.executable, "-m", "syncd.service.prefork"], pass_fds=(fd,), env=env)
+            self.children[child.pid] = child
         log_event(log, "service.http_process.started", child_pid=child.pid)
 
     def _publish(self) -> None:
@@ -149,15 +176,31 @@ class Supervisor(Service):
             code = child.poll()
             if code is None:
                 continue
-            del self.children[pid]
+            with self._children_lock:
+                del self.children[pid]
+            self.shared.forget(pid)
             log_event(log, "service.http_process.replaced", logging.ERROR, child_pid=pid, exit_code=code)
             self._spawn()
 
-    def _swap_pending(self) -> None:
-        """Pass a reload on once it is in force for the scheduler, between two housekeeping runs."""
-        super()._swap_pending()
-        for pid in list(self.children):
-            os.kill(pid, signal.SIGHUP)
+    def _hand_over(self, new: Config) -> None:
+        """Prepare ``new`` in every HTTP process, then commit it (:mod:`syncd.service.prefork_config`); the caller
+        swaps the scheduler's config right after, in the same turn between housekeeping runs."""
+        with self._children_lock:
+            generation = self.shared.offer(new)
+            children = dict(self.children)
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):  # reaped by the loop, not yet replaced
+                    os.kill(pid, signal.SIGHUP)
+        late = self.shared.wait_prepared(generation, children, lambda pid: children[pid].poll() is None)
+        if late:
+            log_event(
+                log,
+                "config.reload.late",
+                logging.WARNING,
+                child_pids=",".join(map(str, late)),
+                effect="they load the new config at their next request",
+            )
+        self.shared.commit(generation)
 
     def _stop_http(self) -> threading.Thread:
         for child in self.children.values():
@@ -184,12 +227,39 @@ class Supervisor(Service):
         return drained
 
 
+def workdir_prefix(pid: int) -> str:
+    """A supervisor's working directory is named after its PID namespace and pid, so a later start can tell whether
+    it is still in use."""
+    return f"{WORKDIR_PREFIX}{lease.pid_namespace()}-{pid}-"
+
+
+def remove_stale_workdirs(parent: Path) -> list[Path]:
+    """Remove the working directories of this user's supervisors that are gone (SIGKILL, the OOM killer and a power
+    cut leave them, with their metrics files); one of a live process, of another PID namespace or user stays."""
+    removed = []
+    namespace = lease.pid_namespace()
+    for path in parent.glob(f"{WORKDIR_PREFIX}*-*-*"):
+        where, _, rest = path.name.removeprefix(WORKDIR_PREFIX).partition("-")
+        pid = rest.partition("-")[0]
+        if where != namespace or not pid.isdigit():
+            continue
+        try:
+            if not path.is_dir() or path.is_symlink() or path.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if lease.process_gone(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 class PublishedScheduler(SourceScheduler):
     """The scheduler as an HTTP process sees it: never started here, its health read from the supervisor's file;
     run-now still runs here, under the source's lease (:meth:`SourceScheduler.run_now`)."""
 
-    def __init__(self, config: Config, health: Path) -> None:
-        super().__init__(config)
+    def __init__(self, config: Config, health: Path, run: RunFunction) -> None:
+        super().__init__(config, run=run)
         self.health = health
 
     def _read(self) -> dict[str, object] | None:
@@ -229,45 +299,70 @@ class _InheritedListener(Server):
 def http_process() -> int:
     """One HTTP process (started by :class:`Supervisor`; its environment says where the socket and files are)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+    supervisor = int(os.environ[_ENV_SUPERVISOR])
     workdir = Path(os.environ[_ENV_DIR])
     metrics.count_in(str(workdir / "metrics"))
-    config_path = os.environ[_ENV_CONFIG] or None
-    supervisor = os.getppid()
-    config = config_module.load(config_path)
-    logs.configure(config.logging.format, config.logging.level)
     logs.tag_process(pid=os.getpid())
+    committed = CommittedConfig(SharedConfig(workdir, writer=False))
+    config = committed.config
+    scheduler = PublishedScheduler(config, workdir / "scheduler.json", run=_run_function(os.environ[_ENV_RUN]))
+    state = ServiceState(config=config, scheduler=scheduler)
+    committed.on_swap = partial(_take, state)
+    logs.configure(config.logging.format, config.logging.level)
     open_database(config.database.url)
-    state = ServiceState(config=config, scheduler=PublishedScheduler(config, workdir / "scheduler.json"))
     _InheritedListener.inherited = socket.socket(fileno=int(os.environ[_ENV_FD]))
     server = http_server(os.environ[_ENV_LISTEN], config, state, _InheritedListener)
+    server.wsgi_app = committed.middleware(server.wsgi_app)
     server.prepare()
     threading.Thread(target=server.serve, name="http", daemon=True).start()
     log_event(log, "service.http_process.ready")
+    in_force = committed.generation
     while True:
         received = wait_signal(0.5)
         if received == signal.SIGHUP:
-            _reload(state, config_path)
+            _prepare(committed)
         elif received is not None:
             return _drain(state, server, signal.Signals(received).name)
         elif os.getppid() != supervisor:
             return _drain(state, server, "supervisor gone")
+        committed.follow()
+        if committed.generation != in_force:
+            in_force = committed.generation
+            _log_swap(committed)
 
 
-def _reload(state: ServiceState, config_path: str | None) -> None:
-    """Take the config the supervisor has just declared; keep the running one if this process cannot read it."""
-    try:
-        new = config_module.load(config_path)
-        check_reloadable(state.config, new)
-    except (ConfigError, OSError) as error:
-        log_event(
-            log, "config.reload.refused", logging.ERROR, path=config_path, reason=str(error), kept="running config"
-        )
-        return
-    state.config = new
+def _run_function(name: str) -> RunFunction:
+    """The supervisor's run function (a module-level function, ``module:qualname``), for run-now here."""
+    module, _, qualname = name.partition(":")
+    found: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found  # type: ignore[return-value]
+
+
+def _take(state: ServiceState, config: Config) -> None:
+    """Put ``config`` in force for this process's requests (called by the first request after a commit)."""
+    state.config = config
     assert state.scheduler is not None
-    state.scheduler.config = new
-    logs.configure(new.logging.format, new.logging.level)
-    log_event(log, "config.reloaded", path=config_path)
+    state.scheduler.config = config
+
+
+def _prepare(committed: CommittedConfig) -> None:
+    """Load the config the supervisor offers; one this process cannot take is refused (the running one kept)."""
+    try:
+        committed.prepare(check_reloadable)
+    except (ConfigError, OSError, pickle.UnpicklingError, EOFError) as error:
+        log_event(log, "config.reload.refused", logging.ERROR, reason=str(error), kept="running config")
+
+
+def _log_swap(committed: CommittedConfig) -> None:
+    if committed.refused is not None:
+        log_event(log, "config.reload.refused", logging.ERROR, reason=committed.refused, kept="running config")
+        committed.refused = None
+        return
+    config = committed.config
+    logs.configure(config.logging.format, config.logging.level)
+    log_event(log, "config.reloaded", path=str(config.path) if config.path else None, generation=committed.generation)
 
 
 def _drain(state: ServiceState, server: Server, why: str) -> int:

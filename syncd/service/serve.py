@@ -10,10 +10,9 @@ programmatic, graceful ``stop()`` that drains its worker threads within a timeou
 
 A pre-fork mode (HTTP processes taking connections from one listening socket, each with its own database
 connection) is opt-in: ``[server] processes`` or ``--processes N`` (:mod:`syncd.service.prefork`, where a
-:class:`Service` that serves no HTTP itself supervises them). Measured against these threads at 8 SCIM clients
-(``benchmarks/bench_workers.py``, once SCIM lookups were answered from the stored representation and SQLite writers
-queue at the writers' gate), two processes answered lookups at 1.25-1.72x the threads' rate on SQLite and writes at
-0.91-2.57x over six rounds on a busy host; the figures are in :mod:`syncd.service.prefork`.
+:class:`Service` that serves no HTTP itself supervises them); measured against these threads at 8 SCIM clients
+(``benchmarks/bench_workers.py``) it wins on lookups only with an idle core and on SQLite, so one process stays the
+default (figures in docs/architecture.md, "Running it").
 
 Signals (systemd.kill(5), sd_notify(3)) are taken synchronously by the main thread with ``sigtimedwait`` (they are
 blocked in every other thread), so no handler runs in the middle of other code; one that still reaches another
@@ -244,6 +243,7 @@ class Service:
             new, self._pending = self._pending, None
         if new is None:
             return
+        self._hand_over(new)
         changes = self.scheduler.apply(new)
         self.config = new
         self.state.config = new
@@ -251,6 +251,10 @@ class Service:
         log_event(log, "config.reloaded", path=self.config_path, **{k: ",".join(v) for k, v in changes.items()})
         metrics.config_reloaded(True)
         notify("READY=1", f"STATUS=serving, {len(new.sources)} sources")
+
+    def _hand_over(self, new: Config) -> None:
+        """Called just before the swap, in the same turn between housekeeping runs (the pre-fork supervisor puts the
+        new config in force in its HTTP processes here)."""
 
     def stop(self, why: str) -> int:
         """Graceful shutdown within ``server.shutdown_timeout`` (see the module docstring)."""

@@ -15,6 +15,7 @@ The differences, and where each is documented:
 | time columns read raw | the text peewee stored | a ``datetime`` |
 | a long writer between its transactions | pauses so waiting writers get the lock | nothing (waiters queue) |
 | "did another writer commit meanwhile" | ``PRAGMA data_version`` | transaction ids and snapshots |
+| a run's stage and plan | apart, in TEMP tables, under a read transaction | in its first write transaction |
 
 (https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
 https://www.postgresql.org/docs/current/explicit-locking.html, https://www.postgresql.org/docs/current/functions-json.html,
@@ -30,7 +31,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 from peewee import SQL, NodeList, fn
@@ -38,6 +39,9 @@ from peewee import SQL, NodeList, fn
 from syncd.domain.folding import fold
 from syncd.store import write_gate
 from syncd.store.db import database
+
+if TYPE_CHECKING:
+    from syncd.store.staging_area import StagingArea
 
 FOLD_FUNCTION = "scim_fold"
 ICU_ROOT = "und-x-icu"
@@ -108,6 +112,18 @@ class Dialect:
                 yield tx
         finally:
             gate.release()
+
+    def staging_area(self, org_id: int, source_id: int) -> StagingArea | None:
+        """Where a run stages its read apart from the stored rows, so that staging and planning hold no write lock
+        (docs/architecture.md, "Batches"). SQLite: TEMP tables of the run's connection
+        (:mod:`syncd.store.staging_area`); its one write lock would otherwise keep every SCIM write out for the whole
+        stage and plan. PostgreSQL: None, the run stages in its first transaction; its writers wait on the org row
+        only, and readers never wait."""
+        if self.postgres:
+            return None
+        from syncd.store.staging_area import StagingArea
+
+        return StagingArea(self.db, org_id, source_id)
 
     def let_writers_in(self, held_seconds: float | None) -> None:
         """Between two transactions of one long writer (a run's apply batches): on SQLite, pause long enough that a

@@ -66,14 +66,29 @@ def release(source: str, owner: str, cooldown_until: datetime) -> bool:
     return changed == 1
 
 
-def this_host() -> str:
-    """The host name and PID namespace (its inode, from /proc/self/ns/pid) in which pids of owner ids mean this
-    host's processes; the namespace is ``0`` when /proc does not say."""
+def pid_namespace() -> str:
+    """This process's PID namespace (its inode, from /proc/self/ns/pid), ``0`` when /proc does not say: a pid means
+    the same process only within one namespace."""
     try:
-        namespace = os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]") or "0"
+        return os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]") or "0"
     except OSError:
-        namespace = "0"
-    return f"{socket.gethostname()}/{namespace}"
+        return "0"
+
+
+def this_host() -> str:
+    """The host name and PID namespace in which pids of owner ids mean this host's processes."""
+    return f"{socket.gethostname()}/{pid_namespace()}"
+
+
+def process_gone(pid: int) -> bool:
+    """True when no process ``pid`` exists in this PID namespace (one of another user still exists)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def owner_id() -> str:
@@ -90,13 +105,7 @@ def dead_local_owner(owner: str, host: str | None = None) -> bool:
     where, pid_text, _ = parts
     if where != (host or this_host()) or not pid_text.isdigit():
         return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
+    return process_gone(int(pid_text))
 
 
 def free_dead_local(now: datetime) -> list[tuple[str, str]]:
@@ -116,6 +125,17 @@ def free_dead_local(now: datetime) -> list[tuple[str, str]]:
             if changed == 1:
                 freed.append((name, owner))
     return freed
+
+
+def running(sources: list[str], now: datetime) -> set[str]:
+    """Those of ``sources`` whose lease a run holds now, in any process of any replica (a released lease has no
+    owner; a crashed holder's counts until it expires)."""
+    held = (
+        Source.select(Source.name)
+        .where(Source.name.in_(sources) & Source.lease_owner.is_null(False) & (Source.lease_until > now))
+        .tuples()
+    )
+    return {name for (name,) in held}
 
 
 def holder(source: str) -> tuple[str | None, datetime | None]:

@@ -4,12 +4,15 @@ This module is the shell's entry point for source runs (CLI ``syncd sync``, the 
 SCIM writes (:func:`reconcile_touched`, called inside the SCIM write transaction). Stage, plan, apply, ledger,
 outbox and the new cursor share one transaction (invariant 2); a plan of more than :data:`BATCH_MEMBERS` members
 applies in batches, each its own transaction, and the cursor moves with the last (docs/architecture.md,
-"Batches"). A held plan rolls the stage back too, so the store never holds staged data the org has not accepted;
-``syncd approve`` reads the source again from the same cursor.
+"Batches", "Staged apart"). On SQLite a run stages, plans and judges apart, in TEMP tables under a read
+transaction, and moves its staged rows into the store in bounded transactions before the batches. A held plan
+leaves the stored rows as they were, so the store never holds staged data the org has not accepted; ``syncd
+approve`` reads the source again from the same cursor.
 
-``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``batch``, ``commit``, ``committed``) kills the process with SIGKILL
-at that step (``batch``: before each batch after the first): the crash tests use it to prove a kill at any step
-loses and doubles nothing.
+``SYNCD_FAULT`` (``stage``, ``plan``, ``apply``, ``move``, ``moved``, ``batch``, ``commit``, ``committed``) kills
+the process with SIGKILL at that step (``move``: before each move after the first; ``moved``: after the last;
+``batch``: before each batch after the first): the crash tests use it to prove a kill at any step loses and doubles
+nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +40,7 @@ from syncd.logs import log_event
 from syncd.store import dialect, sql
 from syncd.store.models import Organization, PlanBasis, Source, Team
 from syncd.store.models import Plan as PlanRow
+from syncd.store.staging_area import StagingArea
 from syncd.store.tx import write_transaction
 from syncd.sync import guard, held, orgs, source_runs
 from syncd.sync.apply import apply_plan
@@ -205,8 +210,10 @@ def apply_read(
 ) -> RunResult:
     """Stage a read of the source, plan the org, guard, apply, move the cursor.
 
-    One transaction when the plan fits one batch; otherwise the first transaction holds the stage and the first
-    batch, each further batch its own, and the cursor moves with the last (docs/architecture.md, "Batches").
+    Where the dialect gives a staging area (SQLite), the read is staged, planned and judged there without the write
+    lock, then moved into the stored rows and applied in bounded transactions (:func:`_apply_read_apart`).
+    Otherwise one transaction when the plan fits one batch; else the first transaction holds the stage and the
+    first batch, each further batch its own, and the cursor moves with the last (docs/architecture.md, "Batches").
     ``read_cursor`` is the cursor the read started from (None for a full read); a held plan keeps it so that
     ``syncd approve`` can read the same changes again.
     """
@@ -216,20 +223,26 @@ def apply_read(
     rules = org_rules(config, org.slug)
     actor = actor or f"source:{source_name}"
     outcome = RunResult(source=source_name, org=org.slug)
+    area = dialect.of().staging_area(org.id, row.id)
     try:
-        with write_transaction() as tx:
-            lock_org(org.id)
-            staged = _stage(org, row, result, now, outcome, progress)
-            decision = _decide_read(
-                org, row, rules, staged, now, full=full, dry_run=dry_run, actor=actor, progress=progress
+        if area is not None:
+            decision, staged = _apply_read_apart(
+                area, org, row, rules, result, now, outcome, full=full, dry_run=dry_run, actor=actor, progress=progress
             )
-            outcome.record(decision)
-            if dry_run or decision.held_reason is not None:
-                tx.rollback()
-            else:
-                _fault("apply")
-                _finish(decision, now, lambda: source_runs.advanced(row, result, staged, now))
-        _apply_rest(decision, now, lambda: source_runs.advanced(row, result, staged, now))
+        else:
+            with write_transaction() as tx:
+                lock_org(org.id)
+                staged = _stage(org, row, result, now, outcome, progress)
+                decision = _decide_read(
+                    org, row, rules, staged, now, full=full, dry_run=dry_run, actor=actor, progress=progress
+                )
+                outcome.record(decision)
+                if dry_run or decision.held_reason is not None:
+                    tx.rollback()
+                else:
+                    _fault("apply")
+                    _finish(decision, now, lambda: source_runs.advanced(row, result, staged, now))
+            _apply_rest(decision, now, lambda: source_runs.advanced(row, result, staged, now))
     except Exception as error:
         if not isinstance(error, PipelineError) and not dry_run:
             message = f"source {source_name}: run failed ({type(error).__name__}); see the service log"
@@ -241,7 +254,7 @@ def apply_read(
         return _hold(org, row, decision, outcome, read_cursor, full, actor, now)
     _fault("committed")
     _log_unmatched(org, source_name, staged)
-    outcome.applied = True
+    outcome.applied, outcome.actions = True, decision.applied
     return outcome
 
 
@@ -270,6 +283,8 @@ class Decision:
     planner: Planner | None = None
     settle_basis: Callable[[], None] | None = None
     progress: Progress | None = None
+    scope: set[str] | None = None
+    stored_basis: PlanBasis | None = None
 
 
 def guard_judge(org: Organization) -> Judge:
@@ -290,16 +305,19 @@ def _plan_guard_apply(
     dry_run: bool = False,
     progress: Progress | None = None,
     stored_basis: PlanBasis | None = None,
+    apply_first: bool = True,
 ) -> Decision:
-    """The one core of a source run, a whole-org re-plan and an approval, inside the caller's write transaction:
-    plan the members in ``scope`` (None: the whole org), judge the WHOLE plan (default: the guard), then, unless
-    judged or a dry run, call ``accepted`` and apply the first batch. A plan the guard holds is held as a whole-org
-    plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back what it wrote before,
-    and holds the plan. The caller finishes with :func:`_finish`, which applies the other batches and records
-    the config a whole-org plan was applied under."""
+    """The one core of a source run, a whole-org re-plan and an approval, inside the caller's transaction: plan the
+    members in ``scope`` (None: the whole org), judge the WHOLE plan (default: the guard), then, unless judged or a
+    dry run, call ``accepted`` and (``apply_first``) apply the first batch. A plan the guard holds is held as a
+    whole-org plan, so that approval recomputes exactly the same thing; the caller keeps or rolls back what it wrote
+    before, and holds the plan. The caller finishes with :func:`_finish`, which applies the other batches and
+    records the config a whole-org plan was applied under; without ``apply_first`` (a read staged apart, judged
+    in a read transaction) the caller calls :func:`_accept` and applies every batch itself."""
     planner = planner or _decide
     decision = _plan_and_judge(org, rules, now, scope, judge or guard_judge(org), planner)
     decision.actor, decision.progress, decision.planner = actor, progress, planner
+    decision.scope, decision.stored_basis = scope, stored_basis
     _fault("plan")
     if dry_run:
         return decision
@@ -308,23 +326,38 @@ def _plan_guard_apply(
         return decision
     if accepted is not None:
         accepted(decision)
+    if apply_first:
+        _accept(decision, now, apply_first=True)
+    return decision
+
+
+def _accept(decision: Decision, now: datetime, *, apply_first: bool, spans: bool = False) -> None:
+    """Cut an accepted plan into batches. ``apply_first``: apply the first one in the caller's write transaction and
+    leave the rest for :func:`_apply_rest`; otherwise leave every batch to it. ``spans``: the run's changes span
+    several transactions even when the plan fits one batch (a read staged apart moved in several). A run spanning
+    several transactions records its config basis only with the last one (the basis is ``pending`` meanwhile)."""
+    org, rules, stored_basis = decision.org, decision.rules, decision.stored_basis
     owners = _active_owners(decision.inputs)
     decision.inputs.release_planned()
     first, decision.rest = _batches(decision.plan, owners)
-    decision.applied = _apply(org, first, decision.inputs, actor, now, progress, len(decision.plan.actions))
-    if scope is None:
-        digest = basis(org, rules)
-        decision.settle_basis = lambda: _record_basis(
-            org, stored_basis if not decision.rest else PlanBasis.get_or_none(PlanBasis.org == org.id), digest, now
+    if apply_first:
+        decision.applied = _apply(
+            org, first, decision.inputs, decision.actor, now, decision.progress, len(decision.plan.actions)
         )
-    elif decision.rest and stored_basis is not None:
+    else:
+        decision.rest.insert(0, first)
+    several = spans or len(decision.rest) > (0 if apply_first else 1)
+    if decision.scope is None:
+        # Read again when settled: a run staged apart planned without the lock, and another run may have settled.
+        digest = basis(org, rules)
+        decision.settle_basis = lambda: _record_basis(org, PlanBasis.get_or_none(PlanBasis.org == org.id), digest, now)
+    elif several and stored_basis is not None:
         kept = stored_basis.fingerprint, stored_basis.planned_at
         decision.settle_basis = lambda: _restore_basis(stored_basis.id, *kept)
-    if decision.rest:
+    if apply_first and decision.rest:
         _mark_pending(org)
         decision.inputs.teams.update(_team_ids(org))
         decision.quiet_marker = dialect.of().quiet_marker()
-    return decision
 
 
 def _team_ids(org: Organization) -> dict[str, int]:
@@ -398,7 +431,9 @@ def _finish(decision: Decision, now: datetime, advance: Callable[[], None]) -> N
         _settle(decision, advance)
 
 
-def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) -> None:
+def _apply_rest(
+    decision: Decision, now: datetime, advance: Callable[[], None], *, first_included: bool = False
+) -> None:
     """Apply the batches after the first, each its own transaction, then ``advance`` with the config basis.
 
     A later batch applies the plan's actions for its members while no other writer has committed since the plan
@@ -406,35 +441,62 @@ def _apply_rest(decision: Decision, now: datetime, advance: Callable[[], None]) 
     the org lock, so that a SCIM write between batches is seen rather than overwritten. The guard judged the whole
     plan before the first batch. A crash between batches leaves whole batches applied, the cursor where it was and
     the org's plan basis marked pending, so that the next run plans the whole org and finishes the job
-    (docs/architecture.md, invariant 2)."""
+    (docs/architecture.md, invariant 2). ``first_included``: the first of ``decision.rest`` is the plan's first
+    batch (a read staged apart), which the ``batch`` fault does not precede."""
     if not decision.rest or decision.held_reason is not None:
         return
-    org, rules = decision.org, decision.rules
-    total = len(decision.plan.actions)
-    held: float | None = None  # the first transaction held the lock for the stage and the whole plan: long
-    for actions in decision.rest:
-        _fault("batch")
+    held: float | None = None  # the transaction before held the lock for a stage and a whole plan, or a move
+    batches = deque(decision.rest)
+    number = 0
+    while batches:
+        if number or not first_included:
+            _fault("batch")
+        number += 1
         dialect.of().let_writers_in(held)
         began = time.monotonic()
         with write_transaction():
-            lock_org(org.id)
-            fresh = dialect.of().quiet_since(decision.quiet_marker)
-            if fresh:
-                # No other writer since the plan was made: its actions for these members still hold.
-                inputs, plan = decision.inputs, Plan(tuple(actions))
-            else:
-                # Another writer may have changed any member not applied yet: plan each batch again from now on.
-                inputs = gather(org, rules, list(dict.fromkeys(a.target.removeprefix("member:") for a in actions)))
-                plan = (decision.planner or _decide)(org, rules, inputs, now)
-            decision.applied += _apply(
-                org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied
-            )
-            decision.quiet_marker = dialect.of().quiet_marker() if fresh else None
+            left = _apply_batch(decision, batches.popleft(), now, REPLAN_MEMBERS)
+        if left:
+            batches.appendleft(left)
         held = time.monotonic() - began
     dialect.of().let_writers_in(held)
     with write_transaction():
-        lock_org(org.id)
+        lock_org(decision.org.id)
         _settle(decision, advance)
+
+
+REPLAN_MEMBERS = 250
+"""Members one transaction plans again and applies once another writer has committed since the plan: planning
+under the lock costs several times applying, so these transactions hold fewer members than a batch."""
+
+
+def _apply_batch(
+    decision: Decision, actions: list[Action], now: datetime, replan_members: int | None = None
+) -> list[Action]:
+    """One batch in the caller's write transaction: the plan's actions for its members while no other writer has
+    committed since the plan was made; once one has, its members planned again from the store, only the first
+    ``replan_members`` of them (None: all) when there are more. Returns the actions of the members left for later."""
+    org, rules = decision.org, decision.rules
+    lock_org(org.id)
+    fresh = dialect.of().quiet_since(decision.quiet_marker)
+    left: list[Action] = []
+    if fresh:
+        # No other writer since the plan was made: its actions for these members still hold.
+        inputs, plan = decision.inputs, Plan(tuple(actions))
+    else:
+        # Another writer may have changed any member not applied yet: plan each batch again from now on.
+        members = list(dict.fromkeys(a.target for a in actions if a.target.startswith("member:")))
+        if replan_members is not None and len(members) > replan_members:
+            later = set(members[replan_members:])
+            members, left = members[:replan_members], [a for a in actions if a.target in later]
+        inputs = gather(org, rules, [target.removeprefix("member:") for target in members])
+        plan = (decision.planner or _decide)(org, rules, inputs, now)
+    total = len(decision.plan.actions)
+    decision.applied += _apply(org, plan, inputs, decision.actor, now, decision.progress, total, decision.applied)
+    if fresh and any(not a.target.startswith("member:") for a in actions):
+        decision.inputs.teams.update(_team_ids(org))  # later batches join members to the teams this one created
+    decision.quiet_marker = dialect.of().quiet_marker() if fresh else None
+    return left
 
 
 def _settle(decision: Decision, advance: Callable[[], None]) -> None:
@@ -452,6 +514,7 @@ def _stage(
         progress("staging", 0, None)
     staged = stage(org, row, result, now)
     outcome.stage, outcome.complete, outcome.problems = staged, staged.complete, list(staged.problems)
+    log_event(log, "source.run.staged", source=row.name, changed=staged.changed, complete=staged.complete)
     _fault("stage")
     return staged
 
@@ -467,6 +530,7 @@ def _decide_read(
     dry_run: bool,
     actor: str,
     progress: Progress | None,
+    apply_first: bool = True,
 ) -> Decision:
     """Plan what a staged read changed: the members it touched, or the whole org after a full read or when the
     org-wide basis (rules, policy, match key, precedences) changed since the last whole-org plan."""
@@ -479,8 +543,96 @@ def _decide_read(
     scope = None if full or changed_basis else _scope(org, row, staged, now)
     _release_keys(staged)
     return _plan_guard_apply(
-        org, rules, now, scope=scope, dry_run=dry_run, actor=actor, progress=progress, stored_basis=stored_basis
+        org,
+        rules,
+        now,
+        scope=scope,
+        dry_run=dry_run,
+        actor=actor,
+        progress=progress,
+        stored_basis=stored_basis,
+        apply_first=apply_first,
     )
+
+
+def _apply_read_apart(
+    area: StagingArea,
+    org: Organization,
+    row: Source,
+    rules: Sequence[Rule],
+    result: ReadResult,
+    now: datetime,
+    outcome: RunResult,
+    *,
+    full: bool,
+    dry_run: bool,
+    actor: str,
+    progress: Progress | None,
+) -> tuple[Decision, StageResult]:
+    """Stage, plan and judge in a read transaction over the staging area, holding no write lock; then, for an
+    accepted plan, move the staged rows into the stored ones a range of keys per transaction and apply the plan's
+    batches, each its own transaction, the cursor with the last (docs/architecture.md, "Batches"). A run that fits
+    one range and one batch is one transaction. Before the first of several, the org's plan basis is marked
+    pending: a crash anywhere after leaves the cursor where it was, and the next run plans the whole org."""
+    if not dry_run and _basis_changed(org, rules):
+        with write_transaction():  # match keys follow the org's match_on in every source's stored rows first
+            lock_org(org.id)
+            rekey(org)
+    with area.opened():
+        with area.snapshot():
+            marker = dialect.of().quiet_marker()
+            staged = _stage(org, row, result, now, outcome, progress)
+            decision = _decide_read(
+                org,
+                row,
+                rules,
+                staged,
+                now,
+                full=full,
+                dry_run=dry_run,
+                actor=actor,
+                progress=progress,
+                apply_first=False,
+            )
+        outcome.record(decision)
+        if dry_run or decision.held_reason is not None:
+            return decision, staged
+        _fault("apply")
+        decision.quiet_marker = marker
+        advance = lambda: source_runs.advanced(row, result, staged, now)  # noqa: E731
+        moves = [lambda r=r: area.move_groups(*r) for r in area.ranges("directory_group")]
+        moves += [lambda r=r: area.move_people(*r) for r in area.ranges()]
+        moves.append(area.remove_groups)
+        _accept(decision, now, apply_first=False, spans=len(moves) > 3)
+        if len(moves) == 3 and len(decision.rest) == 1:
+            with write_transaction():
+                lock_org(org.id)
+                for move in moves:
+                    move()
+                area.close()
+                _apply_batch(decision, decision.rest.pop(), now)
+                _settle(decision, advance)
+            return decision, staged
+        with write_transaction():
+            lock_org(org.id)
+            _mark_pending(org)
+        held: float | None = None
+        for number, move in enumerate(moves):
+            if number:
+                _fault("move")
+            dialect.of().let_writers_in(held)
+            began = time.monotonic()
+            with write_transaction():
+                move()
+            held = time.monotonic() - began
+        _fault("moved")
+    _apply_rest(decision, now, advance, first_included=True)
+    return decision, staged
+
+
+def _basis_changed(org: Organization, rules: Sequence[Rule]) -> bool:
+    stored_basis = PlanBasis.get_or_none(PlanBasis.org == org.id)
+    return stored_basis is None or stored_basis.fingerprint != basis(org, rules)
 
 
 def _release_keys(staged: StageResult) -> None:

@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     from syncd.service.serve import serve
 
     args = build_parser().parse_args(syncd_args)
-    return serve(args.config, listen=args.listen, metrics_listen=args.metrics_listen, run=run)
+    return serve(args.config, listen=args.listen, metrics_listen=args.metrics_listen, run=run, processes=args.processes)
 
 
 if __name__ == "__main__":
