@@ -183,18 +183,22 @@ def start_ours(
     rules: bool = False,
 ) -> Server:
     from syncd.admin import tokens
+    from syncd.config import load as load_config
     from syncd.store import open_database, upgrade
-    from syncd.sync import orgs
+    from syncd.sync import orgs, pipeline
 
     url = database or f"sqlite:///{workdir / 'syncd.db'}"
     db = open_database(url)
     upgrade()
     org = orgs.create(f"bench-{uuid.uuid4().hex[:8]}", "Benchmark")
     _, token = tokens.create(org, "scim")
-    db.close()
     config = workdir / "syncd.toml"
     text = f'[database]\nurl = "{url}"\n\n[server]\nmax_body_bytes = 4194304\n'
     config.write_text(text + (RULES.format(slug=org.slug) if rules else ""), encoding="utf-8")
+    # The org planned whole once, as `syncd serve`'s housekeeping plans every org (server.housekeeping_every): its
+    # plan basis is recorded, as it is for any org served for a while.
+    pipeline.reconcile_org(load_config(str(config)), org.slug)
+    db.close()
     return start(
         name,
         "bench_scim:ours_app()",

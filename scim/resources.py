@@ -22,6 +22,7 @@ from typing import Any, cast
 import peewee
 from scim2_models import (
     Group,
+    GroupMembership,
     InvalidValueException,
     Meta,
     NotFoundException,
@@ -62,6 +63,35 @@ def primary_email(data: dict[str, Any]) -> str | None:
         (e for e in emails if e.get("type") == "work"), emails[0]
     )
     return str(chosen["value"])
+
+
+def user_columns(data: dict[str, Any], match_on: str, resource: str | None = None) -> dict[str, Any]:
+    """The columns of a user's row, from its resource as stored (:meth:`SyncdStorage.dump`; ``resource``: that
+    resource's JSON text when it is at hand)."""
+    enterprise = data.get(ENTERPRISE_URN) or {}
+    name = data.get("name") or {}
+    manager = enterprise.get("manager") or {}
+    user_name = str(data.get("userName") or "")
+    email = primary_email(data)
+    external_id = data.get("externalId")
+    return {
+        "user_name": user_name,
+        "user_name_lower": fold(user_name),
+        "unique_name": fold(user_name),
+        "email": email,
+        "email_lower": fold(email),
+        "external_id": external_id,
+        "display_name": person_name(data),
+        "given_name": name.get("givenName"),
+        "family_name": name.get("familyName"),
+        "active": data.get("active") is not False,
+        "department": enterprise.get("department"),
+        "title": data.get("title"),
+        "employee_number": enterprise.get("employeeNumber"),
+        "manager_key": manager.get("value"),
+        "match_key": match_key(match_on, user_name=user_name, email=email, external_id=external_id),
+        "resource": json.dumps(data, separators=(",", ":"), default=str) if resource is None else resource,
+    }
 
 
 class SyncdStorage(ScimStorage):
@@ -140,31 +170,19 @@ class SyncdStorage(ScimStorage):
             raise UniquenessException(detail=f"{what} is already taken in this organization") from None
 
     def user_columns(self, data: dict[str, Any]) -> dict[str, Any]:
-        enterprise = data.get(ENTERPRISE_URN) or {}
-        name = data.get("name") or {}
-        manager = enterprise.get("manager") or {}
-        user_name = str(data.get("userName") or "")
-        email = primary_email(data)
-        external_id = data.get("externalId")
-        _refuse_identifiers({"userName": user_name, "externalId": external_id, "emails.value": email})
-        return {
-            "user_name": user_name,
-            "user_name_lower": fold(user_name),
-            "unique_name": fold(user_name),
-            "email": email,
-            "email_lower": fold(email),
-            "external_id": external_id,
-            "display_name": person_name(data),
-            "given_name": name.get("givenName"),
-            "family_name": name.get("familyName"),
-            "active": data.get("active") is not False,
-            "department": enterprise.get("department"),
-            "title": data.get("title"),
-            "employee_number": enterprise.get("employeeNumber"),
-            "manager_key": manager.get("value"),
-            "match_key": match_key(self.tenant.match_on, user_name=user_name, email=email, external_id=external_id),
-            "resource": json.dumps(data, separators=(",", ":"), default=str),
-        }
+        """The columns a user's row is written with; identifiers the store cannot index are refused (400)."""
+        columns = user_columns(data, self.tenant.match_on)
+        _refuse_identifiers(
+            {"userName": columns["user_name"], "externalId": columns["external_id"], "emails.value": columns["email"]}
+        )
+        return columns
+
+    def stored_columns(self, row: UserRow) -> dict[str, Any]:
+        """The columns ``row`` was written with (they are a function of its stored resource), its match key as
+        stored."""
+        columns = user_columns(json.loads(row.resource), self.tenant.match_on, row.resource)
+        columns["match_key"] = row.match_key
+        return columns
 
     @staticmethod
     def group_columns(data: dict[str, Any]) -> dict[str, Any]:
@@ -298,7 +316,7 @@ class SyncdStorage(ScimStorage):
             preconditions.require_written(
                 self.rows.update_user(user, version_number(expected_version), columns, utcnow())
             )
-        reconciliation.user_updated(self.config, self.rows, before, primary_email(json.loads(before.resource)), columns)
+        reconciliation.user_updated(self.config, self.rows, before, self.stored_columns(before), columns)
         stored = UserRow(user.id, key, columns["resource"], user.version, user.created_at, user.updated_at, None)
         self.written[key] = (stored, groups)
         return self._stored(resource_type, resource, key, user.created_at, user.updated_at, user.version, groups)
@@ -320,14 +338,9 @@ class SyncdStorage(ScimStorage):
             last_modified=_aware(updated),
             version=version_tag(version),
         )
-        if not groups:
-            return resource.model_copy(update={"id": key, "meta": meta, "password": None, "groups": None})
-        data = self.dump(resource)
-        data["groups"] = groups
-        data["id"] = key
-        stored = self._model(resource_type).model_validate(data)
-        stored.meta = meta
-        return stored
+        # Only the groups are new to the model: they are validated, not the whole resource again.
+        memberships = [GroupMembership.model_validate(entry) for entry in groups] or None
+        return resource.model_copy(update={"id": key, "meta": meta, "password": None, "groups": memberships})
 
     def bump(self, row: GroupRow, expected_version: str | None, **columns: Any) -> int:
         """Write a group's columns and move its version on, unless another write moved it first."""

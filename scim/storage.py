@@ -123,13 +123,13 @@ class Rows:
         the version moved and answer 412, which RFC 7644 §3.14 allows only when the client asked for the
         precondition. Held, they serialise: the later one reads what the earlier wrote and applies its change to it.
         The lock is :meth:`syncd.store.dialect.Dialect.lock_row` (PostgreSQL's row lock; SQLite's write transaction
-        already holds the database's write lock). Taken before the org lock of the ledger, as the write itself was.
+        already holds the database's write lock, so the row read is current and is not read again). Taken before the
+        org lock of the ledger, as the write itself was.
         """
         if not self.writing or (table, row_id) in self._locked:
             return False
-        store_dialect.of().lock_row(table, row_id)
         self._locked.add((table, row_id))
-        return True
+        return store_dialect.of().lock_row(table, row_id)
 
     def groups_of(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The read-only ``groups`` of users (RFC 7643 §4.1.2), for a page at a time."""

@@ -27,7 +27,9 @@ thread (a library may unblock them there) is caught by a handler that only queue
   one log line and the running one is kept, in the store too: the whole config is checked before any of it is
   declared, and it is declared in one transaction (:func:`syncd.admin.shell.declare`). The new config takes
   effect for the scheduler and SCIM at once, between two housekeeping runs of an org, so a whole-org plan made with
-  the old rules never commits after a SCIM write made with the new ones.
+  the old rules never commits after a SCIM write made with the new ones. Settings read only at start
+  (:data:`RESTART_ONLY`: listeners, processes, threads, periodic jobs' periods) keep their running values, one
+  ``config.reload.restart_needed`` line per changed one.
 - READY=1 once the store is migrated and the listener accepts; WATCHDOG=1 while the scheduler's heartbeat is fresh.
 """
 
@@ -107,6 +109,8 @@ class Service:
     ) -> None:
         self.config_path = config_path or os.environ.get("SYNCD_CONFIG")
         self.config = config
+        self.started_with = config
+        """The config at start: what the settings a reload cannot change (:data:`RESTART_ONLY`) still hold."""
         self.listen = listen
         self.metrics_listen = metrics_listen
         self.scheduler = SourceScheduler(config, run=run)
@@ -248,6 +252,16 @@ class Service:
         self.config = new
         self.state.config = new
         logs.configure(new.logging.format, new.logging.level)
+        for key in restart_needed(self.started_with, new):
+            log_event(
+                log,
+                "config.reload.restart_needed",
+                logging.WARNING,
+                setting=key,
+                running=_setting(self.started_with, key),
+                configured=_setting(new, key),
+                action=f"{key} is read only at start; restart syncd to apply it (systemctl restart syncd)",
+            )
         log_event(log, "config.reloaded", path=self.config_path, **{k: ",".join(v) for k, v in changes.items()})
         metrics.config_reloaded(True)
         notify("READY=1", f"STATUS=serving, {len(new.sources)} sources")
@@ -309,6 +323,31 @@ def http_server(listen: str, config: Config, state: ServiceState, server_class: 
     # /scim/v2 is a SCIM error (RFC 7644 §3.12); cheroot's own limit would answer text/plain first.
     server.max_request_body_size = 0
     return server
+
+
+RESTART_ONLY = (
+    "server.listen",
+    "server.metrics_listen",
+    "server.metrics_token_file",
+    "server.processes",
+    "server.workers",
+    "server.max_body_bytes",
+    "server.housekeeping_every",
+    "server.webhook_every",
+)
+"""Settings ``syncd serve`` reads only at start (its listeners, processes, threads and periodic jobs are made from
+them): a reload applies everything else and logs ``config.reload.restart_needed`` for each of these that changed
+(docs/architecture.md, "Running it"). A changed ``database.url`` refuses the whole reload (:func:`check_reloadable`)."""
+
+
+def restart_needed(started_with: Config, new: Config) -> list[str]:
+    """Those of :data:`RESTART_ONLY` whose value in ``new`` differs from the one the service started with."""
+    return [key for key in RESTART_ONLY if _setting(started_with, key) != _setting(new, key)]
+
+
+def _setting(config: Config, key: str) -> object:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
 
 
 def check_reloadable(old: Config, new: Config) -> None:

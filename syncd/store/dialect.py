@@ -201,13 +201,14 @@ class Dialect:
         xmax, in_progress = self.db.execute_sql(sql).fetchone()
         return int(xmax), [int(xid) for xid in in_progress]
 
-    def lock_row(self, model: type[peewee.Model], row_id: int) -> None:
+    def lock_row(self, model: type[peewee.Model], row_id: int) -> bool:
         """Lock one row for the rest of the write transaction (PostgreSQL; SQLite's write transaction already holds
         the database's single write lock). ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: rows inserted earlier in the
         same transaction that reference it hold ``FOR KEY SHARE``, which ``FOR UPDATE`` would wait for in a cycle.
-        The text is composed once per table: every SCIM write takes it."""
+        The text is composed once per table: every SCIM write takes it. True when a lock was taken now (another
+        writer may have changed the row while this one waited), False on SQLite."""
         if not self.postgres:
-            return
+            return False
         table = model._meta.table_name
         sql = self._lock_sql.get(table)
         if sql is None:
@@ -215,6 +216,7 @@ class Dialect:
             sql += "FOR NO KEY UPDATE"
             self._lock_sql[table] = sql
         self.db.execute_sql(sql, (row_id,))
+        return True
 
     @contextlib.contextmanager
     def session_lock(self, key: int) -> Iterator[None]:

@@ -35,6 +35,10 @@ from syncd.sync.orgs import policy_of
 
 ATTRIBUTE_COLUMNS = DESCRIPTIVE_FIELDS
 
+PLANNED_COLUMNS = ("match_key", "user_name", "email", "display_name", "active", "manager_key")
+"""The identity columns the planner reads of every identity, besides its memberships (``manager_key`` for its
+manager's email); attribute rules also read :data:`ATTRIBUTE_COLUMNS` and the ``resource`` (:func:`planned_columns`)."""
+
 SHARED_ATTRIBUTES = frozenset({"department", "title"})
 """Attributes many people have the same value of: read into one string object per value."""
 
@@ -88,6 +92,19 @@ def plan_policy(org: Organization) -> PlanPolicy:
     )
 
 
+def reads_attributes(rules: Sequence[RuleLike]) -> bool:
+    """Whether these rules match on identity attributes (then every descriptive field is read)."""
+    return any(getattr(rule, "attribute", None) for rule in rules)
+
+
+def planned_columns(rules: Sequence[RuleLike]) -> frozenset[str]:
+    """The identity columns whose values a plan under these rules depends on: a write that changes none of them
+    (nor a membership) cannot change any member's plan."""
+    if reads_attributes(rules):
+        return frozenset((*PLANNED_COLUMNS, *ATTRIBUTE_COLUMNS, "resource"))
+    return frozenset(PLANNED_COLUMNS)
+
+
 def gather(
     org: Organization,
     rules: Sequence[RuleLike],
@@ -100,7 +117,7 @@ def gather(
         count_active = match_keys is None
     keys = None if match_keys is None else sorted(set(match_keys))
     sources = {source_id: (name, precedence) for source_id, name, precedence in _sources(org.id)}
-    want_attributes = any(getattr(rule, "attribute", None) for rule in rules)
+    want_attributes = reads_attributes(rules)
     identity_rows = _identity_rows(org, keys, want_attributes)
     direct = _direct_groups(org, keys, identity_rows)
     groups = _groups(org, None if keys is None else {g for s in direct.values() for g in s})
@@ -224,7 +241,7 @@ def org_view(org: Organization, rules: Sequence[RuleLike]) -> OrgView:
         teams=team_parents(org),
         active_owners=_count(org, owners=True),
         active=_count(org, owners=False),
-        want_attributes=any(getattr(rule, "attribute", None) for rule in rules),
+        want_attributes=reads_attributes(rules),
     )
 
 
@@ -265,16 +282,7 @@ def team_parents(org: Organization) -> dict[str, str | None]:
 
 
 def _identity_rows(org: Organization, keys: list[str] | None, want_attributes: bool) -> list[tuple[Any, ...]]:
-    columns = [
-        Identity.source,
-        Identity.key,
-        Identity.match_key,
-        Identity.user_name,
-        Identity.email,
-        Identity.display_name,
-        Identity.active,
-        Identity.manager_key,
-    ]
+    columns = [Identity.source, Identity.key, *(getattr(Identity, name) for name in PLANNED_COLUMNS)]
     extra = [getattr(Identity, name) for name in ATTRIBUTE_COLUMNS] + [Identity.resource] if want_attributes else []
 
     # Narrow reads build their query only when its text is not cached yet (``syncd.store.sql``). They name no
@@ -559,7 +567,7 @@ def active_owners(org: Organization) -> list[str]:
 def basis(org: Organization, rules: Sequence[RuleLike]) -> str:
     """Digest of everything org-wide a plan depends on besides the members' own data: rules, policy, domains,
     match key and source precedences. When it changes, every member must be planned again."""
-    sources = sorted(Source.select(Source.name, Source.precedence).where(Source.org == org.id).tuples())
+    sources = sorted((name, precedence) for _, name, precedence in _sources(org.id))
     text = repr(([repr(rule) for rule in rules], org.policy, org.domains, org.match_on, sources))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 from peewee import fn
@@ -131,4 +132,10 @@ def get(slug: str) -> Organization:
 
 
 def policy_of(org: Organization) -> Policy:
-    return Policy(**json.loads(org.policy))
+    return _policy(org.policy)
+
+
+@functools.lru_cache(maxsize=256)
+def _policy(text: str) -> Policy:
+    """The policy a stored text holds (a frozen value: every SCIM write reads its org's twice)."""
+    return Policy(**json.loads(text))

@@ -25,7 +25,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,7 +44,7 @@ from syncd.store.staging_area import StagingArea
 from syncd.store.tx import write_transaction
 from syncd.sync import chunked, guard, held, orgs, source_runs
 from syncd.sync.apply import apply_plan
-from syncd.sync.gather import Inputs, active_owners, basis, due_for_deprovision, gather, unmatched
+from syncd.sync.gather import Inputs, active_owners, basis, due_for_deprovision, gather, planned_columns, unmatched
 from syncd.sync.ledger import lock_org
 from syncd.sync.stage import StageResult, rekey, stage, touched_match_keys
 
@@ -1001,6 +1001,17 @@ def reject(plan_id: str, *, actor: str, now: datetime | None = None) -> RunResul
     return RunResult(source="", org=org.slug, plan_id=plan_id, actions=discarded)
 
 
+def _planned_under(org: Organization, rules: Sequence[Rule]) -> bool:
+    """Whether the org's last whole-org plan was applied under these rules and its current policy, domains, match
+    key and source precedences (its recorded basis, :func:`_record_basis`); not while a batched apply is pending.
+    After a reload that changed the rules, every touched member is planned again until housekeeping has planned the
+    whole org."""
+    stored = sql.rows(
+        "plan basis", lambda: PlanBasis.select(PlanBasis.fingerprint).where(PlanBasis.org == org.id), [org.id]
+    )
+    return bool(stored) and stored[0][0] == basis(org, rules)
+
+
 def reconcile_touched(
     config: Config,
     org_id: int,
@@ -1009,6 +1020,7 @@ def reconcile_touched(
     now: datetime | None = None,
     *,
     scim: bool = False,
+    changed: Collection[str] | None = None,
 ) -> int:
     """Reconcile the members with these match keys, inside the caller's open write transaction.
 
@@ -1018,6 +1030,12 @@ def reconcile_touched(
     plan them. Returns the number of member changes applied. Only those members, their groups (and the groups
     enclosing them) and the org's teams are read, so the cost does not grow with the org. For SCIM writes the SCIM
     guard (:mod:`syncd.sync.held`) may hold the removals; the rest applies.
+
+    ``changed`` names the identity columns the write changed, when it changed one identity and no membership (a
+    SCIM PUT or PATCH of a user). Nothing is planned when none of them is one a plan reads under the org's rules
+    (:func:`syncd.sync.gather.planned_columns`) and the org's last whole-org plan was made under the same rules and
+    policy (:func:`_planned_under`): the write then changes nothing these members are planned from, and what time
+    alone changes is housekeeping's (docs/architecture.md, "SCIM hot path"). None: always plan.
     """
     keys = {k for k in match_keys if k}
     if not keys:
@@ -1026,6 +1044,8 @@ def reconcile_touched(
     lock_org(org_id)
     org = _organization(org_id)
     rules = org_rules(config, org.slug)
+    if changed is not None and planned_columns(rules).isdisjoint(changed) and _planned_under(org, rules):
+        return 0
     inputs = gather(org, rules, keys)
     plan = reconcile(inputs.observed, rules, inputs.overrides, inputs.current, inputs.policy, now)
     if scim:

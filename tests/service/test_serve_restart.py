@@ -8,9 +8,11 @@ Each test starts real ``syncd serve`` processes on one store with the slow test 
 from __future__ import annotations
 
 import signal
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 
 from syncd.clock import iso
+from syncd.service.scheduler import RETRY_MARGIN
 from syncd.store import open_database
 from syncd.store.db import database
 from syncd.store.models import Source
@@ -28,18 +30,21 @@ def _lease(url: str) -> tuple[str | None, datetime | None]:
         database.obj.close()
 
 
-def _set_owner(url: str, owner: str) -> None:
+def _hold_elsewhere(url: str, owner: str, seconds: float) -> datetime:
+    """Renew the source's lease as the live replica ``owner`` on another host would: held for ``seconds`` from now."""
+    until = datetime.utcnow() + timedelta(seconds=seconds)
     open_database(url)
     try:
-        Source.update(lease_owner=owner).where(Source.name == "hr").execute()
+        Source.update(lease_owner=owner, lease_until=until).where(Source.name == "hr").execute()
     finally:
         database.obj.close()
+    return until
 
 
-def _config(tmp_path, url: str, lease_seconds: int):
+def _config(tmp_path, url: str, lease_seconds: int, schedule: str = "1h"):
     config = tmp_path / "syncd.toml"
     server = f"shutdown_timeout = 1\nlease_seconds = {lease_seconds}"
-    config.write_text(service_config(url, {"hr": "1h"}, server=server, folder=tmp_path), encoding="utf-8")
+    config.write_text(service_config(url, {"hr": schedule}, server=server, folder=tmp_path), encoding="utf-8")
     return config
 
 
@@ -80,18 +85,30 @@ def test_a_catch_up_run_skipped_for_a_live_looking_lease_is_retried_when_it_expi
     serve, tmp_path, store, database_url
 ):
     """The killed holder is made to look like a replica on another host (its owner id rewritten), whose process
-    this one cannot check: the restart must wait the lease out, then run, not wait for the next slot."""
-    config = _config(tmp_path, database_url, lease_seconds=6)
+    this one cannot check: the restart must wait the lease out, then run, not wait for the next slot.
+
+    The test is that other replica: it keeps renewing the lease, as a live replica's heartbeat does, until the
+    restarted service has skipped its catch-up run, and then stops, as a replica that died would; so the lease is
+    live when the restart claims however long the restart takes to start, and its expiry is the test's last renewal.
+    The schedule is daily so that the next slot (midnight UTC) never comes before the lease's expiry."""
+    config = _config(tmp_path, database_url, lease_seconds=6, schedule="1d")
+    elsewhere = "elsewhere/4026531836:4242:abcdef"
     first = serve(config, **SLOW)
     first.wait_event("source.run.start")
     first.signal(signal.SIGKILL)
     first.wait()
-    _set_owner(database_url, "elsewhere/4026531836:4242:abcdef")
-    _, until = _lease(database_url)
 
+    until = _hold_elsewhere(database_url, elsewhere, seconds=6)
     second = serve(config, **SLOW)
-    (skipped,) = second.wait_event("source.run.skipped")
-    assert (skipped["level"], skipped["owner"]) == ("info", "elsewhere/4026531836:4242:abcdef")
-    assert skipped["retry_at"] > iso(until)
+    deadline = time.monotonic() + 60
+    while not second.events("source.run.skipped"):
+        assert second.process.poll() is None and time.monotonic() < deadline, second.log_text()
+        assert not second.events("source.run.start"), "the restart took a live lease"
+        time.sleep(0.2)
+        until = _hold_elsewhere(database_url, elsewhere, seconds=6)
+    skipped = second.events("source.run.skipped")[0]
+    assert (skipped["level"], skipped["owner"]) == ("info", elsewhere)
+    assert skipped["ts"] < skipped["retry_at"] <= iso(until + RETRY_MARGIN), "retried when the lease expires"
     (started,) = second.wait_event("source.run.start", timeout=30)
-    assert started["ts"] >= skipped["retry_at"], "the other holder's lease was waited out, not taken"
+    assert started["ts"] >= iso(until), "the other holder's lease was waited out, not taken"
+    assert started["ts"] >= skipped["retry_at"]
