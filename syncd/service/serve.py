@@ -53,6 +53,7 @@ from syncd.common.errors import ConfigError
 from syncd.config import Config
 from syncd.logs import log_event
 from syncd.service import metrics
+from syncd.service.checkpointer import Checkpointer
 from syncd.service.http_apps import ServiceState, create_app, create_metrics_app
 from syncd.service.notify import notify, watchdog_interval
 from syncd.service.scheduler import RunFunction, SourceScheduler
@@ -119,6 +120,7 @@ class Service:
         self._pending_lock = threading.Lock()
         self.server = http_server(listen, config, self.state)
         self.metrics_server = _metrics_server(config, self.state, metrics_listen) if metrics_listen else None
+        self.checkpointer = Checkpointer()
         self._leaked: list[int] = []
 
     def run(self) -> int:
@@ -141,6 +143,7 @@ class Service:
         for number in HANDLED:
             signal.signal(number, self._leak)
         self.scheduler.start()
+        self.checkpointer.start()
         host, port = self._start_http()
         notify("READY=1", f"STATUS=serving on {host}:{port}, {len(self.config.sources)} sources")
         log_event(log, "service.ready", listen=f"{host}:{port}", owner=self.scheduler.owner, pid=os.getpid())
@@ -285,6 +288,7 @@ class Service:
         idle = self.scheduler.wait_idle(max(0.0, deadline - time.monotonic()))
         http_stopped.join(max(0.0, deadline - time.monotonic()))
         if self._http_drained(http_stopped) and idle:
+            self.checkpointer.stop(max(1.0, deadline - time.monotonic()))
             log_event(log, "service.stopped", signal=why)
             return 0
         left = self.scheduler.in_flight()
@@ -402,7 +406,7 @@ def serve(
         key = "server.metrics_listen" if metrics_listen is None else "--metrics-listen"
         check_listen(metrics_at, key, "--metrics-listen")
     logs.configure(config.logging.format, config.logging.level)
-    open_database(config.database.url)
+    open_database(config.database.url, background_checkpoints=True)
     try:
         upgrade()
         with declaration_lock():
