@@ -64,14 +64,17 @@ class Checkpointer:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        forms = dialect.of()
-        log_event(log, "store.checkpointer.started", every_s=EVERY_SECONDS, autocheckpoint=forms.autocheckpoint_pages())
         try:
+            self._guarded(self._started)
             while not self._stopping.wait(EVERY_SECONDS):
                 self._guarded(self._tick)
             self._guarded(self._final)
         finally:
             database.obj.close()
+
+    def _started(self) -> None:
+        pages = dialect.of().autocheckpoint_pages()
+        log_event(log, "store.checkpointer.started", every_s=EVERY_SECONDS, autocheckpoint=pages)
 
     def _guarded(self, step: Callable[[], None]) -> None:
         """Run one step; a failure (the disk, a lock held too long) is logged once until a step succeeds again."""
