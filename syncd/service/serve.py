@@ -22,7 +22,8 @@ thread (a library may unblock them there) is caught by a handler that only queue
 - SIGTERM/SIGINT: stop taking work (the scheduler fires nothing more, /readyz says draining, the listener closes),
   let in-flight requests and source runs finish, exit 0; when ``server.shutdown_timeout`` passes first the process
   exits 1 and the database rolls back the open transaction, so a run is applied entirely or not at all; the run's
-  lease is released with no cooldown, so the restarted service redoes it at once.
+  lease is released with no cooldown, so the restarted service redoes it at once. After a drain in time, SQLite's
+  WAL is checkpointed a last time (:mod:`syncd.service.checkpointer`, which checkpoints it while serve runs).
 - SIGHUP: reload the config; new, changed and removed sources are rescheduled. An invalid config is refused with
   one log line and the running one is kept, in the store too: the whole config is checked before any of it is
   declared, and it is declared in one transaction (:func:`syncd.admin.shell.declare`). The new config takes

@@ -2,8 +2,8 @@
 
 SQLite gets WAL (readers never block the writer), foreign keys on, and a busy timeout so that concurrent writers
 wait instead of failing (https://www.sqlite.org/wal.html, https://www.sqlite.org/pragma.html). In ``syncd serve``
-the connections leave the WAL checkpoint to one background thread (``background_checkpoints``,
-:mod:`syncd.service.checkpointer`) instead of the committing connection running it when the WAL passes 1,000 pages
+the connections leave the WAL checkpoint to one background thread (``background_checkpoints``; docs/architecture.md,
+"SQL and the two databases") instead of the committing connection running it when the WAL passes 1,000 pages
 (https://www.sqlite.org/wal.html#automatic_checkpoint); the commands run alone keep SQLite's automatic checkpoint.
 """
 
