@@ -309,7 +309,7 @@ def http_process() -> int:
     state = ServiceState(config=config, scheduler=scheduler)
     committed.on_swap = partial(_take, state)
     logs.configure(config.logging.format, config.logging.level)
-    open_database(config.database.url)
+    open_database(config.database.url, background_checkpoints=True)
     _InheritedListener.inherited = socket.socket(fileno=int(os.environ[_ENV_FD]))
     server = http_server(os.environ[_ENV_LISTEN], config, state, _InheritedListener)
     server.wsgi_app = committed.middleware(server.wsgi_app)

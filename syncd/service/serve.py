@@ -22,7 +22,8 @@ thread (a library may unblock them there) is caught by a handler that only queue
 - SIGTERM/SIGINT: stop taking work (the scheduler fires nothing more, /readyz says draining, the listener closes),
   let in-flight requests and source runs finish, exit 0; when ``server.shutdown_timeout`` passes first the process
   exits 1 and the database rolls back the open transaction, so a run is applied entirely or not at all; the run's
-  lease is released with no cooldown, so the restarted service redoes it at once.
+  lease is released with no cooldown, so the restarted service redoes it at once. After a drain in time, SQLite's
+  WAL is checkpointed a last time (:mod:`syncd.service.checkpointer`, which checkpoints it while serve runs).
 - SIGHUP: reload the config; new, changed and removed sources are rescheduled. An invalid config is refused with
   one log line and the running one is kept, in the store too: the whole config is checked before any of it is
   declared, and it is declared in one transaction (:func:`syncd.admin.shell.declare`). The new config takes
@@ -53,6 +54,7 @@ from syncd.common.errors import ConfigError
 from syncd.config import Config
 from syncd.logs import log_event
 from syncd.service import metrics
+from syncd.service.checkpointer import Checkpointer
 from syncd.service.http_apps import ServiceState, create_app, create_metrics_app
 from syncd.service.notify import notify, watchdog_interval
 from syncd.service.scheduler import RunFunction, SourceScheduler
@@ -119,6 +121,7 @@ class Service:
         self._pending_lock = threading.Lock()
         self.server = http_server(listen, config, self.state)
         self.metrics_server = _metrics_server(config, self.state, metrics_listen) if metrics_listen else None
+        self.checkpointer = Checkpointer()
         self._leaked: list[int] = []
 
     def run(self) -> int:
@@ -141,6 +144,7 @@ class Service:
         for number in HANDLED:
             signal.signal(number, self._leak)
         self.scheduler.start()
+        self.checkpointer.start()
         host, port = self._start_http()
         notify("READY=1", f"STATUS=serving on {host}:{port}, {len(self.config.sources)} sources")
         log_event(log, "service.ready", listen=f"{host}:{port}", owner=self.scheduler.owner, pid=os.getpid())
@@ -285,6 +289,7 @@ class Service:
         idle = self.scheduler.wait_idle(max(0.0, deadline - time.monotonic()))
         http_stopped.join(max(0.0, deadline - time.monotonic()))
         if self._http_drained(http_stopped) and idle:
+            self.checkpointer.stop(max(1.0, deadline - time.monotonic()))
             log_event(log, "service.stopped", signal=why)
             return 0
         left = self.scheduler.in_flight()
@@ -402,7 +407,7 @@ def serve(
         key = "server.metrics_listen" if metrics_listen is None else "--metrics-listen"
         check_listen(metrics_at, key, "--metrics-listen")
     logs.configure(config.logging.format, config.logging.level)
-    open_database(config.database.url)
+    open_database(config.database.url, background_checkpoints=True)
     try:
         upgrade()
         with declaration_lock():

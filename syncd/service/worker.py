@@ -158,7 +158,7 @@ def _child(
     sender.send(("started", kept))
     with bound(**context):
         try:
-            db = open_database(config.database.url)
+            db = open_database(config.database.url, background_checkpoints=True)
             result = run(config, source_name, dry_run=False, full=full, actor=actor, now=now)
             db.close()
             sender.send(("ok", result))

@@ -1,7 +1,10 @@
 """Opening the database named by ``database.url``: one code path for SQLite and PostgreSQL.
 
 SQLite gets WAL (readers never block the writer), foreign keys on, and a busy timeout so that concurrent writers
-wait instead of failing (https://www.sqlite.org/wal.html, https://www.sqlite.org/pragma.html).
+wait instead of failing (https://www.sqlite.org/wal.html, https://www.sqlite.org/pragma.html). In ``syncd serve``
+the connections leave the WAL checkpoint to one background thread (``background_checkpoints``; docs/architecture.md,
+"SQL and the two databases") instead of the committing connection running it when the WAL passes 1,000 pages
+(https://www.sqlite.org/wal.html#automatic_checkpoint); the commands run alone keep SQLite's automatic checkpoint.
 """
 
 from __future__ import annotations
@@ -22,13 +25,20 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",
     "cache_size": -64_000,
 }
+BACKGROUND_CHECKPOINT_PRAGMAS = {**SQLITE_PRAGMAS, "wal_autocheckpoint": 0}
+"""The pragmas of a connection of ``syncd serve``: no commit copies the WAL into the database, the checkpointer does
+(https://www.sqlite.org/pragma.html#pragma_wal_autocheckpoint)."""
 
 
-def open_database(url: str) -> peewee.Database:
-    """Connect the models to the database at ``url`` and return it (not yet migrated: see :func:`upgrade`)."""
+def open_database(url: str, *, background_checkpoints: bool = False) -> peewee.Database:
+    """Connect the models to the database at ``url`` and return it (not yet migrated: see :func:`upgrade`).
+
+    ``background_checkpoints``: SQLite connections do not checkpoint the WAL when they commit, for a process of
+    ``syncd serve``, whose checkpointer thread does it (nothing changes on PostgreSQL)."""
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
-        db: peewee.Database = connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+        pragmas = BACKGROUND_CHECKPOINT_PRAGMAS if background_checkpoints else SQLITE_PRAGMAS
+        db: peewee.Database = connect(url, pragmas=pragmas, check_same_thread=False)
     elif scheme in ("postgresql", "postgres"):
         db = connect(url.replace("postgres://", "postgresql://", 1))
     else:

@@ -17,8 +17,9 @@ The differences, and where each is documented:
 | "did another writer commit meanwhile" | ``PRAGMA data_version`` | transaction ids and snapshots |
 | a run's stage and plan | apart, in TEMP tables, under a read transaction | in its first write transaction |
 | a counter that rows' changes move | ``CREATE TRIGGER ... BEGIN ... END`` | a PL/pgSQL trigger function |
+| copying the write-ahead log into the database | ``PRAGMA wal_checkpoint``, by serve's checkpointer | the server's own checkpointer |
 
-(https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html,
+(https://www.sqlite.org/lang_transaction.html, https://www.sqlite.org/json1.html, https://www.sqlite.org/wal.html,
 https://www.postgresql.org/docs/current/explicit-locking.html, https://www.postgresql.org/docs/current/functions-json.html,
 https://www.psycopg.org/docs/extras.html#fast-execution-helpers, https://www.postgresql.org/docs/current/collation.html).
 See docs/architecture.md, "Layers".
@@ -31,6 +32,7 @@ import functools
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,17 @@ EXECUTEMANY_CHUNK = 5000
 SQLITE_BUSY_RETRIES = ((3, 2), (8, 5), (18, 10), (33, 15), (53, 20), (128, 25), (228, 50))
 """(waited so far in ms, next sleep in ms) of SQLite's default busy handler: its delays 1, 2, 5, 10, 15, 20, 25, 25,
 25, 50, 50, then 100 ms, as cumulative limits."""
+
+
+@dataclass(frozen=True)
+class WalCheckpoint:
+    """What ``PRAGMA wal_checkpoint`` answered (https://www.sqlite.org/pragma.html#pragma_wal_checkpoint): whether it
+    was kept from finishing (a reader or writer in the way), the pages now in the WAL and how many of them are in the
+    database file (all of them: the next writer starts the WAL over)."""
+
+    busy: bool
+    wal_pages: int
+    checkpointed: int
 
 
 def stored_time(value: datetime | str) -> datetime:
@@ -140,6 +153,37 @@ class Dialect:
         waited = 1e9 if held_seconds is None else held_seconds * 1000
         retry_ms = next((delay for limit, delay in SQLITE_BUSY_RETRIES if waited < limit), 100)
         time.sleep((retry_ms + 5) / 1000)
+
+    # -- write-ahead log ------------------------------------------------------------------------------------------
+
+    @property
+    def checkpoints_wal(self) -> bool:
+        """Whether this process must checkpoint the write-ahead log itself when its connections do not (SQLite,
+        ``wal_autocheckpoint`` 0); PostgreSQL's server checkpoints on its own."""
+        return not self.postgres
+
+    def checkpoint_wal(self, mode: str, *, wait: bool) -> WalCheckpoint:
+        """Copy the WAL into the database file on this thread's connection: ``PASSIVE`` copies what no reader still
+        needs and never waits or blocks anyone; ``TRUNCATE`` also empties the WAL file, for which it takes the write
+        lock and needs every reader on the newest snapshot; without ``wait`` it gives up at once (busy) instead of
+        holding the write lock while it waits in the busy handler, which would keep writers out
+        (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html)."""
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(f"unknown checkpoint mode {mode!r}")
+        if wait:
+            row = self.db.execute_sql(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        else:
+            kept = int(self.db.execute_sql("PRAGMA busy_timeout").fetchone()[0])
+            self.db.execute_sql("PRAGMA busy_timeout = 0")
+            try:
+                row = self.db.execute_sql(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            finally:
+                self.db.execute_sql(f"PRAGMA busy_timeout = {kept}")
+        return WalCheckpoint(busy=bool(row[0]), wal_pages=max(0, int(row[1])), checkpointed=max(0, int(row[2])))
+
+    def autocheckpoint_pages(self) -> int:
+        """This connection's ``wal_autocheckpoint``: the WAL size in pages at which a commit checkpoints (0: never)."""
+        return int(self.db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0])
 
     def quiet_marker(self) -> int | None:
         """At the end of a write transaction, after its writes: a mark for :meth:`quiet_since` at the start of the
