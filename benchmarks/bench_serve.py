@@ -134,6 +134,14 @@ def load(
     out.put((lookups, writes, errors))
 
 
+def _free_port() -> int:
+    """A port free now on 127.0.0.1: serve's and its /metrics listener's, so that a service already on the default
+    metrics port (a demo left running) does not stop the benchmark."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def drive(port: int, token: str, users, clients: int, seconds: float, stop_file: str = "") -> dict[str, Any]:
     queue: multiprocessing.Queue = multiprocessing.Queue()
     began = time.monotonic()
@@ -214,12 +222,13 @@ def main() -> int:
         _, scim_token = tokens.create(Organization.get(Organization.slug == "idp"), "scim", description="bench")
         runtime.db.close()
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port, metrics_port = _free_port(), _free_port()
         log_path = work / "serve.log"
         server = subprocess.Popen(
-            [sys.executable, "-m", "syncd", "--config", str(config), "serve", "--listen", f"127.0.0.1:{port}"],
+            [
+                *(sys.executable, "-m", "syncd", "--config", str(config), "serve"),
+                *("--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{metrics_port}"),
+            ],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=log_path.open("wb"),
