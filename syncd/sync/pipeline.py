@@ -697,15 +697,12 @@ def _apply_read_apart(
 
 
 def _moves(area: StagingArea, staged: StageResult) -> list[Callable[[], None]]:
-    """The transactions that make the source's stored rows equal its staged ones: none when staging changed no row
-    (every row staging writes is counted in ``staged.changed``), so a read that says nothing new costs no pass over
-    the stored rows."""
+    """The transactions that make the source's stored rows equal its staged ones, over the keys whose rows differ:
+    none when staging changed no row (every row staging writes is counted in ``staged.changed``), so a read that
+    says nothing new costs no pass over the stored rows."""
     if not staged.changed:
         return []
-    moves: list[Callable[[], None]] = [lambda r=r: area.move_groups(*r) for r in area.ranges("directory_group")]
-    moves += [lambda r=r: area.move_people(*r) for r in area.ranges()]
-    moves.append(area.remove_groups)
-    return moves
+    return area.moves()
 
 
 def _basis_changed(org: Organization, rules: Sequence[Rule]) -> bool:
