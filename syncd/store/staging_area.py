@@ -4,9 +4,10 @@ SQLite has one write lock per database. A run opens a read transaction (WAL read
 the org's ``identity``, ``directory_group`` and ``group_member`` rows into TEMP tables of the same names, and stages,
 plans and judges there: an unqualified name resolves to the TEMP table first
 (https://www.sqlite.org/lang_naming.html), and writing a TEMP table takes no lock on the main database. Once the
-guard accepts the plan, :meth:`StagingArea.move` makes the source's stored rows equal its staged ones, a range of
-keys per write transaction (docs/architecture.md, "Batches"). The TEMP tables belong to the connection: a crash
-leaves nothing of them behind. Used only where :attr:`syncd.store.dialect.Dialect.stages_apart`.
+guard accepts the plan, :meth:`StagingArea.moves` make the source's stored rows equal its staged ones, over the
+keys whose rows differ, a chunk of keys per write transaction (docs/architecture.md, "Batches"). The TEMP tables
+belong to the connection: a crash leaves nothing of them behind. Used only where
+:attr:`syncd.store.dialect.Dialect.stages_apart`.
 """
 
 from __future__ import annotations
