@@ -636,9 +636,9 @@ def _apply_read_apart(
     progress: Progress | None,
 ) -> tuple[Decision, StageResult]:
     """Stage, plan and judge in a read transaction over the staging area, holding no write lock; then, for an
-    accepted plan, move the staged rows into the stored ones a range of keys per transaction and apply the plan's
-    batches, each its own transaction, the cursor with the last (docs/architecture.md, "Batches"). A run that fits
-    one range and one batch is one transaction. Before the first of several, the org's plan basis is marked
+    accepted plan, move the staged rows that differ into the stored ones a chunk of keys per transaction and apply
+    the plan's batches, each its own transaction, the cursor with the last (docs/architecture.md, "Batches"). A run
+    that fits three moves and one batch is one transaction. Before the first of several, the org's plan basis is marked
     pending: a crash anywhere after leaves the cursor where it was, and the next run plans the whole org."""
     if not dry_run and _basis_changed(org, rules):
         with write_transaction():  # match keys follow the org's match_on in every source's stored rows first
@@ -697,15 +697,12 @@ def _apply_read_apart(
 
 
 def _moves(area: StagingArea, staged: StageResult) -> list[Callable[[], None]]:
-    """The transactions that make the source's stored rows equal its staged ones: none when staging changed no row
-    (every row staging writes is counted in ``staged.changed``), so a read that says nothing new costs no pass over
-    the stored rows."""
+    """The transactions that make the source's stored rows equal its staged ones, over the keys whose rows differ:
+    none when staging changed no row (every row staging writes is counted in ``staged.changed``), so a read that
+    says nothing new costs no pass over the stored rows."""
     if not staged.changed:
         return []
-    moves: list[Callable[[], None]] = [lambda r=r: area.move_groups(*r) for r in area.ranges("directory_group")]
-    moves += [lambda r=r: area.move_people(*r) for r in area.ranges()]
-    moves.append(area.remove_groups)
-    return moves
+    return area.moves()
 
 
 def _basis_changed(org: Organization, rules: Sequence[Rule]) -> bool:
