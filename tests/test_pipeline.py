@@ -183,6 +183,21 @@ def test_user_groups_become_memberships_and_implied_groups(config):
     assert GroupMember.get().member_key == "k-alice"
 
 
+@pytest.mark.parametrize("complete", [True, False])
+def test_a_group_listing_a_person_the_read_no_longer_holds_keeps_the_membership(config, complete):
+    pipeline.apply_read(config, "hr", snapshot(user("ann", "staff")), now=NOW)
+    staff = GroupRecord("staff", "Staff", member_keys=frozenset({"k-ann"}))
+    read = snapshot(groups=(staff,), complete=complete, cursor="c2")
+    result = pipeline.apply_read(config, "hr", read, now=NOW + timedelta(days=1))
+    assert result.complete == complete and not any("UNIQUE" in p for p in result.problems)
+    assert [(m.group.key, m.member_key) for m in GroupMember.select()] == [("staff", "k-ann")]
+    assert [i.key for i in Identity.select()] == ([] if complete else ["k-ann"])
+    again = pipeline.apply_read(config, "hr", read, now=NOW + timedelta(days=2))
+    assert again.complete == complete and [(m.group.key, m.member_key) for m in GroupMember.select()] == [
+        ("staff", "k-ann")
+    ]
+
+
 def test_duplicate_keys_and_user_names_make_the_read_incomplete_not_a_crash(config):
     twin = replace(user("alice"), email="other@acme.com")
     clash = replace(user("bob"), key="k-bob2", user_name="ALICE")

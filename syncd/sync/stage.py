@@ -210,18 +210,20 @@ class _Staging:
             self.result.problems.extend(redact(problem) for problem in problems)
         complete = self.result.complete
         group_ids = {key: row[0] for key, row in stored_groups.items()}
-        # Members no user record of this read carries: nested groups, keys the read does not hold as users.
+        # Members no user record of this read carries: nested groups, keys the read does not hold as users (among
+        # them people stored by an earlier read, whose memberships are compared like those of any other member).
         rest = {(group, member) for member, keys in listed.items() for group in keys}
         if rest or complete:
-            unwanted |= self._sync_memberships(rest, group_ids, members=None)
+            unwanted |= self._sync_memberships(rest, group_ids, members=sorted(listed), non_people=True)
         if not complete:
             return
         stored_keys = Identity.select(Identity.key).where(Identity.source == self.source.id)
         gone = {key for (key,) in raw_rows(stored_keys) if key not in seen}
-        if gone:
-            self._remove_identities(gone)
-        # The memberships of people who left went with them; the rest not wanted go now.
-        unwanted = {(g, m) for g, m in unwanted if m not in gone}
+        # A person who left keeps the memberships the read still lists under a group; the others go with them.
+        unlisted = gone - set(listed)
+        self._remove_memberships_of(unlisted)
+        self._remove_identities(gone)
+        unwanted = {(g, m) for g, m in unwanted if m not in unlisted}
         by_id = {gid: key for key, gid in group_ids.items()}
         self._touch_members({(by_id.get(g, ""), m) for g, m in unwanted}, group_ids)
         self._delete_memberships(sorted(unwanted))
@@ -249,6 +251,7 @@ class _Staging:
             self.result.blind = True
             self._problem(delta.blind_to_deletions)
         if removed_users:
+            self._remove_memberships_of(removed_users)
             self._remove_identities(removed_users)
         named = set(groups) | set(delta.members_added) | set(delta.members_removed)
         named |= {key for user in users.values() for key in user.groups}
@@ -314,12 +317,16 @@ class _Staging:
                 (Identity.source == self.source.id) & Identity.key.in_(chunk)
             )
             self.result.old_match_keys.update(key for (key,) in raw_rows(query) if key)
-            GroupMember.delete().where(
-                (GroupMember.source == self.source.id) & GroupMember.member_key.in_(chunk)
-            ).execute()
             self.result.identities_removed += (
                 Identity.delete().where((Identity.source == self.source.id) & Identity.key.in_(chunk)).execute()
             )
+
+    def _remove_memberships_of(self, keys: set[str]) -> None:
+        """Every membership of these member keys (people who left), in bulk."""
+        for chunk in batches(sorted(keys)):
+            GroupMember.delete().where(
+                (GroupMember.source == self.source.id) & GroupMember.member_key.in_(chunk)
+            ).execute()
 
     def _update_rows(self, model: type[peewee.Model], names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         update_many(model, (*names, "updated_at"), rows, bump_version=True)
@@ -386,21 +393,21 @@ class _Staging:
         self,
         wanted: set[tuple[str, str]],
         group_ids: dict[str, int],
-        members: list[str] | None,
+        members: list[str],
+        non_people: bool = False,
     ) -> set[tuple[int, str]]:
         """Add the ``wanted`` (group key, member key) pairs not stored yet, among the stored memberships of these
-        ``members`` (None: of every member that is not one of the source's people, such as a nested group), and
-        return the stored (group row id, member key) pairs not wanted, for the caller to remove once it knows the
-        read is complete."""
+        ``members`` (and, with ``non_people``, of every member that is not one of the source's people, such as a
+        nested group), and return the stored (group row id, member key) pairs not wanted, for the caller to remove
+        once it knows the read is complete. ``wanted`` names only these members."""
         stored: set[tuple[int, str]] = set()
-        if members is None:
+        if non_people:
             stored.update(
                 sql.run(sql.written("memberships of non-people", _memberships_of_non_people), [self.source.id])
             )
-        else:
-            table, columns = GroupMember._meta.table_name, [GroupMember.group.column_name, "member_key"]
-            where = [GroupMember.source.column_name]
-            stored.update(rows_in("stored memberships", table, columns, where, [self.source.id], "member_key", members))
+        table, columns = GroupMember._meta.table_name, [GroupMember.group.column_name, "member_key"]
+        where = [GroupMember.source.column_name]
+        stored.update(rows_in("stored memberships", table, columns, where, [self.source.id], "member_key", members))
         wanted_ids = {(group_ids[g], m) for g, m in wanted if g in group_ids}
         by_id = {gid: key for key, gid in group_ids.items()}
         self._insert_memberships({(by_id[g], m) for g, m in wanted_ids - stored}, group_ids)
